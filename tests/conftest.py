@@ -1,0 +1,9 @@
+"""Fixtures shared by the whole suite."""
+import os
+
+# No test may ever reach real AWS: fake credentials, a fixed region.
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_SESSION_TOKEN", "testing")
+os.environ.setdefault("AWS_DEFAULT_REGION", "eu-west-1")
+os.environ.pop("AWS_PROFILE", None)
