@@ -1,0 +1,248 @@
+"""The portal's data: accounts, access requests, decisions, steps, audit events.
+
+Models hold data, constraints and the allowed transitions. They never call AWS
+or Celery and hold no business rule: the services in ``services.py`` do every
+write.
+"""
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models import Q
+
+account_id_validator = RegexValidator(r"^\d{12}$", "An AWS account id is exactly 12 digits.")
+
+
+class AwsAccount(models.Model):
+    """One AWS account the portal works in, and who may ask or approve for it."""
+
+    account_id = models.CharField(max_length=12, unique=True, validators=[account_id_validator])
+    name = models.CharField(max_length=100)
+    is_datalake = models.BooleanField(default=False, help_text="DMS runs here; requesters file for it.")
+    is_remote = models.BooleanField(default=False, help_text="Secrets live here; approvers decide for it.")
+    provisioner_role_arn = models.CharField(max_length=2048, help_text="Role in this account the workers assume.")
+    external_id = models.CharField(max_length=1224, blank=True)
+    default_region = models.CharField(max_length=32, default="eu-west-1")
+    approvers = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="approver_for", blank=True)
+    requesters = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="requester_for", blank=True)
+    required_approvals = models.PositiveSmallIntegerField(default=1, validators=[MinValueValidator(1)])
+    allow_secret_shape_check = models.BooleanField(
+        default=False, help_text="Preflight may read the secret once to check its key names (values are never kept)."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=Q(required_approvals__gte=1), name="account_required_approvals_gte_1"),
+            models.CheckConstraint(condition=Q(account_id__regex=r"^[0-9]{12}$"), name="account_id_12_digits"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.account_id})"
+
+
+class RequestState(models.TextChoices):
+    PENDING_APPROVAL = "pending_approval", "Pending approval"
+    APPROVED = "approved", "Approved"
+    PROVISIONING = "provisioning", "Provisioning"
+    ACTIVE = "active", "Active"
+    FAILED = "failed", "Failed"
+    REJECTED = "rejected", "Rejected"
+    CANCELLED = "cancelled", "Cancelled"
+    REVOKING = "revoking", "Revoking"
+    REVOKED = "revoked", "Revoked"
+
+
+# States in which a request holds (or is about to hold) a role name and an
+# endpoint identifier in AWS: two such requests may not claim the same ones.
+LIVE_STATES = ("pending_approval", "approved", "provisioning", "active", "failed", "revoking")
+
+
+class AccessRequest(models.Model):
+    """A request for DMS in a DataLake account to read one secret of a Remote account."""
+
+    State = RequestState
+    LIVE_STATES = LIVE_STATES
+
+    class EndpointType(models.TextChoices):
+        SOURCE = "source", "Source"
+        TARGET = "target", "Target"
+
+    class PreflightStatus(models.TextChoices):
+        PASSED = "passed", "Passed"
+        FAILED = "failed", "Failed"
+        NOT_RUN = "not_run", "Not run"
+
+    requester = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="access_requests")
+    datalake_account = models.ForeignKey(AwsAccount, on_delete=models.PROTECT, related_name="datalake_requests")
+    remote_account = models.ForeignKey(AwsAccount, on_delete=models.PROTECT, related_name="remote_requests")
+    region = models.CharField(max_length=32)
+    secret_arn = models.CharField(max_length=2048)
+    kms_key_arn = models.CharField(max_length=2048, blank=True, help_text="As named by the requester; the plan holds the resolved key.")
+    resolved_kms_key_arn = models.CharField(max_length=2048, blank=True, help_text="The secret's key, as preflight found it.")
+    engine = models.CharField(max_length=32)
+    endpoint_identifier = models.CharField(max_length=255)
+    endpoint_type = models.CharField(max_length=6, choices=EndpointType.choices, default=EndpointType.SOURCE)
+    database_name = models.CharField(max_length=255, blank=True)
+    role_name = models.CharField(max_length=64)
+    replication_instance_arn = models.CharField(max_length=2048, blank=True)
+    justification = models.TextField()
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    state = models.CharField(max_length=20, choices=RequestState.choices, default=RequestState.PENDING_APPROVAL)
+    plan = models.JSONField(default=dict, blank=True)
+    plan_hash = models.CharField(max_length=64, blank=True)
+    preflight = models.JSONField(default=dict, blank=True)
+    preflight_status = models.CharField(max_length=8, choices=PreflightStatus.choices, default=PreflightStatus.NOT_RUN)
+    diagnosis = models.CharField(max_length=64, blank=True)
+    role_arn = models.CharField(max_length=2048, blank=True)
+    endpoint_arn = models.CharField(max_length=2048, blank=True)
+
+    # API retries: the same key from the same requester gives the same request.
+    idempotency_key = models.CharField(max_length=255, blank=True)
+    idempotency_fingerprint = models.CharField(max_length=64, blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(state__in=RequestState.values), name="request_state_valid"),
+            models.CheckConstraint(
+                condition=Q(endpoint_type__in=["source", "target"]), name="request_endpoint_type_valid"
+            ),
+            models.UniqueConstraint(
+                fields=["requester", "idempotency_key"],
+                condition=~Q(idempotency_key=""),
+                name="request_idempotency_key_unique",
+            ),
+            models.UniqueConstraint(
+                fields=["datalake_account", "region", "endpoint_identifier"],
+                condition=Q(state__in=LIVE_STATES),
+                name="request_live_endpoint_identifier_unique",
+            ),
+            models.UniqueConstraint(
+                fields=["datalake_account", "role_name"],
+                condition=Q(state__in=LIVE_STATES),
+                name="request_live_role_name_unique",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["state", "created_at"], name="request_state_created"),
+            models.Index(fields=["remote_account", "state", "created_at"], name="request_remote_state"),
+            models.Index(fields=["requester", "created_at"], name="request_requester_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.endpoint_identifier} ({self.get_state_display()})"
+
+
+class Decision(models.Model):
+    """One approver's approve or reject, bound to the plan they saw."""
+
+    class Outcome(models.TextChoices):
+        APPROVE = "approve", "Approved"
+        REJECT = "reject", "Rejected"
+
+    request = models.ForeignKey(AccessRequest, on_delete=models.PROTECT, related_name="decisions")
+    approver = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="decisions")
+    outcome = models.CharField(max_length=7, choices=Outcome.choices)
+    comment = models.TextField(blank=True)
+    plan_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(outcome__in=["approve", "reject"]), name="decision_outcome_valid"),
+            models.UniqueConstraint(fields=["request", "approver", "plan_hash"], name="decision_once_per_plan"),
+        ]
+
+
+class ProvisioningStep(models.Model):
+    """One engine step of a request's grant or revoke, with its outcome."""
+
+    class Phase(models.TextChoices):
+        GRANT = "grant", "Grant"
+        REVOKE = "revoke", "Revoke"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Done"
+        FAILED = "failed", "Failed"
+
+    request = models.ForeignKey(AccessRequest, on_delete=models.PROTECT, related_name="steps")
+    phase = models.CharField(max_length=6, choices=Phase.choices, default=Phase.GRANT)
+    name = models.CharField(max_length=40)
+    position = models.PositiveSmallIntegerField()
+    status = models.CharField(max_length=9, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    diagnosis = models.CharField(max_length=64, blank=True)
+    aws_request_ids = models.JSONField(default=list, blank=True)
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["phase", "position"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["pending", "running", "succeeded", "failed"]), name="step_status_valid"
+            ),
+            models.CheckConstraint(condition=Q(phase__in=["grant", "revoke"]), name="step_phase_valid"),
+            models.UniqueConstraint(fields=["request", "phase", "name"], name="step_once_per_phase"),
+        ]
+
+
+class ResourceLock(models.Model):
+    """One row per AWS resource ARN whose policy the workers read-merge-write.
+
+    Workers lock the row (SELECT ... FOR UPDATE) around the read, merge and put
+    of that resource's policy, so concurrent grants never lose one another.
+    """
+
+    arn = models.CharField(max_length=2048, unique=True)
+
+
+class AuditEvent(models.Model):
+    """An append-only, hash-chained record of a transition or an AWS write.
+
+    Written only through ``requests_app.audit.record_event``; the database
+    refuses UPDATE and DELETE on this table.
+    """
+
+    created_at = models.DateTimeField()
+    # No database FK on the actor: the label survives a deleted user, and a
+    # cascading SET NULL would be an UPDATE, which the table refuses.
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.DO_NOTHING, db_constraint=False, null=True, blank=True, related_name="+"
+    )
+    actor_label = models.CharField(max_length=150)
+    source_ip = models.GenericIPAddressField(null=True, blank=True)
+    action = models.CharField(max_length=64)
+    request = models.ForeignKey(
+        AccessRequest, on_delete=models.PROTECT, null=True, blank=True, related_name="audit_events"
+    )
+    account = models.ForeignKey(AwsAccount, on_delete=models.PROTECT, null=True, blank=True, related_name="audit_events")
+    target_arn = models.CharField(max_length=2048, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64, unique=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(fields=["request", "id"], name="audit_request_id"),
+            models.Index(fields=["account", "id"], name="audit_account_id"),
+            models.Index(fields=["actor_label", "id"], name="audit_actor_id"),
+            models.Index(fields=["created_at"], name="audit_created_at"),
+        ]
