@@ -83,7 +83,8 @@ def _resolve(node, conditions: dict[str, bool]):
 
 def _condition_choices(template: dict) -> list[dict[str, bool]]:
     names = sorted(template.get("Conditions", {}))
-    return [dict(zip(names, values)) for values in itertools.product([False, True], repeat=len(names))]
+    choices = itertools.product([False, True], repeat=len(names))
+    return [dict(zip(names, values)) for values in choices]
 
 
 def _as_list(value) -> list:
@@ -212,8 +213,9 @@ def test_pass_role_only_to_dms_and_only_owned_roles(datalake):
     statements = _allowing(_all_statements(datalake), "iam:PassRole")
     assert statements
     for statement in statements:
-        assert statement["Condition"]["StringEquals"] == {"iam:PassedToService": "dms.amazonaws.com"}
-        assert statement["Condition"]["Null"] == {f"iam:ResourceTag/{OWNER_TAG_KEY}": "false"}
+        condition = statement["Condition"]
+        assert condition["StringEquals"] == {"iam:PassedToService": "dms.amazonaws.com"}
+        assert condition["Null"] == {f"iam:ResourceTag/{OWNER_TAG_KEY}": "false"}
         assert _resources(statement) == [ACCOUNT_ARNS["role"]]
 
 
@@ -267,7 +269,10 @@ def test_shape_check_decrypts_only_through_secrets_manager(remote):
     ("action", "condition"),
     [
         ("kms:PutKeyPolicy", {"Bool": {"kms:BypassPolicyLockoutSafetyCheck": "true"}}),
-        ("secretsmanager:PutResourcePolicy", {"Bool": {"secretsmanager:BlockPublicPolicy": "false"}}),
+        (
+            "secretsmanager:PutResourcePolicy",
+            {"Bool": {"secretsmanager:BlockPublicPolicy": "false"}},
+        ),
     ],
 )
 def test_remote_policy_safety_checks_cannot_be_switched_off(remote, action, condition):
@@ -312,6 +317,13 @@ def test_provisioner_role_is_not_marked_as_portal_owned(path):
     # A provisioner role carrying the ownership tag could rewrite or delete itself.
     (role,) = _roles(_load(path)).values()
     assert OWNER_TAG_KEY not in {tag["Key"] for tag in role.get("Tags", [])}
+
+
+@pytest.mark.parametrize("path", [DATALAKE, REMOTE], ids=["datalake", "remote"])
+def test_every_statement_is_explained_in_the_metadata(path):
+    template = _load(path)
+    sids = {s["Sid"] for s in _all_statements(template)}
+    assert sids == set(template["Metadata"]["StatementNotes"])
 
 
 def _render(node, values: dict[str, str]):

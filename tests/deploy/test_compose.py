@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -28,19 +29,22 @@ _ENV_READ = re.compile(
     r"|os\.environ\[\s*[\"']([A-Z][A-Z0-9_]*)[\"']\s*\]"
 )
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("docker-compose") is None,
-    reason="docker-compose binary not installed (apt-get install docker-compose)",
-)
-
 
 def _compose(*args: str) -> subprocess.CompletedProcess:
+    if shutil.which("docker-compose") is None:
+        pytest.skip("docker-compose binary not installed (apt-get install docker-compose)")
+    # Read the committed defaults only: neither the caller's environment nor a
+    # local .env (which compose reads for interpolation) may change the result.
     env = {k: v for k, v in os.environ.items() if k not in {"PORTAL_ENV_FILE", "POSTGRES_PASSWORD"}}
-    return subprocess.run(
-        ["docker-compose", "--project-directory", str(ROOT), "-f", str(ROOT / "docker-compose.yml"),
-         "--profile", "demo", *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
-    )
+    with tempfile.NamedTemporaryFile(suffix=".env") as no_interpolation:
+        return subprocess.run(
+            [
+                "docker-compose", "--project-directory", str(ROOT),
+                "-f", str(ROOT / "docker-compose.yml"), "--env-file", no_interpolation.name,
+                "--profile", "demo", *args,
+            ],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+        )
 
 
 def _env_example() -> dict[str, str]:
@@ -66,7 +70,9 @@ def test_compose_file_is_valid():
 
 
 def test_services_are_the_production_set_plus_demo_moto(config):
-    assert set(config["services"]) == {"postgres", "redis", "web", "worker", "beat", "migrate", "moto"}
+    assert set(config["services"]) == {
+        "postgres", "redis", "web", "worker", "beat", "migrate", "moto"
+    }
 
 
 def test_moto_runs_only_in_the_demo_profile(config):
