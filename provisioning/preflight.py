@@ -11,10 +11,10 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from provisioning.arns import parse_secret_arn
+from provisioning.arns import parse_kms_key_arn
 from provisioning.aws_calls import AwsCalls
 from provisioning.clients import GrantClients
-from provisioning.documents import build_plan
+from provisioning.documents import build_plan, validate_spec
 from provisioning.errors import InvalidInput, PermanentAwsError
 from provisioning.resources import (
     describe_key,
@@ -101,14 +101,17 @@ def _run(report: PreflightReport, name: str, check) -> Any:
     return value
 
 
-def _secret_location(spec: GrantSpec):
-    arn = parse_secret_arn(spec.secret_arn)
-    if arn.account != spec.remote.account_id:
-        raise _Failed(f"The secret is in account {arn.account}, not in the Remote account {spec.remote.account_id}.",
-                      "account_mismatch")
-    if arn.region != spec.region:
-        raise _Failed(f"The secret is in region {arn.region}, not in {spec.region}.", "region_mismatch")
-    return arn, f"The secret is in account {arn.account}, region {arn.region}."
+def _request_valid(spec: GrantSpec):
+    # The named key may still be an alias here: preflight resolves it.
+    validate_spec(replace(spec, kms_key_arn=None))
+    if spec.kms_key_arn:
+        key = parse_kms_key_arn(spec.kms_key_arn)
+        if key.account != spec.remote.account_id:
+            raise _Failed(f"The named key is in account {key.account}, not in the Remote account "
+                          f"{spec.remote.account_id}.", "account_mismatch")
+        if key.region != spec.region:
+            raise _Failed(f"The named key is in region {key.region}, not in {spec.region}.", "region_mismatch")
+    return True, "Every field of the request is valid and the secret is in the Remote account and region."
 
 
 def _secret_exists(calls: AwsCalls, secretsmanager, spec: GrantSpec):
@@ -153,7 +156,7 @@ def _key_usable(metadata: dict, spec: GrantSpec):
 
 
 def _key_matches(calls: AwsCalls, kms, spec: GrantSpec, secret_key_arn: str):
-    named = resolve_key_arn(calls, kms, spec.kms_key_arn)
+    named = resolve_key_arn(calls, kms, spec.kms_key_arn, not_found_diagnosis="key_mismatch")
     if named != secret_key_arn:
         raise _Failed(f"The request names the key {spec.kms_key_arn}, but the secret is encrypted with "
                       f"{secret_key_arn}.", "key_mismatch")
@@ -232,7 +235,7 @@ def preflight(spec: GrantSpec, *, clients: GrantClients, shape_check: bool = Fal
     secretsmanager = clients.remote("secretsmanager")
     kms = clients.remote("kms")
 
-    located = _run(report, "secret_location", lambda: _secret_location(spec))
+    located = _run(report, "request_valid", lambda: _request_valid(spec))
     secret = located and _run(report, "secret_exists", lambda: _secret_exists(calls, secretsmanager, spec))
     metadata = secret and _run(report, "customer_managed_key", lambda: _secret_key(calls, kms, secret, spec))
     key_arn = metadata and _run(report, "key_usable", lambda: _key_usable(metadata, spec))

@@ -104,9 +104,10 @@ def read_secret_policy(calls: AwsCalls, secretsmanager: Any, secret_arn: str, *,
     return True, policy
 
 
-def describe_key(calls: AwsCalls, kms: Any, key_id: str, *, missing_ok: bool = False) -> dict | None:
+def describe_key(calls: AwsCalls, kms: Any, key_id: str, *, missing_ok: bool = False,
+                 not_found_diagnosis: str = "key_not_usable") -> dict | None:
     """KeyMetadata of ``key_id`` (key id, key ARN, alias name or alias ARN)."""
-    response = calls(kms, "DescribeKey", missing_ok=missing_ok, not_found_diagnosis="key_not_usable", KeyId=key_id)
+    response = calls(kms, "DescribeKey", missing_ok=missing_ok, not_found_diagnosis=not_found_diagnosis, KeyId=key_id)
     return None if response is None else response["KeyMetadata"]
 
 
@@ -118,11 +119,12 @@ def is_key_arn(value: str) -> bool:
         return False
 
 
-def resolve_key_arn(calls: AwsCalls, kms: Any, key_id: str, *, missing_ok: bool = False) -> str | None:
+def resolve_key_arn(calls: AwsCalls, kms: Any, key_id: str, *, missing_ok: bool = False,
+                    not_found_diagnosis: str = "key_not_usable") -> str | None:
     """The key ARN behind ``key_id``; asks KMS only when it is not a key ARN already."""
     if is_key_arn(key_id):
         return key_id
-    metadata = describe_key(calls, kms, key_id, missing_ok=missing_ok)
+    metadata = describe_key(calls, kms, key_id, missing_ok=missing_ok, not_found_diagnosis=not_found_diagnosis)
     return None if metadata is None else metadata["Arn"]
 
 

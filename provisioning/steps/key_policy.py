@@ -7,6 +7,7 @@ import json
 from provisioning.aws_calls import AwsCalls
 from provisioning.clients import GrantClients
 from provisioning.documents import key_policy_statement
+from provisioning.errors import InvalidInput
 from provisioning.resources import KEY_POLICY_NAME, read_key_policy, resolve_key_arn
 from provisioning.spec import GrantSpec
 from provisioning.statements import find_statement, merge_statement, remove_statement, statements_of
@@ -57,6 +58,8 @@ def grant_key_policy(spec: GrantSpec, *, clients: GrantClients, lock: PolicyLock
     the owner administer the key is refused. Nothing is written when the
     statement is already there as planned. Outputs ``key_arn``.
     """
+    if not spec.kms_key_arn:
+        raise InvalidInput("kms_key_arn", "is required to grant on the key (preflight discovers it from the secret)")
     calls = AwsCalls()
     kms = clients.remote("kms")
     statement = key_policy_statement(spec)

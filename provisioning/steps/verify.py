@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from provisioning.aws_calls import AwsCalls
 from provisioning.clients import GrantClients
+from provisioning.errors import InvalidInput
 from provisioning.evaluator import evaluate_access
 from provisioning.resources import find_endpoint, read_key_policy, read_role_policy, read_secret_policy, resolve_key_arn
 from provisioning.spec import GrantSpec
@@ -17,6 +18,8 @@ MAX_POLLS = 60
 
 
 def _access(calls: AwsCalls, spec: GrantSpec, clients: GrantClients) -> tuple[dict, str]:
+    if not spec.kms_key_arn:
+        raise InvalidInput("kms_key_arn", "is required to verify the grant (preflight discovers it from the secret)")
     iam = clients.datalake("iam")
     secretsmanager = clients.remote("secretsmanager")
     kms = clients.remote("kms")

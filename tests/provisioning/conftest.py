@@ -13,9 +13,10 @@ account" means assuming a role there.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import boto3
+import botocore.session
 import pytest
 from moto import mock_aws
 
@@ -48,11 +49,48 @@ FOREIGN_KEY_STATEMENT = {
 }
 
 
+_LOADER = botocore.session.get_session().get_component("data_loader")
+
+
+def new_session() -> boto3.session.Session:
+    """A new boto3 session (as a new process would have) that reuses the
+    already parsed service models, which would otherwise cost most of a
+    test's time."""
+    core = botocore.session.get_session()
+    core.register_component("data_loader", _LOADER)
+    return boto3.session.Session(region_name=REGION, botocore_session=core)
+
+
+class Admin:
+    """Clients with administrator credentials in any account, outside the
+    portal (not counted), to arrange and inspect AWS."""
+
+    def __init__(self, session: boto3.session.Session):
+        self._session = session
+        self._sts = session.client("sts", region_name=REGION)
+        self._clients: dict = {}
+
+    def __call__(self, account_id: str, service: str):
+        key = (account_id, service)
+        if key not in self._clients:
+            creds = self._sts.assume_role(RoleArn=f"arn:aws:iam::{account_id}:role/admin",
+                                          RoleSessionName="admin")["Credentials"]
+            self._clients[key] = self._session.client(
+                service,
+                region_name=REGION,
+                aws_access_key_id=creds["AccessKeyId"],
+                aws_secret_access_key=creds["SecretAccessKey"],
+                aws_session_token=creds["SessionToken"],
+            )
+        return self._clients[key]
+
+
 @dataclass
 class World:
-    """Handles on the seeded accounts; ``admin`` clients act outside the
-    portal (as an account's administrator) to arrange and inspect AWS."""
+    """Handles on the seeded accounts; ``admin(account, service)`` acts as
+    an account's administrator."""
 
+    admin: Admin
     base_session: boto3.session.Session
     datalake: AccountAccess
     remote: AccountAccess
@@ -61,15 +99,6 @@ class World:
     key_alias_arn: str
     managed_secret_arn: str
     replication_instance_arn: str
-    _admin_session: boto3.session.Session = field(default_factory=lambda: boto3.session.Session(region_name=REGION))
-    _admin_clients: dict = field(default_factory=dict)
-
-    def admin(self, account_id: str, service: str):
-        """A client with administrator credentials in ``account_id`` (not counted)."""
-        key = (account_id, service)
-        if key not in self._admin_clients:
-            self._admin_clients[key] = _admin_client(self._admin_session, account_id, service)
-        return self._admin_clients[key]
 
     def spec(self, **overrides) -> GrantSpec:
         """The runbook's request: mysql source endpoint reading the CMK secret."""
@@ -97,18 +126,6 @@ class World:
         return json.loads(self.admin(REMOTE_ID, "kms").get_key_policy(KeyId=self.key_arn, PolicyName="default")["Policy"])
 
 
-def _admin_client(session, account_id: str, service: str):
-    sts = session.client("sts", region_name=REGION)
-    creds = sts.assume_role(RoleArn=f"arn:aws:iam::{account_id}:role/admin", RoleSessionName="admin")["Credentials"]
-    return session.client(
-        service,
-        region_name=REGION,
-        aws_access_key_id=creds["AccessKeyId"],
-        aws_secret_access_key=creds["SecretAccessKey"],
-        aws_session_token=creds["SessionToken"],
-    )
-
-
 @pytest.fixture
 def aws(monkeypatch):
     """moto for the whole test, never a configured endpoint."""
@@ -117,52 +134,42 @@ def aws(monkeypatch):
         yield
 
 
-def _seed_provisioner(world: World, account: AccountAccess) -> None:
+def _seed_provisioner(admin: Admin, account_id: str) -> AccountAccess:
     trust = {
         "Version": "2012-10-17",
         "Statement": [{"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Action": "sts:AssumeRole"}],
     }
-    world.admin(account.account_id, "iam").create_role(
-        RoleName=PROVISIONER_ROLE, AssumeRolePolicyDocument=json.dumps(trust)
-    )
+    role = admin(account_id, "iam").create_role(RoleName=PROVISIONER_ROLE, AssumeRolePolicyDocument=json.dumps(trust))
+    return AccountAccess(account_id=account_id, provisioner_role_arn=role["Role"]["Arn"])
 
 
 @pytest.fixture
 def world(aws) -> World:
     """The seeded runbook world (fresh for every test)."""
-    admin_session = boto3.session.Session(region_name=REGION)
-    kms = _admin_client(admin_session, REMOTE_ID, "kms")
+    admin = Admin(new_session())
+    kms = admin(REMOTE_ID, "kms")
     key = kms.create_key(Description="source-db credentials")["KeyMetadata"]
     kms.create_alias(AliasName="alias/source-db", TargetKeyId=key["KeyId"])
-    sm = _admin_client(admin_session, REMOTE_ID, "secretsmanager")
-    secret = sm.create_secret(
+    secretsmanager = admin(REMOTE_ID, "secretsmanager")
+    secret = secretsmanager.create_secret(
         Name="prod/source-db/credentials", KmsKeyId=key["Arn"], SecretString=json.dumps(SECRET_VALUE)
     )
-    managed = sm.create_secret(Name="prod/legacy-db/credentials", SecretString=json.dumps(SECRET_VALUE))
-    dms = _admin_client(admin_session, DATALAKE_ID, "dms")
-    instance = dms.create_replication_instance(
+    managed = secretsmanager.create_secret(Name="prod/legacy-db/credentials", SecretString=json.dumps(SECRET_VALUE))
+    instance = admin(DATALAKE_ID, "dms").create_replication_instance(
         ReplicationInstanceIdentifier="datalake-replication", ReplicationInstanceClass="dms.t3.medium"
     )["ReplicationInstance"]
-    world = World(
-        base_session=boto3.session.Session(region_name=REGION),
-        datalake=AccountAccess(
-            account_id=DATALAKE_ID,
-            provisioner_role_arn=f"arn:aws:iam::{DATALAKE_ID}:role/{PROVISIONER_ROLE}",
-            external_id="datalake-external-id",
-        ),
-        remote=AccountAccess(
-            account_id=REMOTE_ID, provisioner_role_arn=f"arn:aws:iam::{REMOTE_ID}:role/{PROVISIONER_ROLE}"
-        ),
+    datalake = _seed_provisioner(admin, DATALAKE_ID)
+    return World(
+        admin=admin,
+        base_session=new_session(),
+        datalake=replace(datalake, external_id="datalake-external-id"),
+        remote=_seed_provisioner(admin, REMOTE_ID),
         secret_arn=secret["ARN"],
         key_arn=key["Arn"],
         key_alias_arn=f"arn:aws:kms:{REGION}:{REMOTE_ID}:alias/source-db",
         managed_secret_arn=managed["ARN"],
         replication_instance_arn=instance["ReplicationInstanceArn"],
-        _admin_session=admin_session,
     )
-    _seed_provisioner(world, world.datalake)
-    _seed_provisioner(world, world.remote)
-    return world
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ def test_the_runbooks_request_passes_every_check_without_writing(world, spec, cl
     assert report.diagnosis is None
     assert report.kms_key_arn == world.key_arn
     assert [c.name for c in report.checks] == [
-        "secret_location", "secret_exists", "customer_managed_key", "key_usable", "key_matches",
+        "request_valid", "secret_exists", "customer_managed_key", "key_usable", "key_matches",
         "role_name_available", "endpoint_identifier_available", "policy_sizes"]
     assert calls.writes("preflight") == {}
     assert report.secret_keys is None
@@ -95,6 +95,19 @@ def test_a_named_key_that_is_not_the_secrets_key_is_a_mismatch(world, clients):
     assert failed(report) == {"key_matches": "key_mismatch"}
 
 
+def test_a_named_alias_that_does_not_exist_is_a_mismatch(world, clients):
+    report = preflight(world.spec(kms_key_arn=f"arn:aws:kms:{REGION}:{REMOTE_ID}:alias/nothing"), clients=clients)
+    assert failed(report) == {"key_matches": "key_mismatch"}
+
+
+def test_a_named_key_in_another_account_is_refused_before_asking_aws(world, clients, calls):
+    elsewhere = f"arn:aws:kms:{REGION}:333333333333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    with calls.phase("preflight"):
+        report = preflight(world.spec(kms_key_arn=elsewhere), clients=clients)
+    assert failed(report)["request_valid"] == "account_mismatch"
+    assert "secretsmanager:DescribeSecret" not in calls.phases["preflight"]
+
+
 def test_a_role_name_in_use_by_someone_else_is_taken(world, spec, clients):
     trust = {"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
@@ -134,7 +147,7 @@ def test_a_secret_in_another_account_is_refused_before_asking_aws(world, clients
     elsewhere = f"arn:aws:secretsmanager:{REGION}:333333333333:secret:prod/x-AbCdEf"
     with calls.phase("preflight"):
         report = preflight(world.spec(secret_arn=elsewhere, kms_key_arn=None), clients=clients)
-    assert failed(report)["secret_location"] == "account_mismatch"
+    assert failed(report)["request_valid"] == "account_mismatch"
     assert "secretsmanager:DescribeSecret" not in calls.phases["preflight"]
 
 
