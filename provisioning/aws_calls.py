@@ -6,6 +6,7 @@ person can quote them to AWS support or find them in CloudTrail) and turns
 botocore failures into ``RetryableAwsError`` / ``PermanentAwsError``, so no
 bare botocore error leaves the engine.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping

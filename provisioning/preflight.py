@@ -5,6 +5,7 @@ provisioning step. Each problem becomes a failed ``Check`` with a diagnosis;
 only a temporary AWS failure (throttling, 5xx) raises, so the caller can try
 again later.
 """
+
 from __future__ import annotations
 
 import json
@@ -107,8 +108,10 @@ def _request_valid(spec: GrantSpec):
     if spec.kms_key_arn:
         key = parse_kms_key_arn(spec.kms_key_arn)
         if key.account != spec.remote.account_id:
-            raise _Failed(f"The named key is in account {key.account}, not in the Remote account "
-                          f"{spec.remote.account_id}.", "account_mismatch")
+            raise _Failed(
+                f"The named key is in account {key.account}, not in the Remote account {spec.remote.account_id}.",
+                "account_mismatch",
+            )
         if key.region != spec.region:
             raise _Failed(f"The named key is in region {key.region}, not in {spec.region}.", "region_mismatch")
     return True, "Every field of the request is valid and the secret is in the Remote account and region."
@@ -127,8 +130,10 @@ def _is_aws_managed_alias(key_id: str) -> bool:
     return key_id == AWS_MANAGED_SECRETS_KEY_ALIAS or key_id.endswith(":" + AWS_MANAGED_SECRETS_KEY_ALIAS)
 
 
-_AWS_MANAGED = ("The secret is encrypted with the AWS-managed key aws/secretsmanager, which cannot be shared with "
-                "another account. Re-encrypt it with a customer-managed key (UpdateSecret KmsKeyId=<CMK>).")
+_AWS_MANAGED = (
+    "The secret is encrypted with the AWS-managed key aws/secretsmanager, which cannot be shared with "
+    "another account. Re-encrypt it with a customer-managed key (UpdateSecret KmsKeyId=<CMK>)."
+)
 
 
 def _secret_key(calls: AwsCalls, kms, secret: dict, spec: GrantSpec):
@@ -144,22 +149,30 @@ def _secret_key(calls: AwsCalls, kms, secret: dict, spec: GrantSpec):
 def _key_usable(metadata: dict, spec: GrantSpec):
     arn = metadata["Arn"]
     if metadata.get("AWSAccountId") and metadata["AWSAccountId"] != spec.remote.account_id:
-        raise _Failed(f"The key {arn} is in account {metadata['AWSAccountId']}, not in the Remote account; "
-                      "the portal can only change key policies there.", "account_mismatch")
+        raise _Failed(
+            f"The key {arn} is in account {metadata['AWSAccountId']}, not in the Remote account; "
+            "the portal can only change key policies there.",
+            "account_mismatch",
+        )
     if metadata.get("KeyState") != "Enabled":
         raise _Failed(f"The key {arn} is {metadata.get('KeyState')}, not Enabled.", "key_not_usable")
     spec_name = metadata.get("KeySpec") or metadata.get("CustomerMasterKeySpec")
     if spec_name != "SYMMETRIC_DEFAULT" or metadata.get("KeyUsage", "ENCRYPT_DECRYPT") != "ENCRYPT_DECRYPT":
-        raise _Failed(f"The key {arn} is {spec_name}/{metadata.get('KeyUsage')}; Secrets Manager needs a symmetric "
-                      "encryption key.", "key_not_usable")
+        raise _Failed(
+            f"The key {arn} is {spec_name}/{metadata.get('KeyUsage')}; Secrets Manager needs a symmetric "
+            "encryption key.",
+            "key_not_usable",
+        )
     return arn, f"The key {arn} is enabled and symmetric."
 
 
 def _key_matches(calls: AwsCalls, kms, spec: GrantSpec, secret_key_arn: str):
     named = resolve_key_arn(calls, kms, spec.kms_key_arn, not_found_diagnosis="key_mismatch")
     if named != secret_key_arn:
-        raise _Failed(f"The request names the key {spec.kms_key_arn}, but the secret is encrypted with "
-                      f"{secret_key_arn}.", "key_mismatch")
+        raise _Failed(
+            f"The request names the key {spec.kms_key_arn}, but the secret is encrypted with {secret_key_arn}.",
+            "key_mismatch",
+        )
     return named, "The named key is the secret's key."
 
 
@@ -168,8 +181,10 @@ def _role_free(calls: AwsCalls, iam, spec: GrantSpec):
     if role is None:
         return None, f"No role named {spec.role_name} exists yet."
     if role.owner != spec.grant_id:
-        raise _Failed(f"A role named {spec.role_name} already exists and is not this request's; choose another "
-                      "role name.", "role_name_taken")
+        raise _Failed(
+            f"A role named {spec.role_name} already exists and is not this request's; choose another role name.",
+            "role_name_taken",
+        )
     return role, f"The role {spec.role_name} exists and belongs to this request."
 
 
@@ -178,8 +193,11 @@ def _endpoint_free(calls: AwsCalls, dms, spec: GrantSpec):
     if endpoint is None:
         return None, f"No DMS endpoint named {spec.endpoint_identifier} exists yet."
     if endpoint_owner(calls, dms, endpoint["EndpointArn"]) != spec.grant_id:
-        raise _Failed(f"A DMS endpoint named {spec.endpoint_identifier} already exists and is not this request's; "
-                      "choose another identifier.", "endpoint_identifier_taken")
+        raise _Failed(
+            f"A DMS endpoint named {spec.endpoint_identifier} already exists and is not this request's; "
+            "choose another identifier.",
+            "endpoint_identifier_taken",
+        )
     return endpoint, f"The endpoint {spec.endpoint_identifier} exists and belongs to this request."
 
 
@@ -191,8 +209,10 @@ def _sizes(calls: AwsCalls, clients: GrantClients, spec: GrantSpec, key_arn: str
     secret_size = calls.check_size("secret_policy", merge_statement(secret_policy, plan["secret_policy_statement"]))
     _, key_policy = read_key_policy(calls, clients.remote("kms"), key_arn)
     key_size = calls.check_size("key_policy", merge_statement(key_policy, plan["key_policy_statement"]))
-    return plan, (f"After the merge the secret policy is {secret_size} characters and the key policy "
-                  f"{key_size} bytes, within AWS limits.")
+    return plan, (
+        f"After the merge the secret policy is {secret_size} characters and the key policy "
+        f"{key_size} bytes, within AWS limits."
+    )
 
 
 def _secret_shape(calls: AwsCalls, secretsmanager, spec: GrantSpec):
@@ -205,8 +225,10 @@ def _secret_shape(calls: AwsCalls, secretsmanager, spec: GrantSpec):
         document = None  # the parser's error quotes the text: never let it out
     del text
     if not isinstance(document, dict):
-        raise _Failed("The secret value is not a JSON object; DMS needs one with the keys "
-                      + ", ".join(SECRET_KEYS) + ".", "secret_shape_invalid")
+        raise _Failed(
+            "The secret value is not a JSON object; DMS needs one with the keys " + ", ".join(SECRET_KEYS) + ".",
+            "secret_shape_invalid",
+        )
     names = sorted(str(name) for name in document)
     del document
     required = list(SECRET_KEYS)
@@ -214,8 +236,10 @@ def _secret_shape(calls: AwsCalls, secretsmanager, spec: GrantSpec):
         required += ORACLE_ASM_KEYS
     missing = [name for name in required if name not in names]
     if missing:
-        raise _Failed("The secret's JSON lacks the key(s) " + ", ".join(missing)
-                      + " (names are case-sensitive).", "secret_shape_invalid")
+        raise _Failed(
+            "The secret's JSON lacks the key(s) " + ", ".join(missing) + " (names are case-sensitive).",
+            "secret_shape_invalid",
+        )
     return names, "The secret's JSON has the keys DMS reads."
 
 

@@ -1,4 +1,5 @@
 """Steps on the Remote side: the grant's statement in the KMS key policy."""
+
 from __future__ import annotations
 
 import fnmatch
@@ -68,13 +69,25 @@ def grant_key_policy(spec: GrantSpec, *, clients: GrantClients, lock: PolicyLock
         _, current = read_key_policy(calls, kms, key_arn)
         merged = merge_statement(current, statement)
         if merged == current:
-            return StepResult(name="grant_key_policy", changed=False, before=current, after=current,
-                              aws_request_ids=calls.request_ids, outputs={"key_arn": key_arn})
+            return StepResult(
+                name="grant_key_policy",
+                changed=False,
+                before=current,
+                after=current,
+                aws_request_ids=calls.request_ids,
+                outputs={"key_arn": key_arn},
+            )
         _ensure_administration_kept(calls, current, merged, key_arn)
         calls.check_size("key_policy", merged)
         _put(calls, kms, key_arn, merged)
-    return StepResult(name="grant_key_policy", changed=True, before=current, after=merged,
-                      aws_request_ids=calls.request_ids, outputs={"key_arn": key_arn})
+    return StepResult(
+        name="grant_key_policy",
+        changed=True,
+        before=current,
+        after=merged,
+        aws_request_ids=calls.request_ids,
+        outputs={"key_arn": key_arn},
+    )
 
 
 def revoke_key_policy(spec: GrantSpec, *, clients: GrantClients, lock: PolicyLock | None = None) -> StepResult:
@@ -93,8 +106,14 @@ def revoke_key_policy(spec: GrantSpec, *, clients: GrantClients, lock: PolicyLoc
     with locked(lock, key_arn):
         exists, current = read_key_policy(calls, kms, key_arn, missing_ok=True)
         if not exists or find_statement(current, sid) is None:
-            return StepResult(name="revoke_key_policy", changed=False, before=current, after=current,
-                              aws_request_ids=calls.request_ids, outputs={"key_arn": key_arn})
+            return StepResult(
+                name="revoke_key_policy",
+                changed=False,
+                before=current,
+                after=current,
+                aws_request_ids=calls.request_ids,
+                outputs={"key_arn": key_arn},
+            )
         remaining = remove_statement(current, sid)
         if remaining is None:
             raise calls.permanent(
@@ -104,5 +123,11 @@ def revoke_key_policy(spec: GrantSpec, *, clients: GrantClients, lock: PolicyLoc
             )
         _ensure_administration_kept(calls, current, remaining, key_arn)
         _put(calls, kms, key_arn, remaining)
-    return StepResult(name="revoke_key_policy", changed=True, before=current, after=remaining,
-                      aws_request_ids=calls.request_ids, outputs={"key_arn": key_arn})
+    return StepResult(
+        name="revoke_key_policy",
+        changed=True,
+        before=current,
+        after=remaining,
+        aws_request_ids=calls.request_ids,
+        outputs={"key_arn": key_arn},
+    )

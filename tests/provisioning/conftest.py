@@ -10,6 +10,7 @@ moto picks the account from the credentials, and AssumeRole of a role in
 another account returns credentials for that account, so "acting in an
 account" means assuming a role there.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,7 +23,7 @@ from moto import mock_aws
 
 from provisioning.clients import ClientFactory, GrantClients
 from provisioning.spec import OWNER_TAG_KEY, AccountAccess, GrantSpec
-from tests.provisioning.aws_calls import AwsCallCounter
+from tests.provisioning.botocore_hooks import AwsCallCounter
 
 REGION = "eu-west-1"
 DATALAKE_ID = "111111111111"
@@ -73,8 +74,9 @@ class Admin:
     def __call__(self, account_id: str, service: str):
         key = (account_id, service)
         if key not in self._clients:
-            creds = self._sts.assume_role(RoleArn=f"arn:aws:iam::{account_id}:role/admin",
-                                          RoleSessionName="admin")["Credentials"]
+            creds = self._sts.assume_role(RoleArn=f"arn:aws:iam::{account_id}:role/admin", RoleSessionName="admin")[
+                "Credentials"
+            ]
             self._clients[key] = self._session.client(
                 service,
                 region_name=REGION,
@@ -118,12 +120,65 @@ class World:
 
     def secret_policy(self) -> dict | None:
         """The secret's resource policy as AWS holds it now."""
-        text = self.admin(REMOTE_ID, "secretsmanager").get_resource_policy(SecretId=self.secret_arn).get("ResourcePolicy")
+        text = (
+            self.admin(REMOTE_ID, "secretsmanager").get_resource_policy(SecretId=self.secret_arn).get("ResourcePolicy")
+        )
         return json.loads(text) if text else None
 
     def key_policy(self) -> dict:
         """The key policy as AWS holds it now."""
-        return json.loads(self.admin(REMOTE_ID, "kms").get_key_policy(KeyId=self.key_arn, PolicyName="default")["Policy"])
+        return json.loads(
+            self.admin(REMOTE_ID, "kms").get_key_policy(KeyId=self.key_arn, PolicyName="default")["Policy"]
+        )
+
+    def endpoint(self, identifier: str = ENDPOINT_ID) -> dict | None:
+        """The DMS endpoint ``identifier`` in the DataLake account, or None."""
+        endpoints = self.admin(DATALAKE_ID, "dms").describe_endpoints(
+            Filters=[{"Name": "endpoint-id", "Values": [identifier]}]
+        )["Endpoints"]
+        return endpoints[0] if endpoints else None
+
+    def role(self, name: str = ROLE_NAME) -> dict | None:
+        """The IAM role ``name`` in the DataLake account, or None."""
+        iam = self.admin(DATALAKE_ID, "iam")
+        try:
+            return iam.get_role(RoleName=name)["Role"]
+        except iam.exceptions.NoSuchEntityException:
+            return None
+
+    def state(self) -> dict:
+        """Everything a grant touches, as the accounts' administrators see it."""
+        role, endpoint = self.role(), self.endpoint()
+        return {
+            "role": None
+            if role is None
+            else (role["Arn"], json.dumps(role["AssumeRolePolicyDocument"], sort_keys=True)),
+            "secret_policy": self.secret_policy(),
+            "key_policy": self.key_policy(),
+            "endpoint": None if endpoint is None else endpoint["EndpointArn"],
+        }
+
+    def seed_foreign_statements(self) -> None:
+        """Put someone else's statements on the secret and the key, as a
+        Remote account usually has before the portal comes."""
+        self.admin(REMOTE_ID, "secretsmanager").put_resource_policy(
+            SecretId=self.secret_arn,
+            ResourcePolicy=json.dumps({"Version": "2012-10-17", "Statement": [FOREIGN_SECRET_STATEMENT]}),
+        )
+        key_policy = self.key_policy()
+        key_policy["Statement"].append(FOREIGN_KEY_STATEMENT)
+        self.admin(REMOTE_ID, "kms").put_key_policy(
+            KeyId=self.key_arn, PolicyName="default", Policy=json.dumps(key_policy)
+        )
+
+
+def run_steps(steps, spec: GrantSpec, clients: GrantClients, **verify_options) -> list:
+    """Run ``steps`` (name, function) in order; verify polls without sleeping."""
+    results = []
+    for name, step in steps:
+        options = {"sleep": lambda _seconds: None, **verify_options} if name == "verify" else {}
+        results.append(step(spec, clients=clients, **options))
+    return results
 
 
 @pytest.fixture
@@ -137,7 +192,9 @@ def aws(monkeypatch):
 def _seed_provisioner(admin: Admin, account_id: str) -> AccountAccess:
     trust = {
         "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Action": "sts:AssumeRole"}],
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Action": "sts:AssumeRole"}
+        ],
     }
     role = admin(account_id, "iam").create_role(RoleName=PROVISIONER_ROLE, AssumeRolePolicyDocument=json.dumps(trust))
     return AccountAccess(account_id=account_id, provisioner_role_arn=role["Role"]["Arn"])
