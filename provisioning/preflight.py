@@ -117,6 +117,20 @@ def _request_valid(spec: GrantSpec):
     return True, "Every field of the request is valid and the secret is in the Remote account and region."
 
 
+def _provisioner_roles(clients: GrantClients, spec: GrantSpec):
+    # Building the clients assumes both provisioner roles.
+    built = (
+        clients.remote("secretsmanager"),
+        clients.remote("kms"),
+        clients.datalake("iam"),
+        clients.datalake("dms"),
+    )
+    return built, (
+        f"The portal can act in the DataLake account {spec.datalake.account_id} and the Remote account "
+        f"{spec.remote.account_id}."
+    )
+
+
 def _secret_exists(calls: AwsCalls, secretsmanager, spec: GrantSpec):
     secret = calls(secretsmanager, "DescribeSecret", SecretId=spec.secret_arn)
     if secret.get("ARN") != spec.secret_arn:
@@ -201,13 +215,13 @@ def _endpoint_free(calls: AwsCalls, dms, spec: GrantSpec):
     return endpoint, f"The endpoint {spec.endpoint_identifier} exists and belongs to this request."
 
 
-def _sizes(calls: AwsCalls, clients: GrantClients, spec: GrantSpec, key_arn: str):
+def _sizes(calls: AwsCalls, secretsmanager, kms, spec: GrantSpec, key_arn: str):
     plan = build_plan(replace(spec, kms_key_arn=key_arn))
     calls.check_size("trust_policy", plan["role_trust_policy"])
     calls.check_size("role_inline_policies", [plan["role_inline_policy"]])
-    _, secret_policy = read_secret_policy(calls, clients.remote("secretsmanager"), spec.secret_arn)
+    _, secret_policy = read_secret_policy(calls, secretsmanager, spec.secret_arn)
     secret_size = calls.check_size("secret_policy", merge_statement(secret_policy, plan["secret_policy_statement"]))
-    _, key_policy = read_key_policy(calls, clients.remote("kms"), key_arn)
+    _, key_policy = read_key_policy(calls, kms, key_arn)
     key_size = calls.check_size("key_policy", merge_statement(key_policy, plan["key_policy_statement"]))
     return plan, (
         f"After the merge the secret policy is {secret_size} characters and the key policy "
@@ -256,21 +270,25 @@ def preflight(spec: GrantSpec, *, clients: GrantClients, shape_check: bool = Fal
     """
     calls = AwsCalls()
     report = PreflightReport(aws_request_ids=calls.request_ids)
-    secretsmanager = clients.remote("secretsmanager")
-    kms = clients.remote("kms")
+    # An invalid request is not worth a call to AWS.
+    if not _run(report, "request_valid", lambda: _request_valid(spec)):
+        return report
+    reachable = _run(report, "provisioner_roles", lambda: _provisioner_roles(clients, spec))
+    if not reachable:
+        return report
+    secretsmanager, kms, iam, dms = reachable
 
-    located = _run(report, "request_valid", lambda: _request_valid(spec))
-    secret = located and _run(report, "secret_exists", lambda: _secret_exists(calls, secretsmanager, spec))
+    secret = _run(report, "secret_exists", lambda: _secret_exists(calls, secretsmanager, spec))
     metadata = secret and _run(report, "customer_managed_key", lambda: _secret_key(calls, kms, secret, spec))
     key_arn = metadata and _run(report, "key_usable", lambda: _key_usable(metadata, spec))
     if key_arn:
         report.kms_key_arn = key_arn
         if spec.kms_key_arn:
             _run(report, "key_matches", lambda: _key_matches(calls, kms, spec, key_arn))
-    _run(report, "role_name_available", lambda: _role_free(calls, clients.datalake("iam"), spec))
-    _run(report, "endpoint_identifier_available", lambda: _endpoint_free(calls, clients.datalake("dms"), spec))
+    _run(report, "role_name_available", lambda: _role_free(calls, iam, spec))
+    _run(report, "endpoint_identifier_available", lambda: _endpoint_free(calls, dms, spec))
     if key_arn:
-        _run(report, "policy_sizes", lambda: _sizes(calls, clients, spec, key_arn))
+        _run(report, "policy_sizes", lambda: _sizes(calls, secretsmanager, kms, spec, key_arn))
     if secret and shape_check:
         report.secret_keys = _run(report, "secret_shape", lambda: _secret_shape(calls, secretsmanager, spec))
     return report

@@ -33,6 +33,7 @@ def test_the_runbooks_request_passes_every_check_without_writing(world, spec, cl
     assert report.kms_key_arn == world.key_arn
     assert [c.name for c in report.checks] == [
         "request_valid",
+        "provisioner_roles",
         "secret_exists",
         "customer_managed_key",
         "key_usable",
@@ -177,8 +178,29 @@ def test_a_provisioner_that_may_not_describe_the_secret_is_told_so(world, spec, 
     )
     report = preflight(spec, clients=clients)
     assert report.diagnosis == "provisioner_access_denied"
-    assert "secretsmanager:DescribeSecret" in report.checks[1].message
+    assert "secretsmanager:DescribeSecret" in next(c.message for c in report.checks if c.name == "secret_exists")
     assert report.aws_request_ids
+
+
+def test_a_provisioner_role_the_portal_cannot_assume_is_reported(world, spec, clients):
+    inject_error(
+        world.base_session,
+        "AssumeRole",
+        "AccessDenied",
+        "User: arn:aws:iam::123456789012:user/portal is not authorized to perform: sts:AssumeRole on resource: "
+        + spec.remote.provisioner_role_arn,
+        status=403,
+    )
+    report = preflight(spec, clients=clients)
+    assert failed(report) == {"provisioner_roles": "provisioner_access_denied"}
+    assert "sts:AssumeRole" in report.checks[-1].message
+
+
+def test_an_invalid_request_is_reported_without_calling_aws(world, clients, calls):
+    with calls.phase("preflight"):
+        report = preflight(world.spec(role_name="no spaces allowed"), clients=clients)
+    assert failed(report) == {"request_valid": "invalid_input"}
+    assert calls.total("preflight") == 0
 
 
 def test_throttling_raises_so_the_caller_retries(world, spec, clients):

@@ -247,6 +247,23 @@ def test_our_endpoint_with_other_settings_is_modified_with_only_the_difference(w
     assert set(body) == {"EndpointArn", "MySQLSettings"}
 
 
+def test_our_endpoint_as_real_dms_describes_it_is_left_alone(world, spec, clients, calls):
+    create_endpoint(spec, clients=clients)
+
+    def as_real_dms(_params):
+        endpoint = world.endpoint()
+        # Real DMS answers with an upper-case type and fills in default settings.
+        endpoint["EndpointType"] = "SOURCE"
+        endpoint["MySQLSettings"] = {**endpoint["MySQLSettings"], "ParallelLoadThreads": 1}
+        return 200, {"Endpoints": [endpoint]}
+
+    inject_response(clients.datalake("dms"), "DescribeEndpoints", as_real_dms)
+    with calls.phase("again"):
+        result = create_endpoint(spec, clients=clients)
+    assert not result.changed
+    assert calls.writes("again") == {}
+
+
 def test_a_principal_not_yet_visible_is_retryable_and_the_retry_succeeds(world, spec, clients):
     inject_error(
         world.base_session,
