@@ -12,7 +12,7 @@ import threading
 import pytest
 
 from provisioning.clients import ClientFactory, GrantClients
-from provisioning.errors import PermanentAwsError, RetryableAwsError
+from provisioning.errors import PermanentAwsError
 from provisioning.spec import OWNER_TAG_KEY
 from provisioning.steps import (
     GRANT_STEPS,
@@ -25,11 +25,10 @@ from provisioning.steps import (
     grant_secret_policy,
     revoke_key_policy,
 )
-from tests.provisioning.botocore_hooks import inject_error, inject_response
+from tests.provisioning.botocore_hooks import inject_response
 from tests.provisioning.conftest import (
     DATALAKE_ID,
     ENDPOINT_ID,
-    FOREIGN_KEY_STATEMENT,
     FOREIGN_SECRET_STATEMENT,
     REMOTE_ID,
     ROLE_NAME,
@@ -262,64 +261,6 @@ def test_our_endpoint_as_real_dms_describes_it_is_left_alone(world, spec, client
         result = create_endpoint(spec, clients=clients)
     assert not result.changed
     assert calls.writes("again") == {}
-
-
-def test_a_principal_not_yet_visible_is_retryable_and_the_retry_succeeds(world, spec, clients):
-    inject_error(
-        world.base_session,
-        "PutResourcePolicy",
-        "MalformedPolicyDocumentException",
-        "This resource policy contains an unsupported principal.",
-        times=1,
-    )
-    with pytest.raises(RetryableAwsError) as caught:
-        grant_secret_policy(spec, clients=clients)
-    assert caught.value.diagnosis == "principal_not_visible"
-    assert len(caught.value.aws_request_ids) == 2  # GetResourcePolicy, then the refused put
-    assert world.secret_policy() is None
-
-    assert grant_secret_policy(spec, clients=clients).changed
-    assert world.secret_policy()["Statement"][0]["Principal"] == {"AWS": ROLE_ARN}
-
-
-def test_a_provisioner_without_put_key_policy_gets_a_diagnosis_naming_it(world, spec, clients):
-    inject_error(
-        world.base_session,
-        "PutKeyPolicy",
-        "AccessDeniedException",
-        f"User: arn:aws:sts::{REMOTE_ID}:assumed-role/dms-access-portal-provisioner/portal-req-1042 is not "
-        "authorized to perform: kms:PutKeyPolicy on this resource because no identity-based policy "
-        "allows the kms:PutKeyPolicy action",
-    )
-    key_before = world.key_policy()
-    with pytest.raises(PermanentAwsError) as caught:
-        grant_key_policy(spec, clients=clients)
-    assert caught.value.diagnosis == "provisioner_access_denied"
-    assert "kms:PutKeyPolicy" in caught.value.message
-    assert world.key_policy() == key_before
-
-
-def test_a_key_policy_that_would_outgrow_32_kb_is_not_sent(world, spec, clients, calls):
-    policy = world.key_policy()
-    policy["Statement"].append(
-        {
-            **FOREIGN_KEY_STATEMENT,
-            "Sid": "Padding",
-            "Condition": {"StringEquals": {"aws:PrincipalTag/team": "x" * 32400}},
-        }
-    )
-    world.admin(REMOTE_ID, "kms").put_key_policy(KeyId=world.key_arn, PolicyName="default", Policy=json.dumps(policy))
-    with calls.phase("grant"), pytest.raises(PermanentAwsError) as caught:
-        grant_key_policy(spec, clients=clients)
-    assert caught.value.diagnosis == "policy_too_large"
-    assert calls.writes("grant") == {}
-
-
-def test_aws_refusing_the_key_policy_size_is_policy_too_large(world, spec, clients):
-    inject_error(world.base_session, "PutKeyPolicy", "LimitExceededException", "The key policy is too large.")
-    with pytest.raises(PermanentAwsError) as caught:
-        grant_key_policy(spec, clients=clients)
-    assert caught.value.diagnosis == "policy_too_large"
 
 
 def test_a_merge_that_would_drop_the_keys_administrator_is_refused(world, spec, clients, calls):
