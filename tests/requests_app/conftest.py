@@ -63,6 +63,6 @@ def portal_aws(world):
     from provisioning.clients import ClientFactory
     from requests_app.aws import set_client_factory
 
-    previous = set_client_factory(ClientFactory(base_session=world.base_session))
+    set_client_factory(ClientFactory(base_session=world.base_session))
     yield world
-    set_client_factory(previous)
+    set_client_factory(None)
