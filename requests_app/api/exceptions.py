@@ -20,37 +20,41 @@ from provisioning.errors import InvalidInput, ProvisioningError
 from requests_app import errors as domain
 
 
-class Conflict(exceptions.APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_detail = "The request's current state does not allow this."
-    default_code = "conflict"
-
-
 class AwsUnavailable(exceptions.APIException):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_detail = "AWS could not be reached; try again shortly."
     default_code = "aws_unavailable"
 
 
-def _message(exc: Exception) -> str:
-    return getattr(exc, "message", None) or str(exc) or exc.__class__.__name__
+_CODES = {
+    domain.NotAllowed: "permission_denied",
+    domain.NotFoundForUser: "not_found",
+    domain.InvalidTransition: "invalid_transition",
+    domain.IdempotencyConflict: "idempotency_conflict",
+}
+
+
+class DomainRefusal(exceptions.APIException):
+    """A service's refusal, answered with the status the domain error names."""
+
+    def __init__(self, error: domain.DomainError):
+        self.status_code = error.status_code
+        code = next((c for cls, c in _CODES.items() if isinstance(error, cls)), "refused")
+        super().__init__(error.message, code=code)
 
 
 def _as_api_exception(exc: Exception) -> Exception:
     if isinstance(exc, domain.ValidationFailed):
         return exceptions.ValidationError(exc.errors)
     if isinstance(exc, domain.NotFoundForUser):
+        # Always the same words: a 404 must not tell "missing" from "not yours".
         return exceptions.NotFound()
-    if isinstance(exc, domain.NotAllowed):
-        return exceptions.PermissionDenied(_message(exc))
-    if isinstance(exc, domain.IdempotencyConflict):
-        return Conflict(_message(exc), code="idempotency_conflict")
-    if isinstance(exc, domain.InvalidTransition):
-        return Conflict(_message(exc), code="invalid_transition")
+    if isinstance(exc, domain.DomainError):
+        return DomainRefusal(exc)
     if isinstance(exc, InvalidInput):
         return exceptions.ValidationError({exc.field: [exc.rule]})
     if isinstance(exc, ProvisioningError):
-        return AwsUnavailable(_message(exc), code=exc.diagnosis or "aws_unavailable")
+        return AwsUnavailable(exc.message, code=exc.diagnosis or "aws_unavailable")
     return exc
 
 
