@@ -14,7 +14,7 @@ from provisioning.names import ENGINES
 from requests_app import permissions
 from requests_app.models import AccessRequest, AuditEvent, AwsAccount, Decision, ProvisioningStep
 
-ACTIONS = ("approve", "reject", "cancel", "revoke", "retry")
+
 
 
 def _max_length(model, field: str) -> int:
@@ -27,12 +27,12 @@ USERNAME_MAX_LENGTH = get_user_model()._meta.get_field(get_user_model().USERNAME
 # --- shared pieces -----------------------------------------------------------
 
 
-@extend_schema_field({"type": "string", "enum": sorted(ENGINES), "example": "postgres"})
+@extend_schema_field(serializers.ChoiceField(choices=sorted(ENGINES)))
 class EngineField(serializers.CharField):
     """The engine name; the services check it against the engine list."""
 
 
-@extend_schema_field({"type": "string", "enum": [value for value, _ in AccessRequest.EndpointType.choices]})
+@extend_schema_field(serializers.ChoiceField(choices=AccessRequest.EndpointType.choices))
 class EndpointTypeField(serializers.CharField):
     """``source`` or ``target``; the services check it."""
 
@@ -288,7 +288,7 @@ class RequestDetailSerializer(RequestSummarySerializer):
         # An empty report means preflight has not run (yet): say so with null.
         return request.preflight or None
 
-    @extend_schema_field(serializers.ListField(child=serializers.ChoiceField(choices=ACTIONS)))
+    @extend_schema_field(serializers.ListField(child=serializers.ChoiceField(choices=permissions.ACTIONS)))
     def get_allowed_actions(self, request: AccessRequest) -> list[str]:
         user = self.context["request"].user
         return sorted(permissions.allowed_actions(user, request))
