@@ -1,6 +1,10 @@
 from django.contrib import admin
-from django.urls import path
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("auth/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("auth/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", include("requests_app.web.urls")),
 ]
