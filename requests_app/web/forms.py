@@ -10,22 +10,8 @@ from django import forms
 
 from provisioning.names import ENGINES
 from requests_app.errors import ValidationFailed
-from requests_app.validation import validate_request_input
+from requests_app.validation import REQUEST_FIELDS, validate_request_input
 
-# Every field of the request form, in the order the page shows them.
-REQUEST_FIELDS = (
-    "datalake_account",
-    "secret_arn",
-    "kms_key_arn",
-    "engine",
-    "endpoint_identifier",
-    "endpoint_type",
-    "database_name",
-    "role_name",
-    "replication_instance_arn",
-    "justification",
-    "expires_at",
-)
 
 
 class AccessRequestForm(forms.Form):
@@ -128,17 +114,13 @@ class AuditFilterForm(forms.Form):
         label="Until (UTC)", required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
     )
 
-    def filter(self, events):
-        """Narrow ``events`` by the valid filters (invalid ones are shown as errors and ignored)."""
+    def selector_filters(self) -> dict:
+        """The valid filters as ``selectors.audit_events_visible_to`` arguments (invalid ones are shown and ignored)."""
         data = self.cleaned_data if self.is_valid() else {}
-        if data.get("request"):
-            events = events.filter(request_id=data["request"])
-        if data.get("account"):
-            events = events.filter(account__account_id=data["account"])
-        if data.get("actor"):
-            events = events.filter(actor_label=data["actor"])
-        if data.get("since"):
-            events = events.filter(created_at__gte=data["since"])
-        if data.get("until"):
-            events = events.filter(created_at__lte=data["until"])
-        return events
+        return {
+            "request_id": data.get("request"),
+            "account_id": data.get("account") or None,
+            "actor": data.get("actor") or None,
+            "since": data.get("since"),
+            "until": data.get("until"),
+        }

@@ -20,7 +20,8 @@ from requests_app.errors import DomainError, NotFoundForUser, ValidationFailed
 from requests_app.models import AccessRequest, AwsAccount, RequestState
 from requests_app.permissions import allowed_actions
 from requests_app.web import audit_export as exports
-from requests_app.web.forms import REQUEST_FIELDS, AccessRequestForm, AuditFilterForm, DecisionForm
+from requests_app.validation import REQUEST_FIELDS
+from requests_app.web.forms import AccessRequestForm, AuditFilterForm, DecisionForm
 from requests_app.web.policy_diff import policy_diffs_for
 from requests_app.web.progress import POLLING_STATES, progress_for
 
@@ -55,11 +56,13 @@ def _detail(request, request_id: int) -> AccessRequest:
 @require_GET
 def dashboard(request):
     mine = selectors.requests_visible_to(user=request.user).filter(requester=request.user)
+    counts = selectors.dashboard_counts_for(user=request.user)
     return render(
         request,
         "web/dashboard.html",
         {
-            "counts": selectors.dashboard_counts_for(user=request.user),
+            "count_rows": [(state, label, counts["visible"][state]) for state, label in RequestState.choices],
+            "awaiting_count": counts["awaiting_my_approval"],
             "my_requests": _page(request, mine, 10),
             "awaiting": list(selectors.approval_queue_for(user=request.user)[:10]),
         },
@@ -76,7 +79,12 @@ def request_list(request):
     return render(
         request,
         "web/request_list.html",
-        {"page": _page(request, requests), "state": state, "states": RequestState.choices},
+        {
+            "page": _page(request, requests),
+            "state": state,
+            "states": RequestState.choices,
+            "query": f"state={state}" if state in RequestState.values else "",
+        },
     )
 
 
@@ -212,7 +220,7 @@ def approval_queue(request):
 @require_GET
 def audit_log(request):
     form = AuditFilterForm(request.GET or None)
-    events = form.filter(selectors.audit_events_visible_to(user=request.user)).order_by("-id")
+    events = selectors.audit_events_visible_to(user=request.user, **form.selector_filters())
     query = request.GET.copy()
     query.pop("page", None)
     return render(
@@ -228,7 +236,7 @@ def audit_export(request, fmt: str):
     if fmt not in exports.FORMATS:
         raise Http404("No such export format.")
     form = AuditFilterForm(request.GET or None)
-    events = form.filter(selectors.audit_events_visible_to(user=request.user)).order_by("id")
+    events = selectors.audit_events_visible_to(user=request.user, **form.selector_filters()).order_by("id")
     return exports.streaming_export(events, fmt)
 
 
