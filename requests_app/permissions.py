@@ -17,12 +17,14 @@ from requests_app.models import ALLOWED_TRANSITIONS, AccessRequest, AwsAccount, 
 ACTIONS = ("approve", "reject", "cancel", "revoke", "retry")
 
 
-def _is_active(user) -> bool:
+def is_active_user(user) -> bool:
+    """Signed in and not deactivated."""
     return bool(user is not None and user.is_authenticated and user.is_active)
 
 
-def _is_staff(user) -> bool:
-    return _is_active(user) and (user.is_staff or user.is_superuser)
+def is_staff_user(user) -> bool:
+    """An administrator: staff or superuser, signed in and active."""
+    return is_active_user(user) and (user.is_staff or user.is_superuser)
 
 
 def _listed(user, account: AwsAccount, relation: str) -> bool:
@@ -34,23 +36,23 @@ def _listed(user, account: AwsAccount, relation: str) -> bool:
 
 
 def is_approver_for(user, account: AwsAccount) -> bool:
-    return _is_active(user) and _listed(user, account, "approvers")
+    return is_active_user(user) and _listed(user, account, "approvers")
 
 
 def is_requester_for(user, account: AwsAccount) -> bool:
-    return _is_active(user) and _listed(user, account, "requesters")
+    return is_active_user(user) and _listed(user, account, "requesters")
 
 
 def _is_own(user, request: AccessRequest) -> bool:
-    return _is_active(user) and request.requester_id == user.pk
+    return is_active_user(user) and request.requester_id == user.pk
 
 
 def can_view(user, request: AccessRequest) -> bool:
     """The requester, the approvers of either account, and staff see a request."""
-    if not _is_active(user):
+    if not is_active_user(user):
         return False
     return (
-        _is_staff(user)
+        is_staff_user(user)
         or _is_own(user, request)
         or is_approver_for(user, request.remote_account)
         or is_approver_for(user, request.datalake_account)
@@ -58,7 +60,7 @@ def can_view(user, request: AccessRequest) -> bool:
 
 
 def can_file_for(user, account: AwsAccount) -> bool:
-    """Only the requesters a DataLake account lists file for it (staff included)."""
+    """Only the requesters a DataLake account lists file for it (staff must be listed too)."""
     return account.is_datalake and is_requester_for(user, account)
 
 
@@ -77,11 +79,11 @@ def can_cancel(user, request: AccessRequest) -> bool:
 
 
 def can_revoke(user, request: AccessRequest) -> bool:
-    return _is_own(user, request) or is_approver_for(user, request.remote_account) or _is_staff(user)
+    return _is_own(user, request) or is_approver_for(user, request.remote_account) or is_staff_user(user)
 
 
 def can_retry(user, request: AccessRequest) -> bool:
-    return _is_own(user, request) or _is_staff(user)
+    return _is_own(user, request) or is_staff_user(user)
 
 
 def can_refresh_preflight(user, request: AccessRequest) -> bool:
@@ -89,7 +91,7 @@ def can_refresh_preflight(user, request: AccessRequest) -> bool:
 
 
 def can_register_account(user) -> bool:
-    return _is_staff(user)
+    return is_staff_user(user)
 
 
 def has_decided_on_current_plan(user, request: AccessRequest) -> bool:
