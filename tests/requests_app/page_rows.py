@@ -16,19 +16,18 @@ from requests_app.grants import grant_spec_for
 from requests_app.models import AccessRequest, AwsAccount, ProvisioningStep
 from requests_app.workflow import STEP_NAMES
 
-PASSWORD = "correct-horse-battery"
 SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:222222222222:secret:prod/source-db/credentials-aB3xYz"
 KEY_ARN = "arn:aws:kms:eu-west-1:222222222222:key/8d4f2a1c-7b6e-4f3d-9c2a-1e5b7d8f9a0b"
 _numbers = itertools.count(1)
 
 
 def make_users() -> dict:
+    """The people of the page tests (no passwords: the tests log in with force_login)."""
     model = get_user_model()
     users = {
-        name: model.objects.create_user(name, password=PASSWORD)
-        for name in ("requester", "approver", "second_approver", "outsider")
+        name: model.objects.create_user(name) for name in ("requester", "approver", "second_approver", "outsider")
     }
-    users["staff"] = model.objects.create_user("staff", password=PASSWORD, is_staff=True)
+    users["staff"] = model.objects.create_user("staff", is_staff=True)
     return users
 
 

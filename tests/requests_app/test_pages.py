@@ -7,6 +7,7 @@ typed, and refuses forms posted without the CSRF token.
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from django.db import connection, transaction
@@ -228,7 +229,8 @@ def test_submitting_the_form_with_errors_shows_them_next_to_the_fields(world):
     form = response.context["form"]
     assert form.errors["endpoint_identifier"] and form.errors["justification"]
     body = response.content.decode()
-    assert 'id="errors_endpoint_identifier"><p>' in body
+    shown = re.search(r'id="errors_endpoint_identifier"[^>]*>(.*?)</div>', body, re.S).group(1)
+    assert _escaped(form.errors["endpoint_identifier"][0]) in shown
 
 
 def test_audit_exports_stream_csv_and_json_lines_with_the_filters(world):
