@@ -164,18 +164,24 @@ def _detail_context(request, access_request: AccessRequest) -> dict:
         "actions": allowed_actions(request.user, access_request),
         "polling": access_request.state in POLLING_STATES,
         "plan_documents": _plan_documents(access_request.plan),
+        "secret_name": access_request.secret_arn.split(":secret:", 1)[-1],
+        "key_name": (access_request.resolved_kms_key_arn or access_request.kms_key_arn).rsplit(":", 1)[-1],
     }
+
+
+# The plan's documents in the runbook's order, with where each one goes.
+PLAN_DOCUMENTS = (
+    ("role_trust_policy", "Role trust policy", "DataLake account: who may assume the role"),
+    ("role_inline_policy", "Role inline policy", "DataLake account: what the role may do"),
+    ("secret_policy_statement", "Secret policy statement", "Remote account: merged into the secret's resource policy"),
+    ("key_policy_statement", "Key policy statement", "Remote account: merged into the KMS key policy"),
+    ("endpoint_settings", "Endpoint settings", "DataLake account: the DMS endpoint"),
+)
 
 
 def _plan_documents(plan: dict) -> list[tuple[str, str, dict]]:
-    titles = {
-        "role_trust_policy": ("Role trust policy", "DataLake"),
-        "role_inline_policy": ("Role inline policy", "DataLake"),
-        "secret_policy_statement": ("Secret policy statement", "Remote"),
-        "key_policy_statement": ("Key policy statement", "Remote"),
-        "endpoint_settings": ("Endpoint settings", "DataLake"),
-    }
-    return [(titles.get(key, (key, ""))[0], titles.get(key, ("", ""))[1], value) for key, value in (plan or {}).items()]
+    plan = plan or {}
+    return [(title, where, plan[key]) for key, title, where in PLAN_DOCUMENTS if key in plan]
 
 
 @login_required

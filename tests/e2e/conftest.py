@@ -17,6 +17,13 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots
 PASSWORD = "correct-horse-battery"
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    # The default hasher costs seconds per login on a busy CI machine; what is
+    # under test here is the pages, not the hash.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture(scope="session")
 def browser():
     with sync_playwright() as playwright:
