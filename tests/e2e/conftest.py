@@ -4,6 +4,7 @@ Playwright's sync API runs its own event loop in the test thread; Django's
 async-safety check would then refuse database access from that thread, which
 is safe here because the test thread is the only one using its connection.
 """
+import json
 import os
 from pathlib import Path
 
@@ -76,3 +77,53 @@ def screenshot():
         return path
 
     return _screenshot
+
+
+# --- The live system: a moto server, real Celery workers, the portal's accounts.
+# The integration harness already runs these; the journeys reuse it as is.
+from tests.integration.conftest import (  # noqa: E402,F401  (fixtures)
+    broker_url,
+    faults,
+    moto_server,
+    portal_env,
+    workers,
+    world,
+)
+
+
+@pytest.fixture(scope="session")
+def managed_secret_arn(world) -> str:
+    """A secret under the AWS-managed aws/secretsmanager key: it cannot be shared cross-account."""
+    from tests.integration.world import SECRET_VALUE
+    from tests.requests_app.rows import REMOTE_ID
+
+    secrets = world.admin(REMOTE_ID, "secretsmanager")
+    return secrets.create_secret(Name="prod/legacy-db/credentials", SecretString=json.dumps(SECRET_VALUE))["ARN"]
+
+
+@pytest.fixture
+def portal_aws(moto_server, monkeypatch):
+    """The web process (live_server's thread) talks to the same moto server as the workers."""
+    from provisioning.clients import ClientFactory
+    from requests_app.aws import set_client_factory
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    previous = set_client_factory(ClientFactory(endpoint_url=moto_server))
+    yield moto_server
+    set_client_factory(previous)
+
+
+@pytest.fixture
+def people():
+    """The runbook's accounts with a requester (DataLake) and an approver (Remote) who can log in."""
+    from django.contrib.auth import get_user_model
+
+    from tests.requests_app.rows import portal_accounts
+
+    users = get_user_model().objects
+    requester = users.create_user("dana.requester", password=PASSWORD)
+    approver = users.create_user("omar.approver", password=PASSWORD)
+    datalake, remote = portal_accounts()
+    datalake.requesters.add(requester)
+    remote.approvers.add(approver)
+    return {"requester": requester, "approver": approver, "datalake": datalake, "remote": remote}

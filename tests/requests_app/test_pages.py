@@ -167,10 +167,10 @@ def test_buttons_follow_the_permission_rules(site):
 
     def buttons(user) -> set[str]:
         body = _client(user).get(reverse("web:request_detail", args=[request.pk])).content.decode()
-        return {action for action in ("approve", "reject", "cancel", "revoke", "retry") if f'value="{action}"' in body}
+        return {action for action in ("approve", "reject", "cancel", "revoke", "retry", "refresh_preflight") if f'value="{action}"' in body}
 
-    assert buttons(users["requester"]) == {"cancel"}
-    assert buttons(users["approver"]) == {"approve", "reject"}
+    assert buttons(users["requester"]) == {"cancel", "refresh_preflight"}
+    assert buttons(users["approver"]) == {"approve", "reject", "refresh_preflight"}
     assert buttons(users["staff"]) == set()
     request.state = AccessRequest.State.ACTIVE
     request.save(update_fields=["state"])
@@ -267,6 +267,21 @@ def test_the_live_part_polls_only_while_workers_run(site):
     assert 'hx-trigger="every 1s"' not in body
     # The final answer reloads the policy diff once, as the workers recorded it.
     assert reverse("web:request_policies", args=[request.pk]) in body
+
+
+def test_a_page_awaiting_approval_hears_nothing_until_the_state_moves(site):
+    users, accounts = site
+    request = make_request(users["requester"], accounts)
+    client = _client(users["requester"])
+    url = reverse("web:request_live", args=[request.pk])
+    page = client.get(reverse("web:request_detail", args=[request.pk])).content.decode()
+    assert f'{url}?shown=pending_approval" hx-trigger="every 3s"' in page
+    assert client.get(url, {"shown": "pending_approval"}).status_code == 204
+    AccessRequest.objects.filter(pk=request.pk).update(state=AccessRequest.State.APPROVED)
+    moved = client.get(url, {"shown": "pending_approval"})
+    assert moved.status_code == 200 and 'hx-trigger="every 1s"' in moved.content.decode()
+    # Someone who may not see the request learns nothing, not even "no change".
+    assert _client(users["outsider"]).get(url, {"shown": "approved"}).status_code == 404
 
 
 def test_steps_show_their_diagnosis_and_remediation(site):
