@@ -308,3 +308,12 @@ def test_step_names_cover_the_workflow():
     from requests_app.web.progress import STEP_TITLES
 
     assert set(STEP_TITLES) == {name for names in STEP_NAMES.values() for name in names}
+
+
+def test_the_portal_serves_its_own_stylesheet_and_htmx_without_debug(client, settings):
+    assert settings.DEBUG is False
+    css = client.get("/static/portal/portal.css")
+    assert css.status_code == 200 and css["Content-Type"].startswith("text/css")
+    htmx = client.get("/static/vendor/htmx/htmx.min.js")
+    assert htmx.status_code == 200
+    assert b"htmx.org 2.0.11" in b"".join(htmx.streaming_content if htmx.streaming else [htmx.content])[:300]
