@@ -97,6 +97,16 @@ def test_filed_in_the_form_approved_in_the_queue_and_followed_live_to_active(
     assert request.state == AccessRequest.State.ACTIVE
     assert any(s.get("Principal", {}).get("AWS") == request.role_arn for s in world.secret_policy()["Statement"])
 
+    # Revoking runs the steps backwards; the page follows them to the end.
+    requester.click("button[value=revoke]")
+    requester.wait_for_selector("#live-summary[data-state=revoked]", timeout=SLOW)
+    for node in ("endpoint", "role", "secret", "key"):
+        assert requester.locator(f"[data-node={node}]").get_attribute("data-status") == "removed"
+    assert requester.locator("button[value=revoke]").count() == 0
+    assert world.role(request.role_name) is None
+    assert "AuditorsMayDescribe" in str(world.secret_policy())
+    assert request.role_arn not in str(world.secret_policy())
+
 
 def test_a_rejection_needs_a_comment_and_the_requester_reads_it(people, portal_aws, world, log_in):
     requester = log_in("dana.requester")
