@@ -65,7 +65,7 @@ def _current_approvals(request: AccessRequest) -> int:
             plan_hash=request.plan_hash,
             approver__in=request.remote_account.approvers.all(),
         )
-        .exclude(approver_id=request.requester_id)
+        .order_by()
         .values("approver_id")
         .distinct()
         .count()
