@@ -16,8 +16,8 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from provisioning.demo_world import DemoWorld, seed_aws_world
-from requests_app.audit import record_event
 from requests_app.models import AwsAccount
+from requests_app.services import account_register
 
 __all__ = ["DEMO_USERS", "DemoPortal", "demo_request", "seed_aws_world", "seed_portal"]
 
@@ -59,6 +59,7 @@ def seed_portal(world: DemoWorld, *, passwords: Mapping[str, str] | None = None)
             name="DataLake",
             provisioner_role_arn=world.datalake_provisioner_role_arn,
             is_datalake=True,
+            requesters=["requester"],
             admin=users["admin"],
         )
         remote = _ensure_account(
@@ -67,10 +68,12 @@ def seed_portal(world: DemoWorld, *, passwords: Mapping[str, str] | None = None)
             name="Remote",
             provisioner_role_arn=world.remote_provisioner_role_arn,
             is_remote=True,
+            approvers=["approver"],
+            # The demo secret is well-formed, so the optional shape check
+            # shows what it looks like when it passes.
+            allow_secret_shape_check=True,
             admin=users["admin"],
         )
-        datalake.requesters.add(users["requester"])
-        remote.approvers.add(users["approver"])
     return DemoPortal(passwords=passwords, datalake_account=datalake, remote_account=remote)
 
 
@@ -111,25 +114,11 @@ def _ensure_user(username: str, password: str):
     return user
 
 
-def _ensure_account(world: DemoWorld, *, account_id: str, name: str, provisioner_role_arn: str, admin, **flags) -> AwsAccount:
+def _ensure_account(world: DemoWorld, *, account_id: str, admin, **fields) -> AwsAccount:
+    # An account registered by an earlier run is left as the admin may have
+    # changed it since.
     account = AwsAccount.objects.filter(account_id=account_id).first()
     if account is not None:
         return account
-    account = AwsAccount.objects.create(
-        account_id=account_id,
-        name=name,
-        provisioner_role_arn=provisioner_role_arn,
-        default_region=world.region,
-        # The demo secret is well-formed, so the optional shape check shows
-        # what it looks like when it passes.
-        allow_secret_shape_check=flags.get("is_remote", False),
-        **flags,
-    )
-    record_event(
-        action="account.registered",
-        actor=admin,
-        account=account,
-        target_arn=provisioner_role_arn,
-        details={"name": name, "source": "demo seed", **flags},
-    )
-    return account
+    flags = {"is_datalake": False, "is_remote": False}
+    return account_register(actor=admin, account_id=account_id, default_region=world.region, **{**flags, **fields})
