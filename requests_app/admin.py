@@ -87,6 +87,9 @@ class _ReadOnlyInline(admin.TabularInline):
     def has_change_permission(self, request, obj=None):
         return False
 
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields
+
 
 class DecisionInline(_ReadOnlyInline):
     model = Decision

@@ -25,6 +25,8 @@ def trail(cast, enqueued) -> list[AuditEvent]:
 
 def _behind_the_triggers_back(sql: str, params) -> None:
     with connection.cursor() as cursor:
+        # Django's foreign keys are deferred; ALTER TABLE refuses to run with their checks pending.
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         cursor.execute("ALTER TABLE requests_app_auditevent DISABLE TRIGGER USER")
         cursor.execute(sql, params)
         cursor.execute("ALTER TABLE requests_app_auditevent ENABLE TRIGGER USER")
