@@ -88,11 +88,13 @@ class Command(BaseCommand):
 
         world = seed_aws_world(endpoint_url)
         logins_file = var_dir / "demo-logins.json"
-        passwords = _read_json(logins_file) or generate_passwords()
+        logins = _read_json(logins_file) or {}
+        passwords = logins.get("passwords") or {}
         if set(passwords) != set(DEMO_USERS):
             passwords = generate_passwords()
-        seed_portal(world, passwords=passwords)
-        _write_private(logins_file, json.dumps(passwords, indent=2))
+        seeded = seed_portal(world, passwords=passwords, password_hashes=logins.get("password_hashes"))
+        logins = {"passwords": seeded.passwords, "password_hashes": seeded.password_hashes}
+        _write_private(logins_file, json.dumps(logins, indent=2))
         _write_private(var_dir / "demo-world.json", json.dumps(world.as_dict(), indent=2))
         return world, passwords
 
