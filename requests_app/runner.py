@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from provisioning.errors import ProvisioningError, RetryableAwsError
 from provisioning.preflight import preflight
-from provisioning.steps import GRANT_STEPS, REVOKE_STEPS
+from provisioning.steps import GRANT_STEPS, LOCKED_STEPS, REVOKE_STEPS
 from requests_app import workflow
 from requests_app.audit import record_event
 from requests_app.aws import grant_clients_for
@@ -46,8 +46,6 @@ RUNNABLE_STATES = {
     Phase.GRANT: (RequestState.APPROVED, RequestState.PROVISIONING),
     Phase.REVOKE: (RequestState.REVOKING,),
 }
-# Steps that read-merge-write a policy other grants share.
-POLICY_STEPS = frozenset({"grant_secret_policy", "grant_key_policy", "revoke_secret_policy", "revoke_key_policy"})
 # Steps that act in the DataLake account; the others act in the Remote one.
 DATALAKE_STEPS = frozenset({"create_role", "create_endpoint", "verify", "delete_endpoint", "delete_role"})
 
@@ -133,7 +131,7 @@ def _call_engine(request: AccessRequest, step: ProvisioningStep) -> Any:
     function = engine_step(step.phase, step.name)
     if step.name == "preflight":
         return function(spec, clients=clients, shape_check=request.remote_account.allow_secret_shape_check)
-    if step.name in POLICY_STEPS:
+    if step.name in LOCKED_STEPS:
         return function(spec, clients=clients, lock=arn_lock)
     return function(spec, clients=clients)
 
@@ -165,12 +163,19 @@ def _record_success(request_id: int, step: ProvisioningStep, result: Any) -> Non
         if step.name == "preflight":
             passed = _store_preflight(request, result)
             step.after = request.preflight
+            step.aws_request_ids = list(result.aws_request_ids)
             if not passed:
                 failed = [check for check in result.checks if not check.ok]
                 error = "; ".join(check.message for check in failed) or "preflight failed"
-                _fail(request, step, error=error, diagnosis=result.diagnosis or "", aws_request_ids=[])
+                _fail(request, step, error=error, diagnosis=result.diagnosis or "", aws_request_ids=step.aws_request_ids)
                 return
-            _audit_step(request, step, "step.preflight.passed", target_arn=request.secret_arn, details={})
+            _audit_step(
+                request,
+                step,
+                "step.preflight.passed",
+                target_arn=request.secret_arn,
+                details={"kms_key_arn": request.resolved_kms_key_arn, "aws_request_ids": step.aws_request_ids},
+            )
         else:
             _store_step_result(request, step, result)
         step.status = Status.SUCCEEDED
