@@ -1,11 +1,22 @@
+from django.conf import settings
 from django.contrib import admin
-from django.urls import path
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
 
 from requests_app import health, metrics
+
+login_view = auth_views.LoginView.as_view(
+    redirect_authenticated_user=True, extra_context={"oidc_enabled": settings.OIDC_ENABLED}
+)
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", metrics.metrics_view, name="metrics"),
+    path("auth/login/", login_view, name="login"),
+    path("auth/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", include("requests_app.web.urls")),
 ]
+if settings.OIDC_ENABLED:
+    urlpatterns.insert(0, path("oidc/", include("mozilla_django_oidc.urls")))

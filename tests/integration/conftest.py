@@ -21,6 +21,8 @@ from django.conf import settings
 from django.db import connection
 from moto.server import ThreadedMotoServer
 
+from provisioning.clients import ClientFactory
+from requests_app.aws import set_client_factory
 from tests.integration.processes import CeleryProcess, WorkerPool
 from tests.integration.world import seed_world
 
@@ -59,8 +61,11 @@ def moto_server():
 
 
 @pytest.fixture(scope="session")
-def world(moto_server):
-    return seed_world(moto_server)
+def moto_world(moto_server):
+    """The runbook's world, seeded once; this process's portal code talks to it too."""
+    set_client_factory(ClientFactory(endpoint_url=moto_server))
+    yield seed_world(moto_server)
+    set_client_factory(None)
 
 
 @pytest.fixture(scope="session")

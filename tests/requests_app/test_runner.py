@@ -82,6 +82,7 @@ def test_audit_trail_names_each_step_and_the_aws_writes(engine, enqueued, django
     run_until_idle(request.pk, django_capture_on_commit_callbacks)
 
     assert actions(request) == [
+        "decision.approve",
         "request.approved",
         "request.provisioning",
         "step.preflight.passed",
