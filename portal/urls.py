@@ -2,6 +2,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from requests_app import health, metrics
 
@@ -14,6 +15,11 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", metrics.metrics_view, name="metrics"),
+    path("api/v1/", include("requests_app.api.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    # The split view serves its start-up script as a file, so a strict
+    # Content-Security-Policy (no inline scripts) still works.
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     path("auth/login/", login_view, name="login"),
     path("auth/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("requests_app.web.urls")),
