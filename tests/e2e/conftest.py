@@ -86,9 +86,15 @@ from tests.integration.conftest import (  # noqa: E402,F401  (fixtures)
     faults,
     moto_server,
     portal_env,
+    moto_world,
     workers,
-    world,
 )
+
+
+@pytest.fixture(scope="session")
+def world(moto_world):
+    """The journeys' AWS: the integration harness's moto server world."""
+    return moto_world
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,7 @@ from provisioning.spec import AccountAccess
 from requests_app.aws import set_client_factory
 from requests_app.models import AwsAccount
 from tests.factories import StaffFactory, UserFactory
-from tests.provisioning.conftest import (
+from tests.aws_world import (
     DATALAKE_ID,
     PROVISIONER_ROLE,
     REGION,
