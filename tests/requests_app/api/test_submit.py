@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from requests_app.models import AccessRequest, AuditEvent
-from tests.provisioning.conftest import DATALAKE_ID, REGION, REMOTE_ID
+from tests.aws_world import DATALAKE_ID, REGION, REMOTE_ID
 
 URL = "/api/v1/requests/"
 
