@@ -10,6 +10,7 @@ from django.contrib.auth import get_user_model
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from provisioning.diagnoses import cdc_checklist, get_diagnosis
 from provisioning.names import ENGINES
 from requests_app import permissions
 from requests_app.models import AccessRequest, AuditEvent, AwsAccount, Decision, ProvisioningStep
@@ -47,6 +48,19 @@ class ValidationErrorSerializer(ErrorSerializer):
         child=serializers.ListField(child=serializers.CharField()),
         help_text="Messages per field name (`field.0.sub` for nested values; `non_field_errors` for the whole body).",
     )
+
+
+class DiagnosisSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    title = serializers.CharField()
+    remediation = serializers.CharField(help_text="What a person can do about it.")
+
+
+def _diagnosis(code: str) -> dict | None:
+    # Rows store only the code; the words come from the engine's table, so they
+    # can improve without touching stored rows.
+    diagnosis = get_diagnosis(code or None)
+    return diagnosis.to_dict() if diagnosis is not None else None
 
 
 # --- accounts ----------------------------------------------------------------
@@ -188,6 +202,7 @@ class StepSerializer(serializers.ModelSerializer):
     before = serializers.JSONField(read_only=True, allow_null=True, help_text="AWS state the step read before writing.")
     after = serializers.JSONField(read_only=True, allow_null=True, help_text="AWS state after the step.")
     aws_request_ids = serializers.ListField(child=serializers.CharField(), read_only=True)
+    diagnosis_detail = serializers.SerializerMethodField()
 
     class Meta:
         model = ProvisioningStep
@@ -201,11 +216,16 @@ class StepSerializer(serializers.ModelSerializer):
             "finished_at",
             "error",
             "diagnosis",
+            "diagnosis_detail",
             "aws_request_ids",
             "before",
             "after",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(DiagnosisSerializer(allow_null=True))
+    def get_diagnosis_detail(self, step: ProvisioningStep) -> dict | None:
+        return _diagnosis(step.diagnosis)
 
 
 class PreflightCheckSerializer(serializers.Serializer):
@@ -261,6 +281,11 @@ class RequestDetailSerializer(RequestSummarySerializer):
     decisions = DecisionSerializer(many=True, read_only=True)
     steps = StepSerializer(many=True, read_only=True)
     preflight = serializers.SerializerMethodField()
+    diagnosis_detail = serializers.SerializerMethodField()
+    cdc_checklist = serializers.SerializerMethodField(
+        help_text="What the database itself needs for change data capture, for when the endpoint test passes "
+        "but replication fails."
+    )
     allowed_actions = serializers.SerializerMethodField(
         help_text="What the caller may do with this request now (each is a POST to `.../<action>/`)."
     )
@@ -277,6 +302,8 @@ class RequestDetailSerializer(RequestSummarySerializer):
             "decided_at",
             "completed_at",
             "preflight",
+            "diagnosis_detail",
+            "cdc_checklist",
             "decisions",
             "steps",
             "allowed_actions",
@@ -287,6 +314,13 @@ class RequestDetailSerializer(RequestSummarySerializer):
     def get_preflight(self, request: AccessRequest):
         # An empty report means preflight has not run (yet): say so with null.
         return request.preflight or None
+
+    @extend_schema_field(DiagnosisSerializer(allow_null=True))
+    def get_diagnosis_detail(self, request: AccessRequest) -> dict | None:
+        return _diagnosis(request.diagnosis)
+
+    def get_cdc_checklist(self, request: AccessRequest) -> list[str]:
+        return cdc_checklist(request.engine)
 
     @extend_schema_field(serializers.ListField(child=serializers.ChoiceField(choices=permissions.ACTIONS)))
     def get_allowed_actions(self, request: AccessRequest) -> list[str]:

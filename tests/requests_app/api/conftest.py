@@ -12,63 +12,16 @@ not approve them); olive belongs to no account; sam is staff.
 """
 from __future__ import annotations
 
-import json
-
-import boto3
 import pytest
 from moto import mock_aws
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from provisioning.clients import ClientFactory
-from provisioning.spec import AccountAccess
 from requests_app.aws import set_client_factory
 from requests_app.models import AwsAccount
+from tests.aws_world import DATALAKE_ID, REMOTE_ID, World, seed_world
 from tests.factories import StaffFactory, UserFactory
-from tests.provisioning.conftest import (
-    DATALAKE_ID,
-    PROVISIONER_ROLE,
-    REGION,
-    REMOTE_ID,
-    SECRET_VALUE,
-    World,
-    _admin_client,
-    _seed_provisioner,
-)
-
-
-def seed_world() -> World:
-    """The runbook's world, as tests/provisioning seeds it (inside mock_aws)."""
-    admin_session = boto3.session.Session(region_name=REGION)
-    kms = _admin_client(admin_session, REMOTE_ID, "kms")
-    key = kms.create_key(Description="source-db credentials")["KeyMetadata"]
-    kms.create_alias(AliasName="alias/source-db", TargetKeyId=key["KeyId"])
-    secrets = _admin_client(admin_session, REMOTE_ID, "secretsmanager")
-    secret = secrets.create_secret(
-        Name="prod/source-db/credentials", KmsKeyId=key["Arn"], SecretString=json.dumps(SECRET_VALUE)
-    )
-    managed = secrets.create_secret(Name="prod/legacy-db/credentials", SecretString=json.dumps(SECRET_VALUE))
-    instance = _admin_client(admin_session, DATALAKE_ID, "dms").create_replication_instance(
-        ReplicationInstanceIdentifier="datalake-replication", ReplicationInstanceClass="dms.t3.medium"
-    )["ReplicationInstance"]
-    world = World(
-        base_session=boto3.session.Session(region_name=REGION),
-        datalake=AccountAccess(
-            account_id=DATALAKE_ID,
-            provisioner_role_arn=f"arn:aws:iam::{DATALAKE_ID}:role/{PROVISIONER_ROLE}",
-            external_id="datalake-external-id",
-        ),
-        remote=AccountAccess(account_id=REMOTE_ID, provisioner_role_arn=f"arn:aws:iam::{REMOTE_ID}:role/{PROVISIONER_ROLE}"),
-        secret_arn=secret["ARN"],
-        key_arn=key["Arn"],
-        key_alias_arn=f"arn:aws:kms:{REGION}:{REMOTE_ID}:alias/source-db",
-        managed_secret_arn=managed["ARN"],
-        replication_instance_arn=instance["ReplicationInstanceArn"],
-        _admin_session=admin_session,
-    )
-    _seed_provisioner(world, world.datalake)
-    _seed_provisioner(world, world.remote)
-    return world
 
 
 @pytest.fixture(scope="package")
