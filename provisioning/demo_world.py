@@ -122,19 +122,20 @@ class AccountAdmins:
         return self._credentials[account_id]
 
 
-def admin_client(service: str, account_id: str, *, endpoint_url: str, region: str = REGION):
+def admin_client(service: str, account_id: str, *, endpoint_url: str, region: str = REGION, session=None):
     """A client acting as an administrator of ``account_id`` in the moto at ``endpoint_url``."""
-    return AccountAdmins(endpoint_url=endpoint_url, region=region).client(service, account_id)
+    return AccountAdmins(endpoint_url=endpoint_url, region=region, session=session).client(service, account_id)
 
 
-def seed_aws_world(endpoint_url: str, *, region: str = REGION) -> DemoWorld:
+def seed_aws_world(endpoint_url: str, *, region: str = REGION, session=None) -> DemoWorld:
     """Create the runbook's two accounts in the moto server at ``endpoint_url``
     and return their ARNs. Safe to call again on the same server: what exists
     is found and kept. Refuses to run without an endpoint, so it can never
-    touch real AWS."""
+    touch real AWS. A boto3 ``session`` that has built clients before saves
+    parsing the service models again."""
     if not endpoint_url:
         raise ValueError("seed_aws_world needs a moto endpoint URL; it never seeds real AWS")
-    client = AccountAdmins(endpoint_url=endpoint_url, region=region).client
+    client = AccountAdmins(endpoint_url=endpoint_url, region=region, session=session).client
 
     for account_id in (DATALAKE_ACCOUNT_ID, REMOTE_ACCOUNT_ID):
         _ensure_provisioner_role(client("iam", account_id))

@@ -2,11 +2,14 @@
 take the runbook's request through it from filing to active."""
 from __future__ import annotations
 
+import io
 import json
 import urllib.request
 
+import boto3
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.management import CommandError, call_command
 from moto.server import ThreadedMotoServer
 
 from provisioning.clients import ClientFactory
@@ -17,6 +20,11 @@ from requests_app.aws import set_client_factory
 from requests_app.demo import DEMO_USERS, demo_request, seed_portal
 from requests_app.models import AccessRequest, AuditEvent, AwsAccount
 from requests_app.services import access_request_approve, access_request_submit
+
+
+# One session for the module: it parses each service's model once (the tests
+# run in one thread, so sharing it is safe).
+SESSION = boto3.session.Session(region_name="eu-west-1")
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +48,8 @@ def world(moto_url):
     """A freshly seeded world: moto is reset first (one server serves the
     whole process's moto state, so it cannot be split between tests)."""
     urllib.request.urlopen(urllib.request.Request(moto_url + "/moto-api/reset", method="POST")).close()
-    set_client_factory(ClientFactory(endpoint_url=moto_url))
-    yield seed_aws_world(moto_url)
+    set_client_factory(ClientFactory(endpoint_url=moto_url, base_session=SESSION))
+    yield seed_aws_world(moto_url, session=SESSION)
     set_client_factory(None)
 
 
@@ -52,8 +60,8 @@ def fast_password_hashing(settings):
 
 
 def test_the_secret_is_under_a_customer_managed_key_whose_policy_keeps_the_root_statement(world):
-    secretsmanager = admin_client("secretsmanager", REMOTE_ACCOUNT_ID, endpoint_url=world.endpoint_url)
-    kms = admin_client("kms", REMOTE_ACCOUNT_ID, endpoint_url=world.endpoint_url)
+    secretsmanager = admin_client("secretsmanager", REMOTE_ACCOUNT_ID, endpoint_url=world.endpoint_url, session=SESSION)
+    kms = admin_client("kms", REMOTE_ACCOUNT_ID, endpoint_url=world.endpoint_url, session=SESSION)
 
     described = secretsmanager.describe_secret(SecretId=world.secret_arn)
     assert described["Name"] == "prod/source-db/credentials"
@@ -74,13 +82,13 @@ def test_the_secret_is_under_a_customer_managed_key_whose_policy_keeps_the_root_
 
 
 def test_the_legacy_secret_uses_the_aws_managed_key(world):
-    secretsmanager = admin_client("secretsmanager", REMOTE_ACCOUNT_ID, endpoint_url=world.endpoint_url)
+    secretsmanager = admin_client("secretsmanager", REMOTE_ACCOUNT_ID, endpoint_url=world.endpoint_url, session=SESSION)
     # DescribeSecret leaves KmsKeyId out exactly when the AWS-managed key is used.
     assert "KmsKeyId" not in secretsmanager.describe_secret(SecretId=world.managed_secret_arn)
 
 
 def test_the_portal_reaches_each_account_through_its_provisioner_role(world):
-    factory = ClientFactory(endpoint_url=world.endpoint_url)
+    factory = ClientFactory(endpoint_url=world.endpoint_url, base_session=SESSION)
     from provisioning.spec import AccountAccess
 
     for account_id, role_arn in (
@@ -89,16 +97,16 @@ def test_the_portal_reaches_each_account_through_its_provisioner_role(world):
     ):
         sts = factory.client("sts", account=AccountAccess(account_id, role_arn), session_name="portal-req-1", region="eu-west-1")
         assert sts.get_caller_identity()["Account"] == account_id
-        iam = admin_client("iam", account_id, endpoint_url=world.endpoint_url)
+        iam = admin_client("iam", account_id, endpoint_url=world.endpoint_url, session=SESSION)
         trust = iam.get_role(RoleName=role_arn.rsplit("/", 1)[1])["Role"]["AssumeRolePolicyDocument"]
         assert trust["Statement"][0]["Principal"] == {"AWS": f"arn:aws:iam::{world.portal_account_id}:root"}
-    dms = admin_client("dms", DATALAKE_ACCOUNT_ID, endpoint_url=world.endpoint_url)
+    dms = admin_client("dms", DATALAKE_ACCOUNT_ID, endpoint_url=world.endpoint_url, session=SESSION)
     instances = dms.describe_replication_instances()["ReplicationInstances"]
     assert [i["ReplicationInstanceArn"] for i in instances] == [world.replication_instance_arn]
 
 
 def test_seeding_again_finds_the_same_world(world):
-    assert seed_aws_world(world.endpoint_url) == world
+    assert seed_aws_world(world.endpoint_url, session=SESSION) == world
 
 
 def test_seeding_never_reaches_real_aws():
@@ -184,3 +192,20 @@ def test_the_secret_under_the_aws_managed_key_is_refused_at_filing(world):
 
     assert request.preflight_status == AccessRequest.PreflightStatus.FAILED
     assert request.diagnosis == "aws_managed_key"
+
+
+@pytest.mark.django_db
+def test_the_seed_demo_command_prints_logins_that_work(world):
+    output = io.StringIO()
+    call_command("seed_demo", "--aws-endpoint-url", world.endpoint_url, "--json", stdout=output)
+
+    printed = json.loads(output.getvalue())
+    assert printed["world"]["secret_arn"] == world.secret_arn
+    users = get_user_model().objects.filter(username__in=DEMO_USERS)
+    assert {user.username for user in users if user.check_password(printed["logins"][user.username])} == set(DEMO_USERS)
+
+
+def test_the_seed_demo_command_refuses_without_a_moto_endpoint(monkeypatch):
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with pytest.raises(CommandError, match="moto server only"):
+        call_command("seed_demo", "--aws-endpoint-url", "")

@@ -6,9 +6,13 @@ import io
 import json
 import logging
 import logging.config
+import os
+import subprocess
+import sys
 import threading
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
@@ -24,6 +28,8 @@ from requests_app.logging_context import LogContextFilter, current_log_context, 
 from requests_app.metrics import observe_step
 from requests_app.models import ProvisioningStep, RequestState
 from tests.factories import AccessRequestFactory, DecisionFactory, UserFactory
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # --- health and readiness ----------------------------------------------------
@@ -127,6 +133,33 @@ def test_step_durations_and_failures_reach_the_metrics(client):
     ] == failures_before + 1
     # 0.2 s lands in the 0.25 s bucket.
     assert samples[("portal_step_duration_seconds_bucket", (("le", "0.25"), ("outcome", "succeeded"), ("step", "create_role")))] >= 1
+
+
+WORKER_OBSERVES_A_STEP = """
+import django
+django.setup()
+from requests_app.metrics import observe_step
+observe_step("create_endpoint", 0.7, True)
+observe_step("create_endpoint", 2.0, False, diagnosis="endpoint_identifier_taken")
+"""
+
+
+@pytest.mark.django_db
+def test_steps_observed_by_worker_processes_show_on_the_web_processes_metrics(client, settings, tmp_path):
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "DJANGO_SETTINGS_MODULE": "portal.settings"}
+    for _ in range(2):  # two pool processes
+        subprocess.run([sys.executable, "-c", WORKER_OBSERVES_A_STEP], env=env, cwd=ROOT, check=True)
+    settings.PROMETHEUS_MULTIPROC_DIR = str(metrics_dir)
+
+    samples = scrape(client)
+
+    assert samples[("portal_step_duration_seconds_count", (("outcome", "succeeded"), ("step", "create_endpoint")))] == 2
+    assert samples[
+        ("portal_step_failures_total", (("diagnosis", "endpoint_identifier_taken"), ("step", "create_endpoint")))
+    ] == 2
+    assert ("portal_requests", (("state", "active"),)) in samples
 
 
 # --- notifications ----------------------------------------------------------

@@ -16,6 +16,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import sys
 import threading
 import time
@@ -54,6 +55,7 @@ class Command(BaseCommand):
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, lambda *_: stop.set())
 
+        _ensure_port_free(options["host"], options["port"])
         call_command("migrate", interactive=False, verbosity=0)
         moto = _start_moto(options["aws_port"])
         children = ProcessGroup()
@@ -75,6 +77,7 @@ class Command(BaseCommand):
                     raise CommandError(f"{exited.name} exited unexpectedly (code {exited.process.poll()}); stopping")
         finally:
             self.stdout.write("Stopping the web server, beat and the worker...")
+            self.stdout.flush()
             codes = children.stop_all()
             moto.stop()
             self.stdout.write(f"Stopped ({', '.join(f'{name}: {code}' for name, code in codes.items())}).")
@@ -126,9 +129,8 @@ class Command(BaseCommand):
         python = sys.executable
         manage = str(Path(settings.BASE_DIR) / "manage.py")
         address = f"{options['host']}:{options['port']}"
-        # --insecure: serve static files with DEBUG off, as the demo has no
-        # separate static file server.
-        children.start("web", [python, manage, "runserver", "--noreload", "--insecure", address], env=env, cwd=cwd)
+        # Started in this order and stopped in the reverse one: the web server
+        # goes first, so nothing new is asked while the worker finishes.
         children.start(
             "worker",
             [
@@ -151,6 +153,8 @@ class Command(BaseCommand):
             env=env,
             cwd=cwd,
         )
+        # WhiteNoise serves the static files, as in production.
+        children.start("web", [python, manage, "runserver", "--noreload", address], env=env, cwd=cwd)
 
     def _wait_for_web(self, children: ProcessGroup, base_url: str, stop: threading.Event) -> None:
         deadline = time.monotonic() + WEB_START_TIMEOUT
@@ -195,6 +199,16 @@ class Command(BaseCommand):
         ]
         self.stdout.write("\n".join(lines))
         self.stdout.flush()
+
+
+def _ensure_port_free(host: str, port: int) -> None:
+    # Otherwise the readiness wait could mistake another server on the port
+    # (an earlier quickstart still stopping) for this one's web server.
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise CommandError(f"{host}:{port} is in use ({exc.strerror}); pick another with --port") from None
 
 
 def _start_moto(port: int):
