@@ -26,8 +26,8 @@ from requests_app.models import AuditEvent, ProvisioningStep
 from requests_app.services import access_request_revoke
 from requests_app.workflow import STEP_NAMES
 from tests.integration.outcomes import request_for, sids, steps, wait_until_final, wait_until_settled
-from tests.integration.processes import running_pool
 from tests.integration.world import FOREIGN_KEY_STATEMENT, FOREIGN_SECRET_STATEMENT, ROOT_KEY_STATEMENT
+from tests.reliability.conftest import LEASE_SECONDS
 from tests.requests_app.rows import DATALAKE_ID, REQUESTER, approve, user
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -38,22 +38,13 @@ REVOKE_STEPS = STEP_NAMES["revoke"]
 READ_ONLY_STEPS = {"preflight", "verify"}
 
 
-# Long enough that no stopped step is taken over while the others are still
-# on their way to their stop; after the kill, ``lease_runs_out`` moves the
-# killed steps' start back by one lease instead of waiting for it.
-LEASE_SECONDS = 300
-
-
-@pytest.fixture(scope="module")
-def workers(portal_env, tmp_path_factory):
-    """Two workers of three pool processes: one request can stop at each grant step at once."""
-    env = {**portal_env, "PROVISIONING_STEP_LEASE_SECONDS": str(LEASE_SECONDS)}
-    with running_pool(env, tmp_path_factory.mktemp("celery-logs"), concurrency=3) as pool:
-        yield pool
-
-
 def lease_runs_out() -> None:
-    """As if the lease of every step still marked running had expired."""
+    """As if the lease of every step still marked running had expired.
+
+    The shared workers' lease is long, so no stopped step is taken over while
+    the others are still on their way to their stop; after the kill, the
+    killed steps' start moves back by one lease instead of the test waiting
+    for it."""
     ProvisioningStep.objects.filter(status=ProvisioningStep.Status.RUNNING).update(
         started_at=F("started_at") - timedelta(seconds=LEASE_SECONDS)
     )
