@@ -218,6 +218,11 @@ SPECTACULAR_SETTINGS = {
 # request id and step to every line logged inside it. LOG_FORMAT=text gives
 # plain lines for reading in a terminal.
 LOG_FORMAT = os.environ.get("LOG_FORMAT", "json")
+LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO").upper()
+# At DEBUG botocore logs whole request and response bodies, and the answer to
+# preflight's GetSecretValue (the secret shape check) holds the secret: the
+# AWS SDK never logs below INFO, whatever LOG_LEVEL says.
+AWS_SDK_LOG_LEVEL = LOG_LEVEL if LOG_LEVEL in {"WARNING", "ERROR", "CRITICAL"} else "INFO"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -233,12 +238,14 @@ LOGGING = {
             "formatter": "text" if LOG_FORMAT == "text" else "json",
         }
     },
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
     # Django's defaults give these loggers handlers of their own (plain text,
     # some only when DEBUG is on); route them through the one handler above.
     "loggers": {
         "django": {"handlers": [], "level": "INFO", "propagate": True},
         "django.server": {"handlers": [], "level": "INFO", "propagate": True},
+        "botocore": {"handlers": [], "level": AWS_SDK_LOG_LEVEL, "propagate": True},
+        "boto3": {"handlers": [], "level": AWS_SDK_LOG_LEVEL, "propagate": True},
     },
 }
 

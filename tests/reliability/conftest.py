@@ -8,8 +8,8 @@ module starts its own beat, so no sweep runs while a module that brings its
 own workers and broker (test_outages) is on. The shared workers are
 configured for every module at once: three pool processes each (one request
 can stop at each grant step at the same moment), the production retry budget
-with shortened waits, and a step lease long enough that a test decides when
-a killed worker's step counts as lost.
+with shortened waits, a step lease long enough that a test decides when
+a killed worker's step counts as lost, and logging at DEBUG.
 """
 from __future__ import annotations
 
@@ -32,6 +32,9 @@ SHARED_WORKER_SETTINGS = {
     "PROVISIONING_RETRY_BACKOFF": "1",
     "PROVISIONING_RETRY_BACKOFF_MAX": "2",
     "PROVISIONING_STEP_LEASE_SECONDS": str(LEASE_SECONDS),
+    # The whole run logs everything, so test_secret_values searches the most
+    # a log can hold for secret values.
+    "LOG_LEVEL": "DEBUG",
 }
 
 # The harness's fixtures, shared by the whole package instead of per module.
