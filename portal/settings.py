@@ -66,6 +66,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "portal.security.ContentSecurityPolicyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # The portal serves its own CSS and JavaScript (closed networks, no CDN).
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -76,6 +77,42 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+
+# --- Security headers and HTTPS ------------------------------------------------
+# Every response: Content-Security-Policy (portal/security.py), and from
+# Django X-Frame-Options, X-Content-Type-Options, Referrer-Policy and
+# Cross-Origin-Opener-Policy. The pages load only the portal's own scripts
+# and styles, never inline ones; Swagger UI's icons are data: images.
+CONTENT_SECURITY_POLICY = os.environ.get(
+    "CONTENT_SECURITY_POLICY",
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'",
+)
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+SESSION_COOKIE_HTTPONLY = True
+# PORTAL_HTTPS: the portal is reached over HTTPS (terminated by the portal or
+# by a proxy in front of it). Then plain HTTP is redirected, cookies travel
+# only over HTTPS and browsers are told to insist on HTTPS (HSTS).
+PORTAL_HTTPS = env_bool("PORTAL_HTTPS", False)
+if PORTAL_HTTPS:
+    SECURE_SSL_REDIRECT = True
+    # Health checks and metrics are scraped over plain HTTP inside the network
+    # (the container healthcheck calls http://127.0.0.1:8000/healthz).
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", str(365 * 24 * 3600)))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    # Only a request at hstspreload.org puts a domain on the browsers' list;
+    # the header itself just allows it.
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
+# PORTAL_BEHIND_TLS_PROXY: a proxy terminates TLS and says so in
+# X-Forwarded-Proto; set only when the proxy always sets (or strips) it.
+if env_bool("PORTAL_BEHIND_TLS_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 ROOT_URLCONF = "portal.urls"
 WSGI_APPLICATION = "portal.wsgi.application"

@@ -91,13 +91,13 @@ from tests.integration.conftest import (  # noqa: E402,F401  (fixtures)
 )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def world(moto_world):
     """The journeys' AWS: the integration harness's moto server world."""
     return moto_world
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def managed_secret_arn(world) -> str:
     """A secret under the AWS-managed aws/secretsmanager key: it cannot be shared cross-account."""
     from tests.integration.world import SECRET_VALUE
