@@ -66,7 +66,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so every response gets their headers, also the redirects to
+    # HTTPS and the static files WhiteNoise answers without going further.
     "portal.security.ContentSecurityPolicyMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # The portal serves its own CSS and JavaScript (closed networks, no CDN).
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -75,7 +78,6 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
 # --- Security headers and HTTPS ------------------------------------------------
