@@ -21,6 +21,8 @@ import yaml
 from botocore import xform_name
 
 from provisioning.arns import parse_secret_arn
+from provisioning.aws_calls import AwsCalls
+from provisioning.clients import GrantClients
 from provisioning.documents import (
     POLICY_VERSION,
     ROLE_INLINE_POLICY_NAME,
@@ -29,6 +31,7 @@ from provisioning.documents import (
     secret_policy_statement,
 )
 from provisioning.names import ENGINES
+from provisioning.resources import read_key_policy, read_secret_policy, resolve_key_arn
 from provisioning.spec import OWNER_TAG_KEY, GrantSpec
 from provisioning.statements import merge_statement
 
@@ -119,6 +122,18 @@ def remote_documents(
         "secret_policy": merge_statement(current_secret_policy, secret_policy_statement(spec)),
         "key_policy": merge_statement(key_base, key_policy_statement(spec)),
     }
+
+
+def read_current_policies(spec: GrantSpec, *, clients: GrantClients) -> tuple[dict | None, dict | None]:
+    """``(secret policy, key policy)`` as AWS holds them now, read with the Remote
+    provisioner role (read-only); None for a policy that does not exist."""
+    calls = AwsCalls()
+    secretsmanager = clients.remote("secretsmanager")
+    kms = clients.remote("kms")
+    _, secret_policy = read_secret_policy(calls, secretsmanager, spec.secret_arn, missing_ok=True)
+    key_arn = resolve_key_arn(calls, kms, spec.kms_key_arn, missing_ok=True) if spec.kms_key_arn else None
+    key_policy = read_key_policy(calls, kms, key_arn, missing_ok=True)[1] if key_arn else None
+    return secret_policy, key_policy
 
 
 def cli_files(

@@ -34,6 +34,7 @@ from requests_app.aws import grant_clients_for
 from requests_app.grants import grant_spec_for
 from requests_app.locks import arn_lock
 from requests_app.models import AccessRequest, ProvisioningStep, RequestState
+from requests_app.services.drift import after_grant_finished
 
 logger = logging.getLogger(__name__)
 
@@ -205,7 +206,9 @@ def _store_step_result(request: AccessRequest, step: ProvisioningStep, result: A
     step.aws_request_ids = list(result.aws_request_ids)
     outputs = result.outputs or {}
     changed_fields = [
-        field for field in ("role_arn", "endpoint_arn") if outputs.get(field) and getattr(request, field) != outputs[field]
+        field
+        for field in ("role_arn", "role_id", "endpoint_arn")
+        if outputs.get(field) and getattr(request, field) != outputs[field]
     ]
     for field in changed_fields:
         setattr(request, field, outputs[field])
@@ -261,6 +264,7 @@ def _finish_phase(request: AccessRequest, phase: str) -> None:
         request.diagnosis = ""
         request.save(update_fields=["state", "completed_at", "diagnosis", "updated_at"])
         record_event(action="request.active", request=request, target_arn=request.endpoint_arn)
+        after_grant_finished(request)
     elif phase == Phase.REVOKE and request.state in RUNNABLE_STATES[Phase.REVOKE]:
         request.state = RequestState.REVOKED
         request.diagnosis = ""

@@ -28,6 +28,7 @@ from requests_app.aws import grant_clients_for
 from requests_app.errors import IdempotencyConflict, InvalidTransition, NotAllowed, ValidationFailed
 from requests_app.grants import grant_spec_for
 from requests_app.models import LIVE_STATES, AccessRequest, AwsAccount, RequestState
+from requests_app.plan_lint import lint_into_preflight
 from requests_app.services.transitions import lock_request_for
 from requests_app.validation import validate_request_input
 
@@ -100,6 +101,7 @@ def _apply_preflight(request: AccessRequest) -> list[str]:
     request.resolved_kms_key_arn = outcome.kms_key_arn
     request.plan = plan
     request.plan_hash = plan_hash(plan) if plan else ""
+    lint_into_preflight(request)
     return ["preflight", "preflight_status", "diagnosis", "resolved_kms_key_arn", "plan", "plan_hash", "updated_at"]
 
 
