@@ -138,6 +138,32 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
+# --- Provisioning workflow ----------------------------------------------------
+# Retryable AWS errors (IAM propagation, throttling, 5xx) are retried with
+# exponential backoff and full jitter: countdowns are drawn from
+# [0, min(BACKOFF_MAX, BACKOFF * 2**n)], so the defaults wait about 105 s in
+# all on average and at most 210 s, matching the ~2 minutes IAM needs.
+PROVISIONING_RETRY_BACKOFF = int(os.environ.get("PROVISIONING_RETRY_BACKOFF", "2"))
+PROVISIONING_RETRY_BACKOFF_MAX = int(os.environ.get("PROVISIONING_RETRY_BACKOFF_MAX", "30"))
+PROVISIONING_RETRY_MAX_RETRIES = int(os.environ.get("PROVISIONING_RETRY_MAX_RETRIES", "10"))
+# A step marked running for longer than this is taken to be lost (its worker
+# died) and is run again. It must exceed the slowest step: verify may poll a
+# DMS connection test for up to five minutes.
+PROVISIONING_STEP_LEASE_SECONDS = int(os.environ.get("PROVISIONING_STEP_LEASE_SECONDS", "600"))
+# A request in flight with no step running and no activity for this long has
+# lost its queued task (broker down at approval, a worker killed while it held
+# a retry): the sweeper enqueues it again. Longer than the longest backoff.
+PROVISIONING_STALL_SECONDS = int(os.environ.get("PROVISIONING_STALL_SECONDS", "120"))
+PROVISIONING_SWEEP_INTERVAL_SECONDS = float(os.environ.get("PROVISIONING_SWEEP_INTERVAL_SECONDS", "60"))
+CELERY_BEAT_SCHEDULE = {
+    "provisioning-sweep": {
+        "task": "provisioning.sweep",
+        "schedule": PROVISIONING_SWEEP_INTERVAL_SECONDS,
+        # A sweep nobody ran in time is superseded by the next one.
+        "options": {"expires": PROVISIONING_SWEEP_INTERVAL_SECONDS},
+    },
+}
+
 # --- AWS --------------------------------------------------------------------
 # AWS_ENDPOINT_URL is read by botocore itself and by provisioning.clients; the
 # base credentials are the usual AWS_* variables or an instance role.
