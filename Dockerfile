@@ -4,8 +4,8 @@ FROM python:3.11-slim
 
 # PYTHONPATH: the source tree in /app wins over the installed copy, so
 # templates and other non-Python files resolve relative to /app in every
-# process. PORTAL_INSECURE_DEV_KEY=false: refuse to start without a real
-# SECRET_KEY instead of falling back to the development key.
+# process. PORTAL_REQUIRE_SECRET_KEY=true: refuse to start without a real
+# SECRET_KEY instead of generating a local one.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -14,7 +14,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     DJANGO_SETTINGS_MODULE=portal.settings \
     STATIC_ROOT=/app/staticfiles \
     PORTAL_VAR_DIR=/app/var \
-    PORTAL_INSECURE_DEV_KEY=false
+    PORTAL_REQUIRE_SECRET_KEY=true
 
 WORKDIR /app
 
@@ -26,7 +26,7 @@ COPY . .
 RUN pip install -c constraints.txt . \
     && rm -rf build ./*.egg-info
 
-# Settings refuse to load without a key when DEBUG is off; collectstatic needs
+# Settings refuse to load without a key in the image; collectstatic needs
 # none, so a throwaway one is given to this command only.
 RUN SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput \
     && mkdir -p /app/var \

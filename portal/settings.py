@@ -27,11 +27,28 @@ def env_list(name: str, default: str = "") -> list[str]:
 
 
 DEBUG = env_bool("DEBUG", False)
+
+
+def _local_secret_key() -> str:
+    """A random key kept in VAR_DIR, for the embedded default and tests only."""
+    import secrets
+
+    path = VAR_DIR / "secret_key"
+    if not path.exists():
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(50))
+    return path.read_text().strip()
+
+
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
-    if not DEBUG and not env_bool("PORTAL_INSECURE_DEV_KEY", True):
-        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
-    SECRET_KEY = "insecure-local-development-key-change-me-" + "x" * 20
+    # Deployments set PORTAL_REQUIRE_SECRET_KEY (the Docker image does), so a
+    # forgotten SECRET_KEY stops the process instead of inventing a key.
+    if env_bool("PORTAL_REQUIRE_SECRET_KEY", False):
+        raise ImproperlyConfigured("SECRET_KEY must be set")
+    SECRET_KEY = _local_secret_key()
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
@@ -146,10 +163,8 @@ PROVISIONING_STEP_LEASE_SECONDS = int(os.environ.get("PROVISIONING_STEP_LEASE_SE
 PROVISIONING_STALL_SECONDS = int(os.environ.get("PROVISIONING_STALL_SECONDS", "120"))
 PROVISIONING_SWEEP_INTERVAL_SECONDS = float(os.environ.get("PROVISIONING_SWEEP_INTERVAL_SECONDS", "60"))
 # --- Grant lifecycle ----------------------------------------------------------
-# Active grants past expires_at are revoked by the worker; the sweep runs this
-# often, so a grant outlives its expiry by at most this long.
-EXPIRY_SWEEP_INTERVAL_SECONDS = float(os.environ.get("EXPIRY_SWEEP_INTERVAL_SECONDS", "300"))
-# The requester is reminded this long before a grant expires (once per expiry).
+# Active grants past expires_at are revoked by the sweep above (every
+# PROVISIONING_SWEEP_INTERVAL_SECONDS). The requester is reminded this long before a grant expires (once per expiry).
 EXPIRY_REMINDER_BEFORE = timedelta(hours=float(os.environ.get("EXPIRY_REMINDER_BEFORE_HOURS", "72")))
 EXPIRY_REMINDER_INTERVAL_SECONDS = float(os.environ.get("EXPIRY_REMINDER_INTERVAL_SECONDS", "900"))
 # Every active grant is compared with AWS this often (about six read calls each).
@@ -161,11 +176,6 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": PROVISIONING_SWEEP_INTERVAL_SECONDS,
         # A sweep nobody ran in time is superseded by the next one.
         "options": {"expires": PROVISIONING_SWEEP_INTERVAL_SECONDS},
-    },
-    "expire-grants": {
-        "task": "provisioning.expire_grants",
-        "schedule": EXPIRY_SWEEP_INTERVAL_SECONDS,
-        "options": {"expires": EXPIRY_SWEEP_INTERVAL_SECONDS},
     },
     "remind-expiring-grants": {
         "task": "provisioning.remind_expiring",

@@ -6,6 +6,7 @@ person can quote them to AWS support or find them in CloudTrail) and turns
 botocore failures into ``RetryableAwsError`` / ``PermanentAwsError``, so no
 bare botocore error leaves the engine.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -20,11 +21,10 @@ from provisioning.statements import check_policy_size
 
 
 class AwsCalls:
-    """Makes AWS calls for one step and remembers their request ids and writes."""
+    """Makes the AWS calls of one step and remembers their request ids."""
 
     def __init__(self) -> None:
         self.request_ids: list[str] = []
-        self.operations: list[str] = []
 
     def __call__(
         self,
@@ -43,7 +43,6 @@ class AwsCalls:
         the mapped diagnosis (e.g. a resource another worker is creating).
         """
         service = client.meta.service_model.service_name
-        self.operations.append(f"{service}:{operation}")
         try:
             response = getattr(client, xform_name(operation))(**params)
         except (ClientError, BotoCoreError) as error:

@@ -7,6 +7,7 @@ or ``PermanentAwsError`` (retrying cannot help: access denied, not found,
 validation, a policy too large), each with a diagnosis code and the request
 ids to quote to AWS support.
 """
+
 from __future__ import annotations
 
 import re
@@ -161,20 +162,29 @@ def translate_error(
         request_id = request_id_of(error)
         if request_id:
             ids.append(request_id)
-        return _translate_client_error(error, service=service, operation=operation, ids=ids,
-                                       not_found_diagnosis=not_found_diagnosis)
+        return _translate_client_error(
+            error, service=service, operation=operation, ids=ids, not_found_diagnosis=not_found_diagnosis
+        )
     if isinstance(error, (BotoConnectionError, HTTPClientError)):
-        return RetryableAwsError(f"{service}:{operation} could not reach AWS: {error}",
-                                 diagnosis="aws_unavailable", aws_request_ids=ids)
+        return RetryableAwsError(
+            f"{service}:{operation} could not reach AWS: {error}", diagnosis="aws_unavailable", aws_request_ids=ids
+        )
     if isinstance(error, NoCredentialsError):
-        return PermanentAwsError("The portal has no base AWS credentials to assume the provisioner roles with.",
-                                 diagnosis="provisioner_access_denied", aws_request_ids=ids)
+        return PermanentAwsError(
+            "The portal has no base AWS credentials to assume the provisioner roles with.",
+            diagnosis="provisioner_access_denied",
+            aws_request_ids=ids,
+        )
     if isinstance(error, ParamValidationError):
-        return PermanentAwsError(f"{service}:{operation} was given invalid parameters: {error}",
-                                 diagnosis="invalid_input", aws_request_ids=ids)
+        return PermanentAwsError(
+            f"{service}:{operation} was given invalid parameters: {error}",
+            diagnosis="invalid_input",
+            aws_request_ids=ids,
+        )
     if isinstance(error, BotoCoreError):
-        return PermanentAwsError(f"{service}:{operation} failed: {error}", diagnosis=GENERIC_REJECTION,
-                                 aws_request_ids=ids)
+        return PermanentAwsError(
+            f"{service}:{operation} failed: {error}", diagnosis=GENERIC_REJECTION, aws_request_ids=ids
+        )
     raise TypeError(f"not a botocore error: {error!r}")
 
 
@@ -189,27 +199,37 @@ def _translate_client_error(
     if is_principal_not_visible(error):
         return RetryableAwsError(
             f"{where}: AWS does not see the new role as a principal yet ({message})",
-            diagnosis="principal_not_visible", aws_request_ids=ids)
+            diagnosis="principal_not_visible",
+            aws_request_ids=ids,
+        )
     if code in THROTTLING_CODES or code in TRANSIENT_CODES or status >= 500:
-        return RetryableAwsError(f"{where} failed temporarily: {code} {message}".rstrip(),
-                                 diagnosis="aws_unavailable", aws_request_ids=ids)
+        return RetryableAwsError(
+            f"{where} failed temporarily: {code} {message}".rstrip(), diagnosis="aws_unavailable", aws_request_ids=ids
+        )
     if code in ACCESS_DENIED_CODES or code.startswith("AccessDenied"):
         action = denied_action(error, service=service, operation=operation)
         return PermanentAwsError(
             f"The provisioner role is not allowed to call {action}: {message or code}",
-            diagnosis="provisioner_access_denied", aws_request_ids=ids)
+            diagnosis="provisioner_access_denied",
+            aws_request_ids=ids,
+        )
     if code in LIMIT_CODES:
         if operation in POLICY_UPLOAD_OPERATIONS:
-            return PermanentAwsError(f"{where}: the policy is larger than AWS allows ({message})",
-                                     diagnosis="policy_too_large", aws_request_ids=ids)
-        return PermanentAwsError(f"{where}: an AWS quota is exhausted ({message})",
-                                 diagnosis=GENERIC_REJECTION, aws_request_ids=ids)
+            return PermanentAwsError(
+                f"{where}: the policy is larger than AWS allows ({message})",
+                diagnosis="policy_too_large",
+                aws_request_ids=ids,
+            )
+        return PermanentAwsError(
+            f"{where}: an AWS quota is exhausted ({message})", diagnosis=GENERIC_REJECTION, aws_request_ids=ids
+        )
     if code in NOT_FOUND_CODES or status == 404:
         diagnosis = not_found_diagnosis or NOT_FOUND_DIAGNOSIS_BY_SERVICE.get(service, GENERIC_REJECTION)
-        return PermanentAwsError(f"{where}: not found ({message or code})", diagnosis=diagnosis,
-                                 aws_request_ids=ids)
+        return PermanentAwsError(f"{where}: not found ({message or code})", diagnosis=diagnosis, aws_request_ids=ids)
     if code in KEY_STATE_CODES:
-        return PermanentAwsError(f"{where}: the KMS key cannot be used ({message or code})",
-                                 diagnosis="key_not_usable", aws_request_ids=ids)
-    return PermanentAwsError(f"{where} was rejected: {code} {message}".rstrip(), diagnosis=GENERIC_REJECTION,
-                             aws_request_ids=ids)
+        return PermanentAwsError(
+            f"{where}: the KMS key cannot be used ({message or code})", diagnosis="key_not_usable", aws_request_ids=ids
+        )
+    return PermanentAwsError(
+        f"{where} was rejected: {code} {message}".rstrip(), diagnosis=GENERIC_REJECTION, aws_request_ids=ids
+    )

@@ -7,6 +7,7 @@ slow (tens of milliseconds) and sessions are not thread-safe, while clients are
 cheap to reuse and thread-safe; so one base session per process builds every
 client, with the assumed credentials passed explicitly, under a lock.
 """
+
 from __future__ import annotations
 
 import os

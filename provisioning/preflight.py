@@ -5,16 +5,17 @@ provisioning step. Each problem becomes a failed ``Check`` with a diagnosis;
 only a temporary AWS failure (throttling, 5xx) raises, so the caller can try
 again later.
 """
+
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from provisioning.arns import parse_secret_arn
+from provisioning.arns import parse_kms_key_arn
 from provisioning.aws_calls import AwsCalls
 from provisioning.clients import GrantClients
-from provisioning.documents import build_plan
+from provisioning.documents import build_plan, validate_spec
 from provisioning.errors import InvalidInput, PermanentAwsError
 from provisioning.resources import (
     describe_key,
@@ -101,14 +102,33 @@ def _run(report: PreflightReport, name: str, check) -> Any:
     return value
 
 
-def _secret_location(spec: GrantSpec):
-    arn = parse_secret_arn(spec.secret_arn)
-    if arn.account != spec.remote.account_id:
-        raise _Failed(f"The secret is in account {arn.account}, not in the Remote account {spec.remote.account_id}.",
-                      "account_mismatch")
-    if arn.region != spec.region:
-        raise _Failed(f"The secret is in region {arn.region}, not in {spec.region}.", "region_mismatch")
-    return arn, f"The secret is in account {arn.account}, region {arn.region}."
+def _request_valid(spec: GrantSpec):
+    # The named key may still be an alias here: preflight resolves it.
+    validate_spec(replace(spec, kms_key_arn=None))
+    if spec.kms_key_arn:
+        key = parse_kms_key_arn(spec.kms_key_arn)
+        if key.account != spec.remote.account_id:
+            raise _Failed(
+                f"The named key is in account {key.account}, not in the Remote account {spec.remote.account_id}.",
+                "account_mismatch",
+            )
+        if key.region != spec.region:
+            raise _Failed(f"The named key is in region {key.region}, not in {spec.region}.", "region_mismatch")
+    return True, "Every field of the request is valid and the secret is in the Remote account and region."
+
+
+def _provisioner_roles(clients: GrantClients, spec: GrantSpec):
+    # Building the clients assumes both provisioner roles.
+    built = (
+        clients.remote("secretsmanager"),
+        clients.remote("kms"),
+        clients.datalake("iam"),
+        clients.datalake("dms"),
+    )
+    return built, (
+        f"The portal can act in the DataLake account {spec.datalake.account_id} and the Remote account "
+        f"{spec.remote.account_id}."
+    )
 
 
 def _secret_exists(calls: AwsCalls, secretsmanager, spec: GrantSpec):
@@ -124,8 +144,10 @@ def _is_aws_managed_alias(key_id: str) -> bool:
     return key_id == AWS_MANAGED_SECRETS_KEY_ALIAS or key_id.endswith(":" + AWS_MANAGED_SECRETS_KEY_ALIAS)
 
 
-_AWS_MANAGED = ("The secret is encrypted with the AWS-managed key aws/secretsmanager, which cannot be shared with "
-                "another account. Re-encrypt it with a customer-managed key (UpdateSecret KmsKeyId=<CMK>).")
+_AWS_MANAGED = (
+    "The secret is encrypted with the AWS-managed key aws/secretsmanager, which cannot be shared with "
+    "another account. Re-encrypt it with a customer-managed key (UpdateSecret KmsKeyId=<CMK>)."
+)
 
 
 def _secret_key(calls: AwsCalls, kms, secret: dict, spec: GrantSpec):
@@ -141,22 +163,30 @@ def _secret_key(calls: AwsCalls, kms, secret: dict, spec: GrantSpec):
 def _key_usable(metadata: dict, spec: GrantSpec):
     arn = metadata["Arn"]
     if metadata.get("AWSAccountId") and metadata["AWSAccountId"] != spec.remote.account_id:
-        raise _Failed(f"The key {arn} is in account {metadata['AWSAccountId']}, not in the Remote account; "
-                      "the portal can only change key policies there.", "account_mismatch")
+        raise _Failed(
+            f"The key {arn} is in account {metadata['AWSAccountId']}, not in the Remote account; "
+            "the portal can only change key policies there.",
+            "account_mismatch",
+        )
     if metadata.get("KeyState") != "Enabled":
         raise _Failed(f"The key {arn} is {metadata.get('KeyState')}, not Enabled.", "key_not_usable")
     spec_name = metadata.get("KeySpec") or metadata.get("CustomerMasterKeySpec")
     if spec_name != "SYMMETRIC_DEFAULT" or metadata.get("KeyUsage", "ENCRYPT_DECRYPT") != "ENCRYPT_DECRYPT":
-        raise _Failed(f"The key {arn} is {spec_name}/{metadata.get('KeyUsage')}; Secrets Manager needs a symmetric "
-                      "encryption key.", "key_not_usable")
+        raise _Failed(
+            f"The key {arn} is {spec_name}/{metadata.get('KeyUsage')}; Secrets Manager needs a symmetric "
+            "encryption key.",
+            "key_not_usable",
+        )
     return arn, f"The key {arn} is enabled and symmetric."
 
 
 def _key_matches(calls: AwsCalls, kms, spec: GrantSpec, secret_key_arn: str):
-    named = resolve_key_arn(calls, kms, spec.kms_key_arn)
+    named = resolve_key_arn(calls, kms, spec.kms_key_arn, not_found_diagnosis="key_mismatch")
     if named != secret_key_arn:
-        raise _Failed(f"The request names the key {spec.kms_key_arn}, but the secret is encrypted with "
-                      f"{secret_key_arn}.", "key_mismatch")
+        raise _Failed(
+            f"The request names the key {spec.kms_key_arn}, but the secret is encrypted with {secret_key_arn}.",
+            "key_mismatch",
+        )
     return named, "The named key is the secret's key."
 
 
@@ -165,8 +195,10 @@ def _role_free(calls: AwsCalls, iam, spec: GrantSpec):
     if role is None:
         return None, f"No role named {spec.role_name} exists yet."
     if role.owner != spec.grant_id:
-        raise _Failed(f"A role named {spec.role_name} already exists and is not this request's; choose another "
-                      "role name.", "role_name_taken")
+        raise _Failed(
+            f"A role named {spec.role_name} already exists and is not this request's; choose another role name.",
+            "role_name_taken",
+        )
     return role, f"The role {spec.role_name} exists and belongs to this request."
 
 
@@ -175,21 +207,26 @@ def _endpoint_free(calls: AwsCalls, dms, spec: GrantSpec):
     if endpoint is None:
         return None, f"No DMS endpoint named {spec.endpoint_identifier} exists yet."
     if endpoint_owner(calls, dms, endpoint["EndpointArn"]) != spec.grant_id:
-        raise _Failed(f"A DMS endpoint named {spec.endpoint_identifier} already exists and is not this request's; "
-                      "choose another identifier.", "endpoint_identifier_taken")
+        raise _Failed(
+            f"A DMS endpoint named {spec.endpoint_identifier} already exists and is not this request's; "
+            "choose another identifier.",
+            "endpoint_identifier_taken",
+        )
     return endpoint, f"The endpoint {spec.endpoint_identifier} exists and belongs to this request."
 
 
-def _sizes(calls: AwsCalls, clients: GrantClients, spec: GrantSpec, key_arn: str):
+def _sizes(calls: AwsCalls, secretsmanager, kms, spec: GrantSpec, key_arn: str):
     plan = build_plan(replace(spec, kms_key_arn=key_arn))
     calls.check_size("trust_policy", plan["role_trust_policy"])
     calls.check_size("role_inline_policies", [plan["role_inline_policy"]])
-    _, secret_policy = read_secret_policy(calls, clients.remote("secretsmanager"), spec.secret_arn)
+    _, secret_policy = read_secret_policy(calls, secretsmanager, spec.secret_arn)
     secret_size = calls.check_size("secret_policy", merge_statement(secret_policy, plan["secret_policy_statement"]))
-    _, key_policy = read_key_policy(calls, clients.remote("kms"), key_arn)
+    _, key_policy = read_key_policy(calls, kms, key_arn)
     key_size = calls.check_size("key_policy", merge_statement(key_policy, plan["key_policy_statement"]))
-    return plan, (f"After the merge the secret policy is {secret_size} characters and the key policy "
-                  f"{key_size} bytes, within AWS limits.")
+    return plan, (
+        f"After the merge the secret policy is {secret_size} characters and the key policy "
+        f"{key_size} bytes, within AWS limits."
+    )
 
 
 def _secret_shape(calls: AwsCalls, secretsmanager, spec: GrantSpec):
@@ -202,8 +239,10 @@ def _secret_shape(calls: AwsCalls, secretsmanager, spec: GrantSpec):
         document = None  # the parser's error quotes the text: never let it out
     del text
     if not isinstance(document, dict):
-        raise _Failed("The secret value is not a JSON object; DMS needs one with the keys "
-                      + ", ".join(SECRET_KEYS) + ".", "secret_shape_invalid")
+        raise _Failed(
+            "The secret value is not a JSON object; DMS needs one with the keys " + ", ".join(SECRET_KEYS) + ".",
+            "secret_shape_invalid",
+        )
     names = sorted(str(name) for name in document)
     del document
     required = list(SECRET_KEYS)
@@ -211,8 +250,10 @@ def _secret_shape(calls: AwsCalls, secretsmanager, spec: GrantSpec):
         required += ORACLE_ASM_KEYS
     missing = [name for name in required if name not in names]
     if missing:
-        raise _Failed("The secret's JSON lacks the key(s) " + ", ".join(missing)
-                      + " (names are case-sensitive).", "secret_shape_invalid")
+        raise _Failed(
+            "The secret's JSON lacks the key(s) " + ", ".join(missing) + " (names are case-sensitive).",
+            "secret_shape_invalid",
+        )
     return names, "The secret's JSON has the keys DMS reads."
 
 
@@ -229,21 +270,25 @@ def preflight(spec: GrantSpec, *, clients: GrantClients, shape_check: bool = Fal
     """
     calls = AwsCalls()
     report = PreflightReport(aws_request_ids=calls.request_ids)
-    secretsmanager = clients.remote("secretsmanager")
-    kms = clients.remote("kms")
+    # An invalid request is not worth a call to AWS.
+    if not _run(report, "request_valid", lambda: _request_valid(spec)):
+        return report
+    reachable = _run(report, "provisioner_roles", lambda: _provisioner_roles(clients, spec))
+    if not reachable:
+        return report
+    secretsmanager, kms, iam, dms = reachable
 
-    located = _run(report, "secret_location", lambda: _secret_location(spec))
-    secret = located and _run(report, "secret_exists", lambda: _secret_exists(calls, secretsmanager, spec))
+    secret = _run(report, "secret_exists", lambda: _secret_exists(calls, secretsmanager, spec))
     metadata = secret and _run(report, "customer_managed_key", lambda: _secret_key(calls, kms, secret, spec))
     key_arn = metadata and _run(report, "key_usable", lambda: _key_usable(metadata, spec))
     if key_arn:
         report.kms_key_arn = key_arn
         if spec.kms_key_arn:
             _run(report, "key_matches", lambda: _key_matches(calls, kms, spec, key_arn))
-    _run(report, "role_name_available", lambda: _role_free(calls, clients.datalake("iam"), spec))
-    _run(report, "endpoint_identifier_available", lambda: _endpoint_free(calls, clients.datalake("dms"), spec))
+    _run(report, "role_name_available", lambda: _role_free(calls, iam, spec))
+    _run(report, "endpoint_identifier_available", lambda: _endpoint_free(calls, dms, spec))
     if key_arn:
-        _run(report, "policy_sizes", lambda: _sizes(calls, clients, spec, key_arn))
+        _run(report, "policy_sizes", lambda: _sizes(calls, secretsmanager, kms, spec, key_arn))
     if secret and shape_check:
         report.secret_keys = _run(report, "secret_shape", lambda: _secret_shape(calls, secretsmanager, spec))
     return report

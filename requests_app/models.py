@@ -69,7 +69,8 @@ ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
     # active -> provisioning: a repair re-runs the (idempotent) grant steps.
     RequestState.ACTIVE: frozenset({RequestState.PROVISIONING, RequestState.REVOKING}),
     RequestState.FAILED: frozenset({RequestState.PROVISIONING, RequestState.REVOKING}),
-    RequestState.REVOKING: frozenset({RequestState.REVOKED}),
+    # A revoke step that fails leaves the request failed; retry or revoke again.
+    RequestState.REVOKING: frozenset({RequestState.REVOKED, RequestState.FAILED}),
     RequestState.REJECTED: frozenset(),
     RequestState.CANCELLED: frozenset(),
     RequestState.REVOKED: frozenset(),

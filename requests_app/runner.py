@@ -35,6 +35,7 @@ from requests_app.grants import grant_spec_for
 from requests_app.locks import arn_lock
 from requests_app.models import AccessRequest, ProvisioningStep, RequestState
 from requests_app.services.drift import after_grant_finished
+from requests_app.services.transitions import move
 
 logger = logging.getLogger(__name__)
 
@@ -120,10 +121,12 @@ def _claim_next_step(request_id: int, phase: str) -> tuple[AccessRequest, Provis
         step.finished_at = None
         step.save(update_fields=["status", "attempts", "started_at", "finished_at"])
         if request.state == RequestState.APPROVED:
-            request.state = RequestState.PROVISIONING
-            request.save(update_fields=["state", "updated_at"])
-            record_event(action="request.provisioning", request=request, details={"phase": phase})
+            _start_provisioning(request)
     return request, step
+
+
+def _start_provisioning(request: AccessRequest) -> None:
+    move(request, RequestState.PROVISIONING, verb="provisioned", action="request.provisioning")
 
 
 def _call_engine(request: AccessRequest, step: ProvisioningStep) -> Any:
@@ -259,17 +262,20 @@ def _is_last(step: ProvisioningStep) -> bool:
 
 def _finish_phase(request: AccessRequest, phase: str) -> None:
     if phase == Phase.GRANT and request.state in RUNNABLE_STATES[Phase.GRANT]:
-        request.state = RequestState.ACTIVE
-        request.completed_at = timezone.now()
-        request.diagnosis = ""
-        request.save(update_fields=["state", "completed_at", "diagnosis", "updated_at"])
-        record_event(action="request.active", request=request, target_arn=request.endpoint_arn)
+        if request.state == RequestState.APPROVED:
+            _start_provisioning(request)
+        move(
+            request,
+            RequestState.ACTIVE,
+            verb="activated",
+            action="request.active",
+            details={"role_arn": request.role_arn, "endpoint_arn": request.endpoint_arn},
+            completed_at=timezone.now(),
+            diagnosis="",
+        )
         after_grant_finished(request)
     elif phase == Phase.REVOKE and request.state in RUNNABLE_STATES[Phase.REVOKE]:
-        request.state = RequestState.REVOKED
-        request.diagnosis = ""
-        request.save(update_fields=["state", "diagnosis", "updated_at"])
-        record_event(action="request.revoked", request=request)
+        move(request, RequestState.REVOKED, verb="revoked", action="request.revoked", diagnosis="")
 
 
 def _release_for_retry(step: ProvisioningStep, error: RetryableAwsError) -> None:
@@ -312,13 +318,12 @@ def _fail(request: AccessRequest, step: ProvisioningStep, *, error: str, diagnos
     step.aws_request_ids = aws_request_ids
     step.save()
     # A failed revoke also lands in failed: the grant may be half taken apart,
-    # and revoking again re-runs the (idempotent) revoke steps.
-    request.state = RequestState.FAILED
-    request.diagnosis = diagnosis
-    request.save(update_fields=["state", "diagnosis", "updated_at"])
-    record_event(
+    # and a retry (or another revoke) re-runs the idempotent revoke steps.
+    move(
+        request,
+        RequestState.FAILED,
+        verb="failed",
         action="request.failed",
-        request=request,
         details={
             "phase": step.phase,
             "step": step.name,
@@ -327,4 +332,5 @@ def _fail(request: AccessRequest, step: ProvisioningStep, *, error: str, diagnos
             "diagnosis": diagnosis,
             "aws_request_ids": aws_request_ids,
         },
+        diagnosis=diagnosis,
     )

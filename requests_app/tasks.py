@@ -38,21 +38,17 @@ def run_step(self, request_id: int, phase: str) -> str | None:
 
 
 @shared_task(name="provisioning.sweep", acks_late=True)
-def sweep() -> int:
-    """Re-enqueue in-flight requests whose work was lost (run by beat every minute)."""
-    return len(sweeper.sweep_lost_work())
+def sweep() -> dict[str, int]:
+    """Revoke expired grants and re-enqueue lost work (run by beat every minute)."""
+    expired = sweeper.expire_due_grants()
+    lost = sweeper.sweep_lost_work()
+    return {"expired": len(expired), "requeued": len(lost)}
 
 
 @worker_process_init.connect
 def _fresh_clients_in_each_child(**_kwargs) -> None:
     # boto3 sessions and their connection pools must not cross a fork.
     set_client_factory(None)
-
-
-@shared_task(name="provisioning.expire_grants", acks_late=True)
-def expire_grants() -> int:
-    """Revoke active grants past their expiry (run by beat)."""
-    return len(expiry.expire_due_grants())
 
 
 @shared_task(name="provisioning.remind_expiring", acks_late=True)

@@ -5,6 +5,7 @@ state from ``provisioning.documents``, writes only the difference and returns
 a ``StepResult``. Steps raise ``RetryableAwsError`` or ``PermanentAwsError``
 (with a diagnosis), never bare botocore errors.
 """
+
 from __future__ import annotations
 
 from provisioning.preflight import Check, PreflightReport, preflight

@@ -1,4 +1,5 @@
 """Steps on the DataLake side: the DMS endpoint that reads the remote secret."""
+
 from __future__ import annotations
 
 from provisioning.aws_calls import AwsCalls
@@ -64,12 +65,20 @@ def create_endpoint(spec: GrantSpec, *, clients: GrantClients) -> StepResult:
     current = find_endpoint(calls, dms, spec.endpoint_identifier)
     if current is None:
         created = calls(
-            dms, "CreateEndpoint",
+            dms,
+            "CreateEndpoint",
             retry_codes={"ResourceAlreadyExistsFault": "endpoint_identifier_taken"},
-            Tags=owner_tags(spec), **desired,
+            Tags=owner_tags(spec),
+            **desired,
         )["Endpoint"]
-        return StepResult(name="create_endpoint", changed=True, before=None, after=desired,
-                          aws_request_ids=calls.request_ids, outputs={"endpoint_arn": created["EndpointArn"]})
+        return StepResult(
+            name="create_endpoint",
+            changed=True,
+            before=None,
+            after=desired,
+            aws_request_ids=calls.request_ids,
+            outputs={"endpoint_arn": created["EndpointArn"]},
+        )
 
     endpoint_arn = current["EndpointArn"]
     owner = endpoint_owner(calls, dms, endpoint_arn)
@@ -78,8 +87,14 @@ def create_endpoint(spec: GrantSpec, *, clients: GrantClients) -> StepResult:
     difference = _difference(current, desired)
     if difference:
         calls(dms, "ModifyEndpoint", EndpointArn=endpoint_arn, **difference)
-    return StepResult(name="create_endpoint", changed=bool(difference), before=_as_found(current, desired),
-                      after=desired, aws_request_ids=calls.request_ids, outputs={"endpoint_arn": endpoint_arn})
+    return StepResult(
+        name="create_endpoint",
+        changed=bool(difference),
+        before=_as_found(current, desired),
+        after=desired,
+        aws_request_ids=calls.request_ids,
+        outputs={"endpoint_arn": endpoint_arn},
+    )
 
 
 def delete_endpoint(spec: GrantSpec, *, clients: GrantClients) -> StepResult:
@@ -96,9 +111,17 @@ def delete_endpoint(spec: GrantSpec, *, clients: GrantClients) -> StepResult:
     endpoint_arn = current["EndpointArn"]
     if endpoint_owner(calls, dms, endpoint_arn) != spec.grant_id:
         return StepResult(
-            name="delete_endpoint", changed=False, aws_request_ids=calls.request_ids,
+            name="delete_endpoint",
+            changed=False,
+            aws_request_ids=calls.request_ids,
             outputs={"skipped": f"endpoint {spec.endpoint_identifier} is not owned by request {spec.grant_id}"},
         )
     calls(dms, "DeleteEndpoint", missing_ok=True, EndpointArn=endpoint_arn)
-    return StepResult(name="delete_endpoint", changed=True, before=_as_found(current, endpoint_settings(spec)),
-                      after=None, aws_request_ids=calls.request_ids, outputs={"endpoint_arn": endpoint_arn})
+    return StepResult(
+        name="delete_endpoint",
+        changed=True,
+        before=_as_found(current, endpoint_settings(spec)),
+        after=None,
+        aws_request_ids=calls.request_ids,
+        outputs={"endpoint_arn": endpoint_arn},
+    )

@@ -1,4 +1,5 @@
 """Steps on the Remote side: the grant's statement in the KMS key policy."""
+
 from __future__ import annotations
 
 import fnmatch
@@ -7,6 +8,7 @@ import json
 from provisioning.aws_calls import AwsCalls
 from provisioning.clients import GrantClients
 from provisioning.documents import key_policy_statement
+from provisioning.errors import InvalidInput
 from provisioning.resources import KEY_POLICY_NAME, read_key_policy, resolve_key_arn
 from provisioning.spec import GrantSpec
 from provisioning.statements import find_statement, merge_statement, remove_statement, statements_of
@@ -57,6 +59,8 @@ def grant_key_policy(spec: GrantSpec, *, clients: GrantClients, lock: PolicyLock
     the owner administer the key is refused. Nothing is written when the
     statement is already there as planned. Outputs ``key_arn``.
     """
+    if not spec.kms_key_arn:
+        raise InvalidInput("kms_key_arn", "is required to grant on the key (preflight discovers it from the secret)")
     calls = AwsCalls()
     kms = clients.remote("kms")
     statement = key_policy_statement(spec)
@@ -65,13 +69,25 @@ def grant_key_policy(spec: GrantSpec, *, clients: GrantClients, lock: PolicyLock
         _, current = read_key_policy(calls, kms, key_arn)
         merged = merge_statement(current, statement)
         if merged == current:
-            return StepResult(name="grant_key_policy", changed=False, before=current, after=current,
-                              aws_request_ids=calls.request_ids, outputs={"key_arn": key_arn})
+            return StepResult(
+                name="grant_key_policy",
+                changed=False,
+                before=current,
+                after=current,
+                aws_request_ids=calls.request_ids,
+                outputs={"key_arn": key_arn},
+            )
         _ensure_administration_kept(calls, current, merged, key_arn)
         calls.check_size("key_policy", merged)
         _put(calls, kms, key_arn, merged)
-    return StepResult(name="grant_key_policy", changed=True, before=current, after=merged,
-                      aws_request_ids=calls.request_ids, outputs={"key_arn": key_arn})
+    return StepResult(
+        name="grant_key_policy",
+        changed=True,
+        before=current,
+        after=merged,
+        aws_request_ids=calls.request_ids,
+        outputs={"key_arn": key_arn},
+    )
 
 
 def revoke_key_policy(spec: GrantSpec, *, clients: GrantClients, lock: PolicyLock | None = None) -> StepResult:
@@ -90,8 +106,14 @@ def revoke_key_policy(spec: GrantSpec, *, clients: GrantClients, lock: PolicyLoc
     with locked(lock, key_arn):
         exists, current = read_key_policy(calls, kms, key_arn, missing_ok=True)
         if not exists or find_statement(current, sid) is None:
-            return StepResult(name="revoke_key_policy", changed=False, before=current, after=current,
-                              aws_request_ids=calls.request_ids, outputs={"key_arn": key_arn})
+            return StepResult(
+                name="revoke_key_policy",
+                changed=False,
+                before=current,
+                after=current,
+                aws_request_ids=calls.request_ids,
+                outputs={"key_arn": key_arn},
+            )
         remaining = remove_statement(current, sid)
         if remaining is None:
             raise calls.permanent(
@@ -101,5 +123,11 @@ def revoke_key_policy(spec: GrantSpec, *, clients: GrantClients, lock: PolicyLoc
             )
         _ensure_administration_kept(calls, current, remaining, key_arn)
         _put(calls, kms, key_arn, remaining)
-    return StepResult(name="revoke_key_policy", changed=True, before=current, after=remaining,
-                      aws_request_ids=calls.request_ids, outputs={"key_arn": key_arn})
+    return StepResult(
+        name="revoke_key_policy",
+        changed=True,
+        before=current,
+        after=remaining,
+        aws_request_ids=calls.request_ids,
+        outputs={"key_arn": key_arn},
+    )

@@ -1,4 +1,5 @@
 """What a step reports back to the workflow."""
+
 from __future__ import annotations
 
 import contextlib

@@ -1,4 +1,5 @@
 """Steps on the DataLake side: the IAM role DMS assumes to read the secret."""
+
 from __future__ import annotations
 
 import json
@@ -41,7 +42,8 @@ def create_role(spec: GrantSpec, *, clients: GrantClients) -> StepResult:
     role = read_role(calls, iam, spec.role_name)
     if role is None:
         created = calls(
-            iam, "CreateRole",
+            iam,
+            "CreateRole",
             # Another worker creating the same role at this instant: the
             # retry reads it back and checks whose it is.
             retry_codes={"EntityAlreadyExists": "role_name_taken"},
@@ -50,10 +52,19 @@ def create_role(spec: GrantSpec, *, clients: GrantClients) -> StepResult:
             Description=f"DMS reads {spec.secret_arn} (dms-access-portal request {spec.grant_id})"[:1000],
             Tags=owner_tags(spec),
         )["Role"]
-        calls(iam, "PutRolePolicy", RoleName=spec.role_name, PolicyName=ROLE_INLINE_POLICY_NAME,
-              PolicyDocument=json.dumps(inline))
+        calls(
+            iam,
+            "PutRolePolicy",
+            RoleName=spec.role_name,
+            PolicyName=ROLE_INLINE_POLICY_NAME,
+            PolicyDocument=json.dumps(inline),
+        )
         return StepResult(
-            name="create_role", changed=True, before=None, after=desired, aws_request_ids=calls.request_ids,
+            name="create_role",
+            changed=True,
+            before=None,
+            after=desired,
+            aws_request_ids=calls.request_ids,
             outputs={"role_arn": created["Arn"], "role_id": created["RoleId"]},
         )
 
@@ -66,11 +77,20 @@ def create_role(spec: GrantSpec, *, clients: GrantClients) -> StepResult:
         calls(iam, "UpdateAssumeRolePolicy", RoleName=spec.role_name, PolicyDocument=json.dumps(trust))
         changed = True
     if current_inline != inline:
-        calls(iam, "PutRolePolicy", RoleName=spec.role_name, PolicyName=ROLE_INLINE_POLICY_NAME,
-              PolicyDocument=json.dumps(inline))
+        calls(
+            iam,
+            "PutRolePolicy",
+            RoleName=spec.role_name,
+            PolicyName=ROLE_INLINE_POLICY_NAME,
+            PolicyDocument=json.dumps(inline),
+        )
         changed = True
     return StepResult(
-        name="create_role", changed=changed, before=before, after=desired, aws_request_ids=calls.request_ids,
+        name="create_role",
+        changed=changed,
+        before=before,
+        after=desired,
+        aws_request_ids=calls.request_ids,
         outputs={"role_arn": role.arn, "role_id": role.role_id},
     )
 
@@ -89,7 +109,9 @@ def delete_role(spec: GrantSpec, *, clients: GrantClients) -> StepResult:
         return StepResult(name="delete_role", changed=False, aws_request_ids=calls.request_ids)
     if role.owner != spec.grant_id:
         return StepResult(
-            name="delete_role", changed=False, aws_request_ids=calls.request_ids,
+            name="delete_role",
+            changed=False,
+            aws_request_ids=calls.request_ids,
             outputs={"skipped": f"role {spec.role_name} is not owned by request {spec.grant_id}"},
         )
     inline = read_role_policy(calls, iam, spec.role_name)
@@ -97,7 +119,10 @@ def delete_role(spec: GrantSpec, *, clients: GrantClients) -> StepResult:
         calls(iam, "DeleteRolePolicy", missing_ok=True, RoleName=spec.role_name, PolicyName=ROLE_INLINE_POLICY_NAME)
     calls(iam, "DeleteRole", missing_ok=True, RoleName=spec.role_name)
     return StepResult(
-        name="delete_role", changed=True,
-        before={"trust_policy": role.trust_policy, "inline_policy": inline}, after=None,
-        aws_request_ids=calls.request_ids, outputs={"role_arn": role.arn, "role_id": role.role_id},
+        name="delete_role",
+        changed=True,
+        before={"trust_policy": role.trust_policy, "inline_policy": inline},
+        after=None,
+        aws_request_ids=calls.request_ids,
+        outputs={"role_arn": role.arn, "role_id": role.role_id},
     )

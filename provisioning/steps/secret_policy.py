@@ -1,4 +1,5 @@
 """Steps on the Remote side: the grant's statement in the secret's resource policy."""
+
 from __future__ import annotations
 
 import json
@@ -11,10 +12,17 @@ from provisioning.spec import GrantSpec
 from provisioning.statements import find_statement, merge_statement, remove_statement
 from provisioning.steps.result import PolicyLock, StepResult, locked
 
+
 def _put(calls: AwsCalls, secretsmanager, secret_arn: str, policy: dict) -> None:
     # A role created seconds ago can be refused here as an "unsupported
     # principal"; aws_errors turns that into a retryable principal_not_visible.
-    calls(secretsmanager, "PutResourcePolicy", SecretId=secret_arn, ResourcePolicy=json.dumps(policy), BlockPublicPolicy=True)
+    calls(
+        secretsmanager,
+        "PutResourcePolicy",
+        SecretId=secret_arn,
+        ResourcePolicy=json.dumps(policy),
+        BlockPublicPolicy=True,
+    )
 
 
 def grant_secret_policy(spec: GrantSpec, *, clients: GrantClients, lock: PolicyLock | None = None) -> StepResult:
@@ -33,12 +41,18 @@ def grant_secret_policy(spec: GrantSpec, *, clients: GrantClients, lock: PolicyL
         _, current = read_secret_policy(calls, secretsmanager, spec.secret_arn)
         merged = merge_statement(current, statement)
         if merged == current:
-            return StepResult(name="grant_secret_policy", changed=False, before=current, after=current,
-                              aws_request_ids=calls.request_ids)
+            return StepResult(
+                name="grant_secret_policy",
+                changed=False,
+                before=current,
+                after=current,
+                aws_request_ids=calls.request_ids,
+            )
         calls.check_size("secret_policy", merged)
         _put(calls, secretsmanager, spec.secret_arn, merged)
-    return StepResult(name="grant_secret_policy", changed=True, before=current, after=merged,
-                      aws_request_ids=calls.request_ids)
+    return StepResult(
+        name="grant_secret_policy", changed=True, before=current, after=merged, aws_request_ids=calls.request_ids
+    )
 
 
 def revoke_secret_policy(spec: GrantSpec, *, clients: GrantClients, lock: PolicyLock | None = None) -> StepResult:
@@ -53,12 +67,18 @@ def revoke_secret_policy(spec: GrantSpec, *, clients: GrantClients, lock: Policy
     with locked(lock, spec.secret_arn):
         exists, current = read_secret_policy(calls, secretsmanager, spec.secret_arn, missing_ok=True)
         if not exists or find_statement(current, sid) is None:
-            return StepResult(name="revoke_secret_policy", changed=False, before=current, after=current,
-                              aws_request_ids=calls.request_ids)
+            return StepResult(
+                name="revoke_secret_policy",
+                changed=False,
+                before=current,
+                after=current,
+                aws_request_ids=calls.request_ids,
+            )
         remaining = remove_statement(current, sid)
         if remaining is None:
             calls(secretsmanager, "DeleteResourcePolicy", missing_ok=True, SecretId=spec.secret_arn)
         else:
             _put(calls, secretsmanager, spec.secret_arn, remaining)
-    return StepResult(name="revoke_secret_policy", changed=True, before=current, after=remaining,
-                      aws_request_ids=calls.request_ids)
+    return StepResult(
+        name="revoke_secret_policy", changed=True, before=current, after=remaining, aws_request_ids=calls.request_ids
+    )

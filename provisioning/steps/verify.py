@@ -1,4 +1,5 @@
 """The last grant step: check the live documents together, then test the connection."""
+
 from __future__ import annotations
 
 import time
@@ -6,6 +7,7 @@ from collections.abc import Callable
 
 from provisioning.aws_calls import AwsCalls
 from provisioning.clients import GrantClients
+from provisioning.errors import InvalidInput
 from provisioning.evaluator import evaluate_access
 from provisioning.resources import find_endpoint, read_key_policy, read_role_policy, read_secret_policy, resolve_key_arn
 from provisioning.spec import GrantSpec
@@ -17,6 +19,8 @@ MAX_POLLS = 60
 
 
 def _access(calls: AwsCalls, spec: GrantSpec, clients: GrantClients) -> tuple[dict, str]:
+    if not spec.kms_key_arn:
+        raise InvalidInput("kms_key_arn", "is required to verify the grant (preflight discovers it from the secret)")
     iam = clients.datalake("iam")
     secretsmanager = clients.remote("secretsmanager")
     kms = clients.remote("kms")
@@ -44,7 +48,9 @@ def _access(calls: AwsCalls, spec: GrantSpec, clients: GrantClients) -> tuple[di
 
 def _connection(calls: AwsCalls, dms, endpoint_arn: str, instance_arn: str) -> dict | None:
     response = calls(
-        dms, "DescribeConnections", missing_ok=True,
+        dms,
+        "DescribeConnections",
+        missing_ok=True,
         Filters=[
             {"Name": "endpoint-arn", "Values": [endpoint_arn]},
             {"Name": "replication-instance-arn", "Values": [instance_arn]},
@@ -67,15 +73,22 @@ def _failed(calls: AwsCalls, connection: dict):
 
 
 def _test_connection(
-    calls: AwsCalls, spec: GrantSpec, clients: GrantClients, *, sleep: Callable[[float], None],
-    poll_interval: float, max_polls: int,
+    calls: AwsCalls,
+    spec: GrantSpec,
+    clients: GrantClients,
+    *,
+    sleep: Callable[[float], None],
+    poll_interval: float,
+    max_polls: int,
 ) -> dict:
     dms = clients.datalake("dms")
     instance_arn = spec.replication_instance_arn
     endpoint = find_endpoint(calls, dms, spec.endpoint_identifier)
     if endpoint is None:
-        raise calls.permanent(f"The DMS endpoint {spec.endpoint_identifier} does not exist; run create_endpoint first.",
-                              diagnosis="connection_failed")
+        raise calls.permanent(
+            f"The DMS endpoint {spec.endpoint_identifier} does not exist; run create_endpoint first.",
+            diagnosis="connection_failed",
+        )
     endpoint_arn = endpoint["EndpointArn"]
     connection = _connection(calls, dms, endpoint_arn, instance_arn)
     status = (connection or {}).get("Status")
@@ -85,10 +98,12 @@ def _test_connection(
         return connection
     if status != "testing":
         calls(
-            dms, "TestConnection",
+            dms,
+            "TestConnection",
             # The replication instance or endpoint is still being created.
             retry_codes={"InvalidResourceStateFault": "connection_failed"},
-            ReplicationInstanceArn=instance_arn, EndpointArn=endpoint_arn,
+            ReplicationInstanceArn=instance_arn,
+            EndpointArn=endpoint_arn,
         )
     for attempt in range(max_polls):
         connection = _connection(calls, dms, endpoint_arn, instance_arn)
@@ -101,7 +116,9 @@ def _test_connection(
             sleep(poll_interval)
     raise calls.retryable(
         f"The DMS connection test of {spec.endpoint_identifier} was still {status or 'not reported'} after "
-        f"{max_polls} polls", diagnosis="connection_failed")
+        f"{max_polls} polls",
+        diagnosis="connection_failed",
+    )
 
 
 def verify(
@@ -125,9 +142,11 @@ def verify(
     documents, key_arn = _access(calls, spec, clients)
     outputs: dict = {"access": "allowed", "key_arn": key_arn}
     if spec.replication_instance_arn:
-        connection = _test_connection(calls, spec, clients, sleep=sleep, poll_interval=poll_interval,
-                                      max_polls=max_polls)
+        connection = _test_connection(
+            calls, spec, clients, sleep=sleep, poll_interval=poll_interval, max_polls=max_polls
+        )
         outputs["connection_status"] = connection.get("Status")
         outputs["endpoint_arn"] = connection.get("EndpointArn")
-    return StepResult(name="verify", changed=False, before=None, after=documents,
-                      aws_request_ids=calls.request_ids, outputs=outputs)
+    return StepResult(
+        name="verify", changed=False, before=None, after=documents, aws_request_ids=calls.request_ids, outputs=outputs
+    )

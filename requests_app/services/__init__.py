@@ -11,7 +11,6 @@ from requests_app.services.expiry import (
     access_request_extend,
     access_request_extension_approve,
     access_request_extension_reject,
-    expire_due_grants,
     remind_expiring_grants,
 )
 from requests_app.services.lifecycle import (
@@ -36,7 +35,6 @@ __all__ = [
     "access_request_retry",
     "access_request_revoke",
     "access_request_submit",
-    "expire_due_grants",
     "grant_check_drift",
     "grant_drift_record",
     "remind_expiring_grants",

@@ -1,16 +1,15 @@
-"""Expiry of active grants: the periodic revoke, the reminder, and extensions.
+"""Expiry of active grants: the reminder before it, and extensions.
 
 A grant with ``expires_at`` is revoked by the worker once that moment has
-passed (``access_request_expire``, run by the periodic sweep). Some time
-before (``settings.EXPIRY_REMINDER_BEFORE``) the requester is reminded,
-once per expiry. To keep the grant longer the requester asks for an
+passed (``access_request_expire``, run by the periodic sweep in
+``requests_app.sweeper``). Some time before (``settings.EXPIRY_REMINDER_BEFORE``)
+the requester is reminded, once per expiry. To keep the grant longer the requester asks for an
 extension; like the approval, it is a decision of the Remote account's
 approvers (the same number of them), and the plan does not change: only
 ``expires_at`` moves.
 """
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 
 from django.conf import settings
@@ -19,37 +18,11 @@ from django.utils import timezone
 
 from requests_app import notifications, permissions
 from requests_app.audit import record_event
-from requests_app.errors import DomainError, InvalidTransition, NotAllowed, ValidationFailed
+from requests_app.errors import InvalidTransition, NotAllowed, ValidationFailed
 from requests_app.models import AccessRequest, ExpiryExtension, RequestState
-from requests_app.services.lifecycle import access_request_expire
 from requests_app.services.transitions import lock_request, lock_request_for
 
-logger = logging.getLogger(__name__)
-
 JUSTIFICATION_MAX = 4000
-
-
-def expire_due_grants(*, now: datetime | None = None) -> list[int]:
-    """Revoke every active grant whose expiry has passed; returns their ids.
-
-    Each grant is expired in its own transaction, so one that cannot be
-    (revoked by a person a moment ago) does not hold up the others.
-    """
-    now = now or timezone.now()
-    due = list(
-        AccessRequest.objects.filter(state=RequestState.ACTIVE, expires_at__lte=now)
-        .order_by("expires_at", "pk")
-        .values_list("pk", flat=True)
-    )
-    expired = []
-    for request_id in due:
-        try:
-            access_request_expire(request_id=request_id, now=now)
-        except DomainError as error:
-            logger.info("request %s was not expired: %s", request_id, error.message)
-            continue
-        expired.append(request_id)
-    return expired
 
 
 def _remind(request_id: int, *, now: datetime, before) -> bool:

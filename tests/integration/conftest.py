@@ -21,6 +21,8 @@ from django.conf import settings
 from django.db import connection
 from moto.server import ThreadedMotoServer
 
+from provisioning.clients import ClientFactory
+from requests_app.aws import set_client_factory
 from tests.integration.processes import CeleryProcess, WorkerPool
 from tests.integration.world import seed_world
 
@@ -29,8 +31,8 @@ WORKER_SETTINGS = {
     "PROVISIONING_RETRY_BACKOFF": "1",
     "PROVISIONING_RETRY_BACKOFF_MAX": "1",
     "PROVISIONING_RETRY_MAX_RETRIES": "3",
-    "PROVISIONING_STEP_LEASE_SECONDS": "6",
-    "PROVISIONING_STALL_SECONDS": "4",
+    "PROVISIONING_STEP_LEASE_SECONDS": "5",
+    "PROVISIONING_STALL_SECONDS": "3",
     "PROVISIONING_SWEEP_INTERVAL_SECONDS": "1",
 }
 
@@ -47,7 +49,7 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(pytest.mark.skip(reason=reason))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def moto_server():
     # One log line per AWS call drowns the output of a failing test.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
@@ -58,9 +60,12 @@ def moto_server():
     server.stop()
 
 
-@pytest.fixture(scope="session")
-def world(moto_server):
-    return seed_world(moto_server)
+@pytest.fixture(scope="module")
+def moto_world(moto_server):
+    """The runbook's world, seeded once; this process's portal code talks to it too."""
+    set_client_factory(ClientFactory(endpoint_url=moto_server))
+    yield seed_world(moto_server)
+    set_client_factory(None)
 
 
 @pytest.fixture(scope="session")

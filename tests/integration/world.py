@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 
 import boto3
 
-from tests.requests_app.rows import DATALAKE_ID, REGION, REMOTE_ID
+from tests.requests_app.rows import DATALAKE_ID, REMOTE_ID
 
+REGION = "eu-west-1"
 SECRET_VALUE = {"username": "dms_reader", "password": "s3cr3t-Value!", "host": "db.remote.internal", "port": 3306}
 FOREIGN_SECRET_STATEMENT = {
     "Sid": "AuditorsMayDescribe",

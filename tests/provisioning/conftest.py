@@ -8,6 +8,8 @@ from provisioning.spec import OWNER_TAG_KEY, GrantSpec
 from tests.aws_world import (  # noqa: F401  (re-exported for the engine's tests)
     DATALAKE_ID,
     ENDPOINT_ID,
+    FOREIGN_KEY_STATEMENT,
+    FOREIGN_SECRET_STATEMENT,
     GRANT_ID,
     PROVISIONER_ROLE,
     REGION,
@@ -15,24 +17,18 @@ from tests.aws_world import (  # noqa: F401  (re-exported for the engine's tests
     ROLE_NAME,
     SECRET_VALUE,
     World,
+    new_session,
 )
-from tests.provisioning.aws_calls import AwsCallCounter
+from tests.provisioning.botocore_hooks import AwsCallCounter
 
-# A statement someone else put on the secret and the key before the portal came.
-FOREIGN_SECRET_STATEMENT = {
-    "Sid": "AuditorsMayDescribe",
-    "Effect": "Allow",
-    "Principal": {"AWS": "arn:aws:iam::333333333333:role/auditor"},
-    "Action": "secretsmanager:DescribeSecret",
-    "Resource": "*",
-}
-FOREIGN_KEY_STATEMENT = {
-    "Sid": "BackupMayEncrypt",
-    "Effect": "Allow",
-    "Principal": {"AWS": "arn:aws:iam::222222222222:role/backup"},
-    "Action": ["kms:Encrypt", "kms:GenerateDataKey*"],
-    "Resource": "*",
-}
+
+def run_steps(steps, spec: GrantSpec, clients: GrantClients, **verify_options) -> list:
+    """Run ``steps`` (name, function) in order; verify polls without sleeping."""
+    results = []
+    for name, step in steps:
+        options = {"sleep": lambda _seconds: None, **verify_options} if name == "verify" else {}
+        results.append(step(spec, clients=clients, **options))
+    return results
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
 """The client factory: who the clients act as, and how often it asks STS."""
+
 from __future__ import annotations
 
 import threading
@@ -10,7 +11,7 @@ from moto.server import ThreadedMotoServer
 from provisioning.clients import REFRESH_MARGIN_SECONDS, ClientFactory, GrantClients
 from provisioning.errors import PermanentAwsError
 from provisioning.spec import AccountAccess
-from tests.provisioning.aws_calls import inject_error
+from tests.provisioning.botocore_hooks import inject_error
 from tests.provisioning.conftest import DATALAKE_ID, REGION, REMOTE_ID
 
 
@@ -107,10 +108,14 @@ def test_clients_use_timeouts_and_standard_retries(clients):
 
 
 def test_a_refused_assume_role_names_the_missing_permission(world, factory, spec):
-    inject_error(world.base_session, "AssumeRole", "AccessDenied",
-                 "User: arn:aws:sts::123456789012:assumed-role/portal/i-1 is not authorized to perform: "
-                 "sts:AssumeRole on resource: arn:aws:iam::111111111111:role/dms-access-portal-provisioner",
-                 status=403)
+    inject_error(
+        world.base_session,
+        "AssumeRole",
+        "AccessDenied",
+        "User: arn:aws:sts::123456789012:assumed-role/portal/i-1 is not authorized to perform: "
+        "sts:AssumeRole on resource: arn:aws:iam::111111111111:role/dms-access-portal-provisioner",
+        status=403,
+    )
     with pytest.raises(PermanentAwsError) as caught:
         GrantClients(factory, spec).datalake("iam")
     assert caught.value.diagnosis == "provisioner_access_denied"

@@ -29,7 +29,7 @@ from provisioning.drift import (
 from provisioning.errors import PermanentAwsError
 from provisioning.spec import OWNER_TAG_KEY
 from provisioning.steps import GRANT_STEPS
-from tests.provisioning.aws_calls import inject_error, inject_response
+from tests.provisioning.botocore_hooks import inject_error, inject_response
 from tests.provisioning.conftest import (
     DATALAKE_ID,
     ENDPOINT_ID,

@@ -1,4 +1,5 @@
 """Preflight: what an approver is told before anything changes in AWS."""
+
 from __future__ import annotations
 
 import json
@@ -6,12 +7,10 @@ import logging
 
 import pytest
 
-from provisioning.clients import GrantClients
 from provisioning.errors import RetryableAwsError
 from provisioning.preflight import preflight
-from provisioning.spec import OWNER_TAG_KEY
 from provisioning.steps import GRANT_STEPS
-from tests.provisioning.aws_calls import inject_error, inject_response
+from tests.provisioning.botocore_hooks import inject_error, inject_response
 from tests.provisioning.conftest import DATALAKE_ID, ENDPOINT_ID, REGION, REMOTE_ID, ROLE_NAME, SECRET_VALUE
 
 
@@ -21,8 +20,9 @@ def failed(report) -> dict[str, str]:
 
 def new_secret(world, name, value, **kwargs) -> str:
     secret_string = value if isinstance(value, str) else json.dumps(value)
-    return world.admin(REMOTE_ID, "secretsmanager").create_secret(Name=name, SecretString=secret_string,
-                                                                   **kwargs)["ARN"]
+    return world.admin(REMOTE_ID, "secretsmanager").create_secret(Name=name, SecretString=secret_string, **kwargs)[
+        "ARN"
+    ]
 
 
 def test_the_runbooks_request_passes_every_check_without_writing(world, spec, clients, calls):
@@ -32,8 +32,16 @@ def test_the_runbooks_request_passes_every_check_without_writing(world, spec, cl
     assert report.diagnosis is None
     assert report.kms_key_arn == world.key_arn
     assert [c.name for c in report.checks] == [
-        "secret_location", "secret_exists", "customer_managed_key", "key_usable", "key_matches",
-        "role_name_available", "endpoint_identifier_available", "policy_sizes"]
+        "request_valid",
+        "provisioner_roles",
+        "secret_exists",
+        "customer_managed_key",
+        "key_usable",
+        "key_matches",
+        "role_name_available",
+        "endpoint_identifier_available",
+        "policy_sizes",
+    ]
     assert calls.writes("preflight") == {}
     assert report.secret_keys is None
     json.dumps(report.to_dict())
@@ -95,32 +103,54 @@ def test_a_named_key_that_is_not_the_secrets_key_is_a_mismatch(world, clients):
     assert failed(report) == {"key_matches": "key_mismatch"}
 
 
+def test_a_named_alias_that_does_not_exist_is_a_mismatch(world, clients):
+    report = preflight(world.spec(kms_key_arn=f"arn:aws:kms:{REGION}:{REMOTE_ID}:alias/nothing"), clients=clients)
+    assert failed(report) == {"key_matches": "key_mismatch"}
+
+
+def test_a_named_key_in_another_account_is_refused_before_asking_aws(world, clients, calls):
+    elsewhere = f"arn:aws:kms:{REGION}:333333333333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    with calls.phase("preflight"):
+        report = preflight(world.spec(kms_key_arn=elsewhere), clients=clients)
+    assert failed(report)["request_valid"] == "account_mismatch"
+    assert "secretsmanager:DescribeSecret" not in calls.phases["preflight"]
+
+
 def test_a_role_name_in_use_by_someone_else_is_taken(world, spec, clients):
-    trust = {"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+    }
     world.admin(DATALAKE_ID, "iam").create_role(RoleName=ROLE_NAME, AssumeRolePolicyDocument=json.dumps(trust))
     assert failed(preflight(spec, clients=clients)) == {"role_name_available": "role_name_taken"}
 
 
 def test_an_endpoint_identifier_in_use_by_someone_else_is_taken(world, spec, clients):
-    world.admin(DATALAKE_ID, "dms").create_endpoint(EndpointIdentifier=ENDPOINT_ID, EndpointType="source",
-                                                    EngineName="postgres", DatabaseName="x")
+    world.admin(DATALAKE_ID, "dms").create_endpoint(
+        EndpointIdentifier=ENDPOINT_ID, EndpointType="source", EngineName="postgres", DatabaseName="x"
+    )
     assert failed(preflight(spec, clients=clients)) == {"endpoint_identifier_available": "endpoint_identifier_taken"}
 
 
 def test_the_grants_own_role_and_endpoint_do_not_block_a_second_preflight(world, spec, clients):
-    for name, step in GRANT_STEPS[:4]:
+    for _name, step in GRANT_STEPS[:4]:
         step(spec, clients=clients)
     report = preflight(spec, clients=clients)
     assert report.ok, report.to_dict()
 
 
 def test_a_secret_policy_that_would_outgrow_the_limit_is_reported(world, spec, clients):
-    padding = {"Sid": "Padding", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::333333333333:root"},
-               "Action": "secretsmanager:DescribeSecret", "Resource": "*",
-               "Condition": {"StringEquals": {"aws:PrincipalTag/team": "x" * 20200}}}
+    padding = {
+        "Sid": "Padding",
+        "Effect": "Allow",
+        "Principal": {"AWS": "arn:aws:iam::333333333333:root"},
+        "Action": "secretsmanager:DescribeSecret",
+        "Resource": "*",
+        "Condition": {"StringEquals": {"aws:PrincipalTag/team": "x" * 20200}},
+    }
     world.admin(REMOTE_ID, "secretsmanager").put_resource_policy(
-        SecretId=world.secret_arn, ResourcePolicy=json.dumps({"Version": "2012-10-17", "Statement": [padding]}))
+        SecretId=world.secret_arn, ResourcePolicy=json.dumps({"Version": "2012-10-17", "Statement": [padding]})
+    )
     assert failed(preflight(spec, clients=clients)) == {"policy_sizes": "policy_too_large"}
 
 
@@ -134,18 +164,43 @@ def test_a_secret_in_another_account_is_refused_before_asking_aws(world, clients
     elsewhere = f"arn:aws:secretsmanager:{REGION}:333333333333:secret:prod/x-AbCdEf"
     with calls.phase("preflight"):
         report = preflight(world.spec(secret_arn=elsewhere, kms_key_arn=None), clients=clients)
-    assert failed(report)["secret_location"] == "account_mismatch"
+    assert failed(report)["request_valid"] == "account_mismatch"
     assert "secretsmanager:DescribeSecret" not in calls.phases["preflight"]
 
 
 def test_a_provisioner_that_may_not_describe_the_secret_is_told_so(world, spec, clients):
-    inject_error(world.base_session, "DescribeSecret", "AccessDeniedException",
-                 "User: arn:aws:sts::222222222222:assumed-role/dms-access-portal-provisioner/portal-req-1042 is not "
-                 "authorized to perform: secretsmanager:DescribeSecret on resource: " + spec.secret_arn)
+    inject_error(
+        world.base_session,
+        "DescribeSecret",
+        "AccessDeniedException",
+        "User: arn:aws:sts::222222222222:assumed-role/dms-access-portal-provisioner/portal-req-1042 is not "
+        "authorized to perform: secretsmanager:DescribeSecret on resource: " + spec.secret_arn,
+    )
     report = preflight(spec, clients=clients)
     assert report.diagnosis == "provisioner_access_denied"
-    assert "secretsmanager:DescribeSecret" in report.checks[1].message
+    assert "secretsmanager:DescribeSecret" in next(c.message for c in report.checks if c.name == "secret_exists")
     assert report.aws_request_ids
+
+
+def test_a_provisioner_role_the_portal_cannot_assume_is_reported(world, spec, clients):
+    inject_error(
+        world.base_session,
+        "AssumeRole",
+        "AccessDenied",
+        "User: arn:aws:iam::123456789012:user/portal is not authorized to perform: sts:AssumeRole on resource: "
+        + spec.remote.provisioner_role_arn,
+        status=403,
+    )
+    report = preflight(spec, clients=clients)
+    assert failed(report) == {"provisioner_roles": "provisioner_access_denied"}
+    assert "sts:AssumeRole" in report.checks[-1].message
+
+
+def test_an_invalid_request_is_reported_without_calling_aws(world, clients, calls):
+    with calls.phase("preflight"):
+        report = preflight(world.spec(role_name="no spaces allowed"), clients=clients)
+    assert failed(report) == {"request_valid": "invalid_input"}
+    assert calls.total("preflight") == 0
 
 
 def test_throttling_raises_so_the_caller_retries(world, spec, clients):
@@ -166,10 +221,12 @@ def test_the_shape_check_keeps_only_key_names(world, spec, clients, caplog):
 
 @pytest.mark.parametrize(
     ("value", "missing"),
-    [({"username": "u", "password": "p", "host": "h"}, "port"),
-     ({"Username": "u", "Password": "p", "Host": "h", "Port": 1}, "username"),
-     ("user=u;password=hunter2", None),
-     (json.dumps(["username", "password"]), None)],
+    [
+        ({"username": "u", "password": "p", "host": "h"}, "port"),
+        ({"Username": "u", "Password": "p", "Host": "h", "Port": 1}, "username"),
+        ("user=u;password=hunter2", None),
+        (json.dumps(["username", "password"]), None),
+    ],
 )
 def test_a_secret_dms_cannot_read_is_reported_without_its_values(world, clients, value, missing):
     arn = new_secret(world, "prod/odd-shape", value, KmsKeyId=world.key_arn)
@@ -188,4 +245,3 @@ def test_oracle_asm_keys_must_come_as_a_set(world, clients):
     report = preflight(world.spec(secret_arn=arn, engine="oracle"), clients=clients, shape_check=True)
     assert failed(report) == {"secret_shape": "secret_shape_invalid"}
     assert "asm_server" in next(c.message for c in report.checks if c.name == "secret_shape")
-

@@ -1,4 +1,5 @@
 """verify: the live documents evaluated together, then the DMS connection test."""
+
 from __future__ import annotations
 
 import json
@@ -7,7 +8,7 @@ import pytest
 
 from provisioning.errors import PermanentAwsError, RetryableAwsError
 from provisioning.steps import GRANT_STEPS, verify
-from tests.provisioning.aws_calls import inject_response
+from tests.provisioning.botocore_hooks import inject_response
 from tests.provisioning.conftest import DATALAKE_ID, REMOTE_ID, ROLE_NAME
 
 
@@ -26,10 +27,18 @@ class Sleeps(list):
 
 def connection(world, spec, status, message=""):
     endpoint = world.admin(DATALAKE_ID, "dms").describe_endpoints(
-        Filters=[{"Name": "endpoint-id", "Values": [spec.endpoint_identifier]}])["Endpoints"][0]
-    return {"Connections": [{"EndpointArn": endpoint["EndpointArn"],
-                             "ReplicationInstanceArn": spec.replication_instance_arn,
-                             "Status": status, "LastFailureMessage": message}]}
+        Filters=[{"Name": "endpoint-id", "Values": [spec.endpoint_identifier]}]
+    )["Endpoints"][0]
+    return {
+        "Connections": [
+            {
+                "EndpointArn": endpoint["EndpointArn"],
+                "ReplicationInstanceArn": spec.replication_instance_arn,
+                "Status": status,
+                "LastFailureMessage": message,
+            }
+        ]
+    }
 
 
 def test_a_working_grant_verifies_and_its_connection_test_succeeds(world, granted, clients, calls):
@@ -61,8 +70,11 @@ def test_without_a_replication_instance_only_the_documents_are_checked(world, cl
 
 def test_a_failed_connection_passes_the_dms_message_through(world, granted, clients):
     message = "Cannot connect to MySQL: Can't connect to server on 'db.remote.internal' (110)"
-    inject_response(clients.datalake("dms"), "DescribeConnections",
-                    lambda _params: (200, connection(world, granted, "failed", message)))
+    inject_response(
+        clients.datalake("dms"),
+        "DescribeConnections",
+        lambda _params: (200, connection(world, granted, "failed", message)),
+    )
     with pytest.raises(PermanentAwsError) as caught:
         verify(granted, clients=clients, sleep=Sleeps())
     assert caught.value.diagnosis == "connection_failed"
@@ -87,8 +99,9 @@ def test_a_test_still_running_is_polled_at_the_given_interval(world, granted, cl
 
 
 def test_a_test_that_never_finishes_gives_up_after_the_poll_budget(world, granted, clients):
-    inject_response(clients.datalake("dms"), "DescribeConnections",
-                    lambda _params: (200, connection(world, granted, "testing")))
+    inject_response(
+        clients.datalake("dms"), "DescribeConnections", lambda _params: (200, connection(world, granted, "testing"))
+    )
     sleeps = Sleeps()
     with pytest.raises(RetryableAwsError) as caught:
         verify(granted, clients=clients, sleep=sleeps, poll_interval=1, max_polls=4)
@@ -106,8 +119,7 @@ def test_a_secret_policy_without_the_grant_is_secret_policy_denies(world, grante
 def test_a_key_policy_without_the_grant_is_key_policy_denies(world, granted, clients):
     policy = world.key_policy()
     policy["Statement"] = [s for s in policy["Statement"] if s.get("Sid") != granted.statement_sid]
-    world.admin(REMOTE_ID, "kms").put_key_policy(KeyId=world.key_arn, PolicyName="default",
-                                                 Policy=json.dumps(policy))
+    world.admin(REMOTE_ID, "kms").put_key_policy(KeyId=world.key_arn, PolicyName="default", Policy=json.dumps(policy))
     with pytest.raises(PermanentAwsError) as caught:
         verify(granted, clients=clients, sleep=Sleeps())
     assert caught.value.diagnosis == "key_policy_denies"
@@ -124,10 +136,18 @@ def test_a_role_without_its_inline_policy_is_identity_policy_denies(world, grant
 
 def test_an_explicit_deny_in_the_secret_policy_wins(world, granted, clients):
     policy = world.secret_policy()
-    policy["Statement"].append({"Sid": "NoDms", "Effect": "Deny", "Principal": {"AWS": granted.role_arn},
-                                "Action": "secretsmanager:*", "Resource": "*"})
-    world.admin(REMOTE_ID, "secretsmanager").put_resource_policy(SecretId=world.secret_arn,
-                                                                 ResourcePolicy=json.dumps(policy))
+    policy["Statement"].append(
+        {
+            "Sid": "NoDms",
+            "Effect": "Deny",
+            "Principal": {"AWS": granted.role_arn},
+            "Action": "secretsmanager:*",
+            "Resource": "*",
+        }
+    )
+    world.admin(REMOTE_ID, "secretsmanager").put_resource_policy(
+        SecretId=world.secret_arn, ResourcePolicy=json.dumps(policy)
+    )
     with pytest.raises(PermanentAwsError) as caught:
         verify(granted, clients=clients, sleep=Sleeps())
     assert caught.value.diagnosis == "secret_policy_denies"

@@ -16,9 +16,9 @@ from requests_app.services import (
     access_request_extend,
     access_request_extension_approve,
     access_request_extension_reject,
-    expire_due_grants,
     remind_expiring_grants,
 )
+from requests_app.sweeper import expire_due_grants
 
 pytestmark = pytest.mark.django_db
 
@@ -64,20 +64,6 @@ def test_an_approved_extension_gets_its_own_reminder(cast, settings, django_capt
     assert AccessRequest.objects.get(pk=request.pk).reminded_at is None
     assert remind_expiring_grants() == []  # 32 days left now
     assert remind_expiring_grants(now=timezone.now() + timedelta(days=30)) == [request.pk]
-
-
-# --- expiry sweep ----------------------------------------------------------------
-
-
-def test_the_sweep_expires_only_active_grants_past_their_expiry(cast, enqueued):
-    now = timezone.now()
-    due = _active(cast, expires_in=-timedelta(minutes=1))
-    not_due = _active(cast, expires_in=timedelta(minutes=1))
-    failed_past = cast.request(state=RequestState.FAILED, expires_at=now - timedelta(days=1))
-    assert expire_due_grants(now=now) == [due.pk]
-    assert AccessRequest.objects.get(pk=due.pk).state == RequestState.REVOKING
-    assert AccessRequest.objects.get(pk=not_due.pk).state == RequestState.ACTIVE
-    assert AccessRequest.objects.get(pk=failed_past.pk).state == RequestState.FAILED
 
 
 # --- extension -------------------------------------------------------------------

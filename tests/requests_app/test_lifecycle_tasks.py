@@ -13,7 +13,7 @@ pytestmark = pytest.mark.django_db
 
 def test_every_beat_entry_runs_a_registered_task(settings):
     scheduled = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
-    assert {"provisioning.expire_grants", "provisioning.remind_expiring", "provisioning.check_drift"} <= scheduled
+    assert {"provisioning.sweep", "provisioning.remind_expiring", "provisioning.check_drift"} <= scheduled
     app.loader.import_default_modules()
     assert scheduled <= set(app.tasks)
 

@@ -6,6 +6,7 @@ included) made by clients built from a boto3 session, grouped by phase.
 in situations moto cannot produce (access denied, a principal not yet
 visible, a failed connection test).
 """
+
 from __future__ import annotations
 
 import contextlib
