@@ -38,8 +38,8 @@ from tests.provisioning.conftest import (
     REGION,
     REMOTE_ID,
     ROLE_NAME,
+    run_steps,
 )
-from tests.provisioning.test_steps import run, seed_foreign_statements
 
 # What a statement of a deleted role looks like in a real policy.
 STALE_ROLE_ID = "AROA3XFRBF23EXAMPLE1"
@@ -63,8 +63,8 @@ def _emulate_modify_endpoint(dms_client):
 @pytest.fixture
 def granted(world, spec, clients):
     """The runbook's grant, fully applied next to foreign statements; returns the recorded role id."""
-    seed_foreign_statements(world)
-    results = run(GRANT_STEPS, spec, clients)
+    world.seed_foreign_statements()
+    results = run_steps(GRANT_STEPS, spec, clients)
     return results[0].outputs["role_id"]
 
 
@@ -195,7 +195,7 @@ def test_each_kind_of_drift_is_detected_and_repaired(world, spec, clients, grant
             assert report.to_dict()["drifted"] is True
             json.dumps(report.to_dict())  # stored as JSON on the request
 
-            results = run(GRANT_STEPS, spec, clients)
+            results = run_steps(GRANT_STEPS, spec, clients)
             role_id = results[0].outputs["role_id"]
 
             assert check_drift(spec, clients=clients, expected_role_id=role_id).findings == []
@@ -217,7 +217,7 @@ def test_a_role_created_again_under_the_same_name_is_detected_by_its_id(world, s
     (finding,) = report.findings
     assert (finding.expected, finding.actual) == (granted, report.role_id)
 
-    results = run(GRANT_STEPS, spec, clients)
+    results = run_steps(GRANT_STEPS, spec, clients)
     assert check_drift(spec, clients=clients, expected_role_id=results[0].outputs["role_id"]).findings == []
 
 

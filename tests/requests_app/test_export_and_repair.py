@@ -18,9 +18,7 @@ from requests_app.models import AccessRequest, AuditEvent, ProvisioningStep, Req
 from requests_app.permissions import lifecycle_actions
 from requests_app.services import access_request_repair
 from requests_app.workflow import STEP_NAMES
-from tests.aws_world import DATALAKE_ID
-from tests.provisioning.conftest import FOREIGN_KEY_STATEMENT, FOREIGN_SECRET_STATEMENT
-from tests.provisioning.test_steps import seed_foreign_statements
+from tests.aws_world import DATALAKE_ID, FOREIGN_KEY_STATEMENT, FOREIGN_SECRET_STATEMENT
 
 pytestmark = pytest.mark.django_db
 
@@ -85,7 +83,7 @@ def test_the_command_refuses_an_unknown_request(db):
 
 
 def test_a_live_export_merges_into_the_policies_as_they_are(cast, portal_aws):
-    seed_foreign_statements(portal_aws)
+    portal_aws.seed_foreign_statements()
     request = _planned(cast.request(secret_arn=portal_aws.secret_arn, resolved_kms_key_arn=portal_aws.key_arn))
     out = io.StringIO()
     call_command("export_grant", str(request.pk), "--format", "json", "--live", stdout=out)

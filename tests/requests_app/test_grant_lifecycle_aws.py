@@ -23,9 +23,7 @@ from requests_app.grants import grant_spec_for
 from requests_app.metrics import scrape_registry
 from requests_app.models import AccessRequest, AuditEvent, RequestState
 from requests_app.services import access_request_approve, access_request_repair, access_request_submit
-from tests.aws_world import DATALAKE_ID, REMOTE_ID
-from tests.provisioning.conftest import FOREIGN_KEY_STATEMENT, FOREIGN_SECRET_STATEMENT
-from tests.provisioning.test_steps import seed_foreign_statements
+from tests.aws_world import DATALAKE_ID, FOREIGN_KEY_STATEMENT, FOREIGN_SECRET_STATEMENT, REMOTE_ID
 
 pytestmark = pytest.mark.django_db
 
@@ -55,7 +53,7 @@ def drive(django_capture_on_commit_callbacks, enqueued):
 @pytest.fixture
 def grant(cast, portal_aws, drive, django_capture_on_commit_callbacks) -> AccessRequest:
     """The runbook's grant, active, expiring in ten days, next to other teams' statements."""
-    seed_foreign_statements(portal_aws)
+    portal_aws.seed_foreign_statements()
     request = access_request_submit(
         requester=cast.requester,
         datalake_account_id=DATALAKE_ID,
