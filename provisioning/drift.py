@@ -88,6 +88,7 @@ class DriftReport:
 
     @property
     def drifted(self) -> bool:
+        """True when AWS differs from the plan in any way."""
         return bool(self.findings)
 
     @property

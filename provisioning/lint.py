@@ -90,6 +90,7 @@ class Finding:
 
     @property
     def blocks_approval(self) -> bool:
+        """True for an error-level finding: the plan cannot be approved."""
         return self.severity == ERROR
 
     def to_dict(self) -> dict:
