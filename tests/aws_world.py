@@ -189,9 +189,8 @@ def _seed_provisioner(admin: Admin, account_id: str) -> AccountAccess:
     return AccountAccess(account_id=account_id, provisioner_role_arn=role["Role"]["Arn"])
 
 
-@pytest.fixture
-def world(aws) -> World:
-    """The seeded runbook world (fresh for every test)."""
+def seed_world() -> World:
+    """Seed the runbook's world into the moto that is active now."""
     admin = Admin(new_session())
     kms = admin(REMOTE_ID, "kms")
     key = kms.create_key(Description="source-db credentials")["KeyMetadata"]
@@ -216,3 +215,9 @@ def world(aws) -> World:
         managed_secret_arn=managed["ARN"],
         replication_instance_arn=instance["ReplicationInstanceArn"],
     )
+
+
+@pytest.fixture
+def world(aws) -> World:
+    """The seeded runbook world (fresh for every test)."""
+    return seed_world()

@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import time
+import urllib.request
 from pathlib import Path
 from urllib.parse import quote
 
@@ -56,7 +57,11 @@ def moto_server():
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
     server.start()
     host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
+    url = f"http://{host}:{port}"
+    # moto keeps its state per process, not per server: a module's server
+    # would otherwise start with the previous module's world in it.
+    urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST"), timeout=10).close()
+    yield url
     server.stop()
 
 
