@@ -45,14 +45,14 @@ def file_request(page, *, secret_arn: str, endpoint_identifier: str, replication
 
 
 def test_filed_in_the_form_approved_in_the_queue_and_followed_live_to_active(
-    people, portal_aws, world, workers, faults, log_in, screenshot
+    people, portal_aws, moto_world, workers, faults, log_in, screenshot
 ):
     requester = log_in("dana.requester")
     request_id = file_request(
         requester,
-        secret_arn=world.secret_arn,
+        secret_arn=moto_world.secret_arn,
         endpoint_identifier="orders-mysql-journey",
-        replication_instance_arn=world.replication_instance_arn,
+        replication_instance_arn=moto_world.replication_instance_arn,
     )
     assert requester.locator(".badge.preflight-passed").is_visible()
     assert requester.locator("#request-state").inner_text() == "Pending approval"
@@ -95,7 +95,7 @@ def test_filed_in_the_form_approved_in_the_queue_and_followed_live_to_active(
 
     request = AccessRequest.objects.get(pk=request_id)
     assert request.state == AccessRequest.State.ACTIVE
-    assert any(s.get("Principal", {}).get("AWS") == request.role_arn for s in world.secret_policy()["Statement"])
+    assert any(s.get("Principal", {}).get("AWS") == request.role_arn for s in moto_world.secret_policy()["Statement"])
 
     # Revoking runs the steps backwards; the page follows them to the end.
     requester.click("button[value=revoke]")
@@ -103,14 +103,14 @@ def test_filed_in_the_form_approved_in_the_queue_and_followed_live_to_active(
     for node in ("endpoint", "role", "secret", "key"):
         assert requester.locator(f"[data-node={node}]").get_attribute("data-status") == "removed"
     assert requester.locator("button[value=revoke]").count() == 0
-    assert world.role(request.role_name) is None
-    assert "AuditorsMayDescribe" in str(world.secret_policy())
-    assert request.role_arn not in str(world.secret_policy())
+    assert moto_world.role(request.role_name) is None
+    assert "AuditorsMayDescribe" in str(moto_world.secret_policy())
+    assert request.role_arn not in str(moto_world.secret_policy())
 
 
-def test_a_rejection_needs_a_comment_and_the_requester_reads_it(people, portal_aws, world, log_in):
+def test_a_rejection_needs_a_comment_and_the_requester_reads_it(people, portal_aws, moto_world, log_in):
     requester = log_in("dana.requester")
-    request_id = file_request(requester, secret_arn=world.secret_arn, endpoint_identifier="orders-mysql-rejected")
+    request_id = file_request(requester, secret_arn=moto_world.secret_arn, endpoint_identifier="orders-mysql-rejected")
     requester.evaluate(WATCH_SWAPS)
 
     approver = log_in("omar.approver")
