@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 import pytest
 import redis
+import requests
 from django.conf import settings
 from django.db import connection
 from moto.server import ThreadedMotoServer
@@ -33,13 +34,13 @@ WORKER_SETTINGS = {
     "PROVISIONING_RETRY_BACKOFF": "1",
     "PROVISIONING_RETRY_BACKOFF_MAX": "1",
     "PROVISIONING_RETRY_MAX_RETRIES": "3",
-    "PROVISIONING_STEP_LEASE_SECONDS": "6",
-    "PROVISIONING_STALL_SECONDS": "4",
+    "PROVISIONING_STEP_LEASE_SECONDS": "5",
+    "PROVISIONING_STALL_SECONDS": "3",
     "PROVISIONING_SWEEP_INTERVAL_SECONDS": "1",
 }
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def moto_server():
     # One log line per AWS call drowns the output of a failing test.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
@@ -50,9 +51,12 @@ def moto_server():
     server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def moto_world(moto_server):
-    """The runbook's world, seeded once; this process's portal code talks to it too."""
+    """The runbook's world, seeded once per module; this process's portal code talks to it too."""
+    # moto keeps its state per process, not per server: start from nothing
+    # whatever an earlier module (or an in-process mock) left behind.
+    requests.post(f"{moto_server}/moto-api/reset", timeout=10).raise_for_status()
     set_client_factory(ClientFactory(endpoint_url=moto_server))
     yield seed_world(moto_server)
     set_client_factory(None)

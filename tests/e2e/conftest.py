@@ -83,7 +83,7 @@ def screenshot():
 # workers; plus the portal's people and accounts for the journeys.
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def managed_secret_arn(moto_world) -> str:
     """A secret under the AWS-managed aws/secretsmanager key: it cannot be shared cross-account."""
     from tests.integration.world import SECRET_VALUE

@@ -15,11 +15,11 @@ from django.db import transaction
 
 from requests_app.audit import verify_chain
 from requests_app.grants import grant_spec_for
-from requests_app.models import AccessRequest, AuditEvent, ProvisioningStep
+from requests_app.models import AccessRequest, AuditEvent, ProvisioningStep, ResourceLock
+from requests_app.services import access_request_revoke, access_request_submit
 from tests.integration.conftest import WORKER_SETTINGS, free_port
 from tests.integration.processes import ROOT
 from tests.integration.world import FOREIGN_KEY_STATEMENT, FOREIGN_SECRET_STATEMENT, ROOT_KEY_STATEMENT
-from requests_app.services import access_request_revoke, access_request_submit
 from tests.requests_app.rows import DATALAKE_ID, REQUESTER, approve, portal_accounts, request_row, user
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -218,6 +218,8 @@ def test_twenty_grants_on_one_secret_and_key_all_keep_their_statements(moto_worl
     assert FOREIGN_SECRET_STATEMENT in moto_world.secret_policy()["Statement"]
     assert ROOT_KEY_STATEMENT in moto_world.key_policy()["Statement"]
     assert FOREIGN_KEY_STATEMENT in moto_world.key_policy()["Statement"]
+    # The workers serialised their merges on one lock row per shared policy.
+    assert set(ResourceLock.objects.values_list("arn", flat=True)) >= {moto_world.secret_arn, moto_world.key_arn}
     assert verify_chain().ok
 
 
