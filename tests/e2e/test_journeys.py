@@ -156,3 +156,24 @@ def test_a_secret_under_the_aws_managed_key_is_diagnosed_with_its_remediation(
     row = approver.locator(f"tr[data-request='{request_id}']")
     assert "Failed" in row.inner_text() and "aws_managed_key" in row.inner_text()
     assert row.locator("button:has-text('Approve')").count() == 0
+
+
+def test_the_form_checks_each_field_as_it_is_filled_in(people, log_in):
+    from requests_app.errors import ValidationFailed
+    from requests_app.validation import validate_request_input
+
+    page = log_in("dana.requester")
+    page.goto("/requests/new/")
+    page.fill("#id_endpoint_identifier", "9-lives--")
+    page.locator("#id_endpoint_identifier").blur()
+    message = page.locator("#errors_endpoint_identifier p").first
+    message.wait_for()
+    with pytest.raises(ValidationFailed) as expected:
+        validate_request_input(datalake_account_id=DATALAKE_ID, secret_arn="", engine="mysql",
+                               endpoint_identifier="9-lives--", justification="")
+    assert message.inner_text() == expected.value.errors["endpoint_identifier"][0]
+    # Only the field that changed speaks up; the untouched ones stay quiet.
+    assert page.locator("#errors_justification p").count() == 0
+    page.fill("#id_endpoint_identifier", "orders-mysql")
+    page.locator("#id_endpoint_identifier").blur()
+    page.wait_for_selector("#errors_endpoint_identifier p", state="detached")
