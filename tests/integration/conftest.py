@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import time
+import urllib.request
 from pathlib import Path
 from urllib.parse import quote
 
@@ -56,7 +57,11 @@ def moto_server():
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
     server.start()
     host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
+    url = f"http://{host}:{port}"
+    # moto's state belongs to the process, not to the server: without a reset
+    # this module would find the AWS resources an earlier module created.
+    urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST")).close()
+    yield url
     server.stop()
 
 
