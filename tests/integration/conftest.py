@@ -58,9 +58,9 @@ def moto_server():
     server.start()
     host, port = server.get_host_and_port()
     url = f"http://{host}:{port}"
-    # moto's state belongs to the process, not to the server: without a reset
-    # this module would find the AWS resources an earlier module created.
-    urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST")).close()
+    # moto keeps its state per process, not per server: a module's server
+    # would otherwise start with the previous module's world in it.
+    urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST"), timeout=10).close()
     yield url
     server.stop()
 
