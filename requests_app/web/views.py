@@ -13,6 +13,7 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from requests_app import selectors, services
@@ -213,19 +214,18 @@ def request_action(request, request_id: int, action: str):
         form = DecisionForm(request.POST)
         arguments["comment"] = form.cleaned_data["comment"] if form.is_valid() else ""
     try:
-        service(**arguments)
+        updated = service(**arguments)
     except NotFoundForUser:
         raise Http404("No such request.") from None
     except DomainError as error:
-        messages.error(request, f"Could not {action} request #{request_id}: {error.message}")
+        messages.error(request, f"Could not {action.replace('_', ' ')} request #{request_id}: {error.message}")
     else:
-        messages.success(request, f"Request #{request_id}: {done_message}")
+        state = updated.get_state_display().lower()
+        messages.success(request, f"Request #{request_id}: {done_message} It is now {state}.")
     return redirect(_next_url(request) or reverse("web:request_detail", args=[request_id]))
 
 
 def _next_url(request) -> str:
-    from django.utils.http import url_has_allowed_host_and_scheme
-
     target = request.POST.get("next", "")
     if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
         return target
