@@ -139,6 +139,9 @@ if CELERY_BROKER_URL == "filesystem://":
         # kombu's default is "control" relative to the working directory.
         "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
+        # The worker looks for new messages this often (kombu's default is 1 s,
+        # which would add a second between each step of a grant).
+        "polling_interval": 0.2,
     }
     # kombu never creates these, and the first process to touch the broker
     # (web, worker or beat, in any order) must find them.
