@@ -21,7 +21,7 @@ from django.db import IntegrityError, transaction
 from provisioning.documents import build_plan, plan_hash
 from provisioning.errors import InvalidInput, ProvisioningError
 from provisioning.preflight import preflight
-from requests_app import permissions
+from requests_app import notifications, permissions
 from requests_app.audit import record_event
 from requests_app.aws import grant_clients_for
 from requests_app.errors import IdempotencyConflict, InvalidTransition, NotAllowed, ValidationFailed
@@ -211,6 +211,7 @@ def _file(requester, cleaned: dict[str, Any], *, key: str, fingerprint: str, sou
             "endpoint_identifier": request.endpoint_identifier,
         },
     )
+    transaction.on_commit(lambda: notifications.notify_submitted(request))
     return request
 
 
