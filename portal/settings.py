@@ -230,6 +230,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # A drift finding's kind and a report's kinds are one choice set.
+    "ENUM_NAME_OVERRIDES": {"DriftKindEnum": "provisioning.drift.DRIFT_KINDS"},
 }
 
 # --- Operations -------------------------------------------------------------

@@ -23,6 +23,7 @@ from requests_app.permissions import allowed_actions, can_refresh_preflight
 from requests_app.web import audit_export as exports
 from requests_app.validation import REQUEST_FIELDS
 from requests_app.web.forms import AccessRequestForm, AuditFilterForm, DecisionForm
+from requests_app.web.lifecycle import lifecycle_context
 from requests_app.web.policy_diff import policy_diffs_for
 from requests_app.web.progress import POLLING_STATES, WAITING_STATES, progress_for
 
@@ -36,6 +37,9 @@ ACTIONS = {
     "revoke": (services.access_request_revoke, "Revoke started.", False),
     "retry": (services.access_request_retry, "Retry started.", False),
     "refresh_preflight": (services.access_request_refresh_preflight, "Preflight ran again.", False),
+    "repair": (services.access_request_repair, "Repair started.", False),
+    "extension_approve": (services.access_request_extension_approve, "Extension approved.", True),
+    "extension_reject": (services.access_request_extension_reject, "Extension rejected.", True),
 }
 
 
@@ -178,6 +182,7 @@ def _detail_context(request, access_request: AccessRequest) -> dict:
         "plan_documents": _plan_documents(access_request.plan),
         "secret_name": access_request.secret_arn.split(":secret:", 1)[-1],
         "key_name": (access_request.resolved_kms_key_arn or access_request.kms_key_arn).rsplit(":", 1)[-1],
+        **lifecycle_context(request.user, access_request),
     }
 
 
