@@ -5,6 +5,7 @@ environment. The defaults are the embedded quickstart: SQLite, a broker that
 needs no server, and no real AWS.
 """
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -209,12 +210,30 @@ PROVISIONING_STEP_LEASE_SECONDS = int(os.environ.get("PROVISIONING_STEP_LEASE_SE
 # a retry): the sweeper enqueues it again. Longer than the longest backoff.
 PROVISIONING_STALL_SECONDS = int(os.environ.get("PROVISIONING_STALL_SECONDS", "120"))
 PROVISIONING_SWEEP_INTERVAL_SECONDS = float(os.environ.get("PROVISIONING_SWEEP_INTERVAL_SECONDS", "60"))
+# --- Grant lifecycle ----------------------------------------------------------
+# Active grants past expires_at are revoked by the sweep above (every
+# PROVISIONING_SWEEP_INTERVAL_SECONDS). The requester is reminded this long before a grant expires (once per expiry).
+EXPIRY_REMINDER_BEFORE = timedelta(hours=float(os.environ.get("EXPIRY_REMINDER_BEFORE_HOURS", "72")))
+EXPIRY_REMINDER_INTERVAL_SECONDS = float(os.environ.get("EXPIRY_REMINDER_INTERVAL_SECONDS", "900"))
+# Every active grant is compared with AWS this often (about six read calls each).
+DRIFT_CHECK_INTERVAL_SECONDS = float(os.environ.get("DRIFT_CHECK_INTERVAL_SECONDS", "3600"))
+
 CELERY_BEAT_SCHEDULE = {
     "provisioning-sweep": {
         "task": "provisioning.sweep",
         "schedule": PROVISIONING_SWEEP_INTERVAL_SECONDS,
         # A sweep nobody ran in time is superseded by the next one.
         "options": {"expires": PROVISIONING_SWEEP_INTERVAL_SECONDS},
+    },
+    "remind-expiring-grants": {
+        "task": "provisioning.remind_expiring",
+        "schedule": EXPIRY_REMINDER_INTERVAL_SECONDS,
+        "options": {"expires": EXPIRY_REMINDER_INTERVAL_SECONDS},
+    },
+    "check-drift": {
+        "task": "provisioning.check_drift",
+        "schedule": DRIFT_CHECK_INTERVAL_SECONDS,
+        "options": {"expires": DRIFT_CHECK_INTERVAL_SECONDS},
     },
 }
 
@@ -250,6 +269,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # A drift finding's kind and a report's kinds are one choice set.
+    "ENUM_NAME_OVERRIDES": {"DriftKindEnum": "provisioning.drift.DRIFT_KINDS"},
 }
 
 # --- Operations -------------------------------------------------------------

@@ -146,6 +146,15 @@ _ENTRIES = [
         "The message names the field and the rule it breaks. Correct the field and submit again.",
     ),
     Diagnosis(
+        "policy_lint_error",
+        "A policy document of the plan fails the IAM policy linter",
+        "The linter found an error in a document the portal generated (an unknown action, a resource "
+        "of the wrong type for an action, a malformed principal): applied as it is, the grant would not "
+        "work. The findings are in the preflight report. The request cannot be approved; correct the "
+        "field the finding points at (the secret or key ARN, the region) and submit again, or report it "
+        "to the portal's administrators.",
+    ),
+    Diagnosis(
         "replication_fails_after_test",
         "The endpoint test passes but replication fails",
         "The access chain works; the database is not ready for change data capture. Work through the "

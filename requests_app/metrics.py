@@ -25,6 +25,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from provisioning.drift import DRIFT_KINDS
 from requests_app.models import AccessRequest, RequestState
 
 logger = logging.getLogger(__name__)
@@ -99,6 +100,31 @@ class PortalStateCollector:
         yield queue_age
 
 
+class GrantDriftCollector:
+    """Active grants that no longer match their plan in AWS, from the latest
+    drift check stored on each request, read at scrape time."""
+
+    def collect(self):
+        try:
+            reports = list(
+                AccessRequest.objects.filter(state=RequestState.ACTIVE, drift__drifted=True).values_list(
+                    "drift", flat=True
+                )
+            )
+        except DatabaseError:
+            logger.warning("metrics: cannot read drift from the database", exc_info=True)
+            return
+        drifted = GaugeMetricFamily("portal_grants_drifted", "Active grants whose latest drift check found differences.")
+        drifted.add_metric([], len(reports))
+        yield drifted
+        by_kind = GaugeMetricFamily(
+            "portal_grant_drift_findings", "Active grants with a drift finding of each kind.", labels=["kind"]
+        )
+        for kind in DRIFT_KINDS:
+            by_kind.add_metric([kind], sum(1 for report in reports if kind in (report or {}).get("kinds", [])))
+        yield by_kind
+
+
 def _step_metrics_collector(registry: CollectorRegistry) -> None:
     if settings.PROMETHEUS_MULTIPROC_DIR:
         MultiProcessCollector(registry, path=settings.PROMETHEUS_MULTIPROC_DIR)
@@ -110,6 +136,7 @@ def scrape_registry() -> CollectorRegistry:
     """A registry holding everything /metrics shows."""
     registry = CollectorRegistry()
     registry.register(PortalStateCollector())
+    registry.register(GrantDriftCollector())
     _step_metrics_collector(registry)
     return registry
 

@@ -66,7 +66,8 @@ ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
     RequestState.PENDING_APPROVAL: frozenset({RequestState.APPROVED, RequestState.REJECTED, RequestState.CANCELLED}),
     RequestState.APPROVED: frozenset({RequestState.PROVISIONING}),
     RequestState.PROVISIONING: frozenset({RequestState.ACTIVE, RequestState.FAILED}),
-    RequestState.ACTIVE: frozenset({RequestState.REVOKING}),
+    # active -> provisioning: a repair re-runs the (idempotent) grant steps.
+    RequestState.ACTIVE: frozenset({RequestState.PROVISIONING, RequestState.REVOKING}),
     RequestState.FAILED: frozenset({RequestState.PROVISIONING, RequestState.REVOKING}),
     # A revoke step that fails leaves the request failed; retry or revoke again.
     RequestState.REVOKING: frozenset({RequestState.REVOKED, RequestState.FAILED}),
@@ -114,7 +115,17 @@ class AccessRequest(models.Model):
     preflight_status = models.CharField(max_length=8, choices=PreflightStatus.choices, default=PreflightStatus.NOT_RUN)
     diagnosis = models.CharField(max_length=64, blank=True)
     role_arn = models.CharField(max_length=2048, blank=True)
+    # The role's unique id (AROA...) as create_role last saw it: a live role
+    # with another id was deleted and created again.
+    role_id = models.CharField(max_length=128, blank=True)
     endpoint_arn = models.CharField(max_length=2048, blank=True)
+
+    # The expiry reminder was sent for the current ``expires_at`` (an
+    # extension clears it, so the new expiry gets its own reminder).
+    reminded_at = models.DateTimeField(null=True, blank=True)
+    # The latest drift check of an active grant (provisioning.drift.DriftReport.to_dict()).
+    drift = models.JSONField(default=dict, blank=True)
+    drift_checked_at = models.DateTimeField(null=True, blank=True)
 
     # API retries: the same key from the same requester gives the same request.
     idempotency_key = models.CharField(max_length=255, blank=True)
@@ -180,6 +191,41 @@ class Decision(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(outcome__in=["approve", "reject"]), name="decision_outcome_valid"),
             models.UniqueConstraint(fields=["request", "approver", "plan_hash"], name="decision_once_per_plan"),
+        ]
+
+
+class ExpiryExtension(models.Model):
+    """A requester's ask to move an active grant's expiry, decided by the approvers.
+
+    The plan and its hash stay as they are: only ``expires_at`` moves, and
+    only once the Remote account's required number of approvers agreed.
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+
+    request = models.ForeignKey(AccessRequest, on_delete=models.PROTECT, related_name="extensions")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    previous_expires_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    justification = models.TextField(blank=True)
+    state = models.CharField(max_length=9, choices=State.choices, default=State.PENDING)
+    approved_by = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="+", blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(state__in=["pending", "approved", "rejected"]), name="extension_state_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(expires_at__gt=models.F("previous_expires_at")), name="extension_moves_expiry_later"
+            ),
+            models.UniqueConstraint(fields=["request"], condition=Q(state="pending"), name="extension_one_pending"),
         ]
 
 

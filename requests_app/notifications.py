@@ -126,3 +126,67 @@ def _webhook(text: str) -> None:
     except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
         # urllib raises HTTPError (a URLError) for 4xx/5xx answers too.
         logger.warning("notification webhook failed: %s", exc)
+
+
+def notify_expiry_reminder(request: AccessRequest) -> None:
+    """Remind the requester that the grant expires soon, and how to keep it."""
+    lines = [
+        f"Your grant #{request.pk} expires at {request.expires_at:%Y-%m-%d %H:%M %Z}; the portal then revokes it.",
+        "",
+        _summary(request),
+        "",
+        f"To keep it, ask for a later expiry (the approvers decide): {request_url(request)}",
+    ]
+    _mail(f"{SUBJECT_PREFIX} #{request.pk} expires soon", "\n".join(lines), _addresses([request.requester]))
+    _webhook(f"Grant #{request.pk} expires at {request.expires_at:%Y-%m-%d %H:%M %Z}: {request_url(request)}")
+
+
+def notify_extension_requested(extension) -> None:
+    """Tell the Remote account's approvers that a grant's requester asks for a later expiry."""
+    request = extension.request
+    approvers = _addresses(
+        request.remote_account.approvers.exclude(pk=request.requester_id).filter(is_active=True)
+    )
+    lines = [
+        f"{_person(extension.requested_by)} asks to keep grant #{request.pk} until "
+        f"{extension.expires_at:%Y-%m-%d %H:%M %Z} (now until {extension.previous_expires_at:%Y-%m-%d %H:%M %Z}).",
+        "The plan stays as approved; only the expiry moves.",
+        "",
+        _summary(request),
+    ]
+    if extension.justification:
+        lines.append(f"Justification: {extension.justification}")
+    lines += ["", f"Decide: {request_url(request)}"]
+    _mail(f"{SUBJECT_PREFIX} #{request.pk} asks for a later expiry", "\n".join(lines), approvers)
+    _webhook(f"Grant #{request.pk} asks for a later expiry: {request_url(request)}")
+
+
+def notify_extension_decided(extension) -> None:
+    """Tell the requester whether the grant's new expiry was approved."""
+    request = extension.request
+    if extension.state == "approved":
+        verdict = f"was extended until {extension.expires_at:%Y-%m-%d %H:%M %Z}"
+    else:
+        verdict = f"was not extended; it still expires at {extension.previous_expires_at:%Y-%m-%d %H:%M %Z}"
+    lines = [f"Your grant #{request.pk} {verdict}.", "", _summary(request), "", request_url(request)]
+    _mail(f"{SUBJECT_PREFIX} #{request.pk} {verdict}", "\n".join(lines), _addresses([request.requester]))
+    _webhook(f"Grant #{request.pk} {verdict}: {request_url(request)}")
+
+
+def notify_drift(request: AccessRequest, kinds: list[str]) -> None:
+    """Tell the requester and the Remote account's approvers that a grant no longer matches AWS."""
+    people = _addresses(
+        [request.requester, *request.remote_account.approvers.filter(is_active=True)]
+    )
+    findings = (request.drift or {}).get("findings", [])
+    lines = [
+        f"Grant #{request.pk} no longer matches its approved plan in AWS ({', '.join(kinds)}).",
+        "",
+        _summary(request),
+        "",
+        *[f"- {finding.get('message', finding.get('kind'))}" for finding in findings],
+        "",
+        f"Repair it (re-runs the grant's steps) or revoke it: {request_url(request)}",
+    ]
+    _mail(f"{SUBJECT_PREFIX} #{request.pk} drifted from its plan", "\n".join(lines), people)
+    _webhook(f"Grant #{request.pk} drifted ({', '.join(kinds)}): {request_url(request)}")

@@ -90,6 +90,26 @@ def can_refresh_preflight(user, request: AccessRequest) -> bool:
     return _is_own(user, request) or is_approver_for(user, request.remote_account)
 
 
+def can_extend(user, request: AccessRequest) -> bool:
+    """Only the requester asks for a later expiry; the approvers decide it."""
+    return _is_own(user, request)
+
+
+def can_decide_extension(user, request: AccessRequest) -> bool:
+    """An extension is a new decision by the same people as the approval."""
+    return can_approve(user, request)
+
+
+def can_repair(user, request: AccessRequest) -> bool:
+    """Putting a drifted grant back is open to whoever may revoke it."""
+    return can_revoke(user, request)
+
+
+def can_export(user, request: AccessRequest) -> bool:
+    """Whoever sees a request may download its change."""
+    return can_view(user, request)
+
+
 def can_register_account(user) -> bool:
     return is_staff_user(user)
 
@@ -118,4 +138,30 @@ def allowed_actions(user, request: AccessRequest) -> set[str]:
         actions.add("revoke")
     if request.state == RequestState.FAILED and can_retry(user, request):
         actions.add("retry")
+    return actions
+
+
+LIFECYCLE_ACTIONS = ("extend", "decide_extension", "repair", "export")
+
+
+def lifecycle_actions(user, request: AccessRequest, *, pending_extension=None) -> set[str]:
+    """The actions on an active grant to offer ``user`` now: a subset of ``LIFECYCLE_ACTIONS``.
+
+    ``pending_extension`` is the request's pending ExpiryExtension, if any
+    (the caller has it prefetched). Kept apart from ``allowed_actions``,
+    whose set the pages and the API map one-to-one onto their buttons.
+    """
+    if not can_view(user, request):
+        return set()
+    actions = {"export"}
+    if request.state != RequestState.ACTIVE:
+        return actions
+    if pending_extension is None and request.expires_at is not None and can_extend(user, request):
+        actions.add("extend")
+    if pending_extension is not None and can_decide_extension(user, request) and not any(
+        approver.pk == user.pk for approver in pending_extension.approved_by.all()
+    ):
+        actions.add("decide_extension")
+    if (request.drift or {}).get("drifted") and can_repair(user, request):
+        actions.add("repair")
     return actions

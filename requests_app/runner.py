@@ -17,6 +17,7 @@ by a live worker (or nothing left to do) returns without doing anything.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -28,12 +29,15 @@ from django.utils import timezone
 from provisioning.errors import ProvisioningError, RetryableAwsError
 from provisioning.preflight import preflight
 from provisioning.steps import GRANT_STEPS, LOCKED_STEPS, REVOKE_STEPS
-from requests_app import workflow
+from requests_app import notifications, workflow
 from requests_app.audit import record_event
 from requests_app.aws import grant_clients_for
 from requests_app.grants import grant_spec_for
 from requests_app.locks import arn_lock
+from requests_app.logging_context import log_context
+from requests_app.metrics import observe_step
 from requests_app.models import AccessRequest, ProvisioningStep, RequestState
+from requests_app.services.drift import after_grant_finished
 from requests_app.services.transitions import move
 
 logger = logging.getLogger(__name__)
@@ -70,23 +74,29 @@ def run_step(request_id: int, phase: str, *, final_attempt: bool = False) -> str
     if claim is None:
         return None
     request, step = claim
-    try:
-        result = _call_engine(request, step)
-    except RetryableAwsError as error:
-        if final_attempt:
-            _record_failure(request_id, step, error, default_diagnosis="aws_unavailable")
+    with log_context(request_id=request_id, step=step.name, phase=phase):
+        started = time.monotonic()
+        try:
+            result = _call_engine(request, step)
+        except RetryableAwsError as error:
+            observe_step(step.name, time.monotonic() - started, False, diagnosis=error.diagnosis or "aws_unavailable")
+            if final_attempt:
+                _record_failure(request_id, step, error, default_diagnosis="aws_unavailable")
+            else:
+                _release_for_retry(step, error)
+                raise
+        except ProvisioningError as error:
+            observe_step(step.name, time.monotonic() - started, False, diagnosis=error.diagnosis or "")
+            _record_failure(request_id, step, error)
+        except Exception as error:
+            # A defect, not an AWS answer: fail visibly rather than leave the step
+            # running for the sweeper to repeat forever.
+            observe_step(step.name, time.monotonic() - started, False, diagnosis="crashed")
+            logger.exception("step %s of request %s crashed", step.name, request_id)
+            _record_failure(request_id, step, ProvisioningError(f"{type(error).__name__}: {error}"))
         else:
-            _release_for_retry(step, error)
-            raise
-    except ProvisioningError as error:
-        _record_failure(request_id, step, error)
-    except Exception as error:
-        # A defect, not an AWS answer: fail visibly rather than leave the step
-        # running for the sweeper to repeat forever.
-        logger.exception("step %s of request %s crashed", step.name, request_id)
-        _record_failure(request_id, step, ProvisioningError(f"{type(error).__name__}: {error}"))
-    else:
-        _record_success(request_id, step, result)
+            observe_step(step.name, time.monotonic() - started, True)
+            _record_success(request_id, step, result)
     return step.name
 
 
@@ -208,7 +218,9 @@ def _store_step_result(request: AccessRequest, step: ProvisioningStep, result: A
     step.aws_request_ids = list(result.aws_request_ids)
     outputs = result.outputs or {}
     changed_fields = [
-        field for field in ("role_arn", "endpoint_arn") if outputs.get(field) and getattr(request, field) != outputs[field]
+        field
+        for field in ("role_arn", "role_id", "endpoint_arn")
+        if outputs.get(field) and getattr(request, field) != outputs[field]
     ]
     for field in changed_fields:
         setattr(request, field, outputs[field])
@@ -270,6 +282,8 @@ def _finish_phase(request: AccessRequest, phase: str) -> None:
             completed_at=timezone.now(),
             diagnosis="",
         )
+        transaction.on_commit(lambda: notifications.notify_finished(request))
+        after_grant_finished(request)
     elif phase == Phase.REVOKE and request.state in RUNNABLE_STATES[Phase.REVOKE]:
         move(request, RequestState.REVOKED, verb="revoked", action="request.revoked", diagnosis="")
 
@@ -330,3 +344,4 @@ def _fail(request: AccessRequest, step: ProvisioningStep, *, error: str, diagnos
         },
         diagnosis=diagnosis,
     )
+    transaction.on_commit(lambda: notifications.notify_finished(request))

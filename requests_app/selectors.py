@@ -15,7 +15,15 @@ from django.db.models.functions import Coalesce
 
 from requests_app import permissions
 from requests_app.errors import NotFoundForUser
-from requests_app.models import AccessRequest, AuditEvent, AwsAccount, Decision, ProvisioningStep, RequestState
+from requests_app.models import (
+    AccessRequest,
+    AuditEvent,
+    AwsAccount,
+    Decision,
+    ExpiryExtension,
+    ProvisioningStep,
+    RequestState,
+)
 
 
 def _approver_accounts(user) -> QuerySet:
@@ -75,7 +83,7 @@ def approval_queue_for(*, user) -> QuerySet[AccessRequest]:
 
 
 def request_detail_for(*, user, request_id: Any) -> AccessRequest:
-    """One request with its decisions, steps and audit events (raises
+    """One request with its decisions, steps, audit events and pending extension (raises
     NotFoundForUser when it does not exist or ``user`` may not see it).
 
     The accounts' approvers are prefetched too, so ``permissions`` answers
@@ -88,6 +96,13 @@ def request_detail_for(*, user, request_id: Any) -> AccessRequest:
                 Prefetch("decisions", queryset=Decision.objects.select_related("approver").order_by("created_at", "id")),
                 Prefetch("steps", queryset=ProvisioningStep.objects.order_by("phase", "position")),
                 Prefetch("audit_events", queryset=AuditEvent.objects.order_by("id")),
+                Prefetch(
+                    "extensions",
+                    queryset=ExpiryExtension.objects.filter(state=ExpiryExtension.State.PENDING)
+                    .select_related("requested_by")
+                    .prefetch_related("approved_by"),
+                    to_attr="pending_extensions",
+                ),
                 "remote_account__approvers",
                 "datalake_account__approvers",
             )
@@ -98,6 +113,17 @@ def request_detail_for(*, user, request_id: Any) -> AccessRequest:
     if not permissions.can_view(user, request):
         raise NotFoundForUser()
     return request
+
+
+def pending_extension_of(request: AccessRequest) -> ExpiryExtension | None:
+    """The request's extension awaiting the approvers, if any (prefetched by
+    ``request_detail_for``; read from the database otherwise)."""
+    pending = getattr(request, "pending_extensions", None)
+    if pending is None:
+        pending = list(
+            request.extensions.filter(state=ExpiryExtension.State.PENDING).prefetch_related("approved_by")
+        )
+    return pending[0] if pending else None
 
 
 def audit_events_visible_to(

@@ -1,18 +1,23 @@
 """Celery tasks: thin wrappers that take ids and call the workflow.
 
 The names are explicit so that renaming a function never strands queued work.
-The logic lives in ``runner`` and ``sweeper``, where it is tested without a
-broker.
+The logic lives in ``runner``, ``sweeper`` and the services, where it is
+tested without a broker.
 """
 from __future__ import annotations
+
+import logging
 
 from celery import shared_task
 from celery.signals import worker_process_init
 from django.conf import settings
 
-from provisioning.errors import RetryableAwsError
+from provisioning.errors import PermanentAwsError, RetryableAwsError
 from requests_app import runner, sweeper
 from requests_app.aws import set_client_factory
+from requests_app.services import drift, expiry
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(
@@ -44,3 +49,40 @@ def sweep() -> dict[str, int]:
 def _fresh_clients_in_each_child(**_kwargs) -> None:
     # boto3 sessions and their connection pools must not cross a fork.
     set_client_factory(None)
+
+
+@shared_task(name="provisioning.remind_expiring", acks_late=True)
+def remind_expiring() -> int:
+    """Remind requesters of grants expiring soon, once per expiry (run by beat)."""
+    return len(expiry.remind_expiring_grants())
+
+
+@shared_task(name="provisioning.check_drift", acks_late=True)
+def check_drift() -> int:
+    """Queue a drift check of every active grant (run by beat); one task per grant,
+    so the checks spread over the workers and one slow account holds up no other."""
+    request_ids = drift.active_grant_ids()
+    for request_id in request_ids:
+        check_grant_drift.delay(request_id)
+    return len(request_ids)
+
+
+@shared_task(
+    name="provisioning.check_grant_drift",
+    acks_late=True,
+    autoretry_for=(RetryableAwsError,),
+    retry_backoff=settings.PROVISIONING_RETRY_BACKOFF,
+    retry_backoff_max=settings.PROVISIONING_RETRY_BACKOFF_MAX,
+    retry_jitter=True,
+    max_retries=3,
+)
+def check_grant_drift(request_id: int) -> list[str] | None:
+    """Compare one active grant with AWS and record the report; returns the drift kinds."""
+    try:
+        request = drift.grant_check_drift(request_id=request_id)
+    except PermanentAwsError as error:
+        # The provisioner role cannot read something: the previous report
+        # stays, and the log names what could not be read.
+        logger.warning("drift check of request %s could not read AWS (%s): %s", request_id, error.diagnosis, error.message)
+        return None
+    return None if request is None else list((request.drift or {}).get("kinds", []))

@@ -221,4 +221,3 @@ def seed_world() -> World:
 def world(aws) -> World:
     """The seeded runbook world (fresh for every test)."""
     return seed_world()
-

@@ -13,9 +13,8 @@ from rest_framework import serializers
 from provisioning.diagnoses import cdc_checklist, get_diagnosis
 from provisioning.names import ENGINES
 from requests_app import permissions
+from requests_app.api.lifecycle_serializers import LifecycleFieldsMixin
 from requests_app.models import AccessRequest, AuditEvent, AwsAccount, Decision, ProvisioningStep
-
-
 
 
 def _max_length(model, field: str) -> int:
@@ -277,7 +276,7 @@ class RequestSummarySerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class RequestDetailSerializer(RequestSummarySerializer):
+class RequestDetailSerializer(LifecycleFieldsMixin, RequestSummarySerializer):
     decisions = DecisionSerializer(many=True, read_only=True)
     steps = StepSerializer(many=True, read_only=True)
     preflight = serializers.SerializerMethodField()
@@ -307,6 +306,10 @@ class RequestDetailSerializer(RequestSummarySerializer):
             "decisions",
             "steps",
             "allowed_actions",
+            "drift",
+            "drift_checked_at",
+            "pending_extension",
+            "lifecycle_actions",
         ]
         read_only_fields = fields
 

@@ -1,7 +1,7 @@
 """URL layout of /api/v1/ (the paths are part of the published contract)."""
 from django.urls import path, re_path
 
-from requests_app.api import views
+from requests_app.api import lifecycle_views, views
 
 app_name = "api"
 
@@ -16,6 +16,19 @@ urlpatterns = [
     path("requests/<str:id>/cancel/", views.RequestCancelView.as_view(), name="request-cancel"),
     path("requests/<str:id>/revoke/", views.RequestRevokeView.as_view(), name="request-revoke"),
     path("requests/<str:id>/retry/", views.RequestRetryView.as_view(), name="request-retry"),
+    path("requests/<str:id>/repair/", lifecycle_views.RequestRepairView.as_view(), name="request-repair"),
+    path("requests/<str:id>/extend/", lifecycle_views.RequestExtendView.as_view(), name="request-extend"),
+    path(
+        "requests/<str:id>/extension/approve/",
+        lifecycle_views.ExtensionApproveView.as_view(),
+        name="request-extension-approve",
+    ),
+    path(
+        "requests/<str:id>/extension/reject/",
+        lifecycle_views.ExtensionRejectView.as_view(),
+        name="request-extension-reject",
+    ),
+    path("requests/<str:id>/export/", lifecycle_views.RequestExportView.as_view(), name="request-export"),
     path("audit-events/", views.AuditEventListView.as_view(), name="audit-events"),
     re_path(r"^.*$", views.ApiNotFoundView.as_view(), name="not-found"),
 ]

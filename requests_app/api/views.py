@@ -59,7 +59,7 @@ def _request_id(value: str) -> int:
     # The URL takes any segment so that a malformed id gets the API's JSON 404
     # rather than an HTML page, and so that an id beyond bigint never reaches
     # the database.
-    if not value.isascii() or not value.isdigit() or not 0 < int(value) <= MAX_ID:
+    if not (value.isascii() and value.isdigit() and len(value) <= len(str(MAX_ID)) and 0 < int(value) <= MAX_ID):
         raise exceptions.NotFound()
     return int(value)
 

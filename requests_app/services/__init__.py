@@ -6,6 +6,13 @@ work for the workers only after the commit.
 """
 from requests_app.services.accounts import account_register
 from requests_app.services.decisions import access_request_approve, access_request_reject
+from requests_app.services.drift import access_request_repair, grant_check_drift, grant_drift_record
+from requests_app.services.expiry import (
+    access_request_extend,
+    access_request_extension_approve,
+    access_request_extension_reject,
+    remind_expiring_grants,
+)
 from requests_app.services.lifecycle import (
     access_request_cancel,
     access_request_expire,
@@ -19,9 +26,16 @@ __all__ = [
     "access_request_approve",
     "access_request_cancel",
     "access_request_expire",
+    "access_request_extend",
+    "access_request_extension_approve",
+    "access_request_extension_reject",
+    "access_request_repair",
     "access_request_refresh_preflight",
     "access_request_reject",
     "access_request_retry",
     "access_request_revoke",
     "access_request_submit",
+    "grant_check_drift",
+    "grant_drift_record",
+    "remind_expiring_grants",
 ]

@@ -11,7 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from provisioning.diagnoses import get_diagnosis
-from requests_app import permissions, workflow
+from requests_app import notifications, permissions, workflow
 from requests_app.audit import record_event
 from requests_app.errors import InvalidTransition, NotAllowed, ValidationFailed
 from requests_app.models import AccessRequest, Decision, RequestState
@@ -98,6 +98,7 @@ def access_request_approve(*, request_id, user, comment: str = "", source_ip: st
                 decided_at=timezone.now(),
             )
             workflow.schedule_grant(request)
+        transaction.on_commit(lambda: notifications.notify_decided(request))
     return request
 
 
@@ -122,4 +123,5 @@ def access_request_reject(*, request_id, user, comment: str, source_ip: str | No
             details={"comment": comment},
             decided_at=timezone.now(),
         )
+        transaction.on_commit(lambda: notifications.notify_decided(request))
     return request

@@ -21,12 +21,13 @@ from django.db import IntegrityError, transaction
 from provisioning.documents import build_plan, plan_hash
 from provisioning.errors import InvalidInput, ProvisioningError
 from provisioning.preflight import preflight
-from requests_app import permissions
+from requests_app import notifications, permissions
 from requests_app.audit import record_event
 from requests_app.aws import grant_clients_for
 from requests_app.errors import IdempotencyConflict, InvalidTransition, NotAllowed, ValidationFailed
 from requests_app.grants import grant_spec_for
 from requests_app.models import LIVE_STATES, AccessRequest, AwsAccount, RequestState
+from requests_app.plan_lint import lint_into_preflight
 from requests_app.services.transitions import lock_request_for
 from requests_app.validation import validate_request_input
 
@@ -89,6 +90,7 @@ def _apply_preflight(request: AccessRequest) -> list[str]:
     request.resolved_kms_key_arn = outcome.kms_key_arn
     request.plan = plan
     request.plan_hash = plan_hash(plan) if plan else ""
+    lint_into_preflight(request)
     return ["preflight", "preflight_status", "diagnosis", "resolved_kms_key_arn", "plan", "plan_hash", "updated_at"]
 
 
@@ -209,6 +211,7 @@ def _file(requester, cleaned: dict[str, Any], *, key: str, fingerprint: str, sou
             "endpoint_identifier": request.endpoint_identifier,
         },
     )
+    transaction.on_commit(lambda: notifications.notify_submitted(request))
     return request
 
 

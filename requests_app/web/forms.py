@@ -10,6 +10,7 @@ from django import forms
 
 from provisioning.names import ENGINES
 from requests_app.errors import ValidationFailed
+from requests_app.services.expiry import JUSTIFICATION_MAX
 from requests_app.validation import REQUEST_FIELDS, validate_request_input
 
 
@@ -101,6 +102,18 @@ class AccessRequestForm(forms.Form):
 
 class DecisionForm(forms.Form):
     comment = forms.CharField(required=False, max_length=2000)
+
+
+class ExtendForm(forms.Form):
+    """The requester's ask for a later expiry; the service decides whether the date is acceptable."""
+
+    expires_at = forms.DateTimeField(
+        label="New expiry (UTC)",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+    )
+    justification = forms.CharField(
+        label="Why longer?", required=False, max_length=JUSTIFICATION_MAX, widget=forms.Textarea(attrs={"rows": 2})
+    )
 
 
 class AuditFilterForm(forms.Form):

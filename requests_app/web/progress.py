@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from provisioning.diagnoses import DIAGNOSES, cdc_checklist
+from provisioning.diagnoses import cdc_checklist, get_diagnosis
 from requests_app.models import AccessRequest, ProvisioningStep, RequestState
 
 # While the request is in one of these states the workers are (about to be)
@@ -79,7 +79,8 @@ class Progress:
 
 
 def _diagnosis(code: str):
-    return DIAGNOSES.get(code) if code else None
+    # An unknown code still gets a title and a pointer to the error text.
+    return get_diagnosis(code) if code else None
 
 
 def _step_view(step: ProvisioningStep, engine: str) -> StepView:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from requests_app.web import views
+from requests_app.web import lifecycle, views
 
 app_name = "web"
 
@@ -12,6 +12,8 @@ urlpatterns = [
     path("requests/<int:request_id>/", views.request_detail, name="request_detail"),
     path("requests/<int:request_id>/live/", views.request_live, name="request_live"),
     path("requests/<int:request_id>/policies/", views.request_policies, name="request_policies"),
+    path("requests/<int:request_id>/extend/", lifecycle.request_extend, name="request_extend"),
+    path("requests/<int:request_id>/export/<str:fmt>/", lifecycle.request_export, name="request_export"),
     path("requests/<int:request_id>/<str:action>/", views.request_action, name="request_action"),
     path("approvals/", views.approval_queue, name="approval_queue"),
     path("audit/", views.audit_log, name="audit_log"),

@@ -13,6 +13,7 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from requests_app import selectors, services
@@ -22,6 +23,7 @@ from requests_app.permissions import allowed_actions, can_refresh_preflight
 from requests_app.web import audit_export as exports
 from requests_app.validation import REQUEST_FIELDS
 from requests_app.web.forms import AccessRequestForm, AuditFilterForm, DecisionForm
+from requests_app.web.lifecycle import lifecycle_context
 from requests_app.web.policy_diff import policy_diffs_for
 from requests_app.web.progress import POLLING_STATES, WAITING_STATES, progress_for
 
@@ -35,6 +37,9 @@ ACTIONS = {
     "revoke": (services.access_request_revoke, "Revoke started.", False),
     "retry": (services.access_request_retry, "Retry started.", False),
     "refresh_preflight": (services.access_request_refresh_preflight, "Preflight ran again.", False),
+    "repair": (services.access_request_repair, "Repair started.", False),
+    "extension_approve": (services.access_request_extension_approve, "Extension approved.", True),
+    "extension_reject": (services.access_request_extension_reject, "Extension rejected.", True),
 }
 
 
@@ -177,6 +182,7 @@ def _detail_context(request, access_request: AccessRequest) -> dict:
         "plan_documents": _plan_documents(access_request.plan),
         "secret_name": access_request.secret_arn.split(":secret:", 1)[-1],
         "key_name": (access_request.resolved_kms_key_arn or access_request.kms_key_arn).rsplit(":", 1)[-1],
+        **lifecycle_context(request.user, access_request),
     }
 
 
@@ -213,19 +219,18 @@ def request_action(request, request_id: int, action: str):
         form = DecisionForm(request.POST)
         arguments["comment"] = form.cleaned_data["comment"] if form.is_valid() else ""
     try:
-        service(**arguments)
+        updated = service(**arguments)
     except NotFoundForUser:
         raise Http404("No such request.") from None
     except DomainError as error:
-        messages.error(request, f"Could not {action} request #{request_id}: {error.message}")
+        messages.error(request, f"Could not {action.replace('_', ' ')} request #{request_id}: {error.message}")
     else:
-        messages.success(request, f"Request #{request_id}: {done_message}")
+        state = updated.get_state_display().lower()
+        messages.success(request, f"Request #{request_id}: {done_message} It is now {state}.")
     return redirect(_next_url(request) or reverse("web:request_detail", args=[request_id]))
 
 
 def _next_url(request) -> str:
-    from django.utils.http import url_has_allowed_host_and_scheme
-
     target = request.POST.get("next", "")
     if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
         return target

@@ -79,42 +79,30 @@ def screenshot():
     return _screenshot
 
 
-# --- The live system: a moto server, real Celery workers, the portal's accounts.
-# The integration harness already runs these; the journeys reuse it as is.
-from tests.integration.conftest import (  # noqa: E402,F401  (fixtures)
-    broker_url,
-    faults,
-    moto_server,
-    portal_env,
-    moto_world,
-    workers,
-)
+# --- The live system (tests/live_system.py): a moto server, real Celery
+# workers; plus the portal's people and accounts for the journeys.
 
 
 @pytest.fixture(scope="module")
-def world(moto_world):
-    """The journeys' AWS: the integration harness's moto server world."""
-    return moto_world
-
-
-@pytest.fixture(scope="module")
-def managed_secret_arn(world) -> str:
+def managed_secret_arn(moto_world) -> str:
     """A secret under the AWS-managed aws/secretsmanager key: it cannot be shared cross-account."""
     from tests.integration.world import SECRET_VALUE
     from tests.requests_app.rows import REMOTE_ID
 
-    secrets = world.admin(REMOTE_ID, "secretsmanager")
+    secrets = moto_world.admin(REMOTE_ID, "secretsmanager")
     return secrets.create_secret(Name="prod/legacy-db/credentials", SecretString=json.dumps(SECRET_VALUE))["ARN"]
 
 
 @pytest.fixture
-def portal_aws(moto_server, monkeypatch):
-    """The web process (live_server's thread) talks to the same moto server as the workers."""
+def portal_aws(moto_server, moto_world, monkeypatch):
+    """The web process (live_server's thread) talks to the same moto server as the workers,
+    whatever factory an earlier test of the session left behind."""
     from provisioning.clients import ClientFactory
-    from requests_app.aws import set_client_factory
+    from requests_app.aws import client_factory, set_client_factory
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
-    previous = set_client_factory(ClientFactory(endpoint_url=moto_server))
+    previous = client_factory()
+    set_client_factory(ClientFactory(endpoint_url=moto_server))
     yield moto_server
     set_client_factory(previous)
 

@@ -29,7 +29,7 @@ def violations_on(page, path: str, *, ready: str) -> list[str]:
     return page.evaluate("window.__violations")
 
 
-def test_no_page_breaks_the_content_security_policy(people, portal_aws, world, new_page, log_in, figures):
+def test_no_page_breaks_the_content_security_policy(people, portal_aws, moto_world, new_page, log_in, figures):
     get_user_model().objects.create_superuser("sam.staff", password=PASSWORD)
     found: dict[str, list[str]] = {}
 
@@ -45,7 +45,7 @@ def test_no_page_breaks_the_content_security_policy(people, portal_aws, world, n
     requester.locator("#id_endpoint_identifier").blur()
     requester.wait_for_load_state("networkidle")
     found["/requests/new/"] = requester.evaluate("window.__violations")
-    request_id = file_request(requester, secret_arn=world.secret_arn, endpoint_identifier="csp-checked")
+    request_id = file_request(requester, secret_arn=moto_world.secret_arn, endpoint_identifier="csp-checked")
     for path, ready in [
         ("/", "h1"),
         ("/requests/", "h1"),

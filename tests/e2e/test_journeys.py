@@ -45,14 +45,14 @@ def file_request(page, *, secret_arn: str, endpoint_identifier: str, replication
 
 
 def test_filed_in_the_form_approved_in_the_queue_and_followed_live_to_active(
-    people, portal_aws, world, workers, faults, log_in, screenshot
+    people, portal_aws, moto_world, workers, faults, log_in, screenshot
 ):
     requester = log_in("dana.requester")
     request_id = file_request(
         requester,
-        secret_arn=world.secret_arn,
+        secret_arn=moto_world.secret_arn,
         endpoint_identifier="orders-mysql-journey",
-        replication_instance_arn=world.replication_instance_arn,
+        replication_instance_arn=moto_world.replication_instance_arn,
     )
     assert requester.locator(".badge.preflight-passed").is_visible()
     assert requester.locator("#request-state").inner_text() == "Pending approval"
@@ -95,7 +95,7 @@ def test_filed_in_the_form_approved_in_the_queue_and_followed_live_to_active(
 
     request = AccessRequest.objects.get(pk=request_id)
     assert request.state == AccessRequest.State.ACTIVE
-    assert any(s.get("Principal", {}).get("AWS") == request.role_arn for s in world.secret_policy()["Statement"])
+    assert any(s.get("Principal", {}).get("AWS") == request.role_arn for s in moto_world.secret_policy()["Statement"])
 
     # Revoking runs the steps backwards; the page follows them to the end.
     requester.click("button[value=revoke]")
@@ -103,14 +103,14 @@ def test_filed_in_the_form_approved_in_the_queue_and_followed_live_to_active(
     for node in ("endpoint", "role", "secret", "key"):
         assert requester.locator(f"[data-node={node}]").get_attribute("data-status") == "removed"
     assert requester.locator("button[value=revoke]").count() == 0
-    assert world.role(request.role_name) is None
-    assert "AuditorsMayDescribe" in str(world.secret_policy())
-    assert request.role_arn not in str(world.secret_policy())
+    assert moto_world.role(request.role_name) is None
+    assert "AuditorsMayDescribe" in str(moto_world.secret_policy())
+    assert request.role_arn not in str(moto_world.secret_policy())
 
 
-def test_a_rejection_needs_a_comment_and_the_requester_reads_it(people, portal_aws, world, log_in):
+def test_a_rejection_needs_a_comment_and_the_requester_reads_it(people, portal_aws, moto_world, log_in):
     requester = log_in("dana.requester")
-    request_id = file_request(requester, secret_arn=world.secret_arn, endpoint_identifier="orders-mysql-rejected")
+    request_id = file_request(requester, secret_arn=moto_world.secret_arn, endpoint_identifier="orders-mysql-rejected")
     requester.evaluate(WATCH_SWAPS)
 
     approver = log_in("omar.approver")
@@ -156,3 +156,24 @@ def test_a_secret_under_the_aws_managed_key_is_diagnosed_with_its_remediation(
     row = approver.locator(f"tr[data-request='{request_id}']")
     assert "Failed" in row.inner_text() and "aws_managed_key" in row.inner_text()
     assert row.locator("button:has-text('Approve')").count() == 0
+
+
+def test_the_form_checks_each_field_as_it_is_filled_in(people, log_in):
+    from requests_app.errors import ValidationFailed
+    from requests_app.validation import validate_request_input
+
+    page = log_in("dana.requester")
+    page.goto("/requests/new/")
+    page.fill("#id_endpoint_identifier", "9-lives--")
+    page.locator("#id_endpoint_identifier").blur()
+    message = page.locator("#errors_endpoint_identifier p").first
+    message.wait_for()
+    with pytest.raises(ValidationFailed) as expected:
+        validate_request_input(datalake_account_id=DATALAKE_ID, secret_arn="", engine="mysql",
+                               endpoint_identifier="9-lives--", justification="")
+    assert message.inner_text() == expected.value.errors["endpoint_identifier"][0]
+    # Only the field that changed speaks up; the untouched ones stay quiet.
+    assert page.locator("#errors_justification p").count() == 0
+    page.fill("#id_endpoint_identifier", "orders-mysql")
+    page.locator("#id_endpoint_identifier").blur()
+    page.wait_for_selector("#errors_endpoint_identifier p", state="detached")

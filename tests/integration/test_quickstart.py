@@ -12,6 +12,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from django.core.management import CommandError, call_command
 from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,8 +36,6 @@ OUTSIDE_SETTINGS = (
 
 
 def free_port() -> int:
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -198,3 +198,12 @@ def test_quickstart_carries_the_runbooks_request_to_active_and_stops_everything_
     assert code == 0, log.read_text()[-4000:]
     assert [pid for pid in seen if alive(pid)] == []
     assert "Stopped (" in log.read_text()
+
+
+def test_quickstart_refuses_a_port_that_is_already_taken():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(CommandError, match=f"127.0.0.1:{port} is in use"):
+            call_command("quickstart", "--port", str(port))

@@ -1,6 +1,6 @@
-"""The reliability tests run on the integration harness (tests/integration/
-conftest.py): a moto server, real Celery workers on Redis and beat, sharing
-pytest-django's test database.
+"""The reliability tests run on the live system (tests/live_system.py): a moto
+server, real Celery workers on Redis and beat, sharing pytest-django's test
+database.
 
 To keep the suite short, the modules of this package share one moto server
 and one set of workers (starting them costs more than most tests here); each
@@ -19,8 +19,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from tests.integration import conftest as harness
-from tests.integration.conftest import aws_faults, broker_url, faults  # noqa: F401  (the harness's fixtures)
+from tests import live_system
 from tests.integration.processes import CeleryProcess, WorkerPool
 from tests.integration.world import FOREIGN_KEY_STATEMENT, FOREIGN_SECRET_STATEMENT, ROOT_KEY_STATEMENT
 from tests.requests_app.rows import REMOTE_ID
@@ -37,10 +36,11 @@ SHARED_WORKER_SETTINGS = {
     "LOG_LEVEL": "DEBUG",
 }
 
-# The harness's fixtures, shared by the whole package instead of per module.
-moto_server = pytest.fixture(scope="package", name="moto_server")(harness.moto_server.__wrapped__)
-moto_world = pytest.fixture(scope="package", name="moto_world")(harness.moto_world.__wrapped__)
-portal_env = pytest.fixture(scope="package", name="portal_env")(harness.portal_env.__wrapped__)
+# The live system's fixtures (tests/live_system.py), shared by the whole
+# package instead of started again for each module.
+moto_server = pytest.fixture(scope="package", name="moto_server")(live_system.moto_server.__wrapped__)
+moto_world = pytest.fixture(scope="package", name="moto_world")(live_system.moto_world.__wrapped__)
+portal_env = pytest.fixture(scope="package", name="portal_env")(live_system.portal_env.__wrapped__)
 
 
 def pytest_collection_modifyitems(config, items):

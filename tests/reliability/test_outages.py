@@ -25,7 +25,7 @@ from django.db import connection
 from requests_app.audit import verify_chain
 from requests_app.grants import grant_spec_for
 from requests_app.models import AccessRequest, AuditEvent
-from tests.integration.conftest import WORKER_SETTINGS, free_port
+from tests.live_system import WORKER_SETTINGS, free_port
 from tests.integration.outcomes import request_for, sids, steps, wait_until_settled
 from tests.integration.processes import ROOT, running_pool
 from tests.integration.world import FOREIGN_KEY_STATEMENT, FOREIGN_SECRET_STATEMENT, ROOT_KEY_STATEMENT

@@ -20,7 +20,7 @@ from rest_framework.test import APIClient
 
 from requests_app.models import AccessRequest
 from requests_app.services import access_request_revoke, access_request_submit
-from tests.integration.conftest import test_database_url as database_url
+from tests.live_system import test_database_url as database_url
 from tests.integration.outcomes import new_request, wait_until_final
 from tests.requests_app.rows import DATALAKE_ID, REMOTE_ID, REQUESTER, approve, portal_accounts, user
 

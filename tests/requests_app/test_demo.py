@@ -158,19 +158,26 @@ def test_a_changed_demo_password_is_put_back(world):
 
 @pytest.mark.django_db
 def test_the_runbooks_request_goes_from_filing_to_active_in_the_demo_world(
-    world, monkeypatch, django_capture_on_commit_callbacks
+    world, monkeypatch, django_capture_on_commit_callbacks, mailoutbox
 ):
     monkeypatch.setattr("requests_app.workflow.enqueue_next_step", lambda *args: None)
     seeded = seed_portal(world)
     users = {user.username: user for user in get_user_model().objects.filter(username__in=DEMO_USERS)}
 
-    request = access_request_submit(requester=users["requester"], **demo_request(world))
+    with django_capture_on_commit_callbacks(execute=True):
+        request = access_request_submit(requester=users["requester"], **demo_request(world))
     assert request.preflight_status == AccessRequest.PreflightStatus.PASSED, request.preflight
     assert request.resolved_kms_key_arn == world.key_arn
-    access_request_approve(request_id=request.pk, user=users["approver"], comment="As in the runbook.")
+    # The approvers hear of the new request, the requester of the decision...
+    assert [mail.to for mail in mailoutbox] == [[users["approver"].email]]
+    with django_capture_on_commit_callbacks(execute=True):
+        access_request_approve(request_id=request.pk, user=users["approver"], comment="As in the runbook.")
+    assert mailoutbox[-1].to == [users["requester"].email] and "approved" in mailoutbox[-1].subject
     with django_capture_on_commit_callbacks(execute=True):
         while runner.run_step(request.pk, "grant") is not None:
             pass
+    # ...and of the grant becoming active.
+    assert mailoutbox[-1].to == [users["requester"].email] and "is active" in mailoutbox[-1].subject
 
     request.refresh_from_db()
     assert request.state == AccessRequest.State.ACTIVE, list(request.steps.values("name", "status", "error"))

@@ -9,10 +9,13 @@ everything the portal answers.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from django.urls import URLPattern, URLResolver, get_resolver
+from django.utils import timezone
 
 from requests_app.models import AccessRequest, AwsAccount
+from requests_app.services import access_request_extend
 from tests.requests_app.page_rows import SECRET_ARN, make_request
 
 ROLES = ("anonymous", "other_requester", "requester", "other_approver", "approver", "staff")
@@ -43,6 +46,7 @@ class Action:
     refused: int = 403
     about_the_request: bool = True  # refuses non-viewers with 404
     needs_aws: bool = False
+    pending_extension: bool = False  # the (active, expiring) grant has an extension awaiting the approvers
 
 
 FILE_BODY = {
@@ -52,6 +56,8 @@ FILE_BODY = {
     "endpoint_identifier": "filed-in-the-matrix",
     "justification": "Nightly replication of the orders database.",
 }
+LATER = (timezone.now() + timedelta(days=90)).strftime("%Y-%m-%dT%H:%M")
+EXTEND_BODY = {"expires_at": LATER, "justification": "the migration takes another quarter"}
 REGISTER_BODY = {
     "account_id": "444444444444",
     "name": "Registered in the matrix",
@@ -88,6 +94,17 @@ TABLE = [
     Action("refresh preflight", "web:request_action", "POST", "/requests/{id}/refresh_preflight/",
            frozenset({"requester", "approver"}), proof="created", creates="request.preflight_refreshed",
            refused=302, needs_aws=True),
+    Action("repair", "web:request_action", "POST", "/requests/{id}/repair/", VIEWERS, state=S.ACTIVE,
+           proof="moved", to=S.PROVISIONING, refused=302),
+    Action("ask for an extension", "web:request_extend", "POST", "/requests/{id}/extend/", frozenset({"requester"}),
+           state=S.ACTIVE, proof="created", creates="extension.requested", body=EXTEND_BODY, refused=302),
+    Action("approve the extension", "web:request_action", "POST", "/requests/{id}/extension_approve/",
+           frozenset({"approver"}), state=S.ACTIVE, pending_extension=True, proof="created",
+           creates="decision.extension_approve", refused=302),
+    Action("reject the extension", "web:request_action", "POST", "/requests/{id}/extension_reject/",
+           frozenset({"approver"}), state=S.ACTIVE, pending_extension=True, proof="created",
+           creates="decision.extension_reject", body={"comment": "not this time"}, refused=302),
+    Action("download the change", "web:request_export", "GET", "/requests/{id}/export/cloudformation/", VIEWERS),
     Action("approval queue shows it", "web:approval_queue", "GET", "/approvals/", frozenset({"approver"}),
            proof="listed", about_the_request=False),
     Action("audit log shows it", "web:audit_log", "GET", "/audit/", VIEWERS, proof="listed",
@@ -115,6 +132,19 @@ TABLE = [
            proof="moved", to=S.REVOKING),
     Action("retry", "api:request-retry", "POST", "/api/v1/requests/{id}/retry/", frozenset({"requester", "staff"}),
            state=S.FAILED, proof="moved", to=S.PROVISIONING),
+    Action("repair", "api:request-repair", "POST", "/api/v1/requests/{id}/repair/", VIEWERS, state=S.ACTIVE,
+           proof="moved", to=S.PROVISIONING),
+    Action("ask for an extension", "api:request-extend", "POST", "/api/v1/requests/{id}/extend/",
+           frozenset({"requester"}), state=S.ACTIVE, proof="created", creates="extension.requested",
+           body={**EXTEND_BODY, "expires_at": LATER + ":00Z"}),
+    Action("approve the extension", "api:request-extension-approve", "POST",
+           "/api/v1/requests/{id}/extension/approve/", frozenset({"approver"}), state=S.ACTIVE,
+           pending_extension=True, proof="created", creates="decision.extension_approve"),
+    Action("reject the extension", "api:request-extension-reject", "POST", "/api/v1/requests/{id}/extension/reject/",
+           frozenset({"approver"}), state=S.ACTIVE, pending_extension=True, proof="created",
+           creates="decision.extension_reject", body={"comment": "not this time"}),
+    Action("download the change", "api:request-export", "GET", "/api/v1/requests/{id}/export/?format=cloudformation",
+           VIEWERS),
     Action("audit events show it", "api:audit-events", "GET", "/api/v1/audit-events/?request={id}", VIEWERS,
            proof="listed", about_the_request=False),
     Action("accounts", "api:accounts", "GET", "/api/v1/accounts/", SIGNED_IN, about_the_request=False),
@@ -155,4 +185,11 @@ def the_request(action: Action, people: dict, site: dict) -> AccessRequest:
     request = make_request(people["requester"], site, state=action.state, with_steps=action.state == S.FAILED)
     if action.state == S.FAILED:
         request.steps.filter(name="verify").update(status="failed")
+    if action.state == S.ACTIVE:
+        request.expires_at = timezone.now() + timedelta(days=30)
+        request.save(update_fields=["expires_at"])
+    if action.pending_extension:
+        access_request_extend(
+            request_id=request.pk, user=people["requester"], expires_at=timezone.now() + timedelta(days=60)
+        )
     return request

@@ -50,12 +50,15 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         var_dir = Path(settings.VAR_DIR).resolve()
         var_dir.mkdir(parents=True, exist_ok=True)
+        _ensure_port_free(options["host"], options["port"], option="--port")
+        if options["aws_port"]:
+            # moto would fail in its own thread and never report ready.
+            _ensure_port_free("127.0.0.1", options["aws_port"], option="--aws-port")
         stop = threading.Event()
         # Installed before any child exists, so no signal can leave one behind.
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, lambda *_: stop.set())
 
-        _ensure_port_free(options["host"], options["port"])
         call_command("migrate", interactive=False, verbosity=0)
         moto = _start_moto(options["aws_port"])
         children = ProcessGroup()
@@ -201,14 +204,14 @@ class Command(BaseCommand):
         self.stdout.flush()
 
 
-def _ensure_port_free(host: str, port: int) -> None:
+def _ensure_port_free(host: str, port: int, *, option: str) -> None:
     # Otherwise the readiness wait could mistake another server on the port
     # (an earlier quickstart still stopping) for this one's web server.
     with socket.socket() as probe:
         try:
             probe.bind((host, port))
         except OSError as exc:
-            raise CommandError(f"{host}:{port} is in use ({exc.strerror}); pick another with --port") from None
+            raise CommandError(f"{host}:{port} is in use ({exc.strerror}); pick another with {option}") from None
 
 
 def _start_moto(port: int):

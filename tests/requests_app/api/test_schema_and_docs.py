@@ -20,6 +20,11 @@ CONTRACT = {
     ("/api/v1/requests/{id}/cancel/", "post"),
     ("/api/v1/requests/{id}/revoke/", "post"),
     ("/api/v1/requests/{id}/retry/", "post"),
+    ("/api/v1/requests/{id}/repair/", "post"),
+    ("/api/v1/requests/{id}/extend/", "post"),
+    ("/api/v1/requests/{id}/extension/approve/", "post"),
+    ("/api/v1/requests/{id}/extension/reject/", "post"),
+    ("/api/v1/requests/{id}/export/", "get"),
     ("/api/v1/audit-events/", "get"),
 }
 

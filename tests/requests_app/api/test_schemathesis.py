@@ -8,10 +8,13 @@ states), so the per-request operations run against real rows too.
 """
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 import schemathesis
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
+from django.utils import timezone
 from hypothesis import HealthCheck, settings
 from rest_framework.authtoken.models import Token
 from schemathesis.checks import not_a_server_error
@@ -19,6 +22,15 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from portal.wsgi import application
 from requests_app.models import AccessRequest
+
+DRIFTED = {
+    "drifted": True,
+    "kinds": ["endpoint_missing"],
+    "findings": [{"kind": "endpoint_missing", "resource": "source-db-mysql", "message": "The endpoint is gone.",
+                  "expected": None, "actual": None}],
+    "role_id": None,
+    "aws_request_ids": [],
+}
 
 
 @pytest.fixture
@@ -33,7 +45,10 @@ def seeded(portal, accounts, people, client_for, submit_body) -> list[int]:
         assert response.status_code == 201, response.json()
         ids.append(response.json()["id"])
     client_for("avery").post(f"/api/v1/requests/{ids[1]}/approve/", {}, format="json")
-    AccessRequest.objects.filter(pk=ids[3]).update(state="active")
+    # An active grant that expires and has drifted, so the lifecycle operations reach their services.
+    AccessRequest.objects.filter(pk=ids[3]).update(
+        state="active", expires_at=timezone.now() + timedelta(days=30), drift=DRIFTED, drift_checked_at=timezone.now()
+    )
     return ids
 
 
