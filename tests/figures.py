@@ -39,6 +39,10 @@ def pytest_terminal_summary(terminalreporter):
     terminalreporter.section("measured figures")
     for test_id, values in _recorded.items():
         terminalreporter.write_line(test_id)
+        line = ", ".join(f"{name}: {json.dumps(value, sort_keys=True)}" for name, value in values.items())
+        if len(line) <= 110:
+            terminalreporter.write_line(f"    {line}")
+            continue
         for name, value in values.items():
             terminalreporter.write_line(f"    {name}: {json.dumps(value, sort_keys=True)}")
     OUTPUT.parent.mkdir(parents=True, exist_ok=True)
