@@ -67,6 +67,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so every response gets their headers, also the redirects to
+    # HTTPS and the static files WhiteNoise answers without going further.
+    "portal.security.ContentSecurityPolicyMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # The portal serves its own CSS and JavaScript (closed networks, no CDN).
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -75,8 +79,43 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+
+# --- Security headers and HTTPS ------------------------------------------------
+# Every response: Content-Security-Policy (portal/security.py), and from
+# Django X-Frame-Options, X-Content-Type-Options, Referrer-Policy and
+# Cross-Origin-Opener-Policy. The pages load only the portal's own scripts
+# and styles, never inline ones; Swagger UI's icons are data: images.
+CONTENT_SECURITY_POLICY = os.environ.get(
+    "CONTENT_SECURITY_POLICY",
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'",
+)
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+SESSION_COOKIE_HTTPONLY = True
+# PORTAL_HTTPS: the portal is reached over HTTPS (terminated by the portal or
+# by a proxy in front of it). Then plain HTTP is redirected, cookies travel
+# only over HTTPS and browsers are told to insist on HTTPS (HSTS).
+PORTAL_HTTPS = env_bool("PORTAL_HTTPS", False)
+if PORTAL_HTTPS:
+    SECURE_SSL_REDIRECT = True
+    # Health checks and metrics are scraped over plain HTTP inside the network
+    # (the container healthcheck calls http://127.0.0.1:8000/healthz).
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", str(365 * 24 * 3600)))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    # Only a request at hstspreload.org puts a domain on the browsers' list;
+    # the header itself just allows it.
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
+# PORTAL_BEHIND_TLS_PROXY: a proxy terminates TLS and says so in
+# X-Forwarded-Proto; set only when the proxy always sets (or strips) it.
+if env_bool("PORTAL_BEHIND_TLS_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 ROOT_URLCONF = "portal.urls"
 WSGI_APPLICATION = "portal.wsgi.application"
@@ -239,6 +278,11 @@ SPECTACULAR_SETTINGS = {
 # request id and step to every line logged inside it. LOG_FORMAT=text gives
 # plain lines for reading in a terminal.
 LOG_FORMAT = os.environ.get("LOG_FORMAT", "json")
+LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO").upper()
+# At DEBUG botocore logs whole request and response bodies, and the answer to
+# preflight's GetSecretValue (the secret shape check) holds the secret: the
+# AWS SDK never logs below INFO, whatever LOG_LEVEL says.
+AWS_SDK_LOG_LEVEL = LOG_LEVEL if LOG_LEVEL in {"WARNING", "ERROR", "CRITICAL"} else "INFO"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -254,12 +298,14 @@ LOGGING = {
             "formatter": "text" if LOG_FORMAT == "text" else "json",
         }
     },
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
     # Django's defaults give these loggers handlers of their own (plain text,
     # some only when DEBUG is on); route them through the one handler above.
     "loggers": {
         "django": {"handlers": [], "level": "INFO", "propagate": True},
         "django.server": {"handlers": [], "level": "INFO", "propagate": True},
+        "botocore": {"handlers": [], "level": AWS_SDK_LOG_LEVEL, "propagate": True},
+        "boto3": {"handlers": [], "level": AWS_SDK_LOG_LEVEL, "propagate": True},
     },
 }
 

@@ -10,5 +10,6 @@ os.environ.pop("AWS_PROFILE", None)
 
 # The runbook's AWS world in moto (fixtures ``aws`` and ``world``), shared by
 # the engine's and the portal's tests; the live system (moto server, Celery
-# workers) shared by the integration and the browser tests.
-pytest_plugins = ["tests.aws_world", "tests.live_system"]
+# workers) shared by the integration, reliability and browser tests; the
+# ``figures`` the reliability and security tests report.
+pytest_plugins = ["tests.aws_world", "tests.live_system", "tests.figures"]

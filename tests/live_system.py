@@ -1,6 +1,7 @@
 """The live system for tests that span processes: a moto server playing AWS,
 real Celery workers and beat on Redis, all sharing pytest-django's test
-database. Shared by tests/integration (workflow) and tests/e2e (browser).
+database. Shared by tests/integration (workflow), tests/reliability and
+tests/e2e (browser).
 
 Tests using it are ``django_db(transaction=True)`` so that what they write is
 committed and visible to the workers, and what the workers write is visible
@@ -26,7 +27,7 @@ from moto.server import ThreadedMotoServer
 
 from provisioning.clients import ClientFactory
 from requests_app.aws import set_client_factory
-from tests.integration.processes import CeleryProcess, WorkerPool
+from tests.integration.processes import running_pool
 from tests.integration.world import seed_world
 
 # Shrunken for tests; production defaults live in portal/settings.py.
@@ -111,15 +112,8 @@ def portal_env(django_db_setup, django_db_blocker, moto_server, broker_url, tmp_
 @pytest.fixture(scope="module")
 def workers(portal_env, tmp_path_factory):
     """Two worker processes (prefork, concurrency 2) and beat running the sweep every second."""
-    log_dir = tmp_path_factory.mktemp("celery-logs")
-    pool = WorkerPool(portal_env, log_dir)
-    beat = CeleryProcess(["beat", "-s", str(log_dir / "beat-schedule"), "--loglevel=INFO"], portal_env, log_dir / "beat.log")
-    try:
-        pool.start(2)
-        beat.wait_for_log("beat: Starting...")
+    with running_pool(portal_env, tmp_path_factory.mktemp("celery-logs")) as pool:
         yield pool
-    finally:
-        pool.stop_all(also=[beat])
 
 
 @pytest.fixture
@@ -142,3 +136,45 @@ def faults(portal_env):
                 time.sleep(0.05)
 
     return Faults()
+
+
+class AwsFaults:
+    """What the workers' botocore hooks (tests/integration/aws_faults.py) inject and saw."""
+
+    def __init__(self, directory: Path):
+        self.dir = directory
+
+    def configure(self, **profile) -> None:
+        """Set the fault profile the workers read before each AWS call."""
+        staged = self.dir / "aws.json.new"
+        staged.write_text(json.dumps(profile))
+        staged.replace(self.dir / "aws.json")  # workers never read half a file
+
+    def attempts(self, request_ids=None) -> list[dict]:
+        """Every HTTP attempt logged (for ``request_ids`` only, when given), oldest first."""
+        wanted = None if request_ids is None else {str(pk) for pk in request_ids}
+        entries = []
+        for path in self.dir.glob("aws-calls-*.jsonl"):
+            for line in path.read_text().splitlines():
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a worker killed mid-write leaves half a line at most
+                if wanted is None or entry["request"] in wanted:
+                    entries.append(entry)
+        return sorted(entries, key=lambda entry: entry["at"])
+
+    def reset(self) -> None:
+        """No faults, and forget the attempts logged so far."""
+        self.configure()
+        for path in self.dir.glob("aws-calls-*.jsonl"):
+            path.unlink()
+
+
+@pytest.fixture
+def aws_faults(portal_env):
+    """Configure the AWS faults the workers inject; read back every attempt they logged."""
+    faults = AwsFaults(Path(portal_env["PORTAL_TEST_FAULTS_DIR"]))
+    faults.reset()
+    yield faults
+    faults.configure()

@@ -7,11 +7,13 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER_ARGS = [
-    "worker", "-P", "prefork", "-c", "2", "-Q", "celery",
+    "worker", "-P", "prefork", "-Q", "celery",
     "--without-heartbeat", "--without-gossip", "--without-mingle", "--loglevel=INFO",
 ]  # fmt: skip
 
@@ -72,16 +74,27 @@ class CeleryProcess:
 class WorkerPool:
     """The worker processes of one test module; tests may kill and add workers."""
 
-    def __init__(self, env: dict[str, str], log_dir: Path):
+    def __init__(
+        self,
+        env: dict[str, str],
+        log_dir: Path,
+        *,
+        concurrency: int = 2,
+        imports: tuple[str, ...] = ("tests.integration.fault_hooks", "tests.integration.aws_faults"),
+    ):
         self.env = env
         self.log_dir = log_dir
+        self.concurrency = concurrency
+        # Modules each worker imports at start (``celery worker -I``): the
+        # test-only fault hooks at the step and at the botocore layer.
+        self.imports = imports
         self.workers: list[CeleryProcess] = []
 
     def start(self, count: int = 1) -> list[CeleryProcess]:
         started = []
         for _ in range(count):
             name = f"w-{uuid.uuid4().hex[:8]}"
-            args = [*WORKER_ARGS, "-n", f"{name}@%h", "-I", "tests.integration.fault_hooks"]
+            args = [*WORKER_ARGS, "-c", str(self.concurrency), "-n", f"{name}@%h", "-I", ",".join(self.imports)]
             started.append(CeleryProcess(args, self.env, self.log_dir / f"{name}.log"))
         for worker in started:
             worker.wait_for_log(" ready.")
@@ -109,3 +122,16 @@ class WorkerPool:
             text = path.read_text(errors="replace")
             parts.append(f"--- {path.name}\n{text[-tail:] if tail else text}")
         return "\n".join(parts)
+
+
+@contextmanager
+def running_pool(env: dict[str, str], log_dir: Path, *, count: int = 2, **options) -> Iterator[WorkerPool]:
+    """``count`` workers (``options`` as for WorkerPool) and beat, stopped on exit."""
+    pool = WorkerPool(env, log_dir, **options)
+    beat = CeleryProcess(["beat", "-s", str(log_dir / "beat-schedule"), "--loglevel=INFO"], env, log_dir / "beat.log")
+    try:
+        pool.start(count)
+        beat.wait_for_log("beat: Starting...")
+        yield pool
+    finally:
+        pool.stop_all(also=[beat])
