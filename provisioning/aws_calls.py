@@ -1,0 +1,88 @@
+"""The AWS calls of one step: request ids recorded, failures translated.
+
+Every step and preflight makes its calls through one ``AwsCalls``. It keeps
+the request id of each call (the step result and any error carry them, so a
+person can quote them to AWS support or find them in CloudTrail) and turns
+botocore failures into ``RetryableAwsError`` / ``PermanentAwsError``, so no
+bare botocore error leaves the engine.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from botocore import xform_name
+from botocore.exceptions import BotoCoreError, ClientError
+
+from provisioning.aws_errors import error_code, is_not_found, request_id_of, translate_error
+from provisioning.errors import PermanentAwsError, ProvisioningError, RetryableAwsError
+from provisioning.statements import check_policy_size
+
+
+class AwsCalls:
+    """Makes AWS calls for one step and remembers their request ids and writes."""
+
+    def __init__(self) -> None:
+        self.request_ids: list[str] = []
+        self.operations: list[str] = []
+
+    def __call__(
+        self,
+        client: Any,
+        operation: str,
+        *,
+        missing_ok: bool = False,
+        not_found_diagnosis: str | None = None,
+        retry_codes: Mapping[str, str] | None = None,
+        **params: Any,
+    ) -> dict | None:
+        """Call ``operation`` (AWS spelling, e.g. ``"GetRole"``) on ``client``.
+
+        ``missing_ok``: a not-found error returns None instead of raising.
+        ``retry_codes``: AWS error codes to raise as ``RetryableAwsError`` with
+        the mapped diagnosis (e.g. a resource another worker is creating).
+        """
+        service = client.meta.service_model.service_name
+        self.operations.append(f"{service}:{operation}")
+        try:
+            response = getattr(client, xform_name(operation))(**params)
+        except (ClientError, BotoCoreError) as error:
+            request_id = request_id_of(error) if isinstance(error, ClientError) else None
+            if missing_ok and is_not_found(error):
+                if request_id:
+                    self.request_ids.append(request_id)
+                return None
+            if isinstance(error, ClientError) and retry_codes and error_code(error) in retry_codes:
+                if request_id:
+                    self.request_ids.append(request_id)
+                raise self.retryable(
+                    f"{service}:{operation} hit {error_code(error)}; the retry reads the state again",
+                    diagnosis=retry_codes[error_code(error)],
+                ) from error
+            raise translate_error(
+                error,
+                service=service,
+                operation=operation,
+                request_ids=self.request_ids,
+                not_found_diagnosis=not_found_diagnosis,
+            ) from error
+        request_id = request_id_of(response)
+        if request_id:
+            self.request_ids.append(request_id)
+        return response
+
+    def permanent(self, message: str, *, diagnosis: str) -> PermanentAwsError:
+        """A permanent failure carrying this step's request ids."""
+        return PermanentAwsError(message, diagnosis=diagnosis, aws_request_ids=self.request_ids)
+
+    def retryable(self, message: str, *, diagnosis: str) -> RetryableAwsError:
+        """A failure worth retrying, carrying this step's request ids."""
+        return RetryableAwsError(message, diagnosis=diagnosis, aws_request_ids=self.request_ids)
+
+    def check_size(self, kind: str, document: Any) -> int:
+        """``statements.check_policy_size`` with this step's request ids on failure."""
+        try:
+            return check_policy_size(kind, document)
+        except ProvisioningError as error:
+            error.aws_request_ids = list(self.request_ids)
+            raise

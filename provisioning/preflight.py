@@ -1,0 +1,249 @@
+"""Preflight: read-only checks that a grant can work, before anyone approves it.
+
+Runs at submission (the approver sees the result) and again as the first
+provisioning step. Each problem becomes a failed ``Check`` with a diagnosis;
+only a temporary AWS failure (throttling, 5xx) raises, so the caller can try
+again later.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from provisioning.arns import parse_secret_arn
+from provisioning.aws_calls import AwsCalls
+from provisioning.clients import GrantClients
+from provisioning.documents import build_plan
+from provisioning.errors import InvalidInput, PermanentAwsError
+from provisioning.resources import (
+    describe_key,
+    endpoint_owner,
+    find_endpoint,
+    read_key_policy,
+    read_role,
+    read_secret_policy,
+    resolve_key_arn,
+)
+from provisioning.spec import GrantSpec
+from provisioning.statements import merge_statement
+
+AWS_MANAGED_SECRETS_KEY_ALIAS = "alias/aws/secretsmanager"
+SECRET_KEYS = ("username", "password", "host", "port")
+ORACLE_ASM_KEYS = ("asm_user", "asm_password", "asm_server")
+
+
+@dataclass
+class Check:
+    """One preflight check: what was checked, and why it failed if it did."""
+
+    name: str
+    ok: bool
+    message: str
+    diagnosis: str | None = None
+
+
+@dataclass
+class PreflightReport:
+    """All preflight checks of a grant.
+
+    ``kms_key_arn`` is the full ARN of the secret's key (resolved from an id
+    or alias); ``secret_keys`` the key NAMES of the secret's JSON when the
+    shape was checked; values are never kept.
+    """
+
+    checks: list[Check] = field(default_factory=list)
+    kms_key_arn: str | None = None
+    secret_keys: list[str] | None = None
+    aws_request_ids: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when every check passed."""
+        return all(check.ok for check in self.checks)
+
+    @property
+    def diagnosis(self) -> str | None:
+        """The diagnosis of the first failed check."""
+        return next((check.diagnosis for check in self.checks if not check.ok), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable copy, as the portal stores and shows it."""
+        return {
+            "ok": self.ok,
+            "diagnosis": self.diagnosis,
+            "kms_key_arn": self.kms_key_arn,
+            "secret_keys": list(self.secret_keys) if self.secret_keys is not None else None,
+            "checks": [asdict(check) for check in self.checks],
+            "aws_request_ids": list(self.aws_request_ids),
+        }
+
+
+class _Failed(Exception):
+    def __init__(self, message: str, diagnosis: str):
+        super().__init__(message)
+        self.message = message
+        self.diagnosis = diagnosis
+
+
+def _run(report: PreflightReport, name: str, check) -> Any:
+    """Run ``check()``; record it passed with its message, or failed. Returns
+    its value (None when it failed). Retryable errors propagate."""
+    try:
+        value, message = check()
+    except _Failed as failure:
+        report.checks.append(Check(name=name, ok=False, message=failure.message, diagnosis=failure.diagnosis))
+        return None
+    except (PermanentAwsError, InvalidInput) as error:
+        report.checks.append(Check(name=name, ok=False, message=error.message, diagnosis=error.diagnosis))
+        return None
+    report.checks.append(Check(name=name, ok=True, message=message))
+    return value
+
+
+def _secret_location(spec: GrantSpec):
+    arn = parse_secret_arn(spec.secret_arn)
+    if arn.account != spec.remote.account_id:
+        raise _Failed(f"The secret is in account {arn.account}, not in the Remote account {spec.remote.account_id}.",
+                      "account_mismatch")
+    if arn.region != spec.region:
+        raise _Failed(f"The secret is in region {arn.region}, not in {spec.region}.", "region_mismatch")
+    return arn, f"The secret is in account {arn.account}, region {arn.region}."
+
+
+def _secret_exists(calls: AwsCalls, secretsmanager, spec: GrantSpec):
+    secret = calls(secretsmanager, "DescribeSecret", SecretId=spec.secret_arn)
+    if secret.get("ARN") != spec.secret_arn:
+        raise _Failed(f"The secret's full ARN is {secret.get('ARN')}; request it by that exact ARN.", "invalid_input")
+    if secret.get("DeletedDate"):
+        raise _Failed("The secret is scheduled for deletion.", "secret_not_found")
+    return secret, f"Secret {secret.get('Name')} exists."
+
+
+def _is_aws_managed_alias(key_id: str) -> bool:
+    return key_id == AWS_MANAGED_SECRETS_KEY_ALIAS or key_id.endswith(":" + AWS_MANAGED_SECRETS_KEY_ALIAS)
+
+
+_AWS_MANAGED = ("The secret is encrypted with the AWS-managed key aws/secretsmanager, which cannot be shared with "
+                "another account. Re-encrypt it with a customer-managed key (UpdateSecret KmsKeyId=<CMK>).")
+
+
+def _secret_key(calls: AwsCalls, kms, secret: dict, spec: GrantSpec):
+    key_id = secret.get("KmsKeyId")
+    if not key_id or _is_aws_managed_alias(key_id):
+        raise _Failed(_AWS_MANAGED, "aws_managed_key")
+    metadata = describe_key(calls, kms, key_id)
+    if metadata.get("KeyManager") == "AWS":
+        raise _Failed(_AWS_MANAGED, "aws_managed_key")
+    return metadata, f"The secret's key {metadata['Arn']} is customer-managed."
+
+
+def _key_usable(metadata: dict, spec: GrantSpec):
+    arn = metadata["Arn"]
+    if metadata.get("AWSAccountId") and metadata["AWSAccountId"] != spec.remote.account_id:
+        raise _Failed(f"The key {arn} is in account {metadata['AWSAccountId']}, not in the Remote account; "
+                      "the portal can only change key policies there.", "account_mismatch")
+    if metadata.get("KeyState") != "Enabled":
+        raise _Failed(f"The key {arn} is {metadata.get('KeyState')}, not Enabled.", "key_not_usable")
+    spec_name = metadata.get("KeySpec") or metadata.get("CustomerMasterKeySpec")
+    if spec_name != "SYMMETRIC_DEFAULT" or metadata.get("KeyUsage", "ENCRYPT_DECRYPT") != "ENCRYPT_DECRYPT":
+        raise _Failed(f"The key {arn} is {spec_name}/{metadata.get('KeyUsage')}; Secrets Manager needs a symmetric "
+                      "encryption key.", "key_not_usable")
+    return arn, f"The key {arn} is enabled and symmetric."
+
+
+def _key_matches(calls: AwsCalls, kms, spec: GrantSpec, secret_key_arn: str):
+    named = resolve_key_arn(calls, kms, spec.kms_key_arn)
+    if named != secret_key_arn:
+        raise _Failed(f"The request names the key {spec.kms_key_arn}, but the secret is encrypted with "
+                      f"{secret_key_arn}.", "key_mismatch")
+    return named, "The named key is the secret's key."
+
+
+def _role_free(calls: AwsCalls, iam, spec: GrantSpec):
+    role = read_role(calls, iam, spec.role_name)
+    if role is None:
+        return None, f"No role named {spec.role_name} exists yet."
+    if role.owner != spec.grant_id:
+        raise _Failed(f"A role named {spec.role_name} already exists and is not this request's; choose another "
+                      "role name.", "role_name_taken")
+    return role, f"The role {spec.role_name} exists and belongs to this request."
+
+
+def _endpoint_free(calls: AwsCalls, dms, spec: GrantSpec):
+    endpoint = find_endpoint(calls, dms, spec.endpoint_identifier)
+    if endpoint is None:
+        return None, f"No DMS endpoint named {spec.endpoint_identifier} exists yet."
+    if endpoint_owner(calls, dms, endpoint["EndpointArn"]) != spec.grant_id:
+        raise _Failed(f"A DMS endpoint named {spec.endpoint_identifier} already exists and is not this request's; "
+                      "choose another identifier.", "endpoint_identifier_taken")
+    return endpoint, f"The endpoint {spec.endpoint_identifier} exists and belongs to this request."
+
+
+def _sizes(calls: AwsCalls, clients: GrantClients, spec: GrantSpec, key_arn: str):
+    plan = build_plan(replace(spec, kms_key_arn=key_arn))
+    calls.check_size("trust_policy", plan["role_trust_policy"])
+    calls.check_size("role_inline_policies", [plan["role_inline_policy"]])
+    _, secret_policy = read_secret_policy(calls, clients.remote("secretsmanager"), spec.secret_arn)
+    secret_size = calls.check_size("secret_policy", merge_statement(secret_policy, plan["secret_policy_statement"]))
+    _, key_policy = read_key_policy(calls, clients.remote("kms"), key_arn)
+    key_size = calls.check_size("key_policy", merge_statement(key_policy, plan["key_policy_statement"]))
+    return plan, (f"After the merge the secret policy is {secret_size} characters and the key policy "
+                  f"{key_size} bytes, within AWS limits.")
+
+
+def _secret_shape(calls: AwsCalls, secretsmanager, spec: GrantSpec):
+    response = calls(secretsmanager, "GetSecretValue", SecretId=spec.secret_arn)
+    text = response.pop("SecretString", None)
+    response.pop("SecretBinary", None)
+    try:
+        document = json.loads(text) if text is not None else None
+    except ValueError:
+        document = None  # the parser's error quotes the text: never let it out
+    del text
+    if not isinstance(document, dict):
+        raise _Failed("The secret value is not a JSON object; DMS needs one with the keys "
+                      + ", ".join(SECRET_KEYS) + ".", "secret_shape_invalid")
+    names = sorted(str(name) for name in document)
+    del document
+    required = list(SECRET_KEYS)
+    if spec.engine == "oracle" and any(name.startswith("asm_") for name in names):
+        required += ORACLE_ASM_KEYS
+    missing = [name for name in required if name not in names]
+    if missing:
+        raise _Failed("The secret's JSON lacks the key(s) " + ", ".join(missing)
+                      + " (names are case-sensitive).", "secret_shape_invalid")
+    return names, "The secret's JSON has the keys DMS reads."
+
+
+def preflight(spec: GrantSpec, *, clients: GrantClients, shape_check: bool = False) -> PreflightReport:
+    """Check, without changing anything, that ``spec`` can be granted.
+
+    The secret exists in the Remote account and region; it is encrypted with
+    an enabled, symmetric, customer-managed key in that account (else
+    ``aws_managed_key`` / ``key_not_usable``), the one the request names if it
+    names one (``key_mismatch``); the role name and endpoint identifier are
+    free or this grant's; the merged policies fit AWS's size limits. With
+    ``shape_check`` the secret is read once to check its JSON key names
+    (``secret_shape_invalid``); only the names are kept.
+    """
+    calls = AwsCalls()
+    report = PreflightReport(aws_request_ids=calls.request_ids)
+    secretsmanager = clients.remote("secretsmanager")
+    kms = clients.remote("kms")
+
+    located = _run(report, "secret_location", lambda: _secret_location(spec))
+    secret = located and _run(report, "secret_exists", lambda: _secret_exists(calls, secretsmanager, spec))
+    metadata = secret and _run(report, "customer_managed_key", lambda: _secret_key(calls, kms, secret, spec))
+    key_arn = metadata and _run(report, "key_usable", lambda: _key_usable(metadata, spec))
+    if key_arn:
+        report.kms_key_arn = key_arn
+        if spec.kms_key_arn:
+            _run(report, "key_matches", lambda: _key_matches(calls, kms, spec, key_arn))
+    _run(report, "role_name_available", lambda: _role_free(calls, clients.datalake("iam"), spec))
+    _run(report, "endpoint_identifier_available", lambda: _endpoint_free(calls, clients.datalake("dms"), spec))
+    if key_arn:
+        _run(report, "policy_sizes", lambda: _sizes(calls, clients, spec, key_arn))
+    if secret and shape_check:
+        report.secret_keys = _run(report, "secret_shape", lambda: _secret_shape(calls, secretsmanager, spec))
+    return report

@@ -1,0 +1,104 @@
+"""Steps on the DataLake side: the DMS endpoint that reads the remote secret."""
+from __future__ import annotations
+
+from provisioning.aws_calls import AwsCalls
+from provisioning.clients import GrantClients
+from provisioning.documents import endpoint_settings
+from provisioning.resources import endpoint_owner, find_endpoint, owner_tags
+from provisioning.spec import GrantSpec
+from provisioning.steps.result import StepResult
+
+# DMS answers with these in another case than CreateEndpoint takes them
+# (EndpointType "SOURCE" for "source").
+_CASE_INSENSITIVE = frozenset({"EndpointType", "EngineName"})
+
+
+def _as_found(current: dict, desired: dict) -> dict:
+    """The settings of ``current`` that the plan sets, for the step's ``before``."""
+    return {key: current.get(key) for key in desired}
+
+
+def _difference(current: dict, desired: dict) -> dict:
+    """ModifyEndpoint arguments bringing ``current`` to ``desired``; {} when equal.
+
+    Settings objects are compared on the keys the plan sets (DMS fills in
+    defaults for the others) and, when they differ, sent whole.
+    """
+    difference = {}
+    for key, want in desired.items():
+        if key == "EndpointIdentifier":
+            continue
+        have = current.get(key)
+        if isinstance(want, dict):
+            have = have if isinstance(have, dict) else {}
+            if any(have.get(name) != value for name, value in want.items()):
+                difference[key] = want
+        elif key in _CASE_INSENSITIVE:
+            if str(have or "").lower() != str(want).lower():
+                difference[key] = want
+        elif have != want:
+            difference[key] = want
+    return difference
+
+
+def _taken(calls: AwsCalls, spec: GrantSpec, owner: str | None):
+    whose = f"request {owner}" if owner else "someone outside the portal"
+    return calls.permanent(
+        f"A DMS endpoint named {spec.endpoint_identifier} already exists in account {spec.datalake.account_id} "
+        f"({spec.region}) and belongs to {whose}; the portal never takes it over. Choose another identifier.",
+        diagnosis="endpoint_identifier_taken",
+    )
+
+
+def create_endpoint(spec: GrantSpec, *, clients: GrantClients) -> StepResult:
+    """Create the grant's DMS endpoint, or bring the grant's existing one to the plan.
+
+    Ownership is checked before anything is written, so an endpoint that is
+    not the grant's is never replaced or changed. An endpoint of that identifier owned by anyone else fails with
+    ``endpoint_identifier_taken``; this grant's own endpoint gets a
+    ModifyEndpoint with only the settings that differ. Outputs ``endpoint_arn``.
+    """
+    calls = AwsCalls()
+    dms = clients.datalake("dms")
+    desired = endpoint_settings(spec)
+    current = find_endpoint(calls, dms, spec.endpoint_identifier)
+    if current is None:
+        created = calls(
+            dms, "CreateEndpoint",
+            retry_codes={"ResourceAlreadyExistsFault": "endpoint_identifier_taken"},
+            Tags=owner_tags(spec), **desired,
+        )["Endpoint"]
+        return StepResult(name="create_endpoint", changed=True, before=None, after=desired,
+                          aws_request_ids=calls.request_ids, outputs={"endpoint_arn": created["EndpointArn"]})
+
+    endpoint_arn = current["EndpointArn"]
+    owner = endpoint_owner(calls, dms, endpoint_arn)
+    if owner != spec.grant_id:
+        raise _taken(calls, spec, owner)
+    difference = _difference(current, desired)
+    if difference:
+        calls(dms, "ModifyEndpoint", EndpointArn=endpoint_arn, **difference)
+    return StepResult(name="create_endpoint", changed=bool(difference), before=_as_found(current, desired),
+                      after=desired, aws_request_ids=calls.request_ids, outputs={"endpoint_arn": endpoint_arn})
+
+
+def delete_endpoint(spec: GrantSpec, *, clients: GrantClients) -> StepResult:
+    """Delete the grant's DMS endpoint if it is this grant's.
+
+    A missing endpoint (or one already being deleted) is success; one owned
+    by anyone else is left alone (``outputs["skipped"]`` says why).
+    """
+    calls = AwsCalls()
+    dms = clients.datalake("dms")
+    current = find_endpoint(calls, dms, spec.endpoint_identifier)
+    if current is None:
+        return StepResult(name="delete_endpoint", changed=False, aws_request_ids=calls.request_ids)
+    endpoint_arn = current["EndpointArn"]
+    if endpoint_owner(calls, dms, endpoint_arn) != spec.grant_id:
+        return StepResult(
+            name="delete_endpoint", changed=False, aws_request_ids=calls.request_ids,
+            outputs={"skipped": f"endpoint {spec.endpoint_identifier} is not owned by request {spec.grant_id}"},
+        )
+    calls(dms, "DeleteEndpoint", missing_ok=True, EndpointArn=endpoint_arn)
+    return StepResult(name="delete_endpoint", changed=True, before=_as_found(current, endpoint_settings(spec)),
+                      after=None, aws_request_ids=calls.request_ids, outputs={"endpoint_arn": endpoint_arn})

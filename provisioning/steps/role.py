@@ -1,0 +1,103 @@
+"""Steps on the DataLake side: the IAM role DMS assumes to read the secret."""
+from __future__ import annotations
+
+import json
+
+from provisioning.aws_calls import AwsCalls
+from provisioning.clients import GrantClients
+from provisioning.documents import ROLE_INLINE_POLICY_NAME, role_inline_policy, role_trust_policy
+from provisioning.resources import RoleState, owner_tags, read_role, read_role_policy
+from provisioning.spec import GrantSpec
+from provisioning.steps.result import StepResult
+
+
+def _not_ours(calls: AwsCalls, spec: GrantSpec, role: RoleState):
+    owner = f"request {role.owner}" if role.owner else "someone outside the portal"
+    return calls.permanent(
+        f"The role {spec.role_name} already exists in account {spec.datalake.account_id} and belongs to {owner}; "
+        "the portal never takes over a role it did not create for this request. Choose another role name.",
+        diagnosis="role_name_taken",
+    )
+
+
+def create_role(spec: GrantSpec, *, clients: GrantClients) -> StepResult:
+    """Create the grant's role (runbook document 1) or bring it back to the plan.
+
+    A missing role is created with the trust policy and the owner tag, then
+    given its inline policy. An existing role tagged for this grant has its
+    trust and inline policies rewritten only where they differ. A role with
+    the same name and any other owner fails with ``role_name_taken``.
+    Outputs ``role_arn`` and ``role_id`` (the AROA... id AWS stores in
+    resource policies).
+    """
+    calls = AwsCalls()
+    iam = clients.datalake("iam")
+    trust = role_trust_policy(spec)
+    inline = role_inline_policy(spec)
+    calls.check_size("trust_policy", trust)
+    calls.check_size("role_inline_policies", [inline])
+    desired = {"trust_policy": trust, "inline_policy": inline}
+
+    role = read_role(calls, iam, spec.role_name)
+    if role is None:
+        created = calls(
+            iam, "CreateRole",
+            # Another worker creating the same role at this instant: the
+            # retry reads it back and checks whose it is.
+            retry_codes={"EntityAlreadyExists": "role_name_taken"},
+            RoleName=spec.role_name,
+            AssumeRolePolicyDocument=json.dumps(trust),
+            Description=f"DMS reads {spec.secret_arn} (dms-access-portal request {spec.grant_id})"[:1000],
+            Tags=owner_tags(spec),
+        )["Role"]
+        calls(iam, "PutRolePolicy", RoleName=spec.role_name, PolicyName=ROLE_INLINE_POLICY_NAME,
+              PolicyDocument=json.dumps(inline))
+        return StepResult(
+            name="create_role", changed=True, before=None, after=desired, aws_request_ids=calls.request_ids,
+            outputs={"role_arn": created["Arn"], "role_id": created["RoleId"]},
+        )
+
+    if role.owner != spec.grant_id:
+        raise _not_ours(calls, spec, role)
+    current_inline = read_role_policy(calls, iam, spec.role_name)
+    before = {"trust_policy": role.trust_policy, "inline_policy": current_inline}
+    changed = False
+    if role.trust_policy != trust:
+        calls(iam, "UpdateAssumeRolePolicy", RoleName=spec.role_name, PolicyDocument=json.dumps(trust))
+        changed = True
+    if current_inline != inline:
+        calls(iam, "PutRolePolicy", RoleName=spec.role_name, PolicyName=ROLE_INLINE_POLICY_NAME,
+              PolicyDocument=json.dumps(inline))
+        changed = True
+    return StepResult(
+        name="create_role", changed=changed, before=before, after=desired, aws_request_ids=calls.request_ids,
+        outputs={"role_arn": role.arn, "role_id": role.role_id},
+    )
+
+
+def delete_role(spec: GrantSpec, *, clients: GrantClients) -> StepResult:
+    """Delete the grant's inline policy and role, if the role is this grant's.
+
+    A missing role is success. A role owned by anyone else is left alone
+    (``outputs["skipped"]`` says why): revoke never deletes what the grant
+    did not create.
+    """
+    calls = AwsCalls()
+    iam = clients.datalake("iam")
+    role = read_role(calls, iam, spec.role_name)
+    if role is None:
+        return StepResult(name="delete_role", changed=False, aws_request_ids=calls.request_ids)
+    if role.owner != spec.grant_id:
+        return StepResult(
+            name="delete_role", changed=False, aws_request_ids=calls.request_ids,
+            outputs={"skipped": f"role {spec.role_name} is not owned by request {spec.grant_id}"},
+        )
+    inline = read_role_policy(calls, iam, spec.role_name)
+    if inline is not None:
+        calls(iam, "DeleteRolePolicy", missing_ok=True, RoleName=spec.role_name, PolicyName=ROLE_INLINE_POLICY_NAME)
+    calls(iam, "DeleteRole", missing_ok=True, RoleName=spec.role_name)
+    return StepResult(
+        name="delete_role", changed=True,
+        before={"trust_policy": role.trust_policy, "inline_policy": inline}, after=None,
+        aws_request_ids=calls.request_ids, outputs={"role_arn": role.arn, "role_id": role.role_id},
+    )
