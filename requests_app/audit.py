@@ -105,7 +105,14 @@ def verify_chain(*, batch_size: int = 5000) -> ChainReport:
                 return ChainReport(ok=True, checked=checked)
             for event in batch:
                 if event.prev_hash != prev_hash:
-                    return ChainReport(False, checked, event.id, "prev_hash does not match the previous event's hash")
+                    before = f"event {last_id}" if last_id else "the start of the chain"
+                    return ChainReport(
+                        False,
+                        checked,
+                        event.id,
+                        f"prev_hash does not match the hash of {before}, the event before it "
+                        "(an event in between was deleted, or an earlier one rewritten)",
+                    )
                 if chain_hash(prev_hash, event) != event.hash:
                     return ChainReport(False, checked, event.id, "hash does not match the event's contents")
                 prev_hash = event.hash

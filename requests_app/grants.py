@@ -1,6 +1,7 @@
 """Turning a request row into the engine's ``GrantSpec``."""
 from __future__ import annotations
 
+from provisioning.arns import partition_of_region
 from provisioning.spec import AccountAccess, GrantSpec
 from requests_app.models import AccessRequest, AwsAccount
 
@@ -28,4 +29,5 @@ def grant_spec_for(request: AccessRequest, *, kms_key_arn: str | None = None) ->
         endpoint_type=request.endpoint_type,
         database_name=request.database_name or None,
         replication_instance_arn=request.replication_instance_arn or None,
+        partition=partition_of_region(request.region),
     )

@@ -60,6 +60,20 @@ class RequestState(models.TextChoices):
 # endpoint identifier in AWS: two such requests may not claim the same ones.
 LIVE_STATES = ("pending_approval", "approved", "provisioning", "active", "failed", "revoking")
 
+# The lifecycle of DESIGN.md section 3: the only moves a request can make.
+# Services check every change of state against this table.
+ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
+    RequestState.PENDING_APPROVAL: frozenset({RequestState.APPROVED, RequestState.REJECTED, RequestState.CANCELLED}),
+    RequestState.APPROVED: frozenset({RequestState.PROVISIONING}),
+    RequestState.PROVISIONING: frozenset({RequestState.ACTIVE, RequestState.FAILED}),
+    RequestState.ACTIVE: frozenset({RequestState.REVOKING}),
+    RequestState.FAILED: frozenset({RequestState.PROVISIONING, RequestState.REVOKING}),
+    RequestState.REVOKING: frozenset({RequestState.REVOKED}),
+    RequestState.REJECTED: frozenset(),
+    RequestState.CANCELLED: frozenset(),
+    RequestState.REVOKED: frozenset(),
+}
+
 
 class AccessRequest(models.Model):
     """A request for DMS in a DataLake account to read one secret of a Remote account."""
@@ -141,6 +155,9 @@ class AccessRequest(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.endpoint_identifier} ({self.get_state_display()})"
+
+    def can_move_to(self, state: str) -> bool:
+        return state in ALLOWED_TRANSITIONS[self.state]
 
 
 class Decision(models.Model):

@@ -7,3 +7,7 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_SESSION_TOKEN", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "eu-west-1")
 os.environ.pop("AWS_PROFILE", None)
+
+# The runbook's AWS world in moto (fixtures ``aws`` and ``world``), shared by
+# the engine's and the portal's tests.
+pytest_plugins = ["tests.aws_world"]

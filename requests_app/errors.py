@@ -1,0 +1,55 @@
+"""What the services raise when they refuse something.
+
+Each error knows the HTTP status the API answers with, so the API, the pages
+and the management commands report the same refusal the same way.
+"""
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """Base class of every refusal a service can give a caller."""
+
+    status_code = 400
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class ValidationFailed(DomainError):
+    """Bad input: ``errors`` maps each field to its messages (400)."""
+
+    status_code = 400
+
+    def __init__(self, errors: dict[str, list[str]]):
+        self.errors = {field: list(messages) for field, messages in errors.items() if messages}
+        summary = "; ".join(f"{field}: {' '.join(messages)}" for field, messages in self.errors.items())
+        super().__init__(summary or "invalid input")
+
+
+class NotAllowed(DomainError):
+    """The caller may see the thing but may not do this to it (403)."""
+
+    status_code = 403
+
+
+class NotFoundForUser(DomainError):
+    """The thing does not exist, or the caller may not see it (404): the two
+    look the same from outside, so nobody can probe for other people's requests."""
+
+    status_code = 404
+
+    def __init__(self, message: str = "Not found."):
+        super().__init__(message)
+
+
+class InvalidTransition(DomainError):
+    """The request's current state does not allow this action (409)."""
+
+    status_code = 409
+
+
+class IdempotencyConflict(DomainError):
+    """The idempotency key was already used with a different body (409)."""
+
+    status_code = 409

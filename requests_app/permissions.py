@@ -1,0 +1,121 @@
+"""Who may do what to a request or an account.
+
+Pure functions of the user and the objects: views and the API use them to
+decide what to show, and every service calls them again under its row lock,
+so no entry point can skip a rule. They only look at the objects' own
+relations (approvers, requesters, decisions) and use those relations'
+prefetched rows when a selector prefetched them.
+
+The ``can_<action>`` functions answer "is this person entitled to do this to
+this request"; whether the request's state still allows it is the services'
+(and ``allowed_actions``') business.
+"""
+from __future__ import annotations
+
+from requests_app.models import ALLOWED_TRANSITIONS, AccessRequest, AwsAccount, Decision, RequestState
+
+ACTIONS = ("approve", "reject", "cancel", "revoke", "retry")
+
+
+def is_active_user(user) -> bool:
+    """Signed in and not deactivated."""
+    return bool(user is not None and user.is_authenticated and user.is_active)
+
+
+def is_staff_user(user) -> bool:
+    """An administrator: staff or superuser, signed in and active."""
+    return is_active_user(user) and (user.is_staff or user.is_superuser)
+
+
+def _listed(user, account: AwsAccount, relation: str) -> bool:
+    manager = getattr(account, relation)
+    prefetched = getattr(account, "_prefetched_objects_cache", {})
+    if relation in prefetched:
+        return any(member.pk == user.pk for member in prefetched[relation])
+    return manager.filter(pk=user.pk).exists()
+
+
+def is_approver_for(user, account: AwsAccount) -> bool:
+    return is_active_user(user) and _listed(user, account, "approvers")
+
+
+def is_requester_for(user, account: AwsAccount) -> bool:
+    return is_active_user(user) and _listed(user, account, "requesters")
+
+
+def _is_own(user, request: AccessRequest) -> bool:
+    return is_active_user(user) and request.requester_id == user.pk
+
+
+def can_view(user, request: AccessRequest) -> bool:
+    """The requester, the approvers of either account, and staff see a request."""
+    if not is_active_user(user):
+        return False
+    return (
+        is_staff_user(user)
+        or _is_own(user, request)
+        or is_approver_for(user, request.remote_account)
+        or is_approver_for(user, request.datalake_account)
+    )
+
+
+def can_file_for(user, account: AwsAccount) -> bool:
+    """Only the requesters a DataLake account lists file for it (staff must be listed too)."""
+    return account.is_datalake and is_requester_for(user, account)
+
+
+def can_approve(user, request: AccessRequest) -> bool:
+    """An approver of the request's Remote account, and never its own requester."""
+    return not _is_own(user, request) and is_approver_for(user, request.remote_account)
+
+
+def can_reject(user, request: AccessRequest) -> bool:
+    """Same people as approval: a requester withdraws by cancelling, not rejecting."""
+    return can_approve(user, request)
+
+
+def can_cancel(user, request: AccessRequest) -> bool:
+    return _is_own(user, request)
+
+
+def can_revoke(user, request: AccessRequest) -> bool:
+    return _is_own(user, request) or is_approver_for(user, request.remote_account) or is_staff_user(user)
+
+
+def can_retry(user, request: AccessRequest) -> bool:
+    return _is_own(user, request) or is_staff_user(user)
+
+
+def can_refresh_preflight(user, request: AccessRequest) -> bool:
+    return _is_own(user, request) or is_approver_for(user, request.remote_account)
+
+
+def can_register_account(user) -> bool:
+    return is_staff_user(user)
+
+
+def has_decided_on_current_plan(user, request: AccessRequest) -> bool:
+    decisions = getattr(request, "_prefetched_objects_cache", {}).get("decisions")
+    if decisions is not None:
+        return any(d.approver_id == user.pk and d.plan_hash == request.plan_hash for d in decisions)
+    return Decision.objects.filter(request=request, approver_id=user.pk, plan_hash=request.plan_hash).exists()
+
+
+def allowed_actions(user, request: AccessRequest) -> set[str]:
+    """The actions to offer ``user`` on ``request`` now (entitled AND the state allows it)."""
+    if not can_view(user, request):
+        return set()
+    moves = ALLOWED_TRANSITIONS[request.state]
+    actions: set[str] = set()
+    if request.state == RequestState.PENDING_APPROVAL:
+        if can_approve(user, request) and not has_decided_on_current_plan(user, request):
+            actions.add("reject")
+            if request.preflight_status == AccessRequest.PreflightStatus.PASSED:
+                actions.add("approve")
+        if can_cancel(user, request):
+            actions.add("cancel")
+    if RequestState.REVOKING in moves and can_revoke(user, request):
+        actions.add("revoke")
+    if request.state == RequestState.FAILED and can_retry(user, request):
+        actions.add("retry")
+    return actions

@@ -1,0 +1,151 @@
+"""Reads for the pages and the API, each in a fixed number of queries.
+
+Visibility follows ``permissions.can_view``: staff see everything; others
+see their own requests and those of accounts they approve for. The filters
+here are the query form of that rule, so a list never shows a request its
+detail page would refuse.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.db.models import Count, Exists, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
+
+from requests_app import permissions
+from requests_app.errors import NotFoundForUser
+from requests_app.models import AccessRequest, AuditEvent, AwsAccount, Decision, ProvisioningStep, RequestState
+
+
+def _approver_accounts(user) -> QuerySet:
+    return AwsAccount.objects.filter(approvers=user).values("pk")
+
+
+def _visible(user) -> Q:
+    accounts = _approver_accounts(user)
+    return Q(requester=user) | Q(remote_account__in=accounts) | Q(datalake_account__in=accounts)
+
+
+def requests_visible_to(*, user) -> QuerySet[AccessRequest]:
+    """Every request ``user`` may see, newest first, with its people and accounts joined."""
+    requests = AccessRequest.objects.select_related("requester", "datalake_account", "remote_account")
+    if not permissions.is_active_user(user):
+        return requests.none()
+    if not permissions.is_staff_user(user):
+        requests = requests.filter(_visible(user))
+    return requests.order_by("-created_at", "-id")
+
+
+def _current_approvals() -> Coalesce:
+    approvals = (
+        Decision.objects.filter(
+            request=OuterRef("pk"), outcome=Decision.Outcome.APPROVE, plan_hash=OuterRef("plan_hash")
+        )
+        .order_by()
+        .values("request")
+        .annotate(n=Count("approver", distinct=True))
+        .values("n")
+    )
+    return Coalesce(Subquery(approvals, output_field=IntegerField()), Value(0))
+
+
+def approval_queue_for(*, user) -> QuerySet[AccessRequest]:
+    """Requests awaiting ``user``'s decision, oldest first.
+
+    Pending requests of the Remote accounts ``user`` approves for, except
+    their own and those whose current plan they already decided on. Each row
+    carries ``current_approvals`` (distinct approvals of its current plan).
+    """
+    if not permissions.is_active_user(user):
+        return AccessRequest.objects.none()
+    decided = Decision.objects.filter(request=OuterRef("pk"), approver=user, plan_hash=OuterRef("plan_hash"))
+    return (
+        AccessRequest.objects.select_related("requester", "datalake_account", "remote_account")
+        .filter(state=RequestState.PENDING_APPROVAL, remote_account__in=_approver_accounts(user))
+        .exclude(requester=user)
+        .exclude(Exists(decided))
+        .annotate(current_approvals=_current_approvals())
+        .order_by("created_at", "id")
+    )
+
+
+def request_detail_for(*, user, request_id: Any) -> AccessRequest:
+    """One request with its decisions, steps and audit events (raises
+    NotFoundForUser when it does not exist or ``user`` may not see it).
+
+    The accounts' approvers are prefetched too, so ``permissions`` answers
+    about this request without further queries.
+    """
+    try:
+        request = (
+            AccessRequest.objects.select_related("requester", "datalake_account", "remote_account")
+            .prefetch_related(
+                Prefetch("decisions", queryset=Decision.objects.select_related("approver").order_by("created_at", "id")),
+                Prefetch("steps", queryset=ProvisioningStep.objects.order_by("phase", "position")),
+                Prefetch("audit_events", queryset=AuditEvent.objects.order_by("id")),
+                "remote_account__approvers",
+                "datalake_account__approvers",
+            )
+            .get(pk=request_id)
+        )
+    except (AccessRequest.DoesNotExist, ValueError, TypeError):
+        raise NotFoundForUser() from None
+    if not permissions.can_view(user, request):
+        raise NotFoundForUser()
+    return request
+
+
+def audit_events_visible_to(
+    *,
+    user,
+    request_id: Any = None,
+    account_id: str | None = None,
+    actor: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> QuerySet[AuditEvent]:
+    """Audit events ``user`` may see, newest first, optionally filtered.
+
+    Staff see all. Others see the events of the requests they may see, and
+    the account events (registration) of accounts they approve or file for.
+    ``account_id`` is the 12-digit AWS account id; ``actor`` the actor label.
+    """
+    events = AuditEvent.objects.select_related("account")
+    if not permissions.is_active_user(user):
+        return events.none()
+    if not permissions.is_staff_user(user):
+        visible_requests = requests_visible_to(user=user).order_by().values("pk")
+        own_accounts = AwsAccount.objects.filter(Q(approvers=user) | Q(requesters=user)).values("pk")
+        events = events.filter(
+            Q(request__in=visible_requests) | Q(request__isnull=True, account__in=own_accounts)
+        )
+    if request_id not in (None, ""):
+        events = events.filter(request_id=request_id)
+    if account_id:
+        events = events.filter(account__account_id=account_id)
+    if actor:
+        events = events.filter(actor_label=actor)
+    if since is not None:
+        events = events.filter(created_at__gte=since)
+    if until is not None:
+        events = events.filter(created_at__lte=until)
+    return events.order_by("-id")
+
+
+def dashboard_counts_for(*, user) -> dict[str, Any]:
+    """Counts for the dashboard, in two queries.
+
+    ``visible``: requests ``user`` may see, per state; ``mine``: their own
+    requests, per state; ``awaiting_my_approval``: the length of their queue.
+    """
+    aggregates: dict[str, Any] = {}
+    for state in RequestState.values:
+        aggregates[f"visible__{state}"] = Count("id", filter=Q(state=state))
+        aggregates[f"mine__{state}"] = Count("id", filter=Q(state=state, requester_id=getattr(user, "pk", None)))
+    counts = requests_visible_to(user=user).order_by().aggregate(**aggregates)
+    return {
+        "visible": {state: counts[f"visible__{state}"] or 0 for state in RequestState.values},
+        "mine": {state: counts[f"mine__{state}"] or 0 for state in RequestState.values},
+        "awaiting_my_approval": approval_queue_for(user=user).count(),
+    }

@@ -1,0 +1,27 @@
+"""Every write the portal makes goes through one of these services.
+
+Each takes keyword arguments, runs in one transaction with its audit event,
+checks permissions itself (whatever the caller checked before), and queues
+work for the workers only after the commit.
+"""
+from requests_app.services.accounts import account_register
+from requests_app.services.decisions import access_request_approve, access_request_reject
+from requests_app.services.lifecycle import (
+    access_request_cancel,
+    access_request_expire,
+    access_request_retry,
+    access_request_revoke,
+)
+from requests_app.services.submission import access_request_refresh_preflight, access_request_submit
+
+__all__ = [
+    "account_register",
+    "access_request_approve",
+    "access_request_cancel",
+    "access_request_expire",
+    "access_request_refresh_preflight",
+    "access_request_reject",
+    "access_request_retry",
+    "access_request_revoke",
+    "access_request_submit",
+]

@@ -1,0 +1,125 @@
+"""Approving and rejecting a request.
+
+An approval is bound to the plan the approver saw (its ``plan_hash``): only
+approvals of the current plan count, each approver counts once per plan,
+and the request is approved when the Remote account's required number is
+reached. Any rejection ends the request.
+"""
+from __future__ import annotations
+
+from django.db import transaction
+from django.utils import timezone
+
+from provisioning.diagnoses import DIAGNOSES
+from requests_app import permissions, workflow
+from requests_app.audit import record_event
+from requests_app.errors import InvalidTransition, NotAllowed, ValidationFailed
+from requests_app.models import AccessRequest, Decision, RequestState
+from requests_app.services.transitions import ensure_can_move, lock_request_for, move
+
+
+def _ensure_decider(user, request: AccessRequest, *, verb: str) -> None:
+    if request.requester_id == user.pk:
+        raise NotAllowed(f"Nobody may {verb} their own request.")
+    if not permissions.can_approve(user, request):
+        raise NotAllowed(
+            f"Only approvers of the Remote account {request.remote_account.account_id} may {verb} this request."
+        )
+
+
+def _ensure_first_decision(user, request: AccessRequest) -> None:
+    if permissions.has_decided_on_current_plan(user, request):
+        raise InvalidTransition("You have already decided on this plan of the request.")
+
+
+def preflight_refusal(request: AccessRequest) -> str:
+    """Why a request whose preflight failed cannot be approved, with the remedy."""
+    code = request.diagnosis or request.preflight.get("diagnosis") or ""
+    known = DIAGNOSES.get(code)
+    if known is None:
+        return f"Preflight failed ({code or 'no diagnosis'}); fix the cause and re-run preflight before approving."
+    return f"Preflight failed ({code}): {known.title}. {known.remediation}"
+
+
+def _record_decision(request: AccessRequest, *, user, outcome: str, comment: str, source_ip) -> Decision:
+    decision = Decision.objects.create(
+        request=request, approver=user, outcome=outcome, comment=comment, plan_hash=request.plan_hash
+    )
+    record_event(
+        action=f"decision.{outcome}",
+        actor=user,
+        source_ip=source_ip,
+        request=request,
+        target_arn=request.secret_arn,
+        details={"comment": comment, "plan_hash": request.plan_hash, "state": request.state},
+    )
+    return decision
+
+
+def _current_approvals(request: AccessRequest) -> int:
+    # Only people who are approvers now count: someone removed from the
+    # account's approvers after approving no longer speaks for it.
+    return (
+        request.decisions.filter(
+            outcome=Decision.Outcome.APPROVE,
+            plan_hash=request.plan_hash,
+            approver__in=request.remote_account.approvers.all(),
+        )
+        .exclude(approver_id=request.requester_id)
+        .values("approver_id")
+        .distinct()
+        .count()
+    )
+
+
+def access_request_approve(*, request_id, user, comment: str = "", source_ip: str | None = None) -> AccessRequest:
+    """Record ``user``'s approval of the request's current plan; approve the
+    request (and schedule the grant) when enough approvers agree."""
+    comment = (comment or "").strip()
+    with transaction.atomic():
+        request = lock_request_for(user=user, request_id=request_id)
+        _ensure_decider(user, request, verb="approve")
+        ensure_can_move(request, RequestState.APPROVED, verb="approved")
+        if request.preflight_status != AccessRequest.PreflightStatus.PASSED or not request.plan_hash:
+            raise NotAllowed(preflight_refusal(request))
+        _ensure_first_decision(user, request)
+        _record_decision(request, user=user, outcome=Decision.Outcome.APPROVE, comment=comment, source_ip=source_ip)
+        approvals = _current_approvals(request)
+        required = request.remote_account.required_approvals
+        if approvals >= required:
+            move(
+                request,
+                RequestState.APPROVED,
+                verb="approved",
+                action="request.approved",
+                actor=user,
+                source_ip=source_ip,
+                details={"comment": comment, "approvals": approvals, "required_approvals": required},
+                decided_at=timezone.now(),
+            )
+            workflow.schedule_grant(request)
+    return request
+
+
+def access_request_reject(*, request_id, user, comment: str, source_ip: str | None = None) -> AccessRequest:
+    """Reject the request with a comment; one rejection ends it."""
+    comment = (comment or "").strip()
+    with transaction.atomic():
+        request = lock_request_for(user=user, request_id=request_id)
+        _ensure_decider(user, request, verb="reject")
+        ensure_can_move(request, RequestState.REJECTED, verb="rejected")
+        if not comment:
+            raise ValidationFailed({"comment": ["A comment is required to reject a request."]})
+        _ensure_first_decision(user, request)
+        _record_decision(request, user=user, outcome=Decision.Outcome.REJECT, comment=comment, source_ip=source_ip)
+        move(
+            request,
+            RequestState.REJECTED,
+            verb="rejected",
+            action="request.rejected",
+            actor=user,
+            source_ip=source_ip,
+            details={"comment": comment},
+            decided_at=timezone.now(),
+        )
+    return request

@@ -1,0 +1,72 @@
+"""What every request transition shares: lock the row, check, move, audit.
+
+A service locks the request row first (SELECT ... FOR UPDATE), then checks
+who is asking and what the state allows on the row as it now is, so two
+people acting at once are serialised and the second sees the first's result.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from requests_app import permissions
+from requests_app.audit import record_event
+from requests_app.errors import InvalidTransition, NotFoundForUser
+from requests_app.models import AccessRequest, RequestState
+
+
+def lock_request(request_id: Any) -> AccessRequest:
+    """The request row, locked until the end of the transaction (404 if there is none)."""
+    try:
+        return (
+            AccessRequest.objects.select_for_update(of=("self",))
+            .select_related("requester", "datalake_account", "remote_account")
+            .get(pk=request_id)
+        )
+    except (AccessRequest.DoesNotExist, ValueError, TypeError):
+        raise NotFoundForUser() from None
+
+
+def lock_request_for(*, user, request_id: Any) -> AccessRequest:
+    """Like ``lock_request``, and 404 as well when ``user`` may not see the request."""
+    request = lock_request(request_id)
+    if not permissions.can_view(user, request):
+        raise NotFoundForUser()
+    return request
+
+
+def ensure_can_move(request: AccessRequest, state: str, *, verb: str) -> None:
+    """Raise InvalidTransition unless ``request`` may move to ``state`` now."""
+    if not request.can_move_to(state):
+        raise InvalidTransition(
+            f"Request #{request.pk} is {RequestState(request.state).label.lower()}: it cannot be {verb}."
+        )
+
+
+def move(
+    request: AccessRequest,
+    state: str,
+    *,
+    verb: str,
+    action: str,
+    actor=None,
+    source_ip: str | None = None,
+    details: dict[str, Any] | None = None,
+    **fields: Any,
+) -> AccessRequest:
+    """Move ``request`` to ``state`` (checked against the lifecycle), save it
+    with ``fields``, and record ``action`` in the same transaction."""
+    ensure_can_move(request, state, verb=verb)
+    previous = request.state
+    request.state = state
+    for name, value in fields.items():
+        setattr(request, name, value)
+    request.save(update_fields=["state", "updated_at", *fields])
+    record_event(
+        action=action,
+        actor=actor,
+        source_ip=source_ip,
+        request=request,
+        target_arn=request.secret_arn,
+        details={"from_state": previous, "to_state": state, "plan_hash": request.plan_hash, **(details or {})},
+    )
+    return request

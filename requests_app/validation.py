@@ -1,0 +1,316 @@
+"""Field-level validation of a new request, shared by the API, the form and
+the submit service so all three give the same messages.
+
+Syntax rules come from the engine (``provisioning.arns``, ``provisioning.names``);
+this module adds what only the portal knows: which accounts are registered,
+how the ARNs must agree with them, and which names live requests already hold.
+"""
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from provisioning import arns, names
+from provisioning.errors import InvalidInput
+from requests_app.errors import ValidationFailed
+from requests_app.models import LIVE_STATES, AccessRequest, AwsAccount
+
+JUSTIFICATION_MAX = 4000
+DATABASE_NAME_MAX = 255
+
+# Field names as the API and the form spell them.
+REQUEST_FIELDS = (
+    "datalake_account",
+    "secret_arn",
+    "kms_key_arn",
+    "engine",
+    "endpoint_identifier",
+    "endpoint_type",
+    "database_name",
+    "role_name",
+    "replication_instance_arn",
+    "justification",
+    "expires_at",
+)
+
+
+def rule_message(error: InvalidInput) -> str:
+    """The engine's rule as a sentence for a person ("Must be ...")."""
+    rule = error.rule.strip()
+    return rule[:1].upper() + rule[1:] + ("" if rule.endswith(".") else ".")
+
+
+class _Errors:
+    def __init__(self) -> None:
+        self.by_field: dict[str, list[str]] = {}
+
+    def add(self, field: str, message: str) -> None:
+        self.by_field.setdefault(field, []).append(message)
+
+    def check(self, field: str, validate, *args, **kwargs):
+        """Run an engine validator; on InvalidInput record its rule under ``field``."""
+        try:
+            return validate(*args, field=field, **kwargs)
+        except InvalidInput as error:
+            self.add(field, rule_message(error))
+            return None
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value).strip()
+
+
+def _datalake_account(errors: _Errors, account_id: str) -> AwsAccount | None:
+    if errors.check("datalake_account", names.validate_account_id, account_id) is None:
+        return None
+    account = AwsAccount.objects.filter(account_id=account_id).first()
+    if account is None:
+        errors.add("datalake_account", f"No account {account_id} is registered.")
+    elif not account.is_datalake:
+        errors.add("datalake_account", f"Account {account_id} is not registered as a DataLake account.")
+        return None
+    return account
+
+
+def _remote_account(errors: _Errors, secret: arns.Arn) -> AwsAccount | None:
+    account = AwsAccount.objects.filter(account_id=secret.account, is_remote=True).first()
+    if account is None:
+        errors.add(
+            "secret_arn",
+            f"The secret's account {secret.account} is not a registered Remote account.",
+        )
+    return account
+
+
+def _same_place(errors: _Errors, field: str, arn: arns.Arn, *, secret: arns.Arn, account_id: str, side: str) -> None:
+    if arn.partition != secret.partition:
+        errors.add(field, f"Must be in partition {secret.partition}, like the secret (it is in {arn.partition}).")
+    if arn.account != account_id:
+        errors.add(field, f"Must be in the {side} account {account_id} (it is in {arn.account}).")
+    if arn.region != secret.region:
+        errors.add(field, f"Must be in the secret's region {secret.region} (it is in {arn.region}).")
+
+
+def _taken_names(
+    errors: _Errors,
+    *,
+    account: AwsAccount,
+    region: str,
+    role_name: str | None,
+    role_name_derived: bool,
+    endpoint_identifier: str | None,
+) -> None:
+    live = AccessRequest.objects.filter(datalake_account=account, state__in=LIVE_STATES)
+    # IAM role names are unique regardless of case, and so are DMS endpoint identifiers.
+    if role_name and live.filter(role_name__iexact=role_name).exists():
+        if role_name_derived:
+            errors.add(
+                "role_name",
+                f"The role name derived from the endpoint identifier ({role_name}) is already held by another "
+                "live request for this DataLake account; choose a role name.",
+            )
+        else:
+            errors.add("role_name", f"{role_name} is already held by another live request for this DataLake account.")
+    if endpoint_identifier and region and live.filter(
+        region=region, endpoint_identifier__iexact=endpoint_identifier
+    ).exists():
+        errors.add(
+            "endpoint_identifier",
+            f"{endpoint_identifier} is already held by another live request for this DataLake account in {region}.",
+        )
+
+
+def validate_request_input(
+    *,
+    datalake_account_id: Any,
+    secret_arn: Any,
+    engine: Any,
+    endpoint_identifier: Any,
+    justification: Any,
+    kms_key_arn: Any = "",
+    endpoint_type: Any = "source",
+    database_name: Any = "",
+    role_name: Any = "",
+    replication_instance_arn: Any = "",
+    expires_at: datetime | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Check every field of a new request; return the cleaned values.
+
+    Raises ValidationFailed with every broken field at once. The cleaned dict
+    has the request's model fields plus ``datalake_account`` and
+    ``remote_account`` (rows) and ``region`` (the secret ARN's region).
+    A blank role name is derived from the endpoint identifier.
+    """
+    errors = _Errors()
+    account_id = _text(datalake_account_id)
+    secret_text = _text(secret_arn)
+    key_text = _text(kms_key_arn)
+    replication_text = _text(replication_instance_arn)
+    role_text = _text(role_name)
+    database_text = _text(database_name)
+    justification_text = _text(justification)
+
+    datalake = _datalake_account(errors, account_id)
+    secret = errors.check("secret_arn", arns.parse_secret_arn, secret_text)
+    remote = region = None
+    if secret is not None:
+        region = errors.check("secret_arn", names.validate_region, secret.region, partition=secret.partition)
+        remote = _remote_account(errors, secret)
+
+    if key_text:
+        key = errors.check("kms_key_arn", arns.parse_kms_key_arn, key_text)
+        if key is not None and secret is not None:
+            _same_place(errors, "kms_key_arn", key, secret=secret, account_id=secret.account, side="Remote")
+    if replication_text:
+        replication = errors.check("replication_instance_arn", arns.parse_replication_instance_arn, replication_text)
+        if replication is not None and secret is not None and datalake is not None:
+            _same_place(
+                errors, "replication_instance_arn", replication,
+                secret=secret, account_id=datalake.account_id, side="DataLake",
+            )
+
+    engine_name = errors.check("engine", names.validate_engine, _text(engine))
+    kind = errors.check("endpoint_type", names.validate_endpoint_type, _text(endpoint_type) or "source")
+    identifier = errors.check("endpoint_identifier", names.validate_endpoint_identifier, _text(endpoint_identifier))
+    if role_text:
+        role = errors.check("role_name", names.validate_role_name, role_text)
+    else:
+        role = names.derive_role_name(identifier) if identifier else None
+
+    if len(database_text) > DATABASE_NAME_MAX:
+        errors.add("database_name", f"Must be at most {DATABASE_NAME_MAX} characters.")
+    if database_text and engine_name in names.MYSQL_FAMILY:
+        errors.add("database_name", f"Must be left empty for {engine_name}: DMS refuses a database name for MySQL-family engines.")
+
+    if not justification_text:
+        errors.add("justification", "A justification is required.")
+    elif len(justification_text) > JUSTIFICATION_MAX:
+        errors.add("justification", f"Must be at most {JUSTIFICATION_MAX} characters (got {len(justification_text)}).")
+
+    if expires_at is not None:
+        if not isinstance(expires_at, datetime):
+            errors.add("expires_at", "Must be a date and time.")
+        else:
+            if timezone.is_naive(expires_at):
+                expires_at = timezone.make_aware(expires_at)
+            if expires_at <= (now or timezone.now()):
+                errors.add("expires_at", "Must be in the future.")
+
+    if datalake is not None:
+        _taken_names(
+            errors, account=datalake, region=region, role_name=role,
+            role_name_derived=not role_text, endpoint_identifier=identifier,
+        )
+
+    if errors.by_field:
+        raise ValidationFailed(errors.by_field)
+    return {
+        "datalake_account": datalake,
+        "remote_account": remote,
+        "region": region,
+        "secret_arn": secret.raw,
+        "kms_key_arn": key_text,
+        "engine": engine_name,
+        "endpoint_identifier": identifier,
+        "endpoint_type": kind,
+        "database_name": database_text,
+        "role_name": role,
+        "replication_instance_arn": replication_text,
+        "justification": justification_text,
+        "expires_at": expires_at,
+    }
+
+
+EXTERNAL_ID_RE = re.compile(r"[\w+=,.@:/-]{2,1224}", re.ASCII)
+ACCOUNT_NAME_MAX = 100
+
+
+def _users(errors: _Errors, field: str, usernames) -> list:
+    wanted = []
+    for name in usernames or ():
+        name = _text(name)
+        if name and name not in wanted:
+            wanted.append(name)
+    user_model = get_user_model()
+    rows = user_model.objects.filter(**{f"{user_model.USERNAME_FIELD}__in": wanted}, is_active=True)
+    found = {user.get_username(): user for user in rows}
+    missing = [name for name in wanted if name not in found]
+    if missing:
+        errors.add(field, f"No active user named {', '.join(missing)}.")
+    return [found[name] for name in wanted if name in found]
+
+
+def validate_account_input(
+    *,
+    account_id: Any,
+    name: Any,
+    is_datalake: bool,
+    is_remote: bool,
+    provisioner_role_arn: Any,
+    external_id: Any = "",
+    default_region: Any = "eu-west-1",
+    approvers=(),
+    requesters=(),
+    required_approvals: Any = 1,
+) -> dict[str, Any]:
+    """Check a new account's fields; return the cleaned values (approvers and
+    requesters as user rows). Raises ValidationFailed with every broken field."""
+    errors = _Errors()
+    account_text = _text(account_id)
+    name_text = _text(name)
+    external_text = _text(external_id)
+    checked_id = errors.check("account_id", names.validate_account_id, account_text)
+    if checked_id and AwsAccount.objects.filter(account_id=checked_id).exists():
+        errors.add("account_id", f"Account {checked_id} is already registered.")
+    if not name_text:
+        errors.add("name", "A name is required.")
+    elif len(name_text) > ACCOUNT_NAME_MAX:
+        errors.add("name", f"Must be at most {ACCOUNT_NAME_MAX} characters.")
+    if not (is_datalake or is_remote):
+        errors.add("is_datalake", "An account is a DataLake account, a Remote account, or both.")
+    role = errors.check("provisioner_role_arn", arns.parse_role_arn, _text(provisioner_role_arn))
+    if role is not None and checked_id and role.account != checked_id:
+        errors.add(
+            "provisioner_role_arn",
+            f"Must be a role in account {checked_id} itself (it is in {role.account}).",
+        )
+    if external_text and not EXTERNAL_ID_RE.fullmatch(external_text):
+        errors.add("external_id", "Must be 2 to 1224 characters of letters, digits and +=,.@:/-_.")
+    region = errors.check("default_region", names.validate_region, _text(default_region) or "eu-west-1")
+    approver_users = _users(errors, "approvers", approvers)
+    requester_users = _users(errors, "requesters", requesters)
+    if requester_users and not is_datalake:
+        errors.add("requesters", "Requesters file for DataLake accounts; this account is not one.")
+    try:
+        required = int(required_approvals)
+    except (TypeError, ValueError):
+        errors.add("required_approvals", "Must be a whole number of at least 1.")
+        required = None
+    if required is not None:
+        if required < 1:
+            errors.add("required_approvals", "Must be at least 1.")
+        elif approver_users and required > len(approver_users):
+            errors.add(
+                "required_approvals",
+                f"{required} approvals are required but only {len(approver_users)} approvers are listed: "
+                "no request could ever be approved.",
+            )
+    if errors.by_field:
+        raise ValidationFailed(errors.by_field)
+    return {
+        "account_id": checked_id,
+        "name": name_text,
+        "is_datalake": bool(is_datalake),
+        "is_remote": bool(is_remote),
+        "provisioner_role_arn": role.raw,
+        "external_id": external_text,
+        "default_region": region,
+        "approvers": approver_users,
+        "requesters": requester_users,
+        "required_approvals": required,
+    }

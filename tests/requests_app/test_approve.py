@@ -1,0 +1,179 @@
+"""Approving and rejecting: the rules of DESIGN.md section 1, tried and refused at the service."""
+from __future__ import annotations
+
+import pytest
+
+from requests_app.errors import InvalidTransition, NotAllowed, NotFoundForUser, ValidationFailed
+from requests_app.models import AccessRequest, AuditEvent, Decision, ProvisioningStep, RequestState
+from requests_app.services import access_request_approve, access_request_reject
+from tests.factories import RemoteAccountFactory, UserFactory
+
+
+def _state(request) -> str:
+    return AccessRequest.objects.get(pk=request.pk).state
+
+
+def test_an_approver_approves_and_the_grant_is_scheduled_after_commit(
+    cast, enqueued, django_capture_on_commit_callbacks
+):
+    request = cast.request()
+    with django_capture_on_commit_callbacks(execute=True):
+        result = access_request_approve(request_id=request.pk, user=cast.approver, comment="ok", source_ip="10.0.0.7")
+        assert enqueued == []  # nothing reaches the workers before the commit
+
+    assert result.state == RequestState.APPROVED
+    assert result.decided_at is not None
+    assert enqueued == [(request.pk, "grant")]
+    steps = list(ProvisioningStep.objects.filter(request=request).values_list("name", "status"))
+    assert [name for name, _ in steps][:2] == ["preflight", "create_role"]
+    assert {status for _, status in steps} == {"pending"}
+    decision = Decision.objects.get(request=request)
+    assert (decision.approver, decision.plan_hash, decision.comment) == (cast.approver, request.plan_hash, "ok")
+    events = list(AuditEvent.objects.filter(request=request).order_by("id"))
+    assert [e.action for e in events] == ["decision.approve", "request.approved"]
+    assert events[1].details["from_state"] == "pending_approval"
+    assert events[1].details["to_state"] == "approved"
+    assert events[1].details["plan_hash"] == request.plan_hash
+    assert {e.source_ip for e in events} == {"10.0.0.7"}
+    assert {e.actor_label for e in events} == {"rami"}
+
+
+def test_nobody_approves_their_own_request_not_even_a_superuser_listed_as_approver(cast, enqueued):
+    boss = UserFactory(username="boss", is_staff=True, is_superuser=True)
+    cast.remote.approvers.add(boss)
+    cast.datalake.requesters.add(boss)
+    request = cast.request(requester=boss)
+
+    with pytest.raises(NotAllowed, match="own request"):
+        access_request_approve(request_id=request.pk, user=boss)
+    with pytest.raises(NotAllowed, match="own request"):
+        access_request_reject(request_id=request.pk, user=boss, comment="never mind")
+    assert _state(request) == RequestState.PENDING_APPROVAL
+    assert not Decision.objects.exists()
+    assert not AuditEvent.objects.exists()
+
+
+def test_only_approvers_of_the_requests_remote_account_decide(cast, enqueued):
+    other_remote_approver = UserFactory()
+    RemoteAccountFactory(approvers=[other_remote_approver])
+    datalake_approver = UserFactory()
+    cast.datalake.approvers.add(datalake_approver)  # may see the request, not decide on it
+    request = cast.request()
+
+    with pytest.raises(NotFoundForUser):  # an approver of another account may not even see it
+        access_request_approve(request_id=request.pk, user=other_remote_approver)
+    for user in (datalake_approver, cast.staff):  # they see it, but do not decide for the Remote account
+        with pytest.raises(NotAllowed):
+            access_request_approve(request_id=request.pk, user=user)
+        with pytest.raises(NotAllowed):
+            access_request_reject(request_id=request.pk, user=user, comment="no")
+    assert _state(request) == RequestState.PENDING_APPROVAL
+    assert not Decision.objects.exists()
+
+
+def test_an_approver_removed_from_the_account_can_no_longer_decide(cast, enqueued):
+    request = cast.request()
+    cast.remote.approvers.remove(cast.approver)
+    with pytest.raises(NotFoundForUser):  # nor see it any more
+        access_request_approve(request_id=request.pk, user=cast.approver)
+    assert AccessRequest.objects.get(pk=request.pk).state == RequestState.PENDING_APPROVAL
+
+
+def test_n_distinct_approvals_are_needed_and_each_approver_decides_once_per_plan(cast, enqueued):
+    cast.remote.required_approvals = 2
+    cast.remote.save()
+    request = cast.request()
+
+    first = access_request_approve(request_id=request.pk, user=cast.approver)
+    assert first.state == RequestState.PENDING_APPROVAL
+    with pytest.raises(InvalidTransition, match="already decided"):
+        access_request_approve(request_id=request.pk, user=cast.approver)
+    with pytest.raises(InvalidTransition, match="already decided"):
+        access_request_reject(request_id=request.pk, user=cast.approver, comment="changed my mind")
+    assert _state(request) == RequestState.PENDING_APPROVAL
+
+    second = access_request_approve(request_id=request.pk, user=cast.second_approver)
+    assert second.state == RequestState.APPROVED
+    assert Decision.objects.filter(request=request).count() == 2
+
+
+def test_approvals_of_an_earlier_plan_do_not_count(cast, enqueued):
+    cast.remote.required_approvals = 2
+    cast.remote.save()
+    request = cast.request()
+    access_request_approve(request_id=request.pk, user=cast.approver)
+    # The plan changed since (tests/requests_app/test_submit_aws.py changes it the
+    # real way, through a re-run preflight).
+    AccessRequest.objects.filter(pk=request.pk).update(plan={"changed": True}, plan_hash="f" * 64)
+
+    after = access_request_approve(request_id=request.pk, user=cast.second_approver)
+    assert after.state == RequestState.PENDING_APPROVAL  # one approval of the current plan, two needed
+    approved = access_request_approve(request_id=request.pk, user=cast.approver)  # re-approves the new plan
+    assert approved.state == RequestState.APPROVED
+
+
+def test_an_approval_by_someone_no_longer_approver_does_not_count(cast, enqueued):
+    cast.remote.required_approvals = 2
+    cast.remote.save()
+    third = UserFactory()
+    cast.remote.approvers.add(third)
+    request = cast.request()
+    access_request_approve(request_id=request.pk, user=third)
+    cast.remote.approvers.remove(third)
+    after = access_request_approve(request_id=request.pk, user=cast.approver)
+    assert after.state == RequestState.PENDING_APPROVAL
+
+
+def test_a_request_whose_preflight_failed_cannot_be_approved_and_the_refusal_names_the_diagnosis(cast, enqueued):
+    request = cast.request(
+        preflight_status=AccessRequest.PreflightStatus.FAILED,
+        diagnosis="aws_managed_key",
+        preflight={"ok": False, "checks": [], "diagnosis": "aws_managed_key"},
+    )
+    with pytest.raises(NotAllowed, match="aws_managed_key") as refused:
+        access_request_approve(request_id=request.pk, user=cast.approver)
+    assert "customer managed KMS key" in refused.value.message  # the remediation, not just the code
+    assert _state(request) == RequestState.PENDING_APPROVAL
+    # It can still be rejected.
+    rejected = access_request_reject(request_id=request.pk, user=cast.approver, comment="re-encrypt it under a CMK")
+    assert rejected.state == RequestState.REJECTED
+
+
+def test_rejecting_needs_a_comment(cast, enqueued):
+    request = cast.request()
+    with pytest.raises(ValidationFailed) as refused:
+        access_request_reject(request_id=request.pk, user=cast.approver, comment="   ")
+    assert list(refused.value.errors) == ["comment"]
+    assert _state(request) == RequestState.PENDING_APPROVAL
+    assert not Decision.objects.exists()
+
+
+def test_one_rejection_ends_the_request_even_after_approvals(cast, enqueued):
+    cast.remote.required_approvals = 2
+    cast.remote.save()
+    request = cast.request()
+    access_request_approve(request_id=request.pk, user=cast.approver)
+
+    rejected = access_request_reject(
+        request_id=request.pk, user=cast.second_approver, comment="wrong secret", source_ip="10.1.1.1"
+    )
+    assert rejected.state == RequestState.REJECTED
+    assert rejected.decided_at is not None
+    event = AuditEvent.objects.get(request=request, action="request.rejected")
+    assert event.details["comment"] == "wrong secret"
+    assert (event.details["from_state"], event.details["to_state"]) == ("pending_approval", "rejected")
+    third = UserFactory()
+    cast.remote.approvers.add(third)
+    with pytest.raises(InvalidTransition):
+        access_request_approve(request_id=request.pk, user=third)
+    assert enqueued == []
+
+
+def test_an_unknown_or_invisible_request_is_not_found(cast, enqueued):
+    request = cast.request()
+    with pytest.raises(NotFoundForUser):
+        access_request_approve(request_id=request.pk + 1000, user=cast.approver)
+    with pytest.raises(NotFoundForUser):
+        access_request_approve(request_id="not-a-number", user=cast.approver)
+    with pytest.raises(NotFoundForUser):
+        access_request_approve(request_id=request.pk, user=cast.outsider)
