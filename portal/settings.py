@@ -129,14 +129,46 @@ if CELERY_BROKER_URL == "filesystem://":
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
         "processed_folder": str(_broker_dir / "processed"),
+        # kombu's default is "control" relative to the working directory.
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
+    # kombu never creates these, and the first process to touch the broker
+    # (web, worker or beat, in any order) must find them.
+    for _folder in ("queue", "processed", "control"):
+        (_broker_dir / _folder).mkdir(parents=True, exist_ok=True)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# --- Provisioning workflow ----------------------------------------------------
+# Retryable AWS errors (IAM propagation, throttling, 5xx) are retried with
+# exponential backoff and full jitter: countdowns are drawn from
+# [0, min(BACKOFF_MAX, BACKOFF * 2**n)], so the defaults wait about 105 s in
+# all on average and at most 210 s, matching the ~2 minutes IAM needs.
+PROVISIONING_RETRY_BACKOFF = int(os.environ.get("PROVISIONING_RETRY_BACKOFF", "2"))
+PROVISIONING_RETRY_BACKOFF_MAX = int(os.environ.get("PROVISIONING_RETRY_BACKOFF_MAX", "30"))
+PROVISIONING_RETRY_MAX_RETRIES = int(os.environ.get("PROVISIONING_RETRY_MAX_RETRIES", "10"))
+# A step marked running for longer than this is taken to be lost (its worker
+# died) and is run again. It must exceed the slowest step: verify may poll a
+# DMS connection test for up to five minutes.
+PROVISIONING_STEP_LEASE_SECONDS = int(os.environ.get("PROVISIONING_STEP_LEASE_SECONDS", "600"))
+# A request in flight with no step running and no activity for this long has
+# lost its queued task (broker down at approval, a worker killed while it held
+# a retry): the sweeper enqueues it again. Longer than the longest backoff.
+PROVISIONING_STALL_SECONDS = int(os.environ.get("PROVISIONING_STALL_SECONDS", "120"))
+PROVISIONING_SWEEP_INTERVAL_SECONDS = float(os.environ.get("PROVISIONING_SWEEP_INTERVAL_SECONDS", "60"))
+CELERY_BEAT_SCHEDULE = {
+    "provisioning-sweep": {
+        "task": "provisioning.sweep",
+        "schedule": PROVISIONING_SWEEP_INTERVAL_SECONDS,
+        # A sweep nobody ran in time is superseded by the next one.
+        "options": {"expires": PROVISIONING_SWEEP_INTERVAL_SECONDS},
+    },
+}
 
 # --- AWS --------------------------------------------------------------------
 # AWS_ENDPOINT_URL is read by botocore itself and by provisioning.clients; the
@@ -157,9 +189,57 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
 }
 
+# --- Operations -------------------------------------------------------------
+# One JSON object per log line; the step runner's log_context() adds the
+# request id and step to every line logged inside it. LOG_FORMAT=text gives
+# plain lines for reading in a terminal.
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"log_context": {"()": "requests_app.logging_context.LogContextFilter"}},
+    "formatters": {
+        "json": {"()": "portal.log_format.JsonFormatter"},
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s [request=%(request_id)s step=%(step)s] %(message)s"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "filters": ["log_context"],
+            "formatter": "text" if LOG_FORMAT == "text" else "json",
+        }
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    # Django's defaults give these loggers handlers of their own (plain text,
+    # some only when DEBUG is on); route them through the one handler above.
+    "loggers": {
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+        "django.server": {"handlers": [], "level": "INFO", "propagate": True},
+    },
 }
+
+# Mail: Django's own settings, from the environment; the console backend
+# prints messages instead of sending them until a mail server is configured.
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = int(os.environ.get("EMAIL_TIMEOUT", "10"))
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "DMS Access Portal <dms-access-portal@localhost>")
+# Links in notifications point here.
+PORTAL_BASE_URL = os.environ.get("PORTAL_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+# Optional Slack-compatible incoming webhook: POST {"text": ...}.
+NOTIFY_WEBHOOK_URL = os.environ.get("NOTIFY_WEBHOOK_URL", "")
+NOTIFY_WEBHOOK_TIMEOUT = float(os.environ.get("NOTIFY_WEBHOOK_TIMEOUT", "3"))
+
+# /readyz gives up on the broker after this many seconds.
+READYZ_BROKER_TIMEOUT = float(os.environ.get("READYZ_BROKER_TIMEOUT", "2"))
+# With several processes per host (gunicorn workers, the Celery pool), step
+# metrics are shared through this directory (prometheus_client multiprocess
+# mode); it must exist and be emptied when the processes start.
+PROMETHEUS_MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+# A worker on a host of its own serves its step metrics on this port.
+WORKER_METRICS_PORT = int(os.environ.get("WORKER_METRICS_PORT", "0"))

@@ -7,9 +7,14 @@ The tasks are sent by name, so this module does not import the workers' code.
 """
 from __future__ import annotations
 
+import logging
+
 from django.db import transaction
+from kombu.exceptions import OperationalError as KombuOperationalError
 
 from requests_app.models import AccessRequest, ProvisioningStep
+
+logger = logging.getLogger(__name__)
 
 RUN_STEP_TASK = "provisioning.run_step"
 
@@ -29,10 +34,18 @@ STEP_NAMES = {
 
 
 def enqueue_next_step(request_id: int, phase: str) -> None:
-    """Ask a worker to run the request's next pending step of ``phase``."""
+    """Ask a worker to run the request's next pending step of ``phase``.
+
+    Runs after the transition committed, so a broker that cannot be reached
+    must not turn a recorded decision into an error page: the failure is
+    logged and the periodic sweep enqueues the work once the broker is back.
+    """
     from portal.celery import app
 
-    app.send_task(RUN_STEP_TASK, args=[request_id, phase])
+    try:
+        app.send_task(RUN_STEP_TASK, args=[request_id, phase])
+    except (KombuOperationalError, OSError):
+        logger.exception("could not enqueue %s work for request %s; the sweep will retry", phase, request_id)
 
 
 def _enqueue_after_commit(request: AccessRequest, phase: str) -> None:

@@ -1,0 +1,124 @@
+"""The demo: the runbook's AWS world in moto, and the portal rows that go with it.
+
+Used by ``manage.py quickstart`` and by the tests that need the same world.
+``seed_aws_world`` (from ``provisioning.demo_world``) builds AWS; ``seed_portal``
+adds the demo users and registers the two accounts. Both are safe to run
+again: the quickstart re-seeds moto (in memory) at every start but keeps its
+database, so existing users and accounts are found, never duplicated.
+"""
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+
+from provisioning.demo_world import DemoWorld, seed_aws_world
+from requests_app.models import AwsAccount
+from requests_app.services import account_register
+
+__all__ = ["DEMO_USERS", "DemoPortal", "demo_request", "seed_aws_world", "seed_portal"]
+
+# username -> (first name, last name, staff and superuser)
+DEMO_USERS = {
+    "requester": ("Dana", "Requester", False),
+    "approver": ("Remy", "Approver", False),
+    "admin": ("Ada", "Admin", True),
+}
+DEMO_EMAIL_DOMAIN = "example.com"
+DEMO_ENDPOINT_IDENTIFIER = "source-db-mysql"
+DEMO_ROLE_NAME = "dms-cross-account-secret-access"
+
+
+@dataclass(frozen=True)
+class DemoPortal:
+    """What ``seed_portal`` left in the database."""
+
+    passwords: dict[str, str]
+    datalake_account: AwsAccount
+    remote_account: AwsAccount
+
+
+def generate_passwords() -> dict[str, str]:
+    """Fresh random passwords for the demo users."""
+    return {username: secrets.token_urlsafe(12) for username in DEMO_USERS}
+
+
+def seed_portal(world: DemoWorld, *, passwords: Mapping[str, str] | None = None) -> DemoPortal:
+    """Make sure the demo users exist with ``passwords`` (generated when not
+    given) and that the DataLake and Remote accounts of ``world`` are
+    registered with requester and approver as members."""
+    passwords = dict(passwords or generate_passwords())
+    with transaction.atomic():
+        users = {username: _ensure_user(username, passwords[username]) for username in DEMO_USERS}
+        datalake = _ensure_account(
+            world,
+            account_id=world.datalake_account_id,
+            name="DataLake",
+            provisioner_role_arn=world.datalake_provisioner_role_arn,
+            is_datalake=True,
+            requesters=["requester"],
+            admin=users["admin"],
+        )
+        remote = _ensure_account(
+            world,
+            account_id=world.remote_account_id,
+            name="Remote",
+            provisioner_role_arn=world.remote_provisioner_role_arn,
+            is_remote=True,
+            approvers=["approver"],
+            # The demo secret is well-formed, so the optional shape check
+            # shows what it looks like when it passes.
+            allow_secret_shape_check=True,
+            admin=users["admin"],
+        )
+    return DemoPortal(passwords=passwords, datalake_account=datalake, remote_account=remote)
+
+
+def demo_request(world: DemoWorld) -> dict:
+    """The runbook's request, as keyword arguments of ``access_request_submit``
+    (without the requester): a MySQL source endpoint reading the CMK secret,
+    with a connection test on the replication instance."""
+    return {
+        "datalake_account_id": world.datalake_account_id,
+        "secret_arn": world.secret_arn,
+        "kms_key_arn": world.key_arn,
+        "engine": "mysql",
+        "endpoint_identifier": DEMO_ENDPOINT_IDENTIFIER,
+        "endpoint_type": "source",
+        "role_name": DEMO_ROLE_NAME,
+        "replication_instance_arn": world.replication_instance_arn,
+        "justification": "Replicate the source database into the data lake (the runbook's example).",
+    }
+
+
+def _ensure_user(username: str, password: str):
+    first_name, last_name, is_admin = DEMO_USERS[username]
+    user, created = get_user_model().objects.get_or_create(
+        username=username,
+        defaults={
+            "first_name": first_name,
+            "last_name": last_name,
+            "email": f"{username}@{DEMO_EMAIL_DOMAIN}",
+            "is_staff": is_admin,
+            "is_superuser": is_admin,
+        },
+    )
+    # Only when it differs: setting the same password again would still log
+    # out every session of the user (the session hash covers the hash salt).
+    if created or not user.check_password(password):
+        user.set_password(password)
+        user.save(update_fields=["password"])
+    return user
+
+
+def _ensure_account(world: DemoWorld, *, account_id: str, admin, **fields) -> AwsAccount:
+    # An account registered by an earlier run is left as the admin may have
+    # changed it since.
+    account = AwsAccount.objects.filter(account_id=account_id).first()
+    if account is not None:
+        return account
+    flags = {"is_datalake": False, "is_remote": False}
+    return account_register(actor=admin, account_id=account_id, default_region=world.region, **{**flags, **fields})

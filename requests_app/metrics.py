@@ -1,0 +1,129 @@
+"""Prometheus metrics: what the portal holds, and how provisioning goes.
+
+Two kinds of numbers:
+- counts that live in the database (requests per state, how long the oldest
+  approved request has waited for a worker) are queried when Prometheus
+  scrapes, so every web process reports the same truth and nothing drifts;
+- step durations and failures happen in the workers and are recorded by the
+  step runner through ``observe_step``. With several processes on a host (the
+  Celery pool, gunicorn workers) set ``PROMETHEUS_MULTIPROC_DIR`` so they add
+  up; a worker host of its own serves them on ``WORKER_METRICS_PORT``.
+"""
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.db import DatabaseError
+from django.db.models import Count, Min
+from django.db.models.functions import Coalesce
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from requests_app.models import AccessRequest, RequestState
+
+logger = logging.getLogger(__name__)
+
+# Steps range from one AWS read (milliseconds) to a connection test that polls
+# DMS for minutes.
+STEP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+
+# Metrics this process records. Not the library's global registry, so a scrape
+# shows exactly the portal's metrics.
+_process_registry = CollectorRegistry()
+
+STEP_DURATION = Histogram(
+    "portal_step_duration_seconds",
+    "Time one provisioning step took, by step and outcome.",
+    ["step", "outcome"],
+    buckets=STEP_BUCKETS,
+    registry=_process_registry,
+)
+STEP_FAILURES = Counter(
+    "portal_step_failures",
+    "Provisioning steps that failed, by step and diagnosis.",
+    ["step", "diagnosis"],
+    registry=_process_registry,
+)
+
+
+def observe_step(name: str, seconds: float, ok: bool, *, diagnosis: str = "") -> None:
+    """Record one run of step ``name``: its duration and, if it failed, a failure."""
+    outcome = "succeeded" if ok else "failed"
+    STEP_DURATION.labels(step=name, outcome=outcome).observe(max(seconds, 0.0))
+    if not ok:
+        STEP_FAILURES.labels(step=name, diagnosis=diagnosis or "unknown").inc()
+
+
+class PortalStateCollector:
+    """Request counts per state and the provisioning queue's age, read from
+    the database at scrape time."""
+
+    def collect(self):
+        database_up = GaugeMetricFamily("portal_database_up", "1 if the last scrape could read the database.")
+        try:
+            by_state = {
+                row["state"]: row["n"]
+                for row in AccessRequest.objects.order_by().values("state").annotate(n=Count("id"))
+            }
+            # Approved and waiting for a worker to start; the approval time is
+            # when it joined the queue.
+            oldest = (
+                AccessRequest.objects.filter(state=RequestState.APPROVED)
+                .aggregate(oldest=Min(Coalesce("decided_at", "updated_at")))
+                .get("oldest")
+            )
+        except DatabaseError:
+            logger.warning("metrics: cannot read the database", exc_info=True)
+            database_up.add_metric([], 0)
+            yield database_up
+            return
+        database_up.add_metric([], 1)
+        yield database_up
+
+        requests = GaugeMetricFamily("portal_requests", "Access requests by state.", labels=["state"])
+        for state in RequestState.values:
+            requests.add_metric([state], by_state.get(state, 0))
+        yield requests
+
+        queue_age = GaugeMetricFamily(
+            "portal_provisioning_queue_age_seconds",
+            "Age of the oldest approved request whose provisioning has not started (0 if none).",
+        )
+        queue_age.add_metric([], (timezone.now() - oldest).total_seconds() if oldest else 0.0)
+        yield queue_age
+
+
+def _step_metrics_collector(registry: CollectorRegistry) -> None:
+    if settings.PROMETHEUS_MULTIPROC_DIR:
+        MultiProcessCollector(registry, path=settings.PROMETHEUS_MULTIPROC_DIR)
+    else:
+        registry.register(_process_registry)
+
+
+def scrape_registry() -> CollectorRegistry:
+    """A registry holding everything /metrics shows."""
+    registry = CollectorRegistry()
+    registry.register(PortalStateCollector())
+    _step_metrics_collector(registry)
+    return registry
+
+
+@require_GET
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """Prometheus text exposition (OpenMetrics when the scraper asks for it)."""
+    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+    return HttpResponse(encoder(scrape_registry()), content_type=content_type)
+
+
+def serve_worker_metrics(port: int) -> None:
+    """Serve this host's step metrics on ``port`` (a worker has no web server)."""
+    registry = CollectorRegistry()
+    _step_metrics_collector(registry)
+    start_http_server(port, registry=registry)
+    logger.info("worker metrics on port %s (multiprocess: %s)", port, bool(settings.PROMETHEUS_MULTIPROC_DIR))

@@ -1,0 +1,128 @@
+"""Telling people that a request needs them or has moved on.
+
+Mail goes through Django's mail settings (console backend unless configured);
+a Slack-compatible incoming webhook (``NOTIFY_WEBHOOK_URL``) gets a one-line
+summary. The services and the workflow call these after their transaction
+commits, so a notification never announces a change that was rolled back.
+A mail server or webhook that is down is logged and never fails the caller:
+the change has already happened, and the portal shows it either way.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import urllib.error
+import urllib.request
+from collections.abc import Iterable
+
+from django.conf import settings
+from django.core.mail import send_mail
+
+from requests_app.models import AccessRequest, Decision, RequestState
+
+logger = logging.getLogger(__name__)
+
+SUBJECT_PREFIX = "[DMS Access Portal]"
+# Where a person reads a request in the browser.
+REQUEST_PATH = "/requests/{id}/"
+
+
+def request_url(request: AccessRequest) -> str:
+    return settings.PORTAL_BASE_URL + REQUEST_PATH.format(id=request.pk)
+
+
+def _summary(request: AccessRequest) -> str:
+    return (
+        f"Request #{request.pk}: DMS endpoint {request.endpoint_identifier} ({request.engine}, "
+        f"{request.endpoint_type}) in {request.datalake_account} reading {request.secret_arn}"
+    )
+
+
+def notify_submitted(request: AccessRequest) -> None:
+    """Tell the approvers of the request's Remote account that it awaits them."""
+    approvers = _addresses(
+        request.remote_account.approvers.exclude(pk=request.requester_id).filter(is_active=True)
+    )
+    body = "\n".join(
+        [
+            f"{_person(request.requester)} asks for access and needs your approval.",
+            "",
+            _summary(request),
+            f"Justification: {request.justification}",
+            f"Preflight: {request.preflight_status}" + (f" ({request.diagnosis})" if request.diagnosis else ""),
+            "",
+            f"Review it: {request_url(request)}",
+        ]
+    )
+    _mail(f"{SUBJECT_PREFIX} #{request.pk} awaits your approval", body, approvers)
+    _webhook(f"New request #{request.pk} from {_person(request.requester)} awaits approval: {request_url(request)}")
+
+
+def notify_decided(request: AccessRequest) -> None:
+    """Tell the requester what the approvers decided (or that one approval of several is in)."""
+    decision = request.decisions.select_related("approver").order_by("-created_at", "-id").first()
+    if request.state == RequestState.REJECTED:
+        verdict = "was rejected"
+    elif request.state == RequestState.PENDING_APPROVAL:
+        given = request.decisions.filter(outcome=Decision.Outcome.APPROVE, plan_hash=request.plan_hash).count()
+        verdict = f"has {given} of {request.remote_account.required_approvals} approvals"
+    else:
+        verdict = "was approved; provisioning starts now"
+    lines = [f"Your request #{request.pk} {verdict}.", "", _summary(request)]
+    if decision is not None:
+        lines.append(f"Last decision: {decision.get_outcome_display()} by {_person(decision.approver)}")
+        if decision.comment:
+            lines.append(f"Comment: {decision.comment}")
+    lines += ["", request_url(request)]
+    _mail(f"{SUBJECT_PREFIX} #{request.pk} {verdict}", "\n".join(lines), _addresses([request.requester]))
+    _webhook(f"Request #{request.pk} {verdict}: {request_url(request)}")
+
+
+def notify_finished(request: AccessRequest) -> None:
+    """Tell the requester that provisioning finished: active, or failed with its diagnosis."""
+    if request.state == RequestState.ACTIVE:
+        verdict = "is active"
+        detail = [f"DMS endpoint: {request.endpoint_arn}", f"Role: {request.role_arn}"]
+    else:
+        verdict = "failed"
+        failed_step = request.steps.filter(status="failed").order_by("phase", "position").first()
+        detail = [f"Diagnosis: {request.diagnosis or 'none'}"]
+        if failed_step is not None:
+            detail.append(f"Failed step: {failed_step.name}: {failed_step.error}")
+    lines = [f"Your request #{request.pk} {verdict}.", "", _summary(request), *detail, "", request_url(request)]
+    _mail(f"{SUBJECT_PREFIX} #{request.pk} {verdict}", "\n".join(lines), _addresses([request.requester]))
+    suffix = f" ({request.diagnosis})" if request.state != RequestState.ACTIVE and request.diagnosis else ""
+    _webhook(f"Request #{request.pk} {verdict}{suffix}: {request_url(request)}")
+
+
+def _person(user) -> str:
+    return user.get_full_name() or user.get_username()
+
+
+def _addresses(users: Iterable) -> list[str]:
+    return sorted({user.email for user in users if user.email})
+
+
+def _mail(subject: str, body: str, recipients: list[str]) -> None:
+    if not recipients:
+        logger.info("notification not mailed, nobody to mail: %s", subject)
+        return
+    try:
+        send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients)
+    except Exception:
+        logger.exception("could not mail notification %r", subject)
+
+
+def _webhook(text: str) -> None:
+    url = settings.NOTIFY_WEBHOOK_URL
+    if not url:
+        return
+    data = json.dumps({"text": text}).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=settings.NOTIFY_WEBHOOK_TIMEOUT) as response:
+            response.read()
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
+        # urllib raises HTTPError (a URLError) for 4xx/5xx answers too.
+        logger.warning("notification webhook failed: %s", exc)

@@ -1,0 +1,321 @@
+"""Running a request's engine steps, one at a time, and recording what they did.
+
+``run_step`` is what a worker does for one ``provisioning.run_step`` task:
+
+1. In a short transaction holding the request row: pick the phase's first
+   step that has not succeeded, claim it (running, attempts + 1) and commit,
+   so the claim is visible to every other worker before AWS is touched.
+2. Call the engine step with no transaction open: AWS calls can be slow, and
+   a transaction held across them would hold row locks just as long.
+3. In one transaction: record the result, the audit events and the request's
+   new state; after the commit, enqueue the next step.
+
+Running a step twice is harmless: the engine's steps are idempotent, a step
+that succeeded is never picked again, and a task that finds its step claimed
+by a live worker (or nothing left to do) returns without doing anything.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from provisioning.errors import ProvisioningError, RetryableAwsError
+from provisioning.preflight import preflight
+from provisioning.steps import GRANT_STEPS, REVOKE_STEPS
+from requests_app import workflow
+from requests_app.audit import record_event
+from requests_app.aws import grant_clients_for
+from requests_app.grants import grant_spec_for
+from requests_app.locks import arn_lock
+from requests_app.models import AccessRequest, ProvisioningStep, RequestState
+
+logger = logging.getLogger(__name__)
+
+Phase = ProvisioningStep.Phase
+Status = ProvisioningStep.Status
+
+# The states in which a phase's steps may run; in any other state (cancelled,
+# failed, revoked...) a queued task is stale and does nothing.
+RUNNABLE_STATES = {
+    Phase.GRANT: (RequestState.APPROVED, RequestState.PROVISIONING),
+    Phase.REVOKE: (RequestState.REVOKING,),
+}
+# Steps that read-merge-write a policy other grants share.
+POLICY_STEPS = frozenset({"grant_secret_policy", "grant_key_policy", "revoke_secret_policy", "revoke_key_policy"})
+# Steps that act in the DataLake account; the others act in the Remote one.
+DATALAKE_STEPS = frozenset({"create_role", "create_endpoint", "verify", "delete_endpoint", "delete_role"})
+
+
+def engine_step(phase: str, name: str) -> Callable[..., Any]:
+    """The engine function that carries out step ``name`` of ``phase``."""
+    if name == "preflight":
+        return preflight
+    steps = dict(GRANT_STEPS if phase == Phase.GRANT else REVOKE_STEPS)
+    return steps[name]
+
+
+def run_step(request_id: int, phase: str, *, final_attempt: bool = False) -> str | None:
+    """Run the next step of ``phase`` for request ``request_id``.
+
+    Returns the name of the step that ran, or None when there was nothing to
+    do. A ``RetryableAwsError`` is re-raised for the caller to retry later,
+    unless ``final_attempt``: then the step fails with the error's diagnosis.
+    """
+    claim = _claim_next_step(request_id, phase)
+    if claim is None:
+        return None
+    request, step = claim
+    try:
+        result = _call_engine(request, step)
+    except RetryableAwsError as error:
+        if final_attempt:
+            _record_failure(request_id, step, error, default_diagnosis="aws_unavailable")
+        else:
+            _release_for_retry(step, error)
+            raise
+    except ProvisioningError as error:
+        _record_failure(request_id, step, error)
+    except Exception as error:
+        # A defect, not an AWS answer: fail visibly rather than leave the step
+        # running for the sweeper to repeat forever.
+        logger.exception("step %s of request %s crashed", step.name, request_id)
+        _record_failure(request_id, step, ProvisioningError(f"{type(error).__name__}: {error}"))
+    else:
+        _record_success(request_id, step, result)
+    return step.name
+
+
+def _claim_next_step(request_id: int, phase: str) -> tuple[AccessRequest, ProvisioningStep] | None:
+    now = timezone.now()
+    with transaction.atomic():
+        request = (
+            AccessRequest.objects.select_for_update(of=("self",))
+            .select_related("datalake_account", "remote_account")
+            .filter(pk=request_id)
+            .first()
+        )
+        if request is None or request.state not in RUNNABLE_STATES[phase]:
+            return None
+        steps = list(request.steps.filter(phase=phase).order_by("position"))
+        if any(step.status == Status.FAILED for step in steps):
+            return None
+        step = next((step for step in steps if step.status != Status.SUCCEEDED), None)
+        if step is None:
+            # Every step is done but the request never moved on: close it now.
+            _finish_phase(request, phase)
+            return None
+        lease = timedelta(seconds=settings.PROVISIONING_STEP_LEASE_SECONDS)
+        if step.status == Status.RUNNING and step.started_at and step.started_at > now - lease:
+            return None  # a live worker has it
+        if step.status == Status.RUNNING:
+            logger.warning("step %s of request %s outlived its lease; running it again", step.name, request_id)
+        step.status = Status.RUNNING
+        step.attempts += 1
+        step.started_at = now
+        step.finished_at = None
+        step.save(update_fields=["status", "attempts", "started_at", "finished_at"])
+        if request.state == RequestState.APPROVED:
+            request.state = RequestState.PROVISIONING
+            request.save(update_fields=["state", "updated_at"])
+            record_event(action="request.provisioning", request=request, details={"phase": phase})
+    return request, step
+
+
+def _call_engine(request: AccessRequest, step: ProvisioningStep) -> Any:
+    spec = grant_spec_for(request)
+    clients = grant_clients_for(spec)
+    function = engine_step(step.phase, step.name)
+    if step.name == "preflight":
+        return function(spec, clients=clients, shape_check=request.remote_account.allow_secret_shape_check)
+    if step.name in POLICY_STEPS:
+        return function(spec, clients=clients, lock=arn_lock)
+    return function(spec, clients=clients)
+
+
+def _lock_claimed(request_id: int, step: ProvisioningStep) -> tuple[AccessRequest, ProvisioningStep] | None:
+    """Re-read and lock the request and the step, if this run still owns the step.
+
+    A run that outlived its lease may have been overtaken by a newer attempt:
+    then that attempt records the outcome, not this one.
+    """
+    request = (
+        AccessRequest.objects.select_for_update(of=("self",))
+        .select_related("datalake_account", "remote_account")
+        .get(pk=request_id)
+    )
+    current = ProvisioningStep.objects.select_for_update().get(pk=step.pk)
+    if current.status != Status.RUNNING or current.attempts != step.attempts:
+        logger.info("step %s of request %s was taken over; dropping attempt %s", step.name, request_id, step.attempts)
+        return None
+    return request, current
+
+
+def _record_success(request_id: int, step: ProvisioningStep, result: Any) -> None:
+    with transaction.atomic():
+        locked = _lock_claimed(request_id, step)
+        if locked is None:
+            return
+        request, step = locked
+        if step.name == "preflight":
+            passed = _store_preflight(request, result)
+            step.after = request.preflight
+            if not passed:
+                failed = [check for check in result.checks if not check.ok]
+                error = "; ".join(check.message for check in failed) or "preflight failed"
+                _fail(request, step, error=error, diagnosis=result.diagnosis or "", aws_request_ids=[])
+                return
+            _audit_step(request, step, "step.preflight.passed", target_arn=request.secret_arn, details={})
+        else:
+            _store_step_result(request, step, result)
+        step.status = Status.SUCCEEDED
+        step.finished_at = timezone.now()
+        step.error = ""
+        step.diagnosis = ""
+        step.save()
+        if _is_last(step):
+            _finish_phase(request, step.phase)
+        else:
+            request_id, phase = request.pk, step.phase
+            transaction.on_commit(lambda: workflow.enqueue_next_step(request_id, phase))
+
+
+def _store_preflight(request: AccessRequest, report: Any) -> bool:
+    request.preflight = report.to_dict()
+    request.preflight_status = AccessRequest.PreflightStatus.PASSED if report.ok else AccessRequest.PreflightStatus.FAILED
+    if report.kms_key_arn:
+        request.resolved_kms_key_arn = report.kms_key_arn
+    request.save(update_fields=["preflight", "preflight_status", "resolved_kms_key_arn", "updated_at"])
+    return bool(report.ok)
+
+
+def _store_step_result(request: AccessRequest, step: ProvisioningStep, result: Any) -> None:
+    step.before = result.before
+    step.after = result.after
+    step.aws_request_ids = list(result.aws_request_ids)
+    outputs = result.outputs or {}
+    changed_fields = [
+        field for field in ("role_arn", "endpoint_arn") if outputs.get(field) and getattr(request, field) != outputs[field]
+    ]
+    for field in changed_fields:
+        setattr(request, field, outputs[field])
+    if changed_fields:
+        request.save(update_fields=[*changed_fields, "updated_at"])
+
+    target_arn = _target_arn(request, step.name, outputs)
+    if step.name == "verify":
+        action = "step.verify.passed"
+        details = {"after": result.after, "aws_request_ids": step.aws_request_ids}
+    elif result.changed:
+        action = f"aws.{step.name}"
+        details = {"before": result.before, "after": result.after, "aws_request_ids": step.aws_request_ids}
+    else:
+        # Nothing written (a re-run, or AWS already as planned): one line saying
+        # so, without repeating the documents.
+        action = f"step.{step.name}.unchanged"
+        details = {"aws_request_ids": step.aws_request_ids}
+    _audit_step(request, step, action, target_arn=target_arn, details=details)
+
+
+def _target_arn(request: AccessRequest, name: str, outputs: dict) -> str:
+    if name in ("grant_secret_policy", "revoke_secret_policy"):
+        return request.secret_arn
+    if name in ("grant_key_policy", "revoke_key_policy"):
+        return request.resolved_kms_key_arn or request.kms_key_arn
+    if name in ("create_endpoint", "delete_endpoint"):
+        return outputs.get("endpoint_arn") or request.endpoint_arn
+    return outputs.get("role_arn") or request.role_arn or grant_spec_for(request).role_arn
+
+
+def _audit_step(request: AccessRequest, step: ProvisioningStep, action: str, *, target_arn: str, details: dict) -> None:
+    account = request.datalake_account if step.name in DATALAKE_STEPS else request.remote_account
+    record_event(
+        action=action,
+        request=request,
+        account=account,
+        target_arn=target_arn or "",
+        details={"phase": step.phase, "step": step.name, "attempt": step.attempts, **details},
+    )
+
+
+def _is_last(step: ProvisioningStep) -> bool:
+    return not ProvisioningStep.objects.filter(
+        request_id=step.request_id, phase=step.phase, position__gt=step.position
+    ).exists()
+
+
+def _finish_phase(request: AccessRequest, phase: str) -> None:
+    if phase == Phase.GRANT and request.state in RUNNABLE_STATES[Phase.GRANT]:
+        request.state = RequestState.ACTIVE
+        request.completed_at = timezone.now()
+        request.diagnosis = ""
+        request.save(update_fields=["state", "completed_at", "diagnosis", "updated_at"])
+        record_event(action="request.active", request=request, target_arn=request.endpoint_arn)
+    elif phase == Phase.REVOKE and request.state in RUNNABLE_STATES[Phase.REVOKE]:
+        request.state = RequestState.REVOKED
+        request.diagnosis = ""
+        request.save(update_fields=["state", "diagnosis", "updated_at"])
+        record_event(action="request.revoked", request=request)
+
+
+def _release_for_retry(step: ProvisioningStep, error: RetryableAwsError) -> None:
+    """Put the step back to pending, with the error that will be retried shown on it."""
+    with transaction.atomic():
+        updated = ProvisioningStep.objects.filter(
+            pk=step.pk, status=Status.RUNNING, attempts=step.attempts
+        ).update(
+            status=Status.PENDING,
+            finished_at=timezone.now(),
+            error=f"{error.message} (retrying)",
+            aws_request_ids=list(error.aws_request_ids),
+        )
+    if updated:
+        logger.info("step %s of request %s will be retried: %s", step.name, step.request_id, error.message)
+
+
+def _record_failure(
+    request_id: int, step: ProvisioningStep, error: ProvisioningError, *, default_diagnosis: str = ""
+) -> None:
+    with transaction.atomic():
+        locked = _lock_claimed(request_id, step)
+        if locked is None:
+            return
+        request, step = locked
+        _fail(
+            request,
+            step,
+            error=error.message,
+            diagnosis=error.diagnosis or default_diagnosis,
+            aws_request_ids=list(error.aws_request_ids),
+        )
+
+
+def _fail(request: AccessRequest, step: ProvisioningStep, *, error: str, diagnosis: str, aws_request_ids: list) -> None:
+    step.status = Status.FAILED
+    step.finished_at = timezone.now()
+    step.error = error
+    step.diagnosis = diagnosis
+    step.aws_request_ids = aws_request_ids
+    step.save()
+    # A failed revoke also lands in failed: the grant may be half taken apart,
+    # and revoking again re-runs the (idempotent) revoke steps.
+    request.state = RequestState.FAILED
+    request.diagnosis = diagnosis
+    request.save(update_fields=["state", "diagnosis", "updated_at"])
+    record_event(
+        action="request.failed",
+        request=request,
+        details={
+            "phase": step.phase,
+            "step": step.name,
+            "attempt": step.attempts,
+            "error": error,
+            "diagnosis": diagnosis,
+            "aws_request_ids": aws_request_ids,
+        },
+    )

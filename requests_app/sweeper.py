@@ -1,0 +1,65 @@
+"""Finding requests whose queued work was lost, and queueing it again.
+
+Work is lost when the broker was down as a transition committed, when a
+worker was killed in the middle of a step (its message comes back only after
+the broker's visibility timeout), or when a worker holding a delayed retry
+died. The database says what is left to do, so re-enqueueing is always safe:
+a task that finds its step claimed by a live worker does nothing.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Prefetch
+from django.utils import timezone
+
+from requests_app import workflow
+from requests_app.models import AccessRequest, ProvisioningStep, RequestState
+
+logger = logging.getLogger(__name__)
+
+IN_FLIGHT = {
+    RequestState.APPROVED: ProvisioningStep.Phase.GRANT,
+    RequestState.PROVISIONING: ProvisioningStep.Phase.GRANT,
+    RequestState.REVOKING: ProvisioningStep.Phase.REVOKE,
+}
+
+
+def requests_with_lost_work(*, now=None) -> list[tuple[int, str]]:
+    """(request id, phase) of every in-flight request nobody is working on.
+
+    That is a step running for longer than the lease, or no step running and
+    nothing happening (no transition, no attempt started or ended) for longer
+    than the stall time.
+    """
+    now = now or timezone.now()
+    lease_cutoff = now - timedelta(seconds=settings.PROVISIONING_STEP_LEASE_SECONDS)
+    stall_cutoff = now - timedelta(seconds=settings.PROVISIONING_STALL_SECONDS)
+    in_flight = AccessRequest.objects.filter(state__in=list(IN_FLIGHT)).prefetch_related(
+        Prefetch("steps", queryset=ProvisioningStep.objects.order_by("position"))
+    )
+    lost = []
+    for request in in_flight:
+        phase = IN_FLIGHT[request.state]
+        steps = [step for step in request.steps.all() if step.phase == phase]
+        running = [step for step in steps if step.status == ProvisioningStep.Status.RUNNING]
+        if running:
+            if any(step.started_at is None or step.started_at < lease_cutoff for step in running):
+                lost.append((request.pk, phase))
+            continue
+        activity = [request.updated_at]
+        activity += [moment for step in steps for moment in (step.started_at, step.finished_at) if moment]
+        if max(activity) < stall_cutoff:
+            lost.append((request.pk, phase))
+    return lost
+
+
+def sweep_lost_work() -> list[tuple[int, str]]:
+    """Enqueue the next step of every request whose work was lost; returns them."""
+    lost = requests_with_lost_work()
+    for request_id, phase in lost:
+        logger.warning("request %s: %s work was lost; enqueueing it again", request_id, phase)
+        workflow.enqueue_next_step(request_id, phase)
+    return lost

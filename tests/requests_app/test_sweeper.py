@@ -1,0 +1,92 @@
+"""The sweeper finds in-flight requests nobody is working on, and only those."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from requests_app import sweeper, workflow
+from requests_app.models import AccessRequest, ProvisioningStep
+from requests_app.workflow import schedule_revoke
+from tests.requests_app.rows import approved_request, request_row
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def enqueued(monkeypatch):
+    sent: list[tuple[int, str]] = []
+    monkeypatch.setattr(workflow, "enqueue_next_step", lambda request_id, phase: sent.append((request_id, phase)))
+    return sent
+
+
+def seconds_ago(seconds):
+    return timezone.now() - timedelta(seconds=seconds)
+
+
+def quiet_since(request, seconds):
+    AccessRequest.objects.filter(pk=request.pk).update(updated_at=seconds_ago(seconds))
+
+
+def test_approved_request_whose_task_never_arrived_is_enqueued_again(enqueued, settings):
+    request = approved_request(endpoint_identifier="orders")
+    quiet_since(request, settings.PROVISIONING_STALL_SECONDS + 5)
+
+    assert sweeper.sweep_lost_work() == [(request.pk, "grant")]
+    assert enqueued == [(request.pk, "grant")]
+
+
+def test_freshly_approved_request_is_left_to_its_queued_task(enqueued):
+    approved_request(endpoint_identifier="orders")
+
+    assert sweeper.sweep_lost_work() == []
+
+
+def test_step_running_past_its_lease_means_its_worker_died(enqueued, settings):
+    request = approved_request(endpoint_identifier="orders")
+    quiet_since(request, 3600)
+    ProvisioningStep.objects.filter(request=request, name="create_role").update(
+        status="running", started_at=seconds_ago(settings.PROVISIONING_STEP_LEASE_SECONDS + 5)
+    )
+
+    assert sweeper.requests_with_lost_work() == [(request.pk, "grant")]
+
+
+def test_step_running_within_its_lease_is_left_alone(enqueued, settings):
+    request = approved_request(endpoint_identifier="orders")
+    quiet_since(request, 3600)
+    ProvisioningStep.objects.filter(request=request, name="create_role").update(
+        status="running", started_at=seconds_ago(settings.PROVISIONING_STEP_LEASE_SECONDS - 30)
+    )
+
+    assert sweeper.requests_with_lost_work() == []
+
+
+def test_step_waiting_for_its_retry_is_left_alone_until_it_stalls(enqueued, settings):
+    request = approved_request(endpoint_identifier="orders")
+    quiet_since(request, 3600)
+    step = ProvisioningStep.objects.filter(request=request, name="create_role")
+    step.update(status="pending", attempts=1, started_at=seconds_ago(12), finished_at=seconds_ago(10))
+
+    assert sweeper.requests_with_lost_work() == []
+
+    stall = settings.PROVISIONING_STALL_SECONDS
+    step.update(started_at=seconds_ago(stall + 3), finished_at=seconds_ago(stall + 1))
+    assert sweeper.requests_with_lost_work() == [(request.pk, "grant")]
+
+
+def test_revoking_request_is_swept_for_its_revoke_steps(enqueued, settings):
+    request = request_row(endpoint_identifier="orders", state=AccessRequest.State.REVOKING)
+    schedule_revoke(request)
+    quiet_since(request, settings.PROVISIONING_STALL_SECONDS + 5)
+
+    assert sweeper.requests_with_lost_work() == [(request.pk, "revoke")]
+
+
+@pytest.mark.parametrize("state", ["pending_approval", "active", "failed", "revoked", "cancelled", "rejected"])
+def test_requests_at_rest_are_never_swept(enqueued, state):
+    request = request_row(endpoint_identifier=f"orders-{state.replace('_', '-')}", state=state)
+    quiet_since(request, 10**6)
+
+    assert sweeper.requests_with_lost_work() == []
