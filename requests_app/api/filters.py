@@ -1,0 +1,77 @@
+"""Query-string filters of the list endpoints.
+
+Each filter set is a serializer: it parses the query string (a bad value is a
+400 naming the parameter, never a database error), documents the parameters in
+the schema, and narrows a queryset the selectors already scoped to the caller.
+"""
+from __future__ import annotations
+
+from django.db.models import QuerySet
+from rest_framework import serializers
+
+from requests_app.models import AccessRequest
+
+# Ids are bigint columns: a larger number can never match, and must not reach
+# the database (it would fail there instead of answering "no such thing").
+MAX_ID = 2**63 - 1
+
+
+class RequestFilterSerializer(serializers.Serializer):
+    state = serializers.ChoiceField(
+        choices=AccessRequest.State.choices, required=False, help_text="Only requests in this state."
+    )
+    datalake_account = serializers.RegexField(
+        r"^\d{12}$", required=False, help_text="Only requests for this DataLake account (12-digit account id)."
+    )
+    remote_account = serializers.RegexField(
+        r"^\d{12}$", required=False, help_text="Only requests for secrets in this Remote account (12-digit account id)."
+    )
+    mine = serializers.BooleanField(required=False, default=False, help_text="`true`: only requests I filed.")
+    awaiting_my_approval = serializers.BooleanField(
+        required=False, default=False, help_text="`true`: only pending requests I may approve, oldest first."
+    )
+
+    def narrow(self, queryset: QuerySet, *, user) -> QuerySet:
+        data = self.validated_data
+        if data.get("state"):
+            queryset = queryset.filter(state=data["state"])
+        if data.get("datalake_account"):
+            queryset = queryset.filter(datalake_account__account_id=data["datalake_account"])
+        if data.get("remote_account"):
+            queryset = queryset.filter(remote_account__account_id=data["remote_account"])
+        if data.get("mine"):
+            queryset = queryset.filter(requester=user)
+        return queryset
+
+
+class AuditEventFilterSerializer(serializers.Serializer):
+    request = serializers.IntegerField(
+        min_value=1, max_value=MAX_ID, required=False, help_text="Only events of this request (id)."
+    )
+    account = serializers.RegexField(
+        r"^\d{12}$", required=False, help_text="Only events about this account (12-digit account id)."
+    )
+    actor = serializers.CharField(
+        max_length=150, required=False, help_text="Only events by this actor (a username, or `worker`)."
+    )
+    since = serializers.DateTimeField(required=False, help_text="Only events at or after this time (ISO 8601).")
+    until = serializers.DateTimeField(required=False, help_text="Only events before this time (ISO 8601).")
+
+    def validate(self, attrs):
+        if attrs.get("since") and attrs.get("until") and attrs["since"] > attrs["until"]:
+            raise serializers.ValidationError({"until": ["must not be earlier than since"]})
+        return attrs
+
+    def narrow(self, queryset: QuerySet) -> QuerySet:
+        data = self.validated_data
+        if "request" in data:
+            queryset = queryset.filter(request_id=data["request"])
+        if data.get("account"):
+            queryset = queryset.filter(account__account_id=data["account"])
+        if data.get("actor"):
+            queryset = queryset.filter(actor_label=data["actor"])
+        if data.get("since"):
+            queryset = queryset.filter(created_at__gte=data["since"])
+        if data.get("until"):
+            queryset = queryset.filter(created_at__lt=data["until"])
+        return queryset

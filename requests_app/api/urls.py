@@ -1,0 +1,21 @@
+"""URL layout of /api/v1/ (the paths are part of the published contract)."""
+from django.urls import path, re_path
+
+from requests_app.api import views
+
+app_name = "api"
+
+urlpatterns = [
+    path("accounts/", views.AccountListView.as_view(), name="accounts"),
+    path("requests/", views.RequestListView.as_view(), name="requests"),
+    # ids are parsed by the views: anything that is not a valid id is the API's 404.
+    path("requests/<str:id>/", views.RequestDetailView.as_view(), name="request-detail"),
+    path("requests/<str:id>/plan/", views.RequestPlanView.as_view(), name="request-plan"),
+    path("requests/<str:id>/approve/", views.RequestApproveView.as_view(), name="request-approve"),
+    path("requests/<str:id>/reject/", views.RequestRejectView.as_view(), name="request-reject"),
+    path("requests/<str:id>/cancel/", views.RequestCancelView.as_view(), name="request-cancel"),
+    path("requests/<str:id>/revoke/", views.RequestRevokeView.as_view(), name="request-revoke"),
+    path("requests/<str:id>/retry/", views.RequestRetryView.as_view(), name="request-retry"),
+    path("audit-events/", views.AuditEventListView.as_view(), name="audit-events"),
+    re_path(r"^.*$", views.ApiNotFoundView.as_view(), name="not-found"),
+]

@@ -1,0 +1,305 @@
+"""REST API views: parse the input, call one service or selector, render.
+
+Who may do what is decided by ``requests_app.permissions`` inside the services
+and selectors, exactly as for the pages; the domain's refusals become HTTP
+statuses in ``requests_app.api.exceptions``.
+"""
+from __future__ import annotations
+
+import re
+
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import exceptions, status
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from requests_app import selectors, services
+from requests_app.api import serializers as s
+from requests_app.api.filters import MAX_ID, AuditEventFilterSerializer, RequestFilterSerializer
+from requests_app.models import AwsAccount
+
+ERRORS_400 = OpenApiResponse(s.ValidationErrorSerializer, description="Some fields are not valid; `errors` names them.")
+ERROR_401 = OpenApiResponse(s.ErrorSerializer, description="No valid token or session.")
+ERROR_403 = OpenApiResponse(s.ErrorSerializer, description="You may see this, but not do this.")
+ERROR_404 = OpenApiResponse(s.ErrorSerializer, description="No such request, or not one you may see.")
+ERROR_409 = OpenApiResponse(s.ErrorSerializer, description="The request's current state does not allow this.")
+
+IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    required=False,
+    description=(
+        "Makes retries safe: the same key with the same body gives back the same request; "
+        "the same key with another body is refused with 409. 1 to 255 printable ASCII characters."
+    ),
+)
+_IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e][\x20-\x7e]{0,254}$")
+REQUEST_ID = OpenApiParameter("id", OpenApiTypes.INT64, OpenApiParameter.PATH, description="The request's id.")
+
+
+class PortalPagination(PageNumberPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+def _source_ip(request) -> str | None:
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def _request_id(value: str) -> int:
+    # The URL takes any segment so that a malformed id gets the API's JSON 404
+    # rather than an HTML page, and so that an id beyond bigint never reaches
+    # the database.
+    if not value.isascii() or not value.isdigit() or not 0 < int(value) <= MAX_ID:
+        raise exceptions.NotFound()
+    return int(value)
+
+
+def _detail(request, request_id: int) -> dict:
+    access_request = selectors.request_detail_for(user=request.user, request_id=request_id)
+    return s.RequestDetailSerializer(access_request, context={"request": request}).data
+
+
+def _paginated(view: APIView, queryset, serializer_class) -> Response:
+    paginator = view.pagination_class()
+    page = paginator.paginate_queryset(queryset, view.request, view=view)
+    return paginator.get_paginated_response(serializer_class(page, many=True).data)
+
+
+# --- accounts ----------------------------------------------------------------
+
+
+class AccountListView(APIView):
+    @extend_schema(
+        operation_id="accounts_list",
+        summary="The accounts registry",
+        responses={200: s.AccountSerializer(many=True), 401: ERROR_401},
+    )
+    def get(self, request):
+        accounts = AwsAccount.objects.prefetch_related("approvers", "requesters").order_by("name", "id")
+        return Response(s.AccountSerializer(accounts, many=True).data)
+
+    @extend_schema(
+        operation_id="accounts_register",
+        summary="Register an account (staff)",
+        request=s.AccountRegisterSerializer,
+        responses={201: s.AccountSerializer, 400: ERRORS_400, 401: ERROR_401, 403: ERROR_403},
+    )
+    def post(self, request):
+        body = s.AccountRegisterSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        account = services.account_register(actor=request.user, source_ip=_source_ip(request), **body.validated_data)
+        account = AwsAccount.objects.prefetch_related("approvers", "requesters").get(pk=account.pk)
+        return Response(s.AccountSerializer(account).data, status=status.HTTP_201_CREATED)
+
+
+# --- requests ----------------------------------------------------------------
+
+
+class RequestListView(APIView):
+    pagination_class = PortalPagination
+    @extend_schema(
+        operation_id="requests_list",
+        summary="Requests you may see",
+        parameters=[RequestFilterSerializer],
+        responses={200: s.RequestSummarySerializer(many=True), 400: ERRORS_400, 401: ERROR_401, 404: ERROR_404},
+    )
+    def get(self, request):
+        filters = RequestFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        if filters.validated_data.get("awaiting_my_approval"):
+            queryset = selectors.approval_queue_for(user=request.user)
+        else:
+            queryset = selectors.requests_visible_to(user=request.user)
+        queryset = filters.narrow(queryset, user=request.user)
+        return _paginated(self, queryset, s.RequestSummarySerializer)
+
+    @extend_schema(
+        operation_id="requests_submit",
+        summary="File a request",
+        description=(
+            "Validates every field, computes the plan, runs preflight against AWS and puts the request in the "
+            "Remote account's approval queue. With an `Idempotency-Key`, a retry with the same body returns "
+            "the request filed the first time (200)."
+        ),
+        request=s.RequestSubmitSerializer,
+        parameters=[IDEMPOTENCY_KEY],
+        responses={
+            201: s.RequestDetailSerializer,
+            200: OpenApiResponse(s.RequestDetailSerializer, description="A retry: the request this key filed."),
+            400: ERRORS_400,
+            401: ERROR_401,
+            403: ERROR_403,
+            409: OpenApiResponse(s.ErrorSerializer, description="This Idempotency-Key was used with another body."),
+        },
+    )
+    def post(self, request):
+        key = request.headers.get("Idempotency-Key", "")
+        if key and not _IDEMPOTENCY_KEY_RE.match(key):
+            raise exceptions.ValidationError({"Idempotency-Key": ["must be 1 to 255 printable ASCII characters"]})
+        body = s.RequestSubmitSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        access_request = services.access_request_submit(
+            requester=request.user,
+            datalake_account_id=data["datalake_account"],
+            secret_arn=data["secret_arn"],
+            kms_key_arn=data["kms_key_arn"],
+            engine=data["engine"],
+            endpoint_identifier=data["endpoint_identifier"],
+            endpoint_type=data["endpoint_type"],
+            database_name=data["database_name"],
+            role_name=data["role_name"],
+            replication_instance_arn=data["replication_instance_arn"],
+            justification=data["justification"],
+            expires_at=data["expires_at"],
+            idempotency_key=key,
+            source_ip=_source_ip(request),
+        )
+        replayed = getattr(access_request, "idempotent_replay", False)
+        return Response(
+            _detail(request, access_request.pk),
+            status=status.HTTP_200_OK if replayed else status.HTTP_201_CREATED,
+            headers={"Location": reverse("api:request-detail", args=[access_request.pk])},
+        )
+
+
+class RequestDetailView(APIView):
+    @extend_schema(
+        operation_id="requests_retrieve",
+        summary="One request: state, plan hash, decisions, steps, diagnosis, preflight",
+        parameters=[REQUEST_ID],
+        responses={200: s.RequestDetailSerializer, 401: ERROR_401, 404: ERROR_404},
+    )
+    def get(self, request, id: str):
+        return Response(_detail(request, _request_id(id)))
+
+
+class RequestPlanView(APIView):
+    @extend_schema(
+        operation_id="requests_plan",
+        summary="The exact documents and settings the request will apply",
+        description="A document is null when it cannot be computed yet (e.g. the secret's KMS key is not known).",
+        parameters=[REQUEST_ID],
+        responses={200: s.PlanSerializer, 401: ERROR_401, 404: ERROR_404},
+    )
+    def get(self, request, id: str):
+        access_request = selectors.request_detail_for(user=request.user, request_id=_request_id(id))
+        plan = access_request.plan or {}
+        document_names = [name for name in s.PlanSerializer().fields if name != "plan_hash"]
+        body = {name: plan.get(name) for name in document_names}
+        body["plan_hash"] = access_request.plan_hash
+        return Response(s.PlanSerializer(body).data)
+
+
+class _RequestActionView(APIView):
+    """POST .../<action>/: one service call, then the request as it now is."""
+
+    # The service is looked up by name at call time; the body's fields are its
+    # keyword arguments next to request_id, user and source_ip.
+    service_name = ""
+    body_serializer: type[s.serializers.Serializer] | None = None
+
+    def post(self, request, id: str):
+        request_id = _request_id(id)
+        body = {}
+        if self.body_serializer is not None:
+            parsed = self.body_serializer(data=request.data)
+            parsed.is_valid(raise_exception=True)
+            body = parsed.validated_data
+        service = getattr(services, self.service_name)
+        service(request_id=request_id, user=request.user, source_ip=_source_ip(request), **body)
+        return Response(_detail(request, request_id))
+
+
+def _action_schema(operation_id: str, summary: str, body=None, *, who: str):
+    responses = {200: s.RequestDetailSerializer, 401: ERROR_401, 403: ERROR_403, 404: ERROR_404, 409: ERROR_409}
+    if body is not None:
+        responses[400] = ERRORS_400
+    return extend_schema(
+        methods=["POST"],
+        operation_id=operation_id,
+        summary=summary,
+        description=who,
+        parameters=[REQUEST_ID],
+        request=body,
+        responses=responses,
+    )
+
+
+@_action_schema(
+    "requests_approve",
+    "Approve the request's current plan",
+    s.CommentSerializer,
+    who="Approvers of the request's Remote account; never the requester. The approval is bound to the current plan_hash.",
+)
+class RequestApproveView(_RequestActionView):
+    service_name = "access_request_approve"
+    body_serializer = s.CommentSerializer
+
+
+@_action_schema(
+    "requests_reject",
+    "Reject the request (a comment is required)",
+    s.RejectSerializer,
+    who="Approvers of the request's Remote account; never the requester. Any rejection ends the request.",
+)
+class RequestRejectView(_RequestActionView):
+    service_name = "access_request_reject"
+    body_serializer = s.RejectSerializer
+
+
+@_action_schema("requests_cancel", "Cancel a request still awaiting approval", who="The requester.")
+class RequestCancelView(_RequestActionView):
+    service_name = "access_request_cancel"
+
+
+@_action_schema(
+    "requests_revoke",
+    "Revoke an active (or failed) grant: undo exactly what was done in AWS",
+    who="The requester, approvers of its Remote account, staff.",
+)
+class RequestRevokeView(_RequestActionView):
+    service_name = "access_request_revoke"
+
+
+@_action_schema("requests_retry", "Run the failed steps again (done steps stay done)", who="The requester or staff.")
+class RequestRetryView(_RequestActionView):
+    service_name = "access_request_retry"
+
+
+# --- audit -------------------------------------------------------------------
+
+
+class AuditEventListView(APIView):
+    pagination_class = PortalPagination
+    @extend_schema(
+        operation_id="audit_events_list",
+        summary="Audit events of what you may see, oldest first",
+        parameters=[AuditEventFilterSerializer],
+        responses={200: s.AuditEventSerializer(many=True), 400: ERRORS_400, 401: ERROR_401, 404: ERROR_404},
+    )
+    def get(self, request):
+        filters = AuditEventFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        queryset = filters.narrow(selectors.audit_events_visible_to(user=request.user))
+        return _paginated(self, queryset, s.AuditEventSerializer)
+
+
+class ApiNotFoundView(APIView):
+    """Any other path under /api/v1/: the API's JSON 404, not the site's HTML page."""
+
+    permission_classes = [AllowAny]
+    authentication_classes = []
+
+    @extend_schema(exclude=True)
+    def get(self, request, *args, **kwargs):
+        raise exceptions.NotFound()
+
+    post = put = patch = delete = get

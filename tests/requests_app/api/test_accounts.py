@@ -1,0 +1,84 @@
+"""GET/POST /api/v1/accounts/: the registry, readable by all, written by staff."""
+from __future__ import annotations
+
+from requests_app.models import AuditEvent, AwsAccount
+
+URL = "/api/v1/accounts/"
+
+
+def _new_account(**overrides) -> dict:
+    body = {
+        "account_id": "333333333333",
+        "name": "Analytics",
+        "is_remote": True,
+        "provisioner_role_arn": "arn:aws:iam::333333333333:role/dms-access-portal-provisioner",
+        "approvers": ["avery"],
+    }
+    body.update(overrides)
+    return body
+
+
+def test_any_user_reads_the_registry_with_people_as_usernames(accounts, client_for):
+    response = client_for("olive").get(URL)
+
+    assert response.status_code == 200
+    by_id = {account["account_id"]: account for account in response.json()}
+    assert by_id["111111111111"]["requesters"] == ["riley"]
+    assert by_id["111111111111"]["is_datalake"] is True
+    assert by_id["222222222222"]["approvers"] == ["avery"]
+    # The external id stays on the server; clients only learn that there is one.
+    assert by_id["111111111111"]["has_external_id"] is True
+    assert "external_id" not in by_id["111111111111"]
+
+
+def test_anonymous_is_asked_to_authenticate(accounts, client_for):
+    response = client_for(None).get(URL)
+
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == "Token"
+
+
+def test_staff_registers_an_account_and_the_audit_trail_records_it(people, client_for):
+    response = client_for("sam").post(URL, _new_account(requesters=[]), format="json")
+
+    assert response.status_code == 201, response.json()
+    assert response.json()["account_id"] == "333333333333"
+    assert response.json()["approvers"] == ["avery"]
+    account = AwsAccount.objects.get(account_id="333333333333")
+    assert list(account.approvers.values_list("username", flat=True)) == ["avery"]
+    event = AuditEvent.objects.get(action="account.registered")
+    assert event.actor_label == "sam"
+    assert event.source_ip == "127.0.0.1"
+
+
+def test_a_non_staff_user_may_not_register_accounts(people, client_for):
+    response = client_for("avery").post(URL, _new_account(), format="json")
+
+    assert response.status_code == 403
+    assert not AwsAccount.objects.filter(account_id="333333333333").exists()
+
+
+def test_an_unknown_username_is_named_in_the_error(people, client_for):
+    response = client_for("sam").post(URL, _new_account(approvers=["avery", "nobody-here"]), format="json")
+
+    assert response.status_code == 400
+    assert "nobody-here" in " ".join(response.json()["errors"]["approvers"])
+    assert not AwsAccount.objects.filter(account_id="333333333333").exists()
+
+
+def test_a_role_in_another_account_is_refused_field_by_field(people, client_for):
+    body = _new_account(provisioner_role_arn="arn:aws:iam::444444444444:role/provisioner", account_id="33333333333")
+
+    response = client_for("sam").post(URL, body, format="json")
+
+    assert response.status_code == 400
+    assert set(response.json()["errors"]) >= {"account_id"}
+
+
+def test_wrong_types_are_a_400_naming_the_field(people, client_for):
+    response = client_for("sam").post(
+        URL, _new_account(approvers="avery", required_approvals="many", is_remote={"yes": 1}), format="json"
+    )
+
+    assert response.status_code == 400
+    assert set(response.json()["errors"]) == {"approvers", "required_approvals", "is_remote"}

@@ -1,0 +1,82 @@
+"""GET /api/v1/audit-events/: scoped like requests, filterable, paginated."""
+from __future__ import annotations
+
+import pytest
+
+URL = "/api/v1/audit-events/"
+
+
+def _events(response) -> list[dict]:
+    assert response.status_code == 200, response.json()
+    return response.json()["results"]
+
+
+def test_people_around_a_request_see_its_events_and_outsiders_do_not(filed, client_for):
+    client_for("avery").post(f"/api/v1/requests/{filed['id']}/approve/", {"comment": "ok"}, format="json")
+
+    seen = _events(client_for("riley").get(URL, {"request": filed["id"]}))
+
+    assert [event["action"] for event in seen][:2] == ["request.submitted", "request.approved"]
+    assert seen[0]["actor"] == "riley"
+    assert seen[0]["account"] == "222222222222"
+    assert seen[1]["prev_hash"] == seen[0]["hash"]
+    assert _events(client_for("olive").get(URL)) == []
+
+
+def test_staff_sees_account_registrations_too(filed, client_for):
+    client_for("sam").post(
+        "/api/v1/accounts/",
+        {
+            "account_id": "333333333333",
+            "name": "Analytics",
+            "is_remote": True,
+            "provisioner_role_arn": "arn:aws:iam::333333333333:role/provisioner",
+        },
+        format="json",
+    )
+
+    actions = [event["action"] for event in _events(client_for("sam").get(URL))]
+
+    assert "account.registered" in actions
+    assert "account.registered" not in [event["action"] for event in _events(client_for("riley").get(URL))]
+
+
+def test_filters_by_actor_account_and_time(filed, client_for):
+    client_for("avery").post(f"/api/v1/requests/{filed['id']}/reject/", {"comment": "no"}, format="json")
+    client = client_for("sam")
+    everything = _events(client.get(URL))
+    rejected = next(event for event in everything if event["actor"] == "avery")
+
+    assert [event["id"] for event in _events(client.get(URL, {"actor": "avery"}))] == [rejected["id"]]
+    assert _events(client.get(URL, {"account": "333333333333"})) == []
+    assert len(_events(client.get(URL, {"account": "222222222222"}))) == len(everything)
+    assert [event["id"] for event in _events(client.get(URL, {"since": rejected["created_at"]}))] == [rejected["id"]]
+    assert rejected["id"] not in [event["id"] for event in _events(client.get(URL, {"until": rejected["created_at"]}))]
+
+
+@pytest.mark.parametrize(
+    ("param", "value"),
+    [
+        ("since", "yesterday"),
+        ("until", "2026-13-45T99:00:00Z"),
+        ("since", "0001-01-01T00:00:00-14:00"),
+        ("until", "9999-12-31T23:59:59+14:00"),
+        ("request", "abc"),
+        ("request", str(2**63)),
+        ("request", "-4"),
+        ("account", "12345"),
+        ("actor", "x" * 151),
+    ],
+)
+def test_a_bad_filter_value_is_a_400_naming_it(filed, client_for, param, value):
+    response = client_for("sam").get(URL, {param: value})
+
+    assert response.status_code == 400, response.content
+    assert list(response.json()["errors"]) == [param]
+
+
+def test_since_after_until_is_refused(filed, client_for):
+    response = client_for("sam").get(URL, {"since": "2026-02-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"})
+
+    assert response.status_code == 400
+    assert "until" in response.json()["errors"]
