@@ -1,0 +1,119 @@
+"""What the detail page shows of a request's provisioning: steps and diagram.
+
+Built from the rows the detail selector prefetched (steps), so rendering the
+live part costs no query per step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from provisioning.diagnoses import DIAGNOSES, cdc_checklist
+from requests_app.models import AccessRequest, ProvisioningStep, RequestState
+
+# While the request is in one of these states the workers are (about to be)
+# busy, so the page asks for fresh progress; in any other state it stops.
+POLLING_STATES = frozenset({RequestState.APPROVED, RequestState.PROVISIONING, RequestState.REVOKING})
+
+STEP_TITLES = {
+    "preflight": ("Preflight checks", "Both accounts, read-only"),
+    "create_role": ("Create the DMS role", "DataLake account"),
+    "grant_secret_policy": ("Grant on the secret policy", "Remote account"),
+    "grant_key_policy": ("Grant on the KMS key policy", "Remote account"),
+    "create_endpoint": ("Create the DMS endpoint", "DataLake account"),
+    "verify": ("Verify access", "Role, secret and key policies together"),
+    "delete_endpoint": ("Delete the DMS endpoint", "DataLake account"),
+    "revoke_key_policy": ("Remove the KMS key policy statement", "Remote account"),
+    "revoke_secret_policy": ("Remove the secret policy statement", "Remote account"),
+    "delete_role": ("Delete the DMS role", "DataLake account"),
+}
+
+# Which box of the diagram each step builds (grant) or removes (revoke).
+NODE_STEPS = {
+    "role": ("create_role", "delete_role"),
+    "secret": ("grant_secret_policy", "revoke_secret_policy"),
+    "key": ("grant_key_policy", "revoke_key_policy"),
+    "endpoint": ("create_endpoint", "delete_endpoint"),
+}
+
+# A failure is drawn on the box it is about, whichever step found it.
+NODE_FOR_DIAGNOSIS = {
+    "aws_managed_key": "key",
+    "key_policy_denies": "key",
+    "key_not_usable": "key",
+    "key_mismatch": "key",
+    "secret_policy_denies": "secret",
+    "secret_shape_invalid": "secret",
+    "secret_not_found": "secret",
+    "principal_not_visible": "secret",
+    "role_name_taken": "role",
+    "identity_policy_denies": "role",
+    "endpoint_identifier_taken": "endpoint",
+    "connection_failed": "endpoint",
+}
+
+
+@dataclass
+class StepView:
+    step: ProvisioningStep
+    title: str
+    where: str
+    diagnosis: object | None = None
+    checklist: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Progress:
+    grant: list[StepView]
+    revoke: list[StepView]
+    nodes: dict[str, str]
+    verified: str
+    diagnosis: object | None
+    checklist: list[str]
+
+    @property
+    def phases(self) -> list[tuple[str, list[StepView]]]:
+        return [("Grant", self.grant), ("Revoke", self.revoke)]
+
+
+def _diagnosis(code: str):
+    return DIAGNOSES.get(code) if code else None
+
+
+def _step_view(step: ProvisioningStep, engine: str) -> StepView:
+    title, where = STEP_TITLES.get(step.name, (step.name, ""))
+    checklist = cdc_checklist(engine) if step.diagnosis == "connection_failed" else []
+    return StepView(step=step, title=title, where=where, diagnosis=_diagnosis(step.diagnosis), checklist=checklist)
+
+
+def _node_status(name: str, by_name: dict[tuple[str, str], ProvisioningStep]) -> str:
+    grant_name, revoke_name = NODE_STEPS[name]
+    revoke = by_name.get((ProvisioningStep.Phase.REVOKE, revoke_name))
+    if revoke is not None and revoke.status != ProvisioningStep.Status.PENDING:
+        return "removed" if revoke.status == ProvisioningStep.Status.SUCCEEDED else revoke.status
+    grant = by_name.get((ProvisioningStep.Phase.GRANT, grant_name))
+    return grant.status if grant is not None else "pending"
+
+
+def progress_for(access_request: AccessRequest) -> Progress:
+    """Steps of both phases with their diagnoses, and the status of each diagram box."""
+    steps = list(access_request.steps.all())
+    by_name = {(step.phase, step.name): step for step in steps}
+    nodes = {name: _node_status(name, by_name) for name in NODE_STEPS}
+    for step in steps:
+        node = NODE_FOR_DIAGNOSIS.get(step.diagnosis)
+        if step.status == ProvisioningStep.Status.FAILED and node:
+            nodes[node] = "failed"
+    # Preflight at submission has no step row yet; its diagnosis is on the request.
+    request_node = NODE_FOR_DIAGNOSIS.get(access_request.diagnosis)
+    if request_node and access_request.state in (RequestState.PENDING_APPROVAL, RequestState.FAILED):
+        nodes[request_node] = "failed"
+    verify = by_name.get((ProvisioningStep.Phase.GRANT, "verify"))
+    engine = access_request.engine
+    return Progress(
+        grant=[_step_view(s, engine) for s in steps if s.phase == ProvisioningStep.Phase.GRANT],
+        revoke=[_step_view(s, engine) for s in steps if s.phase == ProvisioningStep.Phase.REVOKE],
+        nodes=nodes,
+        verified=verify.status if verify is not None else "pending",
+        diagnosis=_diagnosis(access_request.diagnosis),
+        checklist=cdc_checklist(engine) if access_request.state == RequestState.ACTIVE else [],
+    )

@@ -1,0 +1,20 @@
+from django.urls import path
+
+from requests_app.web import views
+
+app_name = "web"
+
+urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+    path("requests/", views.request_list, name="request_list"),
+    path("requests/new/", views.request_new, name="request_new"),
+    path("requests/new/validate/", views.request_validate, name="request_validate"),
+    path("requests/<int:request_id>/", views.request_detail, name="request_detail"),
+    path("requests/<int:request_id>/live/", views.request_live, name="request_live"),
+    path("requests/<int:request_id>/policies/", views.request_policies, name="request_policies"),
+    path("requests/<int:request_id>/<str:action>/", views.request_action, name="request_action"),
+    path("approvals/", views.approval_queue, name="approval_queue"),
+    path("audit/", views.audit_log, name="audit_log"),
+    path("audit/export.<str:fmt>", views.audit_export, name="audit_export"),
+    path("accounts/", views.account_list, name="accounts"),
+]

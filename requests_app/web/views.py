@@ -1,0 +1,252 @@
+"""The server-rendered pages.
+
+Each view parses what the browser sent, calls one selector or one service,
+and renders. Whether a button shows is decided by the same permission
+functions the services check again, so a page never offers what the service
+would refuse for the person's role.
+"""
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import Http404, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from requests_app import selectors, services
+from requests_app.errors import DomainError, NotFoundForUser, ValidationFailed
+from requests_app.models import AccessRequest, AwsAccount, RequestState
+from requests_app.permissions import allowed_actions
+from requests_app.web import audit_export as exports
+from requests_app.validation import REQUEST_FIELDS
+from requests_app.web.forms import AccessRequestForm, AuditFilterForm, DecisionForm
+from requests_app.web.policy_diff import policy_diffs_for
+from requests_app.web.progress import POLLING_STATES, progress_for
+
+PAGE_SIZE = 25
+
+# action name in the URL -> the one service it calls, and what to tell the person.
+ACTIONS = {
+    "approve": (services.access_request_approve, "Approved.", True),
+    "reject": (services.access_request_reject, "Rejected.", True),
+    "cancel": (services.access_request_cancel, "Cancelled.", False),
+    "revoke": (services.access_request_revoke, "Revoke started.", False),
+    "retry": (services.access_request_retry, "Retry started.", False),
+}
+
+
+def _page(request, items, size: int = PAGE_SIZE):
+    return Paginator(items, size).get_page(request.GET.get("page"))
+
+
+def _client_ip(request) -> str | None:
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def _detail(request, request_id: int) -> AccessRequest:
+    try:
+        return selectors.request_detail_for(user=request.user, request_id=request_id)
+    except NotFoundForUser:
+        raise Http404("No such request.") from None
+
+
+@login_required
+@require_GET
+def dashboard(request):
+    mine = selectors.requests_visible_to(user=request.user).filter(requester=request.user)
+    counts = selectors.dashboard_counts_for(user=request.user)
+    return render(
+        request,
+        "web/dashboard.html",
+        {
+            "count_rows": [(state, label, counts["visible"][state]) for state, label in RequestState.choices],
+            "awaiting_count": counts["awaiting_my_approval"],
+            "my_requests": _page(request, mine, 10),
+            "awaiting": list(selectors.approval_queue_for(user=request.user)[:10]),
+        },
+    )
+
+
+@login_required
+@require_GET
+def request_list(request):
+    requests = selectors.requests_visible_to(user=request.user)
+    state = request.GET.get("state", "")
+    if state in RequestState.values:
+        requests = requests.filter(state=state)
+    return render(
+        request,
+        "web/request_list.html",
+        {
+            "page": _page(request, requests),
+            "state": state,
+            "states": RequestState.choices,
+            "query": f"state={state}" if state in RequestState.values else "",
+        },
+    )
+
+
+def _request_form(request, data=None) -> AccessRequestForm:
+    return AccessRequestForm(
+        data,
+        datalake_accounts=request.user.requester_for.filter(is_datalake=True).order_by("name"),
+        validate_url=reverse("web:request_validate"),
+    )
+
+
+@login_required
+def request_new(request):
+    if request.method != "POST":
+        return render(request, "web/request_form.html", {"form": _request_form(request)})
+    form = _request_form(request, request.POST)
+    if form.is_valid():
+        try:
+            created = services.access_request_submit(
+                requester=request.user, source_ip=_client_ip(request), **form.service_arguments(form.cleaned_data)
+            )
+        except ValidationFailed as failure:
+            for field, field_messages in failure.errors.items():
+                for message in field_messages:
+                    form.add_error(field if field in form.fields else None, message)
+        except DomainError as error:
+            form.add_error(None, error.message)
+        else:
+            messages.success(request, f"Request #{created.pk} filed. Preflight: {created.get_preflight_status_display()}.")
+            return redirect("web:request_detail", request_id=created.pk)
+    return render(request, "web/request_form.html", {"form": form}, status=400)
+
+
+@login_required
+@require_POST
+def request_validate(request):
+    """Check the whole form, answer with the messages of the field that changed."""
+    field = request.headers.get("HX-Trigger-Name", "")
+    if field not in REQUEST_FIELDS:
+        return HttpResponse(status=400)
+    form = _request_form(request, request.POST)
+    form.is_valid()
+    return render(request, "web/partials/field_errors.html", {"errors": form.errors.get(field, [])})
+
+
+@login_required
+@require_GET
+def request_detail(request, request_id: int):
+    access_request = _detail(request, request_id)
+    return render(request, "web/request_detail.html", _detail_context(request, access_request))
+
+
+@login_required
+@require_GET
+def request_live(request, request_id: int):
+    """The part of the detail page that changes while the workers run."""
+    access_request = _detail(request, request_id)
+    return render(request, "web/partials/request_live.html", _detail_context(request, access_request))
+
+
+@login_required
+@require_GET
+def request_policies(request, request_id: int):
+    """The before/after diff of the two remote policies (may read AWS, so loaded on its own)."""
+    access_request = _detail(request, request_id)
+    return render(
+        request,
+        "web/partials/policy_diffs.html",
+        {"request_obj": access_request, "diffs": policy_diffs_for(access_request)},
+    )
+
+
+def _detail_context(request, access_request: AccessRequest) -> dict:
+    return {
+        "request_obj": access_request,
+        "progress": progress_for(access_request),
+        "actions": allowed_actions(request.user, access_request),
+        "polling": access_request.state in POLLING_STATES,
+        "plan_documents": _plan_documents(access_request.plan),
+    }
+
+
+def _plan_documents(plan: dict) -> list[tuple[str, str, dict]]:
+    titles = {
+        "role_trust_policy": ("Role trust policy", "DataLake"),
+        "role_inline_policy": ("Role inline policy", "DataLake"),
+        "secret_policy_statement": ("Secret policy statement", "Remote"),
+        "key_policy_statement": ("Key policy statement", "Remote"),
+        "endpoint_settings": ("Endpoint settings", "DataLake"),
+    }
+    return [(titles.get(key, (key, ""))[0], titles.get(key, ("", ""))[1], value) for key, value in (plan or {}).items()]
+
+
+@login_required
+@require_POST
+def request_action(request, request_id: int, action: str):
+    if action not in ACTIONS:
+        raise Http404("No such action.")
+    service, done_message, takes_comment = ACTIONS[action]
+    arguments = {"request_id": request_id, "user": request.user, "source_ip": _client_ip(request)}
+    if takes_comment:
+        form = DecisionForm(request.POST)
+        arguments["comment"] = form.cleaned_data["comment"] if form.is_valid() else ""
+    try:
+        service(**arguments)
+    except NotFoundForUser:
+        raise Http404("No such request.") from None
+    except DomainError as error:
+        messages.error(request, f"Could not {action} request #{request_id}: {error.message}")
+    else:
+        messages.success(request, f"Request #{request_id}: {done_message}")
+    return redirect(_next_url(request) or reverse("web:request_detail", args=[request_id]))
+
+
+def _next_url(request) -> str:
+    from django.utils.http import url_has_allowed_host_and_scheme
+
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        return target
+    return ""
+
+
+@login_required
+@require_GET
+def approval_queue(request):
+    # The permission functions read these relations from the prefetch cache, so the
+    # buttons of every row cost no query.
+    queue = selectors.approval_queue_for(user=request.user).prefetch_related(
+        "remote_account__approvers", "datalake_account__approvers", "decisions"
+    )
+    page = _page(request, queue)
+    rows = [(item, allowed_actions(request.user, item)) for item in page]
+    return render(request, "web/approval_queue.html", {"page": page, "rows": rows})
+
+
+@login_required
+@require_GET
+def audit_log(request):
+    form = AuditFilterForm(request.GET or None)
+    events = selectors.audit_events_visible_to(user=request.user, **form.selector_filters())
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "web/audit_log.html",
+        {"form": form, "page": _page(request, events, 50), "query": query.urlencode()},
+    )
+
+
+@login_required
+@require_GET
+def audit_export(request, fmt: str):
+    if fmt not in exports.FORMATS:
+        raise Http404("No such export format.")
+    form = AuditFilterForm(request.GET or None)
+    events = selectors.audit_events_visible_to(user=request.user, **form.selector_filters()).order_by("id")
+    return exports.streaming_export(events, fmt)
+
+
+@login_required
+@require_GET
+def account_list(request):
+    accounts = AwsAccount.objects.prefetch_related("approvers", "requesters").order_by("name")
+    return render(request, "web/accounts.html", {"page": _page(request, accounts, 50)})
