@@ -15,7 +15,7 @@ from rest_framework.test import APIClient
 from provisioning.clients import ClientFactory
 from requests_app.aws import set_client_factory
 from requests_app.models import AwsAccount
-from tests.provisioning.conftest import DATALAKE_ID, REMOTE_ID, World, aws, world  # noqa: F401  (fixtures)
+from tests.aws_world import DATALAKE_ID, REMOTE_ID, World
 
 
 @pytest.fixture
