@@ -1,0 +1,88 @@
+"""AWS calls per grant, counted at the botocore layer, phase by phase.
+
+The portal's grant runs in this process through the same code the workers
+run (``runner.run_step``, one step per call) with the broker left out, so
+each step's calls can be told apart. Filing (the web process) and the
+worker get client factories of their own, as separate processes would.
+The baseline's calls, counted the same way, are the minimum.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from unittest import mock
+
+import boto3
+
+from bench.baseline import BaselineGrants
+from bench.context import Bench, baseline_specs
+from bench.filing import approve, submit
+from provisioning.clients import ClientFactory
+from requests_app import runner
+from requests_app.aws import set_client_factory
+from requests_app.models import AccessRequest, RequestState
+from requests_app.workflow import STEP_NAMES
+from tests.provisioning.aws_calls import AwsCallCounter
+
+ASSUME_ROLE = "sts:AssumeRole"
+# The steps that change AWS; the ≤ 12 goal is about these.
+WRITING_STEPS = ("create_role", "grant_secret_policy", "grant_key_policy", "create_endpoint")
+
+
+def _without_assume_role(calls: Counter) -> int:
+    return sum(n for operation, n in calls.items() if operation != ASSUME_ROLE)
+
+
+def _portal_calls(bench: Bench) -> tuple[AwsCallCounter, AccessRequest]:
+    session = boto3.session.Session(region_name=bench.world.region)
+    counter = AwsCallCounter(session)
+    endpoint_url = bench.world.endpoint_url
+    grant = bench.admin.grants("calls-portal", 1)[0]
+    previous = set_client_factory(ClientFactory(base_session=session, endpoint_url=endpoint_url))
+    try:
+        with counter.phase("submit"):
+            request = submit(bench, grant)
+        set_client_factory(ClientFactory(base_session=session, endpoint_url=endpoint_url))
+        # No broker: the steps are run here, one by one.
+        with mock.patch("requests_app.workflow.enqueue_next_step"):
+            approve(bench, [request.pk])
+            for name in STEP_NAMES["grant"]:
+                with counter.phase(name):
+                    ran = runner.run_step(request.pk, "grant")
+                if ran != name:
+                    raise RuntimeError(f"expected step {name} to run, got {ran}")
+    finally:
+        set_client_factory(previous)
+    request.refresh_from_db()
+    if request.state != RequestState.ACTIVE:
+        raise RuntimeError(f"the counted grant ended {request.state}: {request.diagnosis}")
+    return counter, request
+
+
+def _baseline_calls(bench: Bench) -> Counter:
+    session = boto3.session.Session(region_name=bench.world.region)
+    counter = AwsCallCounter(session)
+    spec = baseline_specs(bench, bench.admin.grants("calls-base", 1))[0]
+    grants = BaselineGrants(endpoint_url=bench.world.endpoint_url, region=bench.world.region, session=session)
+    with counter.phase("grant") as calls:
+        grants.grant(spec)
+    return calls
+
+
+def run(bench: Bench) -> dict:
+    counter, _ = _portal_calls(bench)
+    baseline = _baseline_calls(bench)
+    worker_phases = STEP_NAMES["grant"]
+    by_phase = {name: sum(counter.phases[name].values()) for name in ("submit", *worker_phases)}
+    writing = sum(_without_assume_role(counter.phases[name]) for name in WRITING_STEPS)
+    worker_assume = sum(counter.phases[name][ASSUME_ROLE] for name in worker_phases)
+    minimum = _without_assume_role(baseline)
+    return {
+        "aws_calls_per_grant": writing,
+        "aws_calls_minimum": minimum,
+        "aws_calls_ratio": writing / minimum,
+        "aws_calls_by_phase": by_phase,
+        "aws_calls_worker_total": sum(by_phase[name] for name in worker_phases),
+        "aws_calls_baseline_total": sum(baseline.values()),
+        "aws_assume_role_per_account": worker_assume / 2,
+        "aws_calls_detail": {name: dict(sorted(counter.phases[name].items())) for name in ("submit", *worker_phases)},
+    }

@@ -1,0 +1,117 @@
+"""What every benchmark shares: the moto server, the seeded world, the
+portal's people and accounts, and where the workers find the database and
+the broker."""
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+
+from bench.moto_server import MotoServer
+from bench.sizes import Size
+from bench.workers import Workers
+from bench.world import RemoteAdmin
+from provisioning.clients import ClientFactory
+from provisioning.demo_world import DemoWorld
+from requests_app.aws import set_client_factory
+from requests_app.demo import seed_aws_world, seed_portal
+from requests_app.models import AwsAccount
+
+# Credentials that only moto accepts: the benchmarks never reach real AWS.
+FAKE_AWS_ENVIRONMENT = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "eu-west-1",
+}
+
+
+@dataclass
+class Bench:
+    size: Size
+    world: DemoWorld
+    admin: RemoteAdmin
+    requester: Any
+    approver: Any
+    staff: Any
+    datalake_account: AwsAccount
+    remote_account: AwsAccount
+    database_url: str
+    broker_url: str
+    _workers: Workers | None = None
+
+    def workers(self, processes: int) -> Workers:
+        """The running Celery worker, with ``processes`` pool processes, on this
+        bench's database, broker and moto. A worker of the right size is kept
+        for the next benchmark (starting one takes seconds); another size
+        replaces it."""
+        if self._workers is not None and self._workers.processes != processes:
+            self.stop_workers()
+        if self._workers is None:
+            self._workers = Workers(
+                processes, database_url=self.database_url, broker_url=self.broker_url, endpoint_url=self.world.endpoint_url
+            ).start()
+        return self._workers
+
+    def stop_workers(self) -> None:
+        if self._workers is not None:
+            self._workers.stop()
+            self._workers = None
+
+
+def database_url() -> str:
+    """The URL of the database Django is connected to (for child processes)."""
+    db = settings.DATABASES["default"]
+    credentials = db.get("USER") or ""
+    if db.get("PASSWORD"):
+        credentials += f":{db['PASSWORD']}"
+    host = f"{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}"
+    return f"postgres://{credentials}@{host}/{db['NAME']}" if credentials else f"postgres://{host}/{db['NAME']}"
+
+
+@contextlib.contextmanager
+def open_bench(size: Size) -> Iterator[Bench]:
+    """Start moto, seed the runbook's world and the portal's demo people, and
+    point this process's AWS clients at moto."""
+    os.environ.update(FAKE_AWS_ENVIRONMENT)
+    os.environ.pop("AWS_PROFILE", None)
+    with MotoServer() as moto:
+        os.environ["AWS_ENDPOINT_URL"] = moto.endpoint_url
+        previous = set_client_factory(ClientFactory(endpoint_url=moto.endpoint_url))
+        try:
+            world = seed_aws_world(moto.endpoint_url)
+            portal = seed_portal(world)
+            users = get_user_model().objects.in_bulk(["requester", "approver", "admin"], field_name="username")
+            bench = Bench(
+                size=size,
+                world=world,
+                admin=RemoteAdmin(world),
+                requester=users["requester"],
+                approver=users["approver"],
+                staff=users["admin"],
+                datalake_account=portal.datalake_account,
+                remote_account=portal.remote_account,
+                database_url=database_url(),
+                broker_url=settings.CELERY_BROKER_URL,
+            )
+            try:
+                yield bench
+            finally:
+                bench.stop_workers()
+        finally:
+            set_client_factory(previous)
+            os.environ.pop("AWS_ENDPOINT_URL", None)
+
+
+def baseline_specs(bench: Bench, grants) -> list:
+    """The baseline's specs of ``grants``, with the accounts as the portal registered them."""
+    from bench.world import baseline_spec
+    from requests_app.grants import account_access
+
+    datalake, remote = account_access(bench.datalake_account), account_access(bench.remote_account)
+    return [baseline_spec(grant, datalake=datalake, remote=remote, region=bench.world.region) for grant in grants]
