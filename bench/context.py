@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.db import connection
 from django.contrib.auth import get_user_model
 
 from bench.moto_server import MotoServer
@@ -66,7 +67,7 @@ class Bench:
 
 def database_url() -> str:
     """The URL of the database Django is connected to (for child processes)."""
-    db = settings.DATABASES["default"]
+    db = connection.settings_dict
     credentials = db.get("USER") or ""
     if db.get("PASSWORD"):
         credentials += f":{db['PASSWORD']}"
@@ -78,6 +79,7 @@ def database_url() -> str:
 def open_bench(size: Size) -> Iterator[Bench]:
     """Start moto, seed the runbook's world and the portal's demo people, and
     point this process's AWS clients at moto."""
+    saved = {name: os.environ.get(name) for name in (*FAKE_AWS_ENVIRONMENT, "AWS_PROFILE", "AWS_ENDPOINT_URL")}
     os.environ.update(FAKE_AWS_ENVIRONMENT)
     os.environ.pop("AWS_PROFILE", None)
     with MotoServer() as moto:
@@ -105,7 +107,11 @@ def open_bench(size: Size) -> Iterator[Bench]:
                 bench.stop_workers()
         finally:
             set_client_factory(previous)
-            os.environ.pop("AWS_ENDPOINT_URL", None)
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
 
 def baseline_specs(bench: Bench, grants) -> list:

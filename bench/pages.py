@@ -87,15 +87,15 @@ def load(bench: Bench) -> dict:
         "requester_id": bench.requester.pk, "approver_id": bench.approver.pk,
         "requester_label": bench.requester.get_username(), "approver_label": bench.approver.get_username(),
     }
-    batch = 2000
-    loaded = 0
     figures: dict = {}
-    while loaded < size.requests_loaded:
-        count = min(first_batch if loaded == 0 else batch, size.requests_loaded - loaded)
-        dataset.load_batch(template, first=loaded, count=count, total=size.requests_loaded,
-                           events_per_request=per_request, **people)
-        loaded += count
-        if loaded == count:
+    # A small first batch, then the page query counts; then the rest at once.
+    for first, count in ((0, min(first_batch, size.requests_loaded)),
+                         (first_batch, size.requests_loaded - first_batch)):
+        if count <= 0:
+            continue
+        dataset.load_batch(template, first=first, count=count, total=size.requests_loaded,
+                           events_per_request=per_request, bulk=first > 0, **people)
+        if first == 0:
             dataset.analyze()
             small = _query_counts(bench, _granted_ids(1)[0])
             figures.update({f"pages_{page}_queries_small": n for page, n in small.items()})
