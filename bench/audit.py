@@ -17,7 +17,7 @@ from django.db import connection
 
 from bench.audit_writers import SCRATCH_TABLE, append_events
 from bench.context import Bench
-from bench.workers import spawn_context
+from bench.workers import forked_context
 from requests_app.audit import verify_chain
 from requests_app.models import AuditEvent
 
@@ -25,12 +25,12 @@ from requests_app.models import AuditEvent
 def _append_run(bench: Bench, kind: str) -> tuple[float, list[float]]:
     """(wall seconds for every writer's events, each append's seconds)."""
     size = bench.size
-    context = spawn_context()
+    context = forked_context()
     barrier = context.Barrier(size.audit_writers)
     results = context.Queue()
     writers = [
         context.Process(target=append_events,
-                        args=(bench.database_url, kind, size.audit_events_per_writer, writer, barrier, results))
+                        args=(kind, size.audit_events_per_writer, writer, barrier, results))
         for writer in range(size.audit_writers)
     ]
     for writer in writers:

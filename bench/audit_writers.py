@@ -1,27 +1,27 @@
-"""A writer process of the audit benchmark.
+"""A writer process of the audit benchmark (forked from the bench's process).
 
-It starts a Django of its own on the bench's database (a spawned child
-shares nothing with its parent), waits for the other writers, and appends
-events one transaction each: through ``record_event`` (``chained``), or as
-a bare INSERT of the same row into a scratch copy of the table (``bare``).
+It waits for the other writers, then appends events one transaction each:
+through ``record_event`` (``chained``), or as a bare INSERT of the same row
+into a scratch copy of the table (``bare``).
 """
 from __future__ import annotations
 
-import os
+import hashlib
+import json
 import time
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from requests_app.audit import record_event
 
 # The scratch copy of the audit table the bare writers insert into.
 SCRATCH_TABLE = "bench_audit_plain"
 
 
-def append_events(database_url: str, kind: str, count: int, writer: int, barrier, results) -> None:
+def append_events(kind: str, count: int, writer: int, barrier, results) -> None:
     """Append ``count`` events; put (start, end, per-event seconds) on ``results``."""
     try:
-        os.environ["DATABASE_URL"] = database_url
-        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
-        import django
-
-        django.setup()
         append = _chained if kind == "chained" else _bare
         append(writer, -1)  # connection opened, statements prepared: not timed
         barrier.wait()
@@ -36,6 +36,8 @@ def append_events(database_url: str, kind: str, count: int, writer: int, barrier
         barrier.abort()
         results.put(f"{type(error).__name__}: {error}")
         raise
+    finally:
+        connection.close()
 
 
 def _details(writer: int, number: int) -> dict:
@@ -44,22 +46,12 @@ def _details(writer: int, number: int) -> dict:
 
 
 def _chained(writer: int, number: int) -> None:
-    from django.db import transaction
-
-    from requests_app.audit import record_event
-
     with transaction.atomic():
         record_event(action="bench.append", actor_label="bench", target_arn="arn:aws:kms:eu-west-1:222222222222:key/bench",
                      details=_details(writer, number))
 
 
 def _bare(writer: int, number: int) -> None:
-    import hashlib
-    import json
-
-    from django.db import connection, transaction
-    from django.utils import timezone
-
     digest = hashlib.sha256(f"{writer}-{number}-{time.time_ns()}".encode()).hexdigest()
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(

@@ -1,8 +1,8 @@
 """Throughput and scaling: a burst of approvals through 1 and 2 worker
 processes, against the baseline script run in as many parallel processes.
 
-The portal's run: every request is filed first (untimed), then all are
-approved in one transaction, so the broker gets every first step at the
+The portal's run: every request is filed first (untimed; shaped like a
+filed one, see ``filing.file_like``), then all are approved in one transaction, so the broker gets every first step at the
 commit; the clock runs from just before that commit to the last
 ``completed_at``. The baseline's run: each process takes whole groups of
 grants (no two processes touch one secret or key, since the baseline has no
@@ -18,8 +18,8 @@ from django.db import transaction
 
 from bench.baseline import share_process
 from bench.context import Bench, baseline_specs
-from bench.filing import approve, submit, wait_until_done
-from bench.workers import spawn_context
+from bench.filing import approve, file_like, submit, wait_until_done
+from bench.workers import forked_context
 from bench.world import GRANTS_PER_TARGET, lost_statements
 from requests_app.grants import grant_spec_for
 
@@ -28,8 +28,8 @@ def _portal_run(bench: Bench, processes: int) -> tuple[float, int, int]:
     """(grants per second, lost statements, grants not active when the wait ended)."""
     size = bench.size
     grants = bench.admin.grants(f"tput{processes}-portal", size.throughput_grants)
-    warmup = [submit(bench, grant) for grant in bench.admin.grants(f"tput{processes}-warm", 2 * processes)]
-    requests = [submit(bench, grant) for grant in grants]
+    warmup = [submit(bench, grant) for grant in bench.admin.grants(f"tput{processes}-warm", processes * size.warmup_grants)]
+    requests = file_like(warmup[0], grants)
     ids = [request.pk for request in requests]
     bench.workers(processes)
     approve(bench, [request.pk for request in warmup])
@@ -49,10 +49,10 @@ def _baseline_run(bench: Bench, processes: int) -> float:
     """Grants per second of the baseline in ``processes`` parallel processes."""
     size = bench.size
     specs = baseline_specs(bench, bench.admin.grants(f"tput{processes}-base", size.throughput_grants))
-    warmup = baseline_specs(bench, bench.admin.grants(f"tput{processes}-bwarm", 2 * processes))
+    warmup = baseline_specs(bench, bench.admin.grants(f"tput{processes}-bwarm", processes * size.warmup_grants))
     shares = [[spec for index, spec in enumerate(specs) if (index // GRANTS_PER_TARGET) % processes == share]
               for share in range(processes)]
-    context = spawn_context()
+    context = forked_context()
     barrier = context.Barrier(processes)
     results = context.Queue()
     children = [

@@ -78,10 +78,13 @@ class Workers:
         return self._log.read()
 
 
-def spawn_context():
-    """multiprocessing with fresh interpreters: children share nothing with
-    the benchmark's process (its database connection, its boto3 session)."""
+def forked_context():
+    """multiprocessing by fork, once this process's database connections are
+    closed: a child starts at once with Django and boto3 imported, and opens
+    connections (and builds boto3 sessions) of its own."""
     import multiprocessing
 
-    return multiprocessing.get_context("spawn")
+    from django.db import connections
 
+    connections.close_all()
+    return multiprocessing.get_context("fork")
