@@ -5,22 +5,24 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
 from django.contrib.auth import get_user_model
+from django.db import connection
 
 from bench.moto_server import MotoServer
 from bench.sizes import Size
 from bench.workers import Workers
-from bench.world import RemoteAdmin
+from bench.world import Grant, RemoteAdmin, baseline_spec
 from provisioning.clients import ClientFactory
 from provisioning.demo_world import DemoWorld
+from provisioning.spec import GrantSpec
 from requests_app.aws import set_client_factory
 from requests_app.demo import seed_aws_world, seed_portal
+from requests_app.grants import account_access
 from requests_app.models import AwsAccount
 
 # Credentials that only moto accepts: the benchmarks never reach real AWS.
@@ -34,12 +36,13 @@ FAKE_AWS_ENVIRONMENT = {
 
 @dataclass
 class Bench:
+    """One run's shared parts, handed to every benchmark."""
+
     size: Size
     world: DemoWorld
     admin: RemoteAdmin
-    requester: Any
-    approver: Any
-    staff: Any
+    requester: Any  # files for the DataLake account
+    approver: Any  # approves for the Remote account, sees every request
     datalake_account: AwsAccount
     remote_account: AwsAccount
     database_url: str
@@ -88,14 +91,13 @@ def open_bench(size: Size) -> Iterator[Bench]:
         try:
             world = seed_aws_world(moto.endpoint_url)
             portal = seed_portal(world)
-            users = get_user_model().objects.in_bulk(["requester", "approver", "admin"], field_name="username")
+            users = get_user_model().objects.in_bulk(["requester", "approver"], field_name="username")
             bench = Bench(
                 size=size,
                 world=world,
                 admin=RemoteAdmin(world),
                 requester=users["requester"],
                 approver=users["approver"],
-                staff=users["admin"],
                 datalake_account=portal.datalake_account,
                 remote_account=portal.remote_account,
                 database_url=database_url(),
@@ -114,10 +116,7 @@ def open_bench(size: Size) -> Iterator[Bench]:
                     os.environ[name] = value
 
 
-def baseline_specs(bench: Bench, grants) -> list:
+def baseline_specs(bench: Bench, grants: Sequence[Grant]) -> list[GrantSpec]:
     """The baseline's specs of ``grants``, with the accounts as the portal registered them."""
-    from bench.world import baseline_spec
-    from requests_app.grants import account_access
-
     datalake, remote = account_access(bench.datalake_account), account_access(bench.remote_account)
     return [baseline_spec(grant, datalake=datalake, remote=remote, region=bench.world.region) for grant in grants]

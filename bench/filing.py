@@ -7,12 +7,12 @@ from dataclasses import dataclass
 
 from django.db import transaction
 
+from bench.context import Bench
+from bench.world import ENGINE, Grant
 from provisioning.documents import build_plan, plan_hash
 from requests_app.grants import grant_spec_for
 from requests_app.models import AccessRequest, RequestState
 from requests_app.services import access_request_approve, access_request_submit
-from bench.context import Bench
-from bench.world import ENGINE, Grant
 
 DONE_STATES = (RequestState.ACTIVE, RequestState.FAILED)
 

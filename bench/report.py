@@ -28,7 +28,7 @@ ROWS = (
      "pages_request_detail_p95_ratio", "≤ 2"),
     ("Audit log p50 (ms)", "pages_audit_log_p50_ms", "pages_audit_log_bare_p50_ms", "pages_audit_log_p50_ratio", "≤ 2"),
     ("Audit log p95 (ms)", "pages_audit_log_p95_ms", "pages_audit_log_bare_p95_ms", "pages_audit_log_p95_ratio", "≤ 2"),
-    ("Audit append, 8 writers (ms per event)", "audit_append_ms_per_event", "audit_append_bare_ms_per_event",
+    ("Audit append, {audit_append_writers} writers (ms per event)", "audit_append_ms_per_event", "audit_append_bare_ms_per_event",
      "audit_append_ratio", ""),
     ("Audit verify, whole chain (s)", "audit_verify_seconds", "audit_verify_bare_scan_seconds", "audit_verify_ratio", ""),
 )
@@ -64,11 +64,19 @@ def table(results: dict) -> str:
             value = _number(value)
         baseline = _number(results.get(baseline_key)) if baseline_key else ""
         ratio = _number(results.get(ratio_key)) if ratio_key else ""
-        lines.append(f"| {label} | {value} | {baseline} | {ratio} | {goal} |")
+        lines.append(f"| {label.format(**results)} | {value} | {baseline} | {ratio} | {goal} |")
     lines += ["", "| page | queries, small | queries, full |", "| --- | ---: | ---: |"]
     for page in QUERY_PAGES:
         if f"pages_{page}_queries" in results:
             lines.append(f"| {page} | {results.get(f'pages_{page}_queries_small', '–')} | {results[f'pages_{page}_queries']} |")
+    if "aws_calls_by_phase" in results:
+        phases = ", ".join(f"{name} {n}" for name, n in results["aws_calls_by_phase"].items())
+        lines += ["", f"AWS calls by phase (portal, AssumeRole included): {phases}; the baseline makes "
+                      f"{results['aws_calls_baseline_total']} in all."]
+    if "provisioning_portal_step_ms" in results:
+        steps = ", ".join(f"{name} {ms:.0f}" for name, ms in results["provisioning_portal_step_ms"].items())
+        lines += ["", f"Median portal grant by step (ms, claimed to recorded): {steps}; outside the steps "
+                      f"(approval, broker hops, claiming, recording): {results['provisioning_portal_outside_steps_ms']:.0f}."]
     if "audit_verify_events" in results:
         lines.append("")
         lines.append(

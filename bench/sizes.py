@@ -28,13 +28,13 @@ class Size:
 SIZES = {
     "full": Size(
         name="full",
-        provisioning_grants=40,
-        warmup_grants=3,
+        provisioning_grants=30,
+        warmup_grants=2,
         throughput_grants=500,
         throughput_workers=(1, 2),
         requests_loaded=10_000,
         audit_events_loaded=1_000_000,
-        page_samples=60,
+        page_samples=40,
         audit_writers=8,
         audit_events_per_writer=250,
         grant_timeout=600,

@@ -1,4 +1,4 @@
-"""The benchmarks' AWS world and the portal rows that go with it.
+"""The benchmarks' side of AWS: the grants they make and what those grants touch.
 
 The runbook's two accounts come from the demo's seeding
 (``provisioning.demo_world`` and ``requests_app.demo``). On top, each
