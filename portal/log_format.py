@@ -15,6 +15,9 @@ from datetime import datetime, timezone
 _STANDARD_ATTRIBUTES = frozenset(
     vars(logging.LogRecord("x", logging.INFO, "x", 0, "x", None, None))
 ) | {"message", "asctime", "color_message"}
+# Django passes the request (for runserver, the socket) with its log lines;
+# the message already names what matters of it.
+_OBJECTS_NAMED_IN_MESSAGE = frozenset({"request"})
 
 
 class JsonFormatter(logging.Formatter):
@@ -32,8 +35,9 @@ class JsonFormatter(logging.Formatter):
             "process": record.process,
         }
         for name, value in vars(record).items():
-            if name not in _STANDARD_ATTRIBUTES and name not in entry:
-                entry[name] = value
+            if name in _STANDARD_ATTRIBUTES or name in _OBJECTS_NAMED_IN_MESSAGE or name in entry:
+                continue
+            entry[name] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         if record.stack_info:

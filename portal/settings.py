@@ -67,6 +67,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # The portal serves its own CSS and JavaScript (closed networks, no CDN).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -121,6 +123,9 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
+# Also serve straight from the apps' static folders, so the embedded quickstart
+# and the tests need no collectstatic; the image still collects them.
+WHITENOISE_USE_FINDERS = True
 
 # --- Celery -----------------------------------------------------------------
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
@@ -133,6 +138,9 @@ if CELERY_BROKER_URL == "filesystem://":
         # kombu's default is "control" relative to the working directory.
         "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
+        # The worker looks for new messages this often (kombu's default is 1 s,
+        # which would add a second between each step of a grant).
+        "polling_interval": 0.2,
     }
     # kombu never creates these, and the first process to touch the broker
     # (web, worker or beat, in any order) must find them.

@@ -85,34 +85,57 @@ def root_key_policy(account_id: str) -> dict:
     }
 
 
+class AccountAdmins:
+    """Clients acting as an administrator of each account in the moto at
+    ``endpoint_url``: one AssumeRole per account, one client per service."""
+
+    def __init__(self, *, endpoint_url: str, region: str = REGION, session=None):
+        self._endpoint_url = endpoint_url
+        self._region = region
+        self._session = session or boto3.session.Session(region_name=region)
+        self._sts = None
+        self._credentials: dict[str, dict] = {}
+        self._clients: dict[tuple[str, str], object] = {}
+
+    def client(self, service: str, account_id: str):
+        """A ``service`` client acting as an administrator of ``account_id``."""
+        key = (service, account_id)
+        if key not in self._clients:
+            credentials = self._assume(account_id)
+            self._clients[key] = self._session.client(
+                service,
+                region_name=self._region,
+                endpoint_url=self._endpoint_url,
+                aws_access_key_id=credentials["AccessKeyId"],
+                aws_secret_access_key=credentials["SecretAccessKey"],
+                aws_session_token=credentials["SessionToken"],
+            )
+        return self._clients[key]
+
+    def _assume(self, account_id: str) -> dict:
+        if account_id not in self._credentials:
+            if self._sts is None:
+                self._sts = self._session.client("sts", region_name=self._region, endpoint_url=self._endpoint_url)
+            self._credentials[account_id] = self._sts.assume_role(
+                RoleArn=f"arn:aws:iam::{account_id}:role/{ADMIN_ROLE_NAME}", RoleSessionName="demo-seed"
+            )["Credentials"]
+        return self._credentials[account_id]
+
+
 def admin_client(service: str, account_id: str, *, endpoint_url: str, region: str = REGION, session=None):
     """A client acting as an administrator of ``account_id`` in the moto at ``endpoint_url``."""
-    session = session or boto3.session.Session(region_name=region)
-    sts = session.client("sts", region_name=region, endpoint_url=endpoint_url)
-    credentials = sts.assume_role(
-        RoleArn=f"arn:aws:iam::{account_id}:role/{ADMIN_ROLE_NAME}", RoleSessionName="demo-seed"
-    )["Credentials"]
-    return session.client(
-        service,
-        region_name=region,
-        endpoint_url=endpoint_url,
-        aws_access_key_id=credentials["AccessKeyId"],
-        aws_secret_access_key=credentials["SecretAccessKey"],
-        aws_session_token=credentials["SessionToken"],
-    )
+    return AccountAdmins(endpoint_url=endpoint_url, region=region, session=session).client(service, account_id)
 
 
-def seed_aws_world(endpoint_url: str, *, region: str = REGION) -> DemoWorld:
+def seed_aws_world(endpoint_url: str, *, region: str = REGION, session=None) -> DemoWorld:
     """Create the runbook's two accounts in the moto server at ``endpoint_url``
     and return their ARNs. Safe to call again on the same server: what exists
     is found and kept. Refuses to run without an endpoint, so it can never
-    touch real AWS."""
+    touch real AWS. A boto3 ``session`` that has built clients before saves
+    parsing the service models again."""
     if not endpoint_url:
         raise ValueError("seed_aws_world needs a moto endpoint URL; it never seeds real AWS")
-    session = boto3.session.Session(region_name=region)
-
-    def client(service: str, account_id: str):
-        return admin_client(service, account_id, endpoint_url=endpoint_url, region=region, session=session)
+    client = AccountAdmins(endpoint_url=endpoint_url, region=region, session=session).client
 
     for account_id in (DATALAKE_ACCOUNT_ID, REMOTE_ACCOUNT_ID):
         _ensure_provisioner_role(client("iam", account_id))

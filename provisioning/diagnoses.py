@@ -134,6 +134,13 @@ _ENTRIES = [
         "was left half-done because every step can run again safely.",
     ),
     Diagnosis(
+        "aws_request_rejected",
+        "AWS refused a call for another reason",
+        "AWS refused the call with a reason the portal has no specific diagnosis for (a quota, a "
+        "validation rule, a resource in use or in an unexpected state). The message quotes AWS; fix "
+        "the cause, then retry the step.",
+    ),
+    Diagnosis(
         "invalid_input",
         "A field of the request is not valid",
         "The message names the field and the rule it breaks. Correct the field and submit again.",

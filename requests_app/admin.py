@@ -10,13 +10,11 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 
-from provisioning import arns, names
-from provisioning.errors import InvalidInput
 from requests_app import permissions, services
 from requests_app.audit import record_event
 from requests_app.errors import DomainError
 from requests_app.models import AccessRequest, AuditEvent, AwsAccount, Decision, ProvisioningStep
-from requests_app.validation import rule_message
+from requests_app.validation import account_setup_errors
 
 
 class AwsAccountForm(forms.ModelForm):
@@ -26,22 +24,18 @@ class AwsAccountForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
-        account_id = cleaned.get("account_id")
-        try:
-            role = arns.parse_role_arn(cleaned.get("provisioner_role_arn") or "", field="provisioner_role_arn")
-        except InvalidInput as error:
-            self.add_error("provisioner_role_arn", rule_message(error))
-        else:
-            if account_id and role.account != account_id:
-                self.add_error(
-                    "provisioner_role_arn", f"Must be a role in account {account_id} itself (it is in {role.account})."
-                )
-        try:
-            names.validate_region(cleaned.get("default_region") or "", field="default_region")
-        except InvalidInput as error:
-            self.add_error("default_region", rule_message(error))
-        if not (cleaned.get("is_datalake") or cleaned.get("is_remote")):
-            self.add_error("is_datalake", "An account is a DataLake account, a Remote account, or both.")
+        problems = account_setup_errors(
+            account_id=cleaned.get("account_id"),
+            is_datalake=cleaned.get("is_datalake"),
+            is_remote=cleaned.get("is_remote"),
+            provisioner_role_arn=cleaned.get("provisioner_role_arn"),
+            external_id=cleaned.get("external_id"),
+            default_region=cleaned.get("default_region"),
+        )
+        for field, messages in problems.items():
+            if field not in self.errors:  # the model's own validators may have spoken already
+                for message in messages:
+                    self.add_error(field, message)
         return cleaned
 
 

@@ -1,40 +1,39 @@
 """The process-wide AWS client factory.
 
-Building a boto3 session costs tens of milliseconds while reusing one costs
-nothing, so every web request and every worker task of a process shares one
-``ClientFactory`` (it is thread-safe and caches assumed credentials per
-request session). Tests swap it for one bound to moto with
-``set_client_factory``.
+Building boto3 sessions and clients is slow while reusing them is cheap, so
+each process (web or worker child) keeps one ``ClientFactory`` and every
+request's steps take their clients from it. Tests swap it for one bound to
+moto with :func:`set_client_factory`.
 """
 from __future__ import annotations
 
 import threading
 
+from django.conf import settings
+
 from provisioning.clients import ClientFactory, GrantClients
 from provisioning.spec import GrantSpec
 
 _factory: ClientFactory | None = None
-_lock = threading.Lock()
+_factory_lock = threading.Lock()
 
 
 def client_factory() -> ClientFactory:
-    """The process's factory, built on first use (honours ``AWS_ENDPOINT_URL``)."""
+    """This process's factory, built on first use."""
     global _factory
-    if _factory is None:
-        with _lock:
-            if _factory is None:
-                _factory = ClientFactory()
-    return _factory
+    with _factory_lock:
+        if _factory is None:
+            _factory = ClientFactory(endpoint_url=settings.AWS_ENDPOINT_URL or None)
+        return _factory
 
 
-def set_client_factory(factory: ClientFactory | None) -> ClientFactory | None:
-    """Replace the process's factory (None: build a fresh one on next use); returns the old one."""
+def set_client_factory(factory: ClientFactory | None) -> None:
+    """Replace this process's factory; ``None`` builds a fresh one on next use."""
     global _factory
-    with _lock:
-        previous, _factory = _factory, factory
-    return previous
+    with _factory_lock:
+        _factory = factory
 
 
 def grant_clients_for(spec: GrantSpec) -> GrantClients:
-    """The DataLake and Remote clients of one grant, from the shared factory."""
+    """The DataLake and Remote clients for one grant, from this process's factory."""
     return GrantClients(client_factory(), spec)

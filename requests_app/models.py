@@ -68,7 +68,8 @@ ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
     RequestState.PROVISIONING: frozenset({RequestState.ACTIVE, RequestState.FAILED}),
     RequestState.ACTIVE: frozenset({RequestState.REVOKING}),
     RequestState.FAILED: frozenset({RequestState.PROVISIONING, RequestState.REVOKING}),
-    RequestState.REVOKING: frozenset({RequestState.REVOKED}),
+    # A revoke step that fails leaves the request failed; retry or revoke again.
+    RequestState.REVOKING: frozenset({RequestState.REVOKED, RequestState.FAILED}),
     RequestState.REJECTED: frozenset(),
     RequestState.CANCELLED: frozenset(),
     RequestState.REVOKED: frozenset(),

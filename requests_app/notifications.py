@@ -18,18 +18,18 @@ from collections.abc import Iterable
 
 from django.conf import settings
 from django.core.mail import send_mail
+from django.urls import reverse
 
 from requests_app.models import AccessRequest, Decision, RequestState
 
 logger = logging.getLogger(__name__)
 
 SUBJECT_PREFIX = "[DMS Access Portal]"
-# Where a person reads a request in the browser.
-REQUEST_PATH = "/requests/{id}/"
 
 
 def request_url(request: AccessRequest) -> str:
-    return settings.PORTAL_BASE_URL + REQUEST_PATH.format(id=request.pk)
+    """Where a person reads the request in the browser."""
+    return settings.PORTAL_BASE_URL + reverse("web:request_detail", args=[request.pk])
 
 
 def _summary(request: AccessRequest) -> str:

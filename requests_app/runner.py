@@ -27,13 +27,14 @@ from django.utils import timezone
 
 from provisioning.errors import ProvisioningError, RetryableAwsError
 from provisioning.preflight import preflight
-from provisioning.steps import GRANT_STEPS, REVOKE_STEPS
+from provisioning.steps import GRANT_STEPS, LOCKED_STEPS, REVOKE_STEPS
 from requests_app import workflow
 from requests_app.audit import record_event
 from requests_app.aws import grant_clients_for
 from requests_app.grants import grant_spec_for
 from requests_app.locks import arn_lock
 from requests_app.models import AccessRequest, ProvisioningStep, RequestState
+from requests_app.services.transitions import move
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +47,6 @@ RUNNABLE_STATES = {
     Phase.GRANT: (RequestState.APPROVED, RequestState.PROVISIONING),
     Phase.REVOKE: (RequestState.REVOKING,),
 }
-# Steps that read-merge-write a policy other grants share.
-POLICY_STEPS = frozenset({"grant_secret_policy", "grant_key_policy", "revoke_secret_policy", "revoke_key_policy"})
 # Steps that act in the DataLake account; the others act in the Remote one.
 DATALAKE_STEPS = frozenset({"create_role", "create_endpoint", "verify", "delete_endpoint", "delete_role"})
 
@@ -121,10 +120,12 @@ def _claim_next_step(request_id: int, phase: str) -> tuple[AccessRequest, Provis
         step.finished_at = None
         step.save(update_fields=["status", "attempts", "started_at", "finished_at"])
         if request.state == RequestState.APPROVED:
-            request.state = RequestState.PROVISIONING
-            request.save(update_fields=["state", "updated_at"])
-            record_event(action="request.provisioning", request=request, details={"phase": phase})
+            _start_provisioning(request)
     return request, step
+
+
+def _start_provisioning(request: AccessRequest) -> None:
+    move(request, RequestState.PROVISIONING, verb="provisioned", action="request.provisioning")
 
 
 def _call_engine(request: AccessRequest, step: ProvisioningStep) -> Any:
@@ -133,7 +134,7 @@ def _call_engine(request: AccessRequest, step: ProvisioningStep) -> Any:
     function = engine_step(step.phase, step.name)
     if step.name == "preflight":
         return function(spec, clients=clients, shape_check=request.remote_account.allow_secret_shape_check)
-    if step.name in POLICY_STEPS:
+    if step.name in LOCKED_STEPS:
         return function(spec, clients=clients, lock=arn_lock)
     return function(spec, clients=clients)
 
@@ -165,12 +166,19 @@ def _record_success(request_id: int, step: ProvisioningStep, result: Any) -> Non
         if step.name == "preflight":
             passed = _store_preflight(request, result)
             step.after = request.preflight
+            step.aws_request_ids = list(result.aws_request_ids)
             if not passed:
                 failed = [check for check in result.checks if not check.ok]
                 error = "; ".join(check.message for check in failed) or "preflight failed"
-                _fail(request, step, error=error, diagnosis=result.diagnosis or "", aws_request_ids=[])
+                _fail(request, step, error=error, diagnosis=result.diagnosis or "", aws_request_ids=step.aws_request_ids)
                 return
-            _audit_step(request, step, "step.preflight.passed", target_arn=request.secret_arn, details={})
+            _audit_step(
+                request,
+                step,
+                "step.preflight.passed",
+                target_arn=request.secret_arn,
+                details={"kms_key_arn": request.resolved_kms_key_arn, "aws_request_ids": step.aws_request_ids},
+            )
         else:
             _store_step_result(request, step, result)
         step.status = Status.SUCCEEDED
@@ -251,16 +259,19 @@ def _is_last(step: ProvisioningStep) -> bool:
 
 def _finish_phase(request: AccessRequest, phase: str) -> None:
     if phase == Phase.GRANT and request.state in RUNNABLE_STATES[Phase.GRANT]:
-        request.state = RequestState.ACTIVE
-        request.completed_at = timezone.now()
-        request.diagnosis = ""
-        request.save(update_fields=["state", "completed_at", "diagnosis", "updated_at"])
-        record_event(action="request.active", request=request, target_arn=request.endpoint_arn)
+        if request.state == RequestState.APPROVED:
+            _start_provisioning(request)
+        move(
+            request,
+            RequestState.ACTIVE,
+            verb="activated",
+            action="request.active",
+            details={"role_arn": request.role_arn, "endpoint_arn": request.endpoint_arn},
+            completed_at=timezone.now(),
+            diagnosis="",
+        )
     elif phase == Phase.REVOKE and request.state in RUNNABLE_STATES[Phase.REVOKE]:
-        request.state = RequestState.REVOKED
-        request.diagnosis = ""
-        request.save(update_fields=["state", "diagnosis", "updated_at"])
-        record_event(action="request.revoked", request=request)
+        move(request, RequestState.REVOKED, verb="revoked", action="request.revoked", diagnosis="")
 
 
 def _release_for_retry(step: ProvisioningStep, error: RetryableAwsError) -> None:
@@ -303,13 +314,12 @@ def _fail(request: AccessRequest, step: ProvisioningStep, *, error: str, diagnos
     step.aws_request_ids = aws_request_ids
     step.save()
     # A failed revoke also lands in failed: the grant may be half taken apart,
-    # and revoking again re-runs the (idempotent) revoke steps.
-    request.state = RequestState.FAILED
-    request.diagnosis = diagnosis
-    request.save(update_fields=["state", "diagnosis", "updated_at"])
-    record_event(
+    # and a retry (or another revoke) re-runs the idempotent revoke steps.
+    move(
+        request,
+        RequestState.FAILED,
+        verb="failed",
         action="request.failed",
-        request=request,
         details={
             "phase": step.phase,
             "step": step.name,
@@ -318,4 +328,5 @@ def _fail(request: AccessRequest, step: ProvisioningStep, *, error: str, diagnos
             "diagnosis": diagnosis,
             "aws_request_ids": aws_request_ids,
         },
+        diagnosis=diagnosis,
     )

@@ -40,7 +40,11 @@ def requests_visible_to(*, user) -> QuerySet[AccessRequest]:
 def _current_approvals() -> Coalesce:
     approvals = (
         Decision.objects.filter(
-            request=OuterRef("pk"), outcome=Decision.Outcome.APPROVE, plan_hash=OuterRef("plan_hash")
+            request=OuterRef("pk"),
+            outcome=Decision.Outcome.APPROVE,
+            plan_hash=OuterRef("plan_hash"),
+            # Counted as the approval service counts: only people approving for the account now.
+            approver__approver_for=OuterRef("remote_account"),
         )
         .order_by()
         .values("request")

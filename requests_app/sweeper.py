@@ -1,4 +1,4 @@
-"""Finding requests whose queued work was lost, and queueing it again.
+"""The periodic sweep: queue lost work again, and revoke expired grants.
 
 Work is lost when the broker was down as a transition committed, when a
 worker was killed in the middle of a step (its message comes back only after
@@ -16,7 +16,9 @@ from django.db.models import Prefetch
 from django.utils import timezone
 
 from requests_app import workflow
+from requests_app.errors import InvalidTransition
 from requests_app.models import AccessRequest, ProvisioningStep, RequestState
+from requests_app.services import access_request_expire
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +56,20 @@ def requests_with_lost_work(*, now=None) -> list[tuple[int, str]]:
         if max(activity) < stall_cutoff:
             lost.append((request.pk, phase))
     return lost
+
+
+def expire_due_grants(*, now=None) -> list[int]:
+    """Start the revoke of every active grant whose ``expires_at`` has passed; returns their ids."""
+    now = now or timezone.now()
+    due = AccessRequest.objects.filter(state=RequestState.ACTIVE, expires_at__lte=now).values_list("pk", flat=True)
+    expired = []
+    for request_id in due:
+        try:
+            access_request_expire(request_id=request_id, now=now)
+        except InvalidTransition:
+            continue  # revoked or re-dated in the meantime
+        expired.append(request_id)
+    return expired
 
 
 def sweep_lost_work() -> list[tuple[int, str]]:

@@ -33,9 +33,11 @@ def run_step(self, request_id: int, phase: str) -> str | None:
 
 
 @shared_task(name="provisioning.sweep", acks_late=True)
-def sweep() -> int:
-    """Re-enqueue in-flight requests whose work was lost (run by beat every minute)."""
-    return len(sweeper.sweep_lost_work())
+def sweep() -> dict[str, int]:
+    """Revoke expired grants and re-enqueue lost work (run by beat every minute)."""
+    expired = sweeper.expire_due_grants()
+    lost = sweeper.sweep_lost_work()
+    return {"expired": len(expired), "requeued": len(lost)}
 
 
 @worker_process_init.connect

@@ -245,6 +245,35 @@ def _users(errors: _Errors, field: str, usernames) -> list:
     return [found[name] for name in wanted if name in found]
 
 
+def _account_setup(
+    errors: _Errors, *, account_id, is_datalake, is_remote, provisioner_role_arn, external_id, default_region
+) -> tuple[str | None, arns.Arn | None, str | None]:
+    # What the workers need to reach the account: checked on registration and in the admin alike.
+    checked_id = errors.check("account_id", names.validate_account_id, _text(account_id))
+    if not (is_datalake or is_remote):
+        errors.add("is_datalake", "An account is a DataLake account, a Remote account, or both.")
+    role = errors.check("provisioner_role_arn", arns.parse_role_arn, _text(provisioner_role_arn))
+    if role is not None and checked_id and role.account != checked_id:
+        errors.add("provisioner_role_arn", f"Must be a role in account {checked_id} itself (it is in {role.account}).")
+    external_text = _text(external_id)
+    if external_text and not EXTERNAL_ID_RE.fullmatch(external_text):
+        errors.add("external_id", "Must be 2 to 1224 characters of letters, digits and +=,.@:/-_.")
+    region = errors.check("default_region", names.validate_region, _text(default_region) or "eu-west-1")
+    return checked_id, role, region
+
+
+def account_setup_errors(
+    *, account_id, is_datalake, is_remote, provisioner_role_arn, external_id="", default_region="eu-west-1"
+) -> dict[str, list[str]]:
+    """The field errors of how an account is reached (id, role, external id, region, kind)."""
+    errors = _Errors()
+    _account_setup(
+        errors, account_id=account_id, is_datalake=is_datalake, is_remote=is_remote,
+        provisioner_role_arn=provisioner_role_arn, external_id=external_id, default_region=default_region,
+    )
+    return errors.by_field
+
+
 def validate_account_input(
     *,
     account_id: Any,
@@ -261,27 +290,17 @@ def validate_account_input(
     """Check a new account's fields; return the cleaned values (approvers and
     requesters as user rows). Raises ValidationFailed with every broken field."""
     errors = _Errors()
-    account_text = _text(account_id)
     name_text = _text(name)
-    external_text = _text(external_id)
-    checked_id = errors.check("account_id", names.validate_account_id, account_text)
+    checked_id, role, region = _account_setup(
+        errors, account_id=account_id, is_datalake=is_datalake, is_remote=is_remote,
+        provisioner_role_arn=provisioner_role_arn, external_id=external_id, default_region=default_region,
+    )
     if checked_id and AwsAccount.objects.filter(account_id=checked_id).exists():
         errors.add("account_id", f"Account {checked_id} is already registered.")
     if not name_text:
         errors.add("name", "A name is required.")
     elif len(name_text) > ACCOUNT_NAME_MAX:
         errors.add("name", f"Must be at most {ACCOUNT_NAME_MAX} characters.")
-    if not (is_datalake or is_remote):
-        errors.add("is_datalake", "An account is a DataLake account, a Remote account, or both.")
-    role = errors.check("provisioner_role_arn", arns.parse_role_arn, _text(provisioner_role_arn))
-    if role is not None and checked_id and role.account != checked_id:
-        errors.add(
-            "provisioner_role_arn",
-            f"Must be a role in account {checked_id} itself (it is in {role.account}).",
-        )
-    if external_text and not EXTERNAL_ID_RE.fullmatch(external_text):
-        errors.add("external_id", "Must be 2 to 1224 characters of letters, digits and +=,.@:/-_.")
-    region = errors.check("default_region", names.validate_region, _text(default_region) or "eu-west-1")
     approver_users = _users(errors, "approvers", approvers)
     requester_users = _users(errors, "requesters", requesters)
     if requester_users and not is_datalake:
@@ -308,7 +327,7 @@ def validate_account_input(
         "is_datalake": bool(is_datalake),
         "is_remote": bool(is_remote),
         "provisioner_role_arn": role.raw,
-        "external_id": external_text,
+        "external_id": _text(external_id),
         "default_region": region,
         "approvers": approver_users,
         "requesters": requester_users,

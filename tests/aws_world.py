@@ -108,9 +108,8 @@ def _seed_provisioner(world: World, account: AccountAccess) -> None:
     )
 
 
-@pytest.fixture
-def world(aws) -> World:
-    """The seeded runbook world (fresh for every test)."""
+def seed_world() -> World:
+    """Seed the runbook's world into the moto that is active now."""
     admin_session = boto3.session.Session(region_name=REGION)
     kms = _admin_client(admin_session, REMOTE_ID, "kms")
     key = kms.create_key(Description="source-db credentials")["KeyMetadata"]
@@ -146,3 +145,7 @@ def world(aws) -> World:
     return world
 
 
+@pytest.fixture
+def world(aws) -> World:
+    """The seeded runbook world (fresh for every test)."""
+    return seed_world()

@@ -9,5 +9,6 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "eu-west-1")
 os.environ.pop("AWS_PROFILE", None)
 
 # The runbook's AWS world in moto (fixtures ``aws`` and ``world``), shared by
-# the engine's and the portal's tests.
-pytest_plugins = ["tests.aws_world"]
+# the engine's and the portal's tests; the live system (moto server, Celery
+# workers) shared by the integration and the browser tests.
+pytest_plugins = ["tests.aws_world", "tests.live_system"]

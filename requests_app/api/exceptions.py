@@ -5,7 +5,7 @@ turns them, and DRF's own exceptions, into one JSON shape:
 
     {"detail": "...", "code": "...", "errors": {"field": ["message", ...]}}
 
-``errors`` is present only on 400 responses that name fields. Anything not
+``errors`` is present on every 400 (empty when the body could not be parsed). Anything not
 recognised here is left to Django (a 500 is a bug to fix, never a shape to
 document).
 """
@@ -98,4 +98,7 @@ def api_exception_handler(exc: Exception, context: dict) -> Any:
             "detail": str(detail) if detail is not None else response.status_text,
             "code": codes if isinstance(codes, str) else "error",
         }
+        if response.status_code == 400:
+            # A body that could not be read at all: no field to name.
+            response.data["errors"] = {}
     return response

@@ -55,23 +55,20 @@ class AuditEventFilterSerializer(serializers.Serializer):
         max_length=150, required=False, help_text="Only events by this actor (a username, or `worker`)."
     )
     since = serializers.DateTimeField(required=False, help_text="Only events at or after this time (ISO 8601).")
-    until = serializers.DateTimeField(required=False, help_text="Only events before this time (ISO 8601).")
+    until = serializers.DateTimeField(required=False, help_text="Only events at or before this time (ISO 8601).")
 
     def validate(self, attrs):
         if attrs.get("since") and attrs.get("until") and attrs["since"] > attrs["until"]:
             raise serializers.ValidationError({"until": ["must not be earlier than since"]})
         return attrs
 
-    def narrow(self, queryset: QuerySet) -> QuerySet:
+    def selector_arguments(self) -> dict:
+        """The filters as ``selectors.audit_events_visible_to`` takes them."""
         data = self.validated_data
-        if "request" in data:
-            queryset = queryset.filter(request_id=data["request"])
-        if data.get("account"):
-            queryset = queryset.filter(account__account_id=data["account"])
-        if data.get("actor"):
-            queryset = queryset.filter(actor_label=data["actor"])
-        if data.get("since"):
-            queryset = queryset.filter(created_at__gte=data["since"])
-        if data.get("until"):
-            queryset = queryset.filter(created_at__lt=data["until"])
-        return queryset
+        return {
+            "request_id": data.get("request"),
+            "account_id": data.get("account"),
+            "actor": data.get("actor"),
+            "since": data.get("since"),
+            "until": data.get("until"),
+        }

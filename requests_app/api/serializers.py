@@ -10,11 +10,12 @@ from django.contrib.auth import get_user_model
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from provisioning.diagnoses import cdc_checklist, get_diagnosis
 from provisioning.names import ENGINES
 from requests_app import permissions
 from requests_app.models import AccessRequest, AuditEvent, AwsAccount, Decision, ProvisioningStep
 
-ACTIONS = ("approve", "reject", "cancel", "revoke", "retry")
+
 
 
 def _max_length(model, field: str) -> int:
@@ -27,12 +28,12 @@ USERNAME_MAX_LENGTH = get_user_model()._meta.get_field(get_user_model().USERNAME
 # --- shared pieces -----------------------------------------------------------
 
 
-@extend_schema_field({"type": "string", "enum": sorted(ENGINES), "example": "postgres"})
+@extend_schema_field(serializers.ChoiceField(choices=sorted(ENGINES)))
 class EngineField(serializers.CharField):
     """The engine name; the services check it against the engine list."""
 
 
-@extend_schema_field({"type": "string", "enum": [value for value, _ in AccessRequest.EndpointType.choices]})
+@extend_schema_field(serializers.ChoiceField(choices=AccessRequest.EndpointType.choices))
 class EndpointTypeField(serializers.CharField):
     """``source`` or ``target``; the services check it."""
 
@@ -47,6 +48,19 @@ class ValidationErrorSerializer(ErrorSerializer):
         child=serializers.ListField(child=serializers.CharField()),
         help_text="Messages per field name (`field.0.sub` for nested values; `non_field_errors` for the whole body).",
     )
+
+
+class DiagnosisSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    title = serializers.CharField()
+    remediation = serializers.CharField(help_text="What a person can do about it.")
+
+
+def _diagnosis(code: str) -> dict | None:
+    # Rows store only the code; the words come from the engine's table, so they
+    # can improve without touching stored rows.
+    diagnosis = get_diagnosis(code or None)
+    return diagnosis.to_dict() if diagnosis is not None else None
 
 
 # --- accounts ----------------------------------------------------------------
@@ -188,6 +202,7 @@ class StepSerializer(serializers.ModelSerializer):
     before = serializers.JSONField(read_only=True, allow_null=True, help_text="AWS state the step read before writing.")
     after = serializers.JSONField(read_only=True, allow_null=True, help_text="AWS state after the step.")
     aws_request_ids = serializers.ListField(child=serializers.CharField(), read_only=True)
+    diagnosis_detail = serializers.SerializerMethodField()
 
     class Meta:
         model = ProvisioningStep
@@ -201,11 +216,16 @@ class StepSerializer(serializers.ModelSerializer):
             "finished_at",
             "error",
             "diagnosis",
+            "diagnosis_detail",
             "aws_request_ids",
             "before",
             "after",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(DiagnosisSerializer(allow_null=True))
+    def get_diagnosis_detail(self, step: ProvisioningStep) -> dict | None:
+        return _diagnosis(step.diagnosis)
 
 
 class PreflightCheckSerializer(serializers.Serializer):
@@ -261,6 +281,11 @@ class RequestDetailSerializer(RequestSummarySerializer):
     decisions = DecisionSerializer(many=True, read_only=True)
     steps = StepSerializer(many=True, read_only=True)
     preflight = serializers.SerializerMethodField()
+    diagnosis_detail = serializers.SerializerMethodField()
+    cdc_checklist = serializers.SerializerMethodField(
+        help_text="What the database itself needs for change data capture, for when the endpoint test passes "
+        "but replication fails."
+    )
     allowed_actions = serializers.SerializerMethodField(
         help_text="What the caller may do with this request now (each is a POST to `.../<action>/`)."
     )
@@ -277,6 +302,8 @@ class RequestDetailSerializer(RequestSummarySerializer):
             "decided_at",
             "completed_at",
             "preflight",
+            "diagnosis_detail",
+            "cdc_checklist",
             "decisions",
             "steps",
             "allowed_actions",
@@ -288,7 +315,14 @@ class RequestDetailSerializer(RequestSummarySerializer):
         # An empty report means preflight has not run (yet): say so with null.
         return request.preflight or None
 
-    @extend_schema_field(serializers.ListField(child=serializers.ChoiceField(choices=ACTIONS)))
+    @extend_schema_field(DiagnosisSerializer(allow_null=True))
+    def get_diagnosis_detail(self, request: AccessRequest) -> dict | None:
+        return _diagnosis(request.diagnosis)
+
+    def get_cdc_checklist(self, request: AccessRequest) -> list[str]:
+        return cdc_checklist(request.engine)
+
+    @extend_schema_field(serializers.ListField(child=serializers.ChoiceField(choices=permissions.ACTIONS)))
     def get_allowed_actions(self, request: AccessRequest) -> list[str]:
         user = self.context["request"].user
         return sorted(permissions.allowed_actions(user, request))

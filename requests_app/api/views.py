@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 
 from django.urls import reverse
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import exceptions, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import AllowAny
@@ -26,11 +27,13 @@ ERRORS_400 = OpenApiResponse(s.ValidationErrorSerializer, description="Some fiel
 ERROR_401 = OpenApiResponse(s.ErrorSerializer, description="No valid token or session.")
 ERROR_403 = OpenApiResponse(s.ErrorSerializer, description="You may see this, but not do this.")
 ERROR_404 = OpenApiResponse(s.ErrorSerializer, description="No such request, or not one you may see.")
+ERROR_404_PAGE = OpenApiResponse(s.ErrorSerializer, description="No such page of results.")
 ERROR_409 = OpenApiResponse(s.ErrorSerializer, description="The request's current state does not allow this.")
 
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e][\x20-\x7e]{0,254}$"
 IDEMPOTENCY_KEY = OpenApiParameter(
     "Idempotency-Key",
-    OpenApiTypes.STR,
+    {"type": "string", "minLength": 1, "maxLength": 255, "pattern": IDEMPOTENCY_KEY_PATTERN},
     OpenApiParameter.HEADER,
     required=False,
     description=(
@@ -38,7 +41,7 @@ IDEMPOTENCY_KEY = OpenApiParameter(
         "the same key with another body is refused with 409. 1 to 255 printable ASCII characters."
     ),
 )
-_IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e][\x20-\x7e]{0,254}$")
+_IDEMPOTENCY_KEY_RE = re.compile(IDEMPOTENCY_KEY_PATTERN)
 REQUEST_ID = OpenApiParameter("id", OpenApiTypes.INT64, OpenApiParameter.PATH, description="The request's id.")
 
 
@@ -56,7 +59,7 @@ def _request_id(value: str) -> int:
     # The URL takes any segment so that a malformed id gets the API's JSON 404
     # rather than an HTML page, and so that an id beyond bigint never reaches
     # the database.
-    if not value.isascii() or not value.isdigit() or not 0 < int(value) <= MAX_ID:
+    if not (value.isascii() and value.isdigit() and len(value) <= len(str(MAX_ID)) and 0 < int(value) <= MAX_ID):
         raise exceptions.NotFound()
     return int(value)
 
@@ -89,7 +92,7 @@ class AccountListView(APIView):
         operation_id="accounts_register",
         summary="Register an account (staff)",
         request=s.AccountRegisterSerializer,
-        responses={201: s.AccountSerializer, 400: ERRORS_400, 401: ERROR_401, 403: ERROR_403},
+        responses={201: OpenApiResponse(s.AccountSerializer, description="Registered."), 400: ERRORS_400, 401: ERROR_401, 403: ERROR_403},
     )
     def post(self, request):
         body = s.AccountRegisterSerializer(data=request.data)
@@ -108,7 +111,7 @@ class RequestListView(APIView):
         operation_id="requests_list",
         summary="Requests you may see",
         parameters=[RequestFilterSerializer],
-        responses={200: s.RequestSummarySerializer(many=True), 400: ERRORS_400, 401: ERROR_401, 404: ERROR_404},
+        responses={200: s.RequestSummarySerializer(many=True), 400: ERRORS_400, 401: ERROR_401, 404: ERROR_404_PAGE},
     )
     def get(self, request):
         filters = RequestFilterSerializer(data=request.query_params)
@@ -131,7 +134,7 @@ class RequestListView(APIView):
         request=s.RequestSubmitSerializer,
         parameters=[IDEMPOTENCY_KEY],
         responses={
-            201: s.RequestDetailSerializer,
+            201: OpenApiResponse(s.RequestDetailSerializer, description="Filed; `Location` names the new request."),
             200: OpenApiResponse(s.RequestDetailSerializer, description="A retry: the request this key filed."),
             400: ERRORS_400,
             401: ERROR_401,
@@ -146,6 +149,7 @@ class RequestListView(APIView):
         body = s.RequestSubmitSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
+        started = timezone.now()
         access_request = services.access_request_submit(
             requester=request.user,
             datalake_account_id=data["datalake_account"],
@@ -162,7 +166,8 @@ class RequestListView(APIView):
             idempotency_key=key,
             source_ip=_source_ip(request),
         )
-        replayed = getattr(access_request, "idempotent_replay", False)
+        # A retry with the same key gets back the request filed before this call began.
+        replayed = bool(key) and access_request.created_at < started
         return Response(
             _detail(request, access_request.pk),
             status=status.HTTP_200_OK if replayed else status.HTTP_201_CREATED,
@@ -222,8 +227,7 @@ def _action_schema(operation_id: str, summary: str, body=None, *, who: str):
     responses = {200: s.RequestDetailSerializer, 401: ERROR_401, 403: ERROR_403, 404: ERROR_404, 409: ERROR_409}
     if body is not None:
         responses[400] = ERRORS_400
-    return extend_schema(
-        methods=["POST"],
+    operation = extend_schema(
         operation_id=operation_id,
         summary=summary,
         description=who,
@@ -231,6 +235,7 @@ def _action_schema(operation_id: str, summary: str, body=None, *, who: str):
         request=body,
         responses=responses,
     )
+    return extend_schema_view(post=operation)
 
 
 @_action_schema(
@@ -281,14 +286,14 @@ class AuditEventListView(APIView):
     pagination_class = PortalPagination
     @extend_schema(
         operation_id="audit_events_list",
-        summary="Audit events of what you may see, oldest first",
+        summary="Audit events of what you may see, newest first",
         parameters=[AuditEventFilterSerializer],
-        responses={200: s.AuditEventSerializer(many=True), 400: ERRORS_400, 401: ERROR_401, 404: ERROR_404},
+        responses={200: s.AuditEventSerializer(many=True), 400: ERRORS_400, 401: ERROR_401, 404: ERROR_404_PAGE},
     )
     def get(self, request):
         filters = AuditEventFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        queryset = filters.narrow(selectors.audit_events_visible_to(user=request.user))
+        queryset = selectors.audit_events_visible_to(user=request.user, **filters.selector_arguments())
         return _paginated(self, queryset, s.AuditEventSerializer)
 
 

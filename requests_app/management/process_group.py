@@ -52,13 +52,27 @@ class Child:
             if not self.has_exited():
                 logger.warning("%s did not stop within %ss; killing it", self.name, self.stop_timeout)
         self._kill_group()
-        return self.process.wait()
+        code = self.process.wait()
+        self._wait_until_group_is_gone()
+        return code
 
     def _signal_leader(self, signum: int) -> None:
         try:
             os.kill(self.pid, signum)
         except ProcessLookupError:
             pass
+
+    def _wait_until_group_is_gone(self, timeout: float = 5) -> None:
+        # SIGKILL is delivered asynchronously: wait until nothing of the group
+        # is left, so "stopped" means gone.
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(self.pid, 0)
+            except (ProcessLookupError, PermissionError):
+                return
+            time.sleep(0.05)
+        logger.warning("processes of %s's group outlived SIGKILL for %ss", self.name, timeout)
 
     def _kill_group(self) -> None:
         try:

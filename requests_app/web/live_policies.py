@@ -13,8 +13,9 @@ from requests_app.grants import grant_spec_for
 from requests_app.models import AccessRequest
 
 
-def read_live_policies(access_request: AccessRequest) -> dict[str, dict | None]:
-    """``{"secret": policy or None, "key": policy or None}`` read from the Remote account.
+def read_live_policies(access_request: AccessRequest, *, kinds=("secret", "key")) -> dict[str, dict | None]:
+    """``{"secret": policy or None, "key": policy or None}`` read from the Remote account
+    (only the ``kinds`` asked for; the others are None).
 
     Raises the engine's ``ProvisioningError`` (or a subclass) when AWS refuses
     or cannot be reached.
@@ -22,9 +23,10 @@ def read_live_policies(access_request: AccessRequest) -> dict[str, dict | None]:
     spec = grant_spec_for(access_request)
     clients = grant_clients_for(spec)
     calls = AwsCalls()
-    _, secret_policy = read_secret_policy(calls, clients.remote("secretsmanager"), spec.secret_arn)
-    key_policy = None
-    if spec.kms_key_arn:
+    secret_policy = key_policy = None
+    if "secret" in kinds:
+        _, secret_policy = read_secret_policy(calls, clients.remote("secretsmanager"), spec.secret_arn)
+    if "key" in kinds and spec.kms_key_arn:
         kms = clients.remote("kms")
         key_arn = resolve_key_arn(calls, kms, spec.kms_key_arn)
         _, key_policy = read_key_policy(calls, kms, key_arn)

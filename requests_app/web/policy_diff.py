@@ -45,11 +45,34 @@ class PolicyDiff:
     unavailable: str = ""
 
 
+# The order people read policies in. The database's JSON type stores keys
+# shortest first, which puts "Sid" after "Action"; put them back.
+KEY_ORDER = (
+    "Version", "Id", "Sid", "Effect", "Principal", "NotPrincipal", "Action", "NotAction",
+    "Resource", "NotResource", "Condition", "Statement",
+)  # fmt: skip
+_RANK = {key: rank for rank, key in enumerate(KEY_ORDER)}
+
+
+def _ordered(value):
+    if isinstance(value, dict):
+        keys = sorted(value, key=lambda key: (_RANK.get(key, len(_RANK)), key))
+        return {key: _ordered(value[key]) for key in keys}
+    if isinstance(value, list):
+        return [_ordered(item) for item in value]
+    return value
+
+
+def policy_json(document) -> str:
+    """A policy document as indented JSON with its keys in reading order."""
+    return json.dumps(_ordered(document), indent=2, ensure_ascii=False)
+
+
 def pretty(document) -> list[str]:
     """Stable, readable JSON lines of a policy document (nothing for no policy)."""
     if document is None:
         return []
-    return json.dumps(document, indent=2, ensure_ascii=False).splitlines()
+    return policy_json(document).splitlines()
 
 
 def unified_lines(before, after, *, name: str) -> list[DiffLine]:
@@ -78,6 +101,13 @@ def unified_lines(before, after, *, name: str) -> list[DiffLine]:
     return lines
 
 
+def _unrecorded(steps: dict) -> set[str]:
+    return {
+        kind for kind, step_name, _, _ in POLICIES
+        if steps.get(step_name) is None or steps[step_name].status != ProvisioningStep.Status.SUCCEEDED
+    }
+
+
 def policy_diffs_for(access_request: AccessRequest) -> list[PolicyDiff]:
     """The secret-policy and key-policy diffs of ``access_request``'s grant."""
     plan = access_request.plan or {}
@@ -98,12 +128,12 @@ def policy_diffs_for(access_request: AccessRequest) -> list[PolicyDiff]:
         step = steps.get(step_name)
         if step is not None and step.status == ProvisioningStep.Status.SUCCEEDED:
             before = step.before
-            when = step.finished_at.strftime("%Y-%m-%d %H:%M:%S UTC") if step.finished_at else "its run"
-            diff.source = f"Before: as the {step_name} step read it right before writing ({when})."
+            when = f" at {step.finished_at:%Y-%m-%d %H:%M:%S} UTC" if step.finished_at else ""
+            diff.source = f"Before: as the {step_name} step read it right before writing{when}."
         else:
             if live is None and not live_error:
                 try:
-                    live = read_live_policies(access_request)
+                    live = read_live_policies(access_request, kinds=_unrecorded(steps))
                 except ProvisioningError as error:
                     live_error = f"AWS could not be read: {error}"
                     logger.info("live policy read failed for request %s: %s", access_request.pk, error)

@@ -13,6 +13,9 @@ from requests_app.models import AccessRequest, ProvisioningStep, RequestState
 # While the request is in one of these states the workers are (about to be)
 # busy, so the page asks for fresh progress; in any other state it stops.
 POLLING_STATES = frozenset({RequestState.APPROVED, RequestState.PROVISIONING, RequestState.REVOKING})
+# A request awaiting approval changes only when someone decides: the page asks
+# now and then whether the state moved, and the answer is empty until it has.
+WAITING_STATES = frozenset({RequestState.PENDING_APPROVAL})
 
 STEP_TITLES = {
     "preflight": ("Preflight checks", "Both accounts, read-only"),

@@ -13,17 +13,18 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from requests_app import selectors, services
 from requests_app.errors import DomainError, NotFoundForUser, ValidationFailed
 from requests_app.models import AccessRequest, AwsAccount, RequestState
-from requests_app.permissions import allowed_actions
+from requests_app.permissions import allowed_actions, can_refresh_preflight
 from requests_app.web import audit_export as exports
 from requests_app.validation import REQUEST_FIELDS
 from requests_app.web.forms import AccessRequestForm, AuditFilterForm, DecisionForm
 from requests_app.web.policy_diff import policy_diffs_for
-from requests_app.web.progress import POLLING_STATES, progress_for
+from requests_app.web.progress import POLLING_STATES, WAITING_STATES, progress_for
 
 PAGE_SIZE = 25
 
@@ -34,6 +35,7 @@ ACTIONS = {
     "cancel": (services.access_request_cancel, "Cancelled.", False),
     "revoke": (services.access_request_revoke, "Revoke started.", False),
     "retry": (services.access_request_retry, "Retry started.", False),
+    "refresh_preflight": (services.access_request_refresh_preflight, "Preflight ran again.", False),
 }
 
 
@@ -113,7 +115,10 @@ def request_new(request):
         except DomainError as error:
             form.add_error(None, error.message)
         else:
-            messages.success(request, f"Request #{created.pk} filed. Preflight: {created.get_preflight_status_display()}.")
+            if created.preflight_status == AccessRequest.PreflightStatus.PASSED:
+                messages.success(request, f"Request #{created.pk} filed; preflight passed. It now waits for approval.")
+            else:
+                messages.warning(request, f"Request #{created.pk} filed, but preflight failed: see the diagnosis below.")
             return redirect("web:request_detail", request_id=created.pk)
     return render(request, "web/request_form.html", {"form": form}, status=400)
 
@@ -140,8 +145,14 @@ def request_detail(request, request_id: int):
 @login_required
 @require_GET
 def request_live(request, request_id: int):
-    """The part of the detail page that changes while the workers run."""
+    """The part of the detail page that changes while the workers run.
+
+    ``?shown=<state>`` asks only whether the state moved on: 204 (htmx keeps
+    the page as it is, a comment being typed included) while it has not.
+    """
     access_request = _detail(request, request_id)
+    if request.GET.get("shown") == access_request.state and access_request.state in WAITING_STATES:
+        return HttpResponse(status=204)
     return render(request, "web/partials/request_live.html", _detail_context(request, access_request))
 
 
@@ -161,21 +172,35 @@ def _detail_context(request, access_request: AccessRequest) -> dict:
     return {
         "request_obj": access_request,
         "progress": progress_for(access_request),
-        "actions": allowed_actions(request.user, access_request),
+        "actions": _actions(request.user, access_request),
         "polling": access_request.state in POLLING_STATES,
+        "waiting": access_request.state in WAITING_STATES,
         "plan_documents": _plan_documents(access_request.plan),
+        "secret_name": access_request.secret_arn.split(":secret:", 1)[-1],
+        "key_name": (access_request.resolved_kms_key_arn or access_request.kms_key_arn).rsplit(":", 1)[-1],
     }
+
+
+# The plan's documents in the runbook's order, with where each one goes.
+PLAN_DOCUMENTS = (
+    ("role_trust_policy", "Role trust policy", "DataLake account: who may assume the role"),
+    ("role_inline_policy", "Role inline policy", "DataLake account: what the role may do"),
+    ("secret_policy_statement", "Secret policy statement", "Remote account: merged into the secret's resource policy"),
+    ("key_policy_statement", "Key policy statement", "Remote account: merged into the KMS key policy"),
+    ("endpoint_settings", "Endpoint settings", "DataLake account: the DMS endpoint"),
+)
+
+
+def _actions(user, access_request: AccessRequest) -> set[str]:
+    actions = allowed_actions(user, access_request)
+    if access_request.state == RequestState.PENDING_APPROVAL and can_refresh_preflight(user, access_request):
+        actions.add("refresh_preflight")
+    return actions
 
 
 def _plan_documents(plan: dict) -> list[tuple[str, str, dict]]:
-    titles = {
-        "role_trust_policy": ("Role trust policy", "DataLake"),
-        "role_inline_policy": ("Role inline policy", "DataLake"),
-        "secret_policy_statement": ("Secret policy statement", "Remote"),
-        "key_policy_statement": ("Key policy statement", "Remote"),
-        "endpoint_settings": ("Endpoint settings", "DataLake"),
-    }
-    return [(titles.get(key, (key, ""))[0], titles.get(key, ("", ""))[1], value) for key, value in (plan or {}).items()]
+    plan = plan or {}
+    return [(title, where, plan[key]) for key, title, where in PLAN_DOCUMENTS if key in plan]
 
 
 @login_required
@@ -189,19 +214,18 @@ def request_action(request, request_id: int, action: str):
         form = DecisionForm(request.POST)
         arguments["comment"] = form.cleaned_data["comment"] if form.is_valid() else ""
     try:
-        service(**arguments)
+        updated = service(**arguments)
     except NotFoundForUser:
         raise Http404("No such request.") from None
     except DomainError as error:
-        messages.error(request, f"Could not {action} request #{request_id}: {error.message}")
+        messages.error(request, f"Could not {action.replace('_', ' ')} request #{request_id}: {error.message}")
     else:
-        messages.success(request, f"Request #{request_id}: {done_message}")
+        state = updated.get_state_display().lower()
+        messages.success(request, f"Request #{request_id}: {done_message} It is now {state}.")
     return redirect(_next_url(request) or reverse("web:request_detail", args=[request_id]))
 
 
 def _next_url(request) -> str:
-    from django.utils.http import url_has_allowed_host_and_scheme
-
     target = request.POST.get("next", "")
     if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
         return target

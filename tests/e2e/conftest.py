@@ -4,6 +4,7 @@ Playwright's sync API runs its own event loop in the test thread; Django's
 async-safety check would then refuse database access from that thread, which
 is safe here because the test thread is the only one using its connection.
 """
+import json
 import os
 from pathlib import Path
 
@@ -15,6 +16,13 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 CHROMIUM = os.environ.get("PORTAL_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
 PASSWORD = "correct-horse-battery"
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    # The default hasher costs seconds per login on a busy CI machine; what is
+    # under test here is the pages, not the hash.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture(scope="session")
@@ -69,3 +77,47 @@ def screenshot():
         return path
 
     return _screenshot
+
+
+# --- The live system (tests/live_system.py): a moto server, real Celery
+# workers; plus the portal's people and accounts for the journeys.
+
+
+@pytest.fixture(scope="module")
+def managed_secret_arn(moto_world) -> str:
+    """A secret under the AWS-managed aws/secretsmanager key: it cannot be shared cross-account."""
+    from tests.integration.world import SECRET_VALUE
+    from tests.requests_app.rows import REMOTE_ID
+
+    secrets = moto_world.admin(REMOTE_ID, "secretsmanager")
+    return secrets.create_secret(Name="prod/legacy-db/credentials", SecretString=json.dumps(SECRET_VALUE))["ARN"]
+
+
+@pytest.fixture
+def portal_aws(moto_server, moto_world, monkeypatch):
+    """The web process (live_server's thread) talks to the same moto server as the workers,
+    whatever factory an earlier test of the session left behind."""
+    from provisioning.clients import ClientFactory
+    from requests_app.aws import client_factory, set_client_factory
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    previous = client_factory()
+    set_client_factory(ClientFactory(endpoint_url=moto_server))
+    yield moto_server
+    set_client_factory(previous)
+
+
+@pytest.fixture
+def people():
+    """The runbook's accounts with a requester (DataLake) and an approver (Remote) who can log in."""
+    from django.contrib.auth import get_user_model
+
+    from tests.requests_app.rows import portal_accounts
+
+    users = get_user_model().objects
+    requester = users.create_user("dana.requester", password=PASSWORD)
+    approver = users.create_user("omar.approver", password=PASSWORD)
+    datalake, remote = portal_accounts()
+    datalake.requesters.add(requester)
+    remote.approvers.add(approver)
+    return {"requester": requester, "approver": approver, "datalake": datalake, "remote": remote}

@@ -37,13 +37,13 @@ FOREIGN_KEY_STATEMENT = {
 
 @pytest.fixture
 def calls(world) -> AwsCallCounter:
-    """Counts the portal's AWS calls (requested before ``factory``)."""
+    """Counts the portal's AWS calls; set up before any client is built."""
     return AwsCallCounter(world.base_session)
 
 
 @pytest.fixture
-def factory(world) -> ClientFactory:
-    """A fresh client factory on the world's base session."""
+def factory(world, calls) -> ClientFactory:
+    """A fresh client factory on the world's base session (its calls counted)."""
     return ClientFactory(base_session=world.base_session)
 
 

@@ -76,7 +76,7 @@ def test_a_key_kms_reports_as_aws_managed_cannot_be_granted(world, spec, clients
 
 
 def test_a_disabled_key_is_not_usable(world, spec, clients):
-    world.admin(REMOTE_ID, "kms").disable_key(KeyId=world.key_arn)
+    world.admin(REMOTE_ID, "kms").disable_key(KeyId=world.key_arn.rsplit("/", 1)[1])  # moto wants the bare id
     report = preflight(spec, clients=clients)
     assert failed(report) == {"key_usable": "key_not_usable"}
 

@@ -55,3 +55,14 @@ def enqueued(monkeypatch) -> list[tuple[int, str]]:
     sent: list[tuple[int, str]] = []
     monkeypatch.setattr("requests_app.workflow.enqueue_next_step", lambda request_id, phase: sent.append((request_id, phase)))
     return sent
+
+
+@pytest.fixture
+def portal_aws(world):
+    """The portal's client factory bound to the moto world, for the test's length."""
+    from provisioning.clients import ClientFactory
+    from requests_app.aws import set_client_factory
+
+    set_client_factory(ClientFactory(base_session=world.base_session))
+    yield world
+    set_client_factory(None)

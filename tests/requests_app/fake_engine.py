@@ -34,7 +34,12 @@ def step_result(name: str, **fields) -> SimpleNamespace:
 def preflight_report(*, ok: bool = True, diagnosis: str | None = None, message: str = "") -> SimpleNamespace:
     checks = [SimpleNamespace(name="key_customer_managed", ok=ok, message=message or "customer-managed key", diagnosis=diagnosis)]
     report = SimpleNamespace(
-        ok=ok, checks=checks, diagnosis=diagnosis, kms_key_arn="arn:aws:kms:eu-west-1:222222222222:key/resolved", secret_keys=None
+        ok=ok,
+        checks=checks,
+        diagnosis=diagnosis,
+        kms_key_arn="arn:aws:kms:eu-west-1:222222222222:key/resolved",
+        secret_keys=None,
+        aws_request_ids=["req-preflight"],
     )
     report.to_dict = lambda: {
         "ok": ok,

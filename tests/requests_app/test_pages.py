@@ -29,7 +29,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def world():
+def site():
     users = make_users()
     accounts = make_accounts(users)
     return users, accounts
@@ -48,8 +48,8 @@ def _queries(client, url) -> int:
     return len(captured)
 
 
-def _grow(world, count: int, *, state=AccessRequest.State.PENDING_APPROVAL):
-    users, accounts = world
+def _grow(site, count: int, *, state=AccessRequest.State.PENDING_APPROVAL):
+    users, accounts = site
     for _ in range(count):
         make_request(users["requester"], accounts, state=state)
 
@@ -65,23 +65,23 @@ def _grow(world, count: int, *, state=AccessRequest.State.PENDING_APPROVAL):
     ],
 )
 def test_list_pages_cost_the_same_queries_for_3_and_30_rows(
-    world, django_assert_max_num_queries, url_name, who, state
+    site, django_assert_max_num_queries, url_name, who, state
 ):
-    users, _ = world
+    users, _ = site
     client = _client(users[who])
     url = reverse(url_name)
-    _grow(world, 3, state=state)
+    _grow(site, 3, state=state)
     at_three = _queries(client, url)
-    _grow(world, 27, state=state)
+    _grow(site, 27, state=state)
     with django_assert_max_num_queries(at_three):
         response = client.get(url)
     assert response.status_code == 200
 
 
 def test_the_detail_page_costs_the_same_queries_for_3_and_30_steps_decisions_and_events(
-    world, django_assert_max_num_queries
+    site, django_assert_max_num_queries
 ):
-    users, accounts = world
+    users, accounts = site
     client = _client(users["approver"])
     request = make_request(users["requester"], accounts, state=AccessRequest.State.ACTIVE, with_steps=True)
     url = reverse("web:request_detail", args=[request.pk])
@@ -102,8 +102,8 @@ def test_the_detail_page_costs_the_same_queries_for_3_and_30_steps_decisions_and
         assert client.get(live_url).status_code == 200
 
 
-def test_a_justification_with_a_script_tag_is_shown_as_text_everywhere(world):
-    users, accounts = world
+def test_a_justification_with_a_script_tag_is_shown_as_text_everywhere(site):
+    users, accounts = site
     evil = '<script>alert("owned")</script><img src=x onerror=alert(1)>'
     request = make_request(users["requester"], accounts, justification=evil, endpoint_identifier="evil-endpoint")
     with transaction.atomic():
@@ -122,8 +122,8 @@ def test_a_justification_with_a_script_tag_is_shown_as_text_everywhere(world):
     assert "&lt;script&gt;alert(&quot;owned&quot;)&lt;/script&gt;" in detail
 
 
-def test_every_form_refuses_a_post_without_the_csrf_token(world):
-    users, accounts = world
+def test_every_form_refuses_a_post_without_the_csrf_token(site):
+    users, accounts = site
     request = make_request(users["requester"], accounts)
     approver = Client(enforce_csrf_checks=True)
     approver.force_login(users["approver"])
@@ -148,8 +148,8 @@ def test_every_form_refuses_a_post_without_the_csrf_token(world):
     assert Client(enforce_csrf_checks=True).post(reverse("login"), {"username": "x", "password": "y"}).status_code == 403
 
 
-def test_the_same_forms_work_with_the_token_the_page_gave(world):
-    users, accounts = world
+def test_the_same_forms_work_with_the_token_the_page_gave(site):
+    users, accounts = site
     request = make_request(users["requester"], accounts)
     client = Client(enforce_csrf_checks=True)
     client.force_login(users["requester"])
@@ -161,16 +161,16 @@ def test_the_same_forms_work_with_the_token_the_page_gave(world):
     assert request.state == AccessRequest.State.CANCELLED
 
 
-def test_buttons_follow_the_permission_rules(world):
-    users, accounts = world
+def test_buttons_follow_the_permission_rules(site):
+    users, accounts = site
     request = make_request(users["requester"], accounts)
 
     def buttons(user) -> set[str]:
         body = _client(user).get(reverse("web:request_detail", args=[request.pk])).content.decode()
-        return {action for action in ("approve", "reject", "cancel", "revoke", "retry") if f'value="{action}"' in body}
+        return {action for action in ("approve", "reject", "cancel", "revoke", "retry", "refresh_preflight") if f'value="{action}"' in body}
 
-    assert buttons(users["requester"]) == {"cancel"}
-    assert buttons(users["approver"]) == {"approve", "reject"}
+    assert buttons(users["requester"]) == {"cancel", "refresh_preflight"}
+    assert buttons(users["approver"]) == {"approve", "reject", "refresh_preflight"}
     assert buttons(users["staff"]) == set()
     request.state = AccessRequest.State.ACTIVE
     request.save(update_fields=["state"])
@@ -178,8 +178,8 @@ def test_buttons_follow_the_permission_rules(world):
     assert buttons(users["approver"]) == {"revoke"}
 
 
-def test_a_request_the_user_may_not_see_is_not_found(world):
-    users, accounts = world
+def test_a_request_the_user_may_not_see_is_not_found(site):
+    users, accounts = site
     request = make_request(users["requester"], accounts)
     client = _client(users["outsider"])
     for name in ("web:request_detail", "web:request_live", "web:request_policies"):
@@ -188,19 +188,19 @@ def test_a_request_the_user_may_not_see_is_not_found(world):
     assert f"#{request.pk}" not in client.get(reverse("web:request_list")).content.decode()
 
 
-def test_the_form_offers_only_my_datalake_accounts(world):
-    users, accounts = world
+def test_the_form_offers_only_my_datalake_accounts(site):
+    users, accounts = site
     body = _client(users["requester"]).get(reverse("web:request_new")).content.decode()
     assert accounts["datalake"].account_id in body
     assert accounts["other_datalake"].account_id not in body
     assert accounts["remote"].account_id not in body
 
 
-def test_inline_validation_answers_with_the_api_messages_for_the_field_that_changed(world):
+def test_inline_validation_answers_with_the_api_messages_for_the_field_that_changed(site):
     from requests_app.errors import ValidationFailed
     from requests_app.validation import validate_request_input
 
-    users, _ = world
+    users, _ = site
     client = _client(users["requester"])
     data = {"datalake_account": "111111111111", "secret_arn": "arn:aws:secretsmanager:eu-west-1:2222:secret:x"}
     response = client.post(reverse("web:request_validate"), data, HTTP_HX_TRIGGER_NAME="secret_arn")
@@ -218,8 +218,8 @@ def test_inline_validation_answers_with_the_api_messages_for_the_field_that_chan
     assert ok.content.decode().strip() == ""
 
 
-def test_submitting_the_form_with_errors_shows_them_next_to_the_fields(world):
-    users, _ = world
+def test_submitting_the_form_with_errors_shows_them_next_to_the_fields(site):
+    users, _ = site
     response = _client(users["requester"]).post(
         reverse("web:request_new"),
         {"datalake_account": "111111111111", "secret_arn": SECRET_ARN, "engine": "mysql",
@@ -233,8 +233,8 @@ def test_submitting_the_form_with_errors_shows_them_next_to_the_fields(world):
     assert _escaped(form.errors["endpoint_identifier"][0]) in shown
 
 
-def test_audit_exports_stream_csv_and_json_lines_with_the_filters(world):
-    users, accounts = world
+def test_audit_exports_stream_csv_and_json_lines_with_the_filters(site):
+    users, accounts = site
     first = make_request(users["requester"], accounts)
     make_request(users["requester"], accounts)
     client = _client(users["approver"])
@@ -249,15 +249,15 @@ def test_audit_exports_stream_csv_and_json_lines_with_the_filters(world):
     assert csv_response["Content-Disposition"].startswith("attachment;")
 
 
-def test_the_outsider_exports_nothing_of_others(world):
-    users, accounts = world
+def test_the_outsider_exports_nothing_of_others(site):
+    users, accounts = site
     make_request(users["requester"], accounts)
     response = _client(users["outsider"]).get(reverse("web:audit_export", args=["jsonl"]))
     assert b"".join(response.streaming_content) == b""
 
 
-def test_the_live_part_polls_only_while_workers_run(world):
-    users, accounts = world
+def test_the_live_part_polls_only_while_workers_run(site):
+    users, accounts = site
     request = make_request(users["requester"], accounts, state=AccessRequest.State.PROVISIONING, with_steps=True)
     client = _client(users["requester"])
     url = reverse("web:request_live", args=[request.pk])
@@ -269,10 +269,25 @@ def test_the_live_part_polls_only_while_workers_run(world):
     assert reverse("web:request_policies", args=[request.pk]) in body
 
 
-def test_steps_show_their_diagnosis_and_remediation(world):
+def test_a_page_awaiting_approval_hears_nothing_until_the_state_moves(site):
+    users, accounts = site
+    request = make_request(users["requester"], accounts)
+    client = _client(users["requester"])
+    url = reverse("web:request_live", args=[request.pk])
+    page = client.get(reverse("web:request_detail", args=[request.pk])).content.decode()
+    assert f'{url}?shown=pending_approval" hx-trigger="every 3s"' in page
+    assert client.get(url, {"shown": "pending_approval"}).status_code == 204
+    AccessRequest.objects.filter(pk=request.pk).update(state=AccessRequest.State.APPROVED)
+    moved = client.get(url, {"shown": "pending_approval"})
+    assert moved.status_code == 200 and 'hx-trigger="every 1s"' in moved.content.decode()
+    # Someone who may not see the request learns nothing, not even "no change".
+    assert _client(users["outsider"]).get(url, {"shown": "approved"}).status_code == 404
+
+
+def test_steps_show_their_diagnosis_and_remediation(site):
     from provisioning.diagnoses import DIAGNOSES
 
-    users, accounts = world
+    users, accounts = site
     request = make_request(users["requester"], accounts, state=AccessRequest.State.FAILED, with_steps=True)
     request.steps.filter(name="preflight").update(
         status=ProvisioningStep.Status.FAILED, error="KmsKeyId absent", diagnosis="aws_managed_key"
@@ -293,3 +308,12 @@ def test_step_names_cover_the_workflow():
     from requests_app.web.progress import STEP_TITLES
 
     assert set(STEP_TITLES) == {name for names in STEP_NAMES.values() for name in names}
+
+
+def test_the_portal_serves_its_own_stylesheet_and_htmx_without_debug(client, settings):
+    assert settings.DEBUG is False
+    css = client.get("/static/portal/portal.css")
+    assert css.status_code == 200 and css["Content-Type"].startswith("text/css")
+    htmx = client.get("/static/vendor/htmx/htmx.min.js")
+    assert htmx.status_code == 200
+    assert b"htmx.org 2.0.11" in b"".join(htmx.streaming_content if htmx.streaming else [htmx.content])[:300]

@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from provisioning.errors import PermanentAwsError, RetryableAwsError
-from requests_app import runner, workflow
+from requests_app import runner
 from requests_app.audit import verify_chain
 from requests_app.locks import arn_lock
 from requests_app.models import AccessRequest, AuditEvent, ProvisioningStep
@@ -27,13 +27,6 @@ def engine(monkeypatch):
     monkeypatch.setattr(runner, "engine_step", fake.step)
     monkeypatch.setattr(runner, "grant_clients_for", lambda spec: object())
     return fake
-
-
-@pytest.fixture
-def enqueued(monkeypatch):
-    sent: list[tuple[int, str]] = []
-    monkeypatch.setattr(workflow, "enqueue_next_step", lambda request_id, phase: sent.append((request_id, phase)))
-    return sent
 
 
 def run(request_id, phase=GRANT, *, final_attempt=False, capture=None):
@@ -82,6 +75,7 @@ def test_audit_trail_names_each_step_and_the_aws_writes(engine, enqueued, django
     run_until_idle(request.pk, django_capture_on_commit_callbacks)
 
     assert actions(request) == [
+        "decision.approve",
         "request.approved",
         "request.provisioning",
         "step.preflight.passed",

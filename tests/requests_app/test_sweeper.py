@@ -6,19 +6,12 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from requests_app import sweeper, workflow
+from requests_app import sweeper
 from requests_app.models import AccessRequest, ProvisioningStep
 from requests_app.workflow import schedule_revoke
 from tests.requests_app.rows import approved_request, request_row
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def enqueued(monkeypatch):
-    sent: list[tuple[int, str]] = []
-    monkeypatch.setattr(workflow, "enqueue_next_step", lambda request_id, phase: sent.append((request_id, phase)))
-    return sent
 
 
 def seconds_ago(seconds):
@@ -90,3 +83,16 @@ def test_requests_at_rest_are_never_swept(enqueued, state):
     quiet_since(request, 10**6)
 
     assert sweeper.requests_with_lost_work() == []
+
+
+def test_active_grant_past_its_expiry_is_revoked(enqueued):
+    expired = request_row(endpoint_identifier="expired", state="active", expires_at=seconds_ago(5))
+    current = request_row(endpoint_identifier="current", state="active", expires_at=timezone.now() + timedelta(days=1))
+
+    assert sweeper.expire_due_grants() == [expired.pk]
+
+    expired.refresh_from_db()
+    current.refresh_from_db()
+    assert (expired.state, current.state) == ("revoking", "active")
+    assert expired.steps.filter(phase="revoke", status="pending").count() == 4
+    assert expired.audit_events.filter(action="request.expired").exists()

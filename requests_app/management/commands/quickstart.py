@@ -16,6 +16,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import sys
 import threading
 import time
@@ -49,6 +50,10 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         var_dir = Path(settings.VAR_DIR).resolve()
         var_dir.mkdir(parents=True, exist_ok=True)
+        _ensure_port_free(options["host"], options["port"], option="--port")
+        if options["aws_port"]:
+            # moto would fail in its own thread and never report ready.
+            _ensure_port_free("127.0.0.1", options["aws_port"], option="--aws-port")
         stop = threading.Event()
         # Installed before any child exists, so no signal can leave one behind.
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -75,6 +80,7 @@ class Command(BaseCommand):
                     raise CommandError(f"{exited.name} exited unexpectedly (code {exited.process.poll()}); stopping")
         finally:
             self.stdout.write("Stopping the web server, beat and the worker...")
+            self.stdout.flush()
             codes = children.stop_all()
             moto.stop()
             self.stdout.write(f"Stopped ({', '.join(f'{name}: {code}' for name, code in codes.items())}).")
@@ -88,11 +94,13 @@ class Command(BaseCommand):
 
         world = seed_aws_world(endpoint_url)
         logins_file = var_dir / "demo-logins.json"
-        passwords = _read_json(logins_file) or generate_passwords()
+        logins = _read_json(logins_file) or {}
+        passwords = logins.get("passwords") or {}
         if set(passwords) != set(DEMO_USERS):
             passwords = generate_passwords()
-        seed_portal(world, passwords=passwords)
-        _write_private(logins_file, json.dumps(passwords, indent=2))
+        seeded = seed_portal(world, passwords=passwords, password_hashes=logins.get("password_hashes"))
+        logins = {"passwords": seeded.passwords, "password_hashes": seeded.password_hashes}
+        _write_private(logins_file, json.dumps(logins, indent=2))
         _write_private(var_dir / "demo-world.json", json.dumps(world.as_dict(), indent=2))
         return world, passwords
 
@@ -124,9 +132,8 @@ class Command(BaseCommand):
         python = sys.executable
         manage = str(Path(settings.BASE_DIR) / "manage.py")
         address = f"{options['host']}:{options['port']}"
-        # --insecure: serve static files with DEBUG off, as the demo has no
-        # separate static file server.
-        children.start("web", [python, manage, "runserver", "--noreload", "--insecure", address], env=env, cwd=cwd)
+        # Started in this order and stopped in the reverse one: the web server
+        # goes first, so nothing new is asked while the worker finishes.
         children.start(
             "worker",
             [
@@ -149,6 +156,8 @@ class Command(BaseCommand):
             env=env,
             cwd=cwd,
         )
+        # WhiteNoise serves the static files, as in production.
+        children.start("web", [python, manage, "runserver", "--noreload", address], env=env, cwd=cwd)
 
     def _wait_for_web(self, children: ProcessGroup, base_url: str, stop: threading.Event) -> None:
         deadline = time.monotonic() + WEB_START_TIMEOUT
@@ -193,6 +202,16 @@ class Command(BaseCommand):
         ]
         self.stdout.write("\n".join(lines))
         self.stdout.flush()
+
+
+def _ensure_port_free(host: str, port: int, *, option: str) -> None:
+    # Otherwise the readiness wait could mistake another server on the port
+    # (an earlier quickstart still stopping) for this one's web server.
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise CommandError(f"{host}:{port} is in use ({exc.strerror}); pick another with {option}") from None
 
 
 def _start_moto(port: int):

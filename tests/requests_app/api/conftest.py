@@ -1,6 +1,11 @@
 """The API's test world: the runbook's two accounts registered in the portal,
 the people around them, and moto playing AWS behind the provisioner roles.
 
+The API only reads AWS (preflight at submission; no worker runs here, the
+steps are queued after a commit that the test transaction never makes), so
+one seeded moto world serves every test of this package: seeding it costs
+seconds, the tests milliseconds.
+
 People: riley files for the DataLake account; avery approves for the Remote
 account; dana approves for the DataLake account (so sees its requests but may
 not approve them); olive belongs to no account; sam is staff.
@@ -8,22 +13,30 @@ not approve them); olive belongs to no account; sam is staff.
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import get_user_model
+from moto import mock_aws
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from provisioning.clients import ClientFactory
 from requests_app.aws import set_client_factory
 from requests_app.models import AwsAccount
-from tests.aws_world import DATALAKE_ID, REMOTE_ID, World
+from tests.aws_world import DATALAKE_ID, REMOTE_ID, World, seed_world
+from tests.factories import StaffFactory, UserFactory
+
+
+@pytest.fixture(scope="package")
+def world():
+    """One moto world for the whole API package (read-only for these tests)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("AWS_ENDPOINT_URL", raising=False)
+        with mock_aws():
+            yield seed_world()
 
 
 @pytest.fixture
 def people(db) -> dict:
-    user_model = get_user_model()
-    people = {name: user_model.objects.create_user(name, password=f"{name}-password") for name in
-              ("riley", "avery", "dana", "olive")}
-    people["sam"] = user_model.objects.create_user("sam", password="sam-password", is_staff=True)
+    people = {name: UserFactory(username=name) for name in ("riley", "avery", "dana", "olive")}
+    people["sam"] = StaffFactory(username="sam")
     return people
 
 

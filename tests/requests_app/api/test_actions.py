@@ -78,7 +78,8 @@ class TestApprove:
 
         response = _post(client_for("avery"), failed.json()["id"], "approve")
 
-        assert response.status_code == 409
+        assert response.status_code == 403
+        assert "preflight" in response.json()["detail"].lower()
         assert _state(failed.json()["id"]) == "pending_approval"
 
 

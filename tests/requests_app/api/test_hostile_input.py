@@ -47,7 +47,6 @@ def test_another_content_type_is_a_415(portal, riley, submit_body):
         {"expires_at": "2020-01-01T00:00:00Z"},
         {"expires_at": "9999-12-31T23:59:59-14:00"},
         {"expires_at": 1700000000},
-        {"datalake_account": 111111111111},
         {"datalake_account": "1" * 5000},
         {"role_name": "r" * 5000},
     ],
@@ -64,7 +63,7 @@ def test_bad_values_are_a_400_naming_the_fields(portal, riley, submit_body, chan
 
 @pytest.mark.parametrize(
     "body",
-    ['{"comment": 5}', '{"comment": ["a"]}', '{"comment": "' + "c" * 20000 + '"}', "[]", '{"comment": "\\u0000"}'],
+    ['{"comment": ["a"]}', '{"comment": "' + "c" * 20000 + '"}', "[]", '{"comment": "\\u0000"}'],
 )
 def test_bad_comment_bodies_are_a_400(filed, client_for, body):
     for action in ("approve", "reject"):

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from provisioning.documents import plan_hash
 from requests_app.models import AccessRequest
@@ -130,7 +132,7 @@ class TestPagination:
 
 
 @pytest.mark.parametrize(
-    "request_id", ["0", "-1", "abc", "1.5", str(2**63), str(2**64 + 1), "9" * 200, "%C3%A9", "١"]
+    "request_id", ["0", "-1", "abc", "1.5", str(2**63), str(2**64 + 1), "9" * 200, "9" * 5000, "%C3%A9", "١"]
 )
 def test_ids_that_cannot_exist_are_404_never_a_server_error(filed, client_for, request_id):
     for suffix in ("", "plan/"):
@@ -140,3 +142,36 @@ def test_ids_that_cannot_exist_are_404_never_a_server_error(filed, client_for, r
     response = client_for("sam").post(f"{URL}{request_id}/approve/", {}, format="json")
     assert response.status_code == 404
     assert AccessRequest.objects.count() == 1
+
+
+class TestQueryCounts:
+    """Lists and details cost a fixed number of queries, whatever they hold."""
+
+    @staticmethod
+    def _queries(client, path) -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get(path).status_code == 200
+        return len(captured)
+
+    def test_lists_do_not_grow_with_their_rows(self, filed, client_for, submit_body):
+        client = client_for("avery")
+        counts = {}
+        for path in (URL, f"{URL}?awaiting_my_approval=true", "/api/v1/audit-events/", "/api/v1/accounts/"):
+            counts[path] = self._queries(client, path)
+        for index in range(4):
+            client_for("riley").post(URL, {**submit_body, "endpoint_identifier": f"more-db-{index}"}, format="json")
+        for path, before in counts.items():
+            assert self._queries(client, path) == before, path
+
+    def test_a_detail_does_not_grow_with_decisions_and_steps(self, filed, client_for, accounts, people):
+        accounts["remote"].required_approvals = 2
+        accounts["remote"].save()
+        accounts["remote"].approvers.add(people["sam"])
+        client = client_for("riley")
+        before = self._queries(client, f"{URL}{filed['id']}/")
+        client_for("avery").post(f"{URL}{filed['id']}/approve/", {}, format="json")
+        client_for("sam").post(f"{URL}{filed['id']}/approve/", {}, format="json")
+
+        body = client.get(f"{URL}{filed['id']}/").json()
+        assert len(body["decisions"]) == 2 and len(body["steps"]) == 6
+        assert self._queries(client, f"{URL}{filed['id']}/") == before

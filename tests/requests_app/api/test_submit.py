@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from requests_app.models import AccessRequest, AuditEvent
-from tests.provisioning.conftest import DATALAKE_ID, REGION, REMOTE_ID
+from tests.aws_world import DATALAKE_ID, REGION, REMOTE_ID
 
 URL = "/api/v1/requests/"
 
@@ -26,6 +26,8 @@ def test_a_requester_files_and_gets_the_plan_hash_and_preflight(portal, client_f
     assert body["resolved_kms_key_arn"] == portal.key_arn
     assert body["role_name"]  # derived from the endpoint identifier
     assert body["allowed_actions"] == ["cancel"]
+    assert body["diagnosis_detail"] is None
+    assert "binlog_format=ROW" in body["cdc_checklist"]
     assert AuditEvent.objects.filter(action="request.submitted", request_id=body["id"], source_ip="127.0.0.1").exists()
 
 
@@ -37,6 +39,8 @@ def test_a_secret_under_the_aws_managed_key_is_filed_with_its_diagnosis(portal, 
     assert response.status_code == 201
     assert response.json()["preflight_status"] == "failed"
     assert response.json()["diagnosis"] == "aws_managed_key"
+    # The code comes with what to do about it.
+    assert "customer managed" in response.json()["diagnosis_detail"]["remediation"]
     assert "approve" not in response.json()["allowed_actions"]
 
 

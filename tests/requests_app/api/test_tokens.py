@@ -22,6 +22,6 @@ def test_a_token_from_the_command_authenticates_api_calls(accounts, people):
 
 def test_a_browser_session_works_too(accounts, people):
     client = APIClient()
-    assert client.login(username="riley", password="riley-password")
+    client.force_login(people["riley"])
 
     assert client.get("/api/v1/requests/").status_code == 200

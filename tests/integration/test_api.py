@@ -1,0 +1,70 @@
+"""The REST API end to end: a request filed, approved, provisioned by real
+workers against the moto server, and revoked again, all over HTTP with tokens.
+"""
+from __future__ import annotations
+
+import time
+
+import pytest
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from tests.requests_app.rows import APPROVER, DATALAKE_ID, REQUESTER, portal_accounts, user
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def client_for(username: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user(username))[0].key}")
+    return client
+
+
+def wait_for_state(client: APIClient, request_id: int, state: str, workers, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        body = client.get(f"/api/v1/requests/{request_id}/").json()
+        if body["state"] in (state, "failed"):
+            assert body["state"] == state, (body["diagnosis"], [(s["name"], s["status"], s["error"]) for s in body["steps"]])
+            return body
+        if time.monotonic() > deadline:
+            raise AssertionError(f"request {request_id} is still {body['state']}\n{workers.logs()}")
+        time.sleep(0.2)
+
+
+def test_file_approve_watch_it_become_active_then_revoke(moto_world, workers):
+    portal_accounts()
+    requester, approver = client_for(REQUESTER), client_for(APPROVER)
+    body = {
+        "datalake_account": DATALAKE_ID,
+        "secret_arn": moto_world.secret_arn,
+        "engine": "postgres",
+        "endpoint_identifier": "api-orders-postgres",
+        "database_name": "orders",
+        "replication_instance_arn": moto_world.replication_instance_arn,
+        "justification": "Nightly CDC of the orders database into the lake.",
+    }
+
+    filed = requester.post("/api/v1/requests/", body, format="json", HTTP_IDEMPOTENCY_KEY="api-orders-1")
+    assert filed.status_code == 201, filed.json()
+    request_id = filed.json()["id"]
+    assert filed.json()["preflight_status"] == "passed", filed.json()["preflight"]
+    plan = approver.get(f"/api/v1/requests/{request_id}/plan/").json()
+    assert plan["endpoint_settings"]["PostgreSQLSettings"]["SecretsManagerSecretId"] == moto_world.secret_arn
+
+    approved = approver.post(f"/api/v1/requests/{request_id}/approve/", {"comment": "ok"}, format="json")
+    assert approved.status_code == 200, approved.json()
+
+    active = wait_for_state(requester, request_id, "active", workers)
+    assert active["role_arn"] == f"arn:aws:iam::{DATALAKE_ID}:role/{active['role_name']}"
+    assert active["endpoint_arn"] in [e["EndpointArn"] for e in moto_world.endpoints("api-orders-postgres")]
+    assert {step["status"] for step in active["steps"]} == {"succeeded"}
+    assert active["allowed_actions"] == ["revoke"]
+    events = requester.get("/api/v1/audit-events/", {"request": request_id}).json()["results"]
+    assert events[0]["action"] == "request.active"
+
+    revoking = requester.post(f"/api/v1/requests/{request_id}/revoke/", format="json")
+    assert revoking.status_code == 200, revoking.json()
+    wait_for_state(requester, request_id, "revoked", workers)
+    assert moto_world.endpoints("api-orders-postgres") == []
+    assert moto_world.role(active["role_name"]) is None
