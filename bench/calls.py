@@ -8,7 +8,9 @@ The baseline's calls, counted the same way, are the minimum.
 """
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
+from collections.abc import Iterator
 from unittest import mock
 
 import boto3
@@ -21,11 +23,33 @@ from requests_app import runner
 from requests_app.aws import set_client_factory
 from requests_app.models import AccessRequest, RequestState
 from requests_app.workflow import STEP_NAMES
-from tests.provisioning.aws_calls import AwsCallCounter
 
 ASSUME_ROLE = "sts:AssumeRole"
 # The steps that change AWS; the ≤ 12 goal is about these.
 WRITING_STEPS = ("create_role", "grant_secret_policy", "grant_key_policy", "create_endpoint")
+
+
+class AwsCallCounter:
+    """Counts API calls (``service:Operation``, retries not included) per
+    phase, of every client built from ``session`` after it is registered
+    (botocore copies a session's event handlers into each new client)."""
+
+    def __init__(self, session: boto3.session.Session):
+        self.phases: dict[str, Counter] = {}
+        self.current = "setup"
+        session.events.register("before-call", self._on_call)
+
+    def _on_call(self, model, **_) -> None:
+        self.phases.setdefault(self.current, Counter())[f"{model.service_model.service_name}:{model.name}"] += 1
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[Counter]:
+        """Count the calls made inside the block under ``name``."""
+        previous, self.current = self.current, name
+        try:
+            yield self.phases.setdefault(name, Counter())
+        finally:
+            self.current = previous
 
 
 def _without_assume_role(calls: Counter) -> int:

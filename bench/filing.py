@@ -89,7 +89,7 @@ def approve(bench: Bench, request_ids: Iterable[int]) -> None:
             access_request_approve(request_id=request_id, user=bench.approver)
 
 
-def wait_until_done(request_ids: Sequence[int], *, timeout: float, poll: float = 0.02) -> Finished:
+def wait_until_done(request_ids: Sequence[int], *, timeout: float, poll: float = 0.05) -> Finished:
     """Wait until every request is active or failed (or ``timeout`` passes)."""
     deadline = time.monotonic() + timeout
     ids = list(request_ids)

@@ -8,7 +8,10 @@ commit; the clock runs from just before that commit to the last
 grants (no two processes touch one secret or key, since the baseline has no
 lock), warms up, waits at a barrier, and makes its grants; the clock runs
 from the first start to the last end. Afterwards every portal grant's
-statement is looked up in its secret and key policy: none may be lost.
+statement is looked up in its secret and key policy (none may be lost), and
+moto's record of AssumeRole calls tells how often each worker process
+assumed a request's roles: at most once per account per process, never per
+step.
 """
 from __future__ import annotations
 
@@ -20,12 +23,13 @@ from bench.baseline import share_process
 from bench.context import Bench, baseline_specs
 from bench.filing import approve, file_like, submit, wait_until_done
 from bench.workers import forked_context
-from bench.world import GRANTS_PER_TARGET, lost_statements
+from bench.world import GRANTS_PER_TARGET, assume_role_calls, lost_statements
 from requests_app.grants import grant_spec_for
 
 
-def _portal_run(bench: Bench, processes: int) -> tuple[float, int, int]:
-    """(grants per second, lost statements, grants not active when the wait ended)."""
+def _portal_run(bench: Bench, processes: int) -> tuple[float, int, int, float]:
+    """(grants per second, lost statements, grants not active when the wait
+    ended, AssumeRole calls per account per request)."""
     size = bench.size
     grants = bench.admin.grants(f"tput{processes}-portal", size.throughput_grants)
     warmup = [submit(bench, grant) for grant in bench.admin.grants(f"tput{processes}-warm", processes * size.warmup_grants)]
@@ -39,10 +43,13 @@ def _portal_run(bench: Bench, processes: int) -> tuple[float, int, int]:
         started = time.time()
     finished = wait_until_done(ids, timeout=size.grant_timeout, poll=0.2)
     elapsed = finished.last_completion() - started
-    expected = [(grant.target, grant_spec_for(request).statement_sid) for grant, request in zip(grants, requests)]
+    specs = [grant_spec_for(request) for request in requests]
+    assumed = assume_role_calls(bench.world.endpoint_url, [spec.session_name for spec in specs])
+    expected = [(grant.target, spec.statement_sid) for grant, spec in zip(grants, specs)]
     lost = lost_statements(bench.admin, [pair for pair, request in zip(expected, requests) if request.pk in finished.active])
     rate = len(finished.active) / elapsed if elapsed > 0 else 0.0
-    return rate, lost, len(finished.not_active)
+    # Two accounts per request: the DataLake and the Remote one.
+    return rate, lost, len(finished.not_active), assumed / (2 * len(requests))
 
 
 def _baseline_run(bench: Bench, processes: int) -> float:
@@ -77,13 +84,14 @@ def run(bench: Bench) -> dict:
     figures: dict = {"throughput_grants": bench.size.throughput_grants}
     lost = failed = 0
     for processes in bench.size.throughput_workers:
-        portal, run_lost, run_failed = _portal_run(bench, processes)
+        portal, run_lost, run_failed, assumed = _portal_run(bench, processes)
         baseline = _baseline_run(bench, processes)
         lost += run_lost
         failed += run_failed
         figures[f"throughput_{processes}w_grants_per_second"] = portal
         figures[f"throughput_{processes}w_baseline_grants_per_second"] = baseline
         figures[f"throughput_{processes}w_ratio"] = portal / baseline
+        figures[f"throughput_{processes}w_assume_role_per_account"] = assumed
     if {1, 2} <= set(bench.size.throughput_workers):
         figures["throughput_scaling"] = figures["throughput_2w_grants_per_second"] / figures["throughput_1w_grants_per_second"]
         figures["throughput_baseline_scaling"] = (

@@ -10,7 +10,8 @@ while no policy grows beyond what AWS allows.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import urllib.request
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import boto3
@@ -92,6 +93,16 @@ def lost_statements(admin: RemoteAdmin, expected: Sequence[tuple[Target, str]]) 
         secret_sids, key_sids = admin.statement_sids(target)
         lost += sum((sid not in secret_sids) + (sid not in key_sids) for sid in sids)
     return lost
+
+
+def assume_role_calls(endpoint_url: str, session_names: Collection[str]) -> int:
+    """How many AssumeRole calls moto answered for these role session names
+    (the portal names a request's sessions ``portal-req-<id>``), whichever
+    process made them."""
+    with urllib.request.urlopen(f"{endpoint_url}/moto-api/data.json", timeout=120) as response:
+        assumed = json.load(response).get("sts", {}).get("AssumedRole", [])
+    wanted = set(session_names)
+    return sum(1 for role in assumed if role.get("session_name") in wanted)
 
 
 def baseline_spec(grant: Grant, *, datalake: AccountAccess, remote: AccountAccess, region: str) -> GrantSpec:

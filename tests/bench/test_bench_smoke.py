@@ -71,6 +71,11 @@ def test_the_grant_makes_the_writes_of_the_minimal_script_and_assumes_each_role_
     assert results["aws_assume_role_per_account"] == 1
 
 
+def test_workers_assume_a_requests_roles_once_per_process_not_once_per_step(results):
+    assert results["throughput_1w_assume_role_per_account"] == 1
+    assert 1 <= results["throughput_2w_assume_role_per_account"] <= 2
+
+
 def test_each_page_makes_as_many_queries_with_few_rows_as_with_many(results):
     for page in PAGES:
         assert results[f"pages_{page}_queries"] == results[f"pages_{page}_queries_small"], page
