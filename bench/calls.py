@@ -4,7 +4,9 @@ The portal's grant runs in this process through the same code the workers
 run (``runner.run_step``, one step per call) with the broker left out, so
 each step's calls can be told apart. Filing (the web process) and the
 worker get client factories of their own, as separate processes would.
-The baseline's calls, counted the same way, are the minimum.
+The baseline's calls, counted the same way, are the minimum. The database
+queries of the approval and of each step are counted too: with the broker
+hops, they are what the portal adds to the AWS calls.
 """
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from collections.abc import Iterator
 from unittest import mock
 
 import boto3
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from bench.baseline import BaselineGrants
 from bench.context import Bench, baseline_specs
@@ -56,7 +60,8 @@ def _without_assume_role(calls: Counter) -> int:
     return sum(n for operation, n in calls.items() if operation != ASSUME_ROLE)
 
 
-def _portal_calls(bench: Bench) -> tuple[AwsCallCounter, AccessRequest]:
+def _portal_calls(bench: Bench) -> tuple[AwsCallCounter, dict[str, int]]:
+    """The AWS calls of one grant by phase, and its database queries by phase."""
     session = boto3.session.Session(region_name=bench.world.region)
     counter = AwsCallCounter(session)
     endpoint_url = bench.world.endpoint_url
@@ -66,20 +71,24 @@ def _portal_calls(bench: Bench) -> tuple[AwsCallCounter, AccessRequest]:
         with counter.phase("submit"):
             request = submit(bench, grant)
         set_client_factory(ClientFactory(base_session=session, endpoint_url=endpoint_url))
+        queries: dict[str, int] = {}
         # No broker: the steps are run here, one by one.
         with mock.patch("requests_app.workflow.enqueue_next_step"):
-            approve(bench, [request.pk])
+            with CaptureQueriesContext(connection) as captured:
+                approve(bench, [request.pk])
+            queries["approve"] = len(captured)
             for name in STEP_NAMES["grant"]:
-                with counter.phase(name):
+                with counter.phase(name), CaptureQueriesContext(connection) as captured:
                     ran = runner.run_step(request.pk, "grant")
                 if ran != name:
                     raise RuntimeError(f"expected step {name} to run, got {ran}")
+                queries[name] = len(captured)
     finally:
         set_client_factory(previous)
     request.refresh_from_db()
     if request.state != RequestState.ACTIVE:
         raise RuntimeError(f"the counted grant ended {request.state}: {request.diagnosis}")
-    return counter, request
+    return counter, queries
 
 
 def _baseline_calls(bench: Bench) -> Counter:
@@ -93,7 +102,7 @@ def _baseline_calls(bench: Bench) -> Counter:
 
 
 def run(bench: Bench) -> dict:
-    counter, _ = _portal_calls(bench)
+    counter, queries = _portal_calls(bench)
     baseline = _baseline_calls(bench)
     worker_phases = STEP_NAMES["grant"]
     by_phase = {name: sum(counter.phases[name].values()) for name in ("submit", *worker_phases)}
@@ -109,4 +118,6 @@ def run(bench: Bench) -> dict:
         "aws_calls_baseline_total": sum(baseline.values()),
         "aws_assume_role_per_account": worker_assume / 2,
         "aws_calls_detail": {name: dict(sorted(counter.phases[name].items())) for name in ("submit", *worker_phases)},
+        "db_queries_by_phase": queries,
+        "db_queries_per_grant": sum(queries.values()),
     }

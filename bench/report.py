@@ -75,6 +75,9 @@ def table(results: dict) -> str:
         phases = ", ".join(f"{name} {n}" for name, n in results["aws_calls_by_phase"].items())
         lines += ["", f"AWS calls by phase (portal, AssumeRole included): {phases}; the baseline makes "
                       f"{results['aws_calls_baseline_total']} in all."]
+    if "db_queries_by_phase" in results:
+        phases = ", ".join(f"{name} {n}" for name, n in results["db_queries_by_phase"].items())
+        lines += ["", f"Database queries of one grant: {results['db_queries_per_grant']} ({phases})."]
     if "provisioning_portal_step_ms" in results:
         steps = ", ".join(f"{name} {ms:.0f}" for name, ms in results["provisioning_portal_step_ms"].items())
         lines += ["", f"Median portal grant by step (ms, claimed to recorded): {steps}; outside the steps "
