@@ -102,6 +102,7 @@ def _baseline_calls(bench: Bench) -> Counter:
 
 
 def run(bench: Bench) -> dict:
+    bench.fresh_aws()
     counter, queries = _portal_calls(bench)
     baseline = _baseline_calls(bench)
     worker_phases = STEP_NAMES["grant"]

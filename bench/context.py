@@ -47,7 +47,22 @@ class Bench:
     remote_account: AwsAccount
     database_url: str
     broker_url: str
+    moto: MotoServer
     _workers: Workers | None = None
+
+    def fresh_aws(self) -> None:
+        """Start AWS over: an empty moto, seeded again with the runbook's world.
+
+        moto looks some things up by walking every role of an account (each
+        call made with assumed credentials does), so it slows down as grants
+        pile up roles; each benchmark, and each side of one, starts from the
+        same empty state instead. Only between runs: work in flight would
+        lose its credentials. The registered accounts stay valid (their
+        provisioner roles are seeded under the same names).
+        """
+        self.moto.reset()
+        self.world = seed_aws_world(self.moto.endpoint_url)
+        self.admin = RemoteAdmin(self.world)
 
     def workers(self, processes: int) -> Workers:
         """The running Celery worker, with ``processes`` pool processes, on this
@@ -102,6 +117,7 @@ def open_bench(size: Size) -> Iterator[Bench]:
                 remote_account=portal.remote_account,
                 database_url=database_url(),
                 broker_url=settings.CELERY_BROKER_URL,
+                moto=moto,
             )
             try:
                 yield bench

@@ -21,6 +21,7 @@ from requests_app.models import ProvisioningStep
 def run(bench: Bench) -> dict:
     size = bench.size
     count = size.warmup_grants + size.provisioning_grants
+    bench.fresh_aws()
     portal_grants = bench.admin.grants("prov-portal", count)
     specs = baseline_specs(bench, bench.admin.grants("prov-base", count))
     baseline = BaselineGrants(endpoint_url=bench.world.endpoint_url, region=bench.world.region)

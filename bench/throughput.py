@@ -1,5 +1,6 @@
 """Throughput and scaling: a burst of approvals through 1 and 2 worker
 processes, against the baseline script run in as many parallel processes.
+Each of the four runs starts from an empty moto (``Bench.fresh_aws``).
 
 The portal's run: every request is filed first (untimed; shaped like a
 filed one, see ``filing.file_like``), then all are approved in one transaction, so the broker gets every first step at the
@@ -31,6 +32,7 @@ def _portal_run(bench: Bench, processes: int) -> tuple[float, int, int, float]:
     """(grants per second, lost statements, grants not active when the wait
     ended, AssumeRole calls per account per request)."""
     size = bench.size
+    bench.fresh_aws()
     grants = bench.admin.grants(f"tput{processes}-portal", size.throughput_grants)
     warmup = [submit(bench, grant) for grant in bench.admin.grants(f"tput{processes}-warm", processes * size.warmup_grants)]
     requests = file_like(warmup[0], grants)
@@ -55,6 +57,7 @@ def _portal_run(bench: Bench, processes: int) -> tuple[float, int, int, float]:
 def _baseline_run(bench: Bench, processes: int) -> float:
     """Grants per second of the baseline in ``processes`` parallel processes."""
     size = bench.size
+    bench.fresh_aws()
     specs = baseline_specs(bench, bench.admin.grants(f"tput{processes}-base", size.throughput_grants))
     warmup = baseline_specs(bench, bench.admin.grants(f"tput{processes}-bwarm", processes * size.warmup_grants))
     shares = [[spec for index, spec in enumerate(specs) if (index // GRANTS_PER_TARGET) % processes == share]
