@@ -5,6 +5,10 @@ BIN := $(VENV)/bin
 # Tests run against real Postgres and Redis (both local on the dev/CI machines).
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/portal
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
+# The benchmarks drop and re-create this database at every run (its name must end in "bench").
+BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/portal_bench
+# full: the figures of the README; tiny: the smoke run of the test suite.
+BENCH_SIZE ?= full
 
 .PHONY: install run test test-slow bench lint clean
 
@@ -26,7 +30,7 @@ test-slow: install
 	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_REDIS_URL) $(BIN)/pytest -m slow $(PYTEST_ARGS)
 
 bench: install
-	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_REDIS_URL) $(BIN)/python -m bench
+	BENCH_DATABASE_URL=$(BENCH_DATABASE_URL) CELERY_BROKER_URL=$(TEST_REDIS_URL) BENCH_SIZE=$(BENCH_SIZE) $(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) var test-output .pytest_cache .hypothesis

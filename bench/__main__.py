@@ -1,0 +1,52 @@
+"""``python -m bench``: run every benchmark, print the table, write the figures.
+
+The database named by BENCH_DATABASE_URL (default: the local
+``portal_bench``) is dropped, created and migrated first; the workers use
+CELERY_BROKER_URL. BENCH_SIZE (or --size) is ``full`` or ``tiny``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/portal_bench"
+DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results.json"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--size", default=os.environ.get("BENCH_SIZE", "full"), choices=("full", "tiny"))
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    args = parser.parse_args(argv)
+
+    database_url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL)
+    from bench import database
+
+    database.recreate(database_url)
+    os.environ["DATABASE_URL"] = database_url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+    from bench.report import table
+    from bench.sizes import SIZES
+    from bench.suite import run_all
+
+    results = run_all(SIZES[args.size], progress=lambda line: print(line, file=sys.stderr, flush=True))
+    print(table(results))
+    args.output.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    print(f"\nFigures written to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

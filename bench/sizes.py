@@ -1,0 +1,55 @@
+"""How big each benchmark runs: ``full`` for the figures, ``tiny`` for the smoke test."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Size:
+    name: str
+    # Provisioning overhead: grants timed one at a time, each side.
+    provisioning_grants: int
+    # Grants run first and not counted, so imports and connections are warm.
+    warmup_grants: int
+    # Throughput: approvals released at once, per worker count.
+    throughput_grants: int
+    throughput_workers: tuple[int, ...]
+    # Pages: rows loaded, and timed requests per page and per side.
+    requests_loaded: int
+    audit_events_loaded: int
+    page_samples: int
+    # Audit: concurrent writers, events each appends.
+    audit_writers: int
+    audit_events_per_writer: int
+    # Seconds to wait for the workers before declaring a run stuck.
+    grant_timeout: float
+
+
+SIZES = {
+    "full": Size(
+        name="full",
+        provisioning_grants=30,
+        warmup_grants=2,
+        throughput_grants=500,
+        throughput_workers=(1, 2),
+        requests_loaded=10_000,
+        audit_events_loaded=1_000_000,
+        page_samples=40,
+        audit_writers=8,
+        audit_events_per_writer=250,
+        grant_timeout=600,
+    ),
+    "tiny": Size(
+        name="tiny",
+        provisioning_grants=2,
+        warmup_grants=1,
+        throughput_grants=4,
+        throughput_workers=(1, 2),
+        requests_loaded=30,
+        audit_events_loaded=300,
+        page_samples=3,
+        audit_writers=2,
+        audit_events_per_writer=5,
+        grant_timeout=120,
+    ),
+}
