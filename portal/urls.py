@@ -22,14 +22,6 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     path("auth/login/", login_view, name="login"),
     path("auth/logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("healthz", health.healthz, name="healthz"),
-    path("readyz", health.readyz, name="readyz"),
-    path("metrics", metrics.metrics_view, name="metrics"),
-    path("api/v1/", include("requests_app.api.urls")),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    # The split view serves its start-up script as a file, so a strict
-    # Content-Security-Policy (no inline scripts) still works.
-    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     path("", include("requests_app.web.urls")),
 ]
 if settings.OIDC_ENABLED:
