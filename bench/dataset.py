@@ -118,7 +118,9 @@ def _request_ids(template: AccessRequest, count: int, first: int, start: datetim
                 "idempotency_key": "",
                 "idempotency_fingerprint": "",
             }
-            yield [values[column] for column in columns]
+            # JSON columns (drift, …) travel through COPY as JSON text.
+            yield [json.dumps(value) if isinstance(value, (dict, list)) else values[column]
+                   for column, value in ((column, values[column]) for column in columns)]
 
     _copy(AccessRequest, columns, rows())
     return list(
