@@ -83,11 +83,8 @@ def workers(shared_workers, portal_env, worker_log_dir, request):
         beat.stop()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def original_remote_policies(moto_world):
-    """Each module starts from the seeded secret and key policies: grants of
-    earlier modules would otherwise pile up towards AWS's size limits."""
-    world = moto_world
+def restore_remote_policies(world) -> None:
+    """Put the seeded secret and key policies back, dropping every grant's statement."""
     world.admin(REMOTE_ID, "secretsmanager").put_resource_policy(
         SecretId=world.secret_arn,
         ResourcePolicy=json.dumps({"Version": "2012-10-17", "Statement": [FOREIGN_SECRET_STATEMENT]}),
@@ -103,3 +100,11 @@ def original_remote_policies(moto_world):
             }
         ),
     )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def original_remote_policies(moto_world):
+    """Each module starts from the seeded secret and key policies: grants of
+    earlier modules would otherwise pile up towards AWS's size limits (the
+    secret policy's 20,480 characters hold about 65 grants)."""
+    restore_remote_policies(moto_world)
