@@ -25,7 +25,7 @@ from bench.filing import approve, submit
 from provisioning.clients import ClientFactory
 from requests_app import runner
 from requests_app.aws import set_client_factory
-from requests_app.models import AccessRequest, RequestState
+from requests_app.models import RequestState
 from requests_app.workflow import STEP_NAMES
 
 ASSUME_ROLE = "sts:AssumeRole"

@@ -12,7 +12,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from json.encoder import encode_basestring_ascii
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
@@ -59,12 +59,6 @@ DOCUMENT_FOR_ACTION = {
     "aws.grant_key_policy": "key_policy_statement",
     "aws.create_endpoint": "endpoint_settings",
 }
-
-
-@dataclass(frozen=True)
-class Loaded:
-    request_ids: list[int]
-    events: int
 
 
 def _state_of(index: int) -> str:
@@ -118,7 +112,9 @@ def _request_ids(template: AccessRequest, count: int, first: int, start: datetim
                 "idempotency_key": "",
                 "idempotency_fingerprint": "",
             }
-            yield [values[column] for column in columns]
+            # JSON columns (drift, …) travel through COPY as JSON text.
+            yield [json.dumps(value) if isinstance(value, (dict, list)) else values[column]
+                   for column, value in ((column, values[column]) for column in columns)]
 
     _copy(AccessRequest, columns, rows())
     return list(
@@ -269,7 +265,7 @@ def _indexes_dropped(model) -> Iterator[None]:
 
 def load_batch(template: AccessRequest, *, first: int, count: int, total: int, events_per_request: int,
                requester_id: int, approver_id: int, requester_label: str, approver_label: str,
-               bulk: bool = False) -> Loaded:
+               bulk: bool = False) -> None:
     """Load requests ``first`` .. ``first + count`` of ``total`` (spread over a
     year ending now), their steps and decisions, and ``events_per_request``
     chained audit events each. ``bulk``: rebuild the audit table's indexes
@@ -284,7 +280,6 @@ def load_batch(template: AccessRequest, *, first: int, count: int, total: int, e
         prev_hash = AuditEvent.objects.order_by("-id").values_list("hash", flat=True).first() or GENESIS_HASH
         with _indexes_dropped(AuditEvent) if bulk else nullcontext():
             _copy(AuditEvent, EVENT_COLUMNS, _event_rows(requests, events_per_request, people, prev_hash))
-    return Loaded(request_ids=ids, events=count * events_per_request)
 
 
 def analyze() -> None:

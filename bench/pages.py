@@ -6,9 +6,9 @@ returning the same page of rows from the same tables (``bench.bare_views``).
 portal of that size): one request filed for real through the services is
 the template of the loaded ones. The query count of each page is taken once
 after a small first batch (``load``) and again at full size (``run``): it
-must not grow with the rows. ``run`` times the pages through Django's test client as the approver
-(who sees every loaded request), portal and bare view interleaved, after a
-warm-up.
+must not grow with the rows. ``run`` times the pages through Django's test
+client as the approver (who sees every loaded request), portal and bare
+view interleaved, after a warm-up.
 """
 from __future__ import annotations
 
