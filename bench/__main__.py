@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["DATABASE_URL"] = database_url
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
+    # Notifications are built and "sent" as in production, into memory instead of onto the table.
+    os.environ.setdefault("EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")
 
     # The static files are never collected for a benchmark run; whitenoise says so once per client.
     warnings.filterwarnings("ignore", message="No directory at")

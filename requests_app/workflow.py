@@ -54,13 +54,18 @@ def _enqueue_after_commit(request: AccessRequest, phase: str) -> None:
 
 
 def _reset_steps(request: AccessRequest, phase: str) -> None:
-    for position, name in enumerate(STEP_NAMES[phase]):
-        ProvisioningStep.objects.update_or_create(
-            request=request,
-            phase=phase,
-            name=name,
-            defaults={"position": position, "status": ProvisioningStep.Status.PENDING, "error": "", "diagnosis": ""},
-        )
+    """Every step of ``phase`` pending again, in one statement: new rows are
+    inserted, rows of an earlier run are reset in place."""
+    pending = {"status": ProvisioningStep.Status.PENDING, "error": "", "diagnosis": ""}
+    ProvisioningStep.objects.bulk_create(
+        [
+            ProvisioningStep(request=request, phase=phase, name=name, position=position, **pending)
+            for position, name in enumerate(STEP_NAMES[phase])
+        ],
+        update_conflicts=True,
+        unique_fields=["request", "phase", "name"],
+        update_fields=["position", *pending],
+    )
 
 
 def schedule_grant(request: AccessRequest) -> None:

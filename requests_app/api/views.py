@@ -22,6 +22,7 @@ from requests_app import selectors, services
 from requests_app.api import serializers as s
 from requests_app.api.filters import MAX_ID, AuditEventFilterSerializer, RequestFilterSerializer
 from requests_app.models import AwsAccount
+from requests_app.pagination import NewestFirstCursorPagination
 
 ERRORS_400 = OpenApiResponse(s.ValidationErrorSerializer, description="Some fields are not valid; `errors` names them.")
 ERROR_401 = OpenApiResponse(s.ErrorSerializer, description="No valid token or session.")
@@ -283,7 +284,7 @@ class RequestRetryView(_RequestActionView):
 
 
 class AuditEventListView(APIView):
-    pagination_class = PortalPagination
+    pagination_class = NewestFirstCursorPagination
     @extend_schema(
         operation_id="audit_events_list",
         summary="Audit events of what you may see, newest first",

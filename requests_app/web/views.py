@@ -19,6 +19,7 @@ from django.views.decorators.http import require_GET, require_POST
 from requests_app import selectors, services
 from requests_app.errors import DomainError, NotFoundForUser, ValidationFailed
 from requests_app.models import AccessRequest, AwsAccount, RequestState
+from requests_app.pagination import cursor_page
 from requests_app.permissions import allowed_actions, can_refresh_preflight
 from requests_app.web import audit_export as exports
 from requests_app.validation import REQUEST_FIELDS
@@ -260,7 +261,7 @@ def audit_log(request):
     return render(
         request,
         "web/audit_log.html",
-        {"form": form, "page": _page(request, events, 50), "query": query.urlencode()},
+        {"form": form, "page": cursor_page(request, events), "query": query.urlencode()},
     )
 
 

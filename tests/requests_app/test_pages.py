@@ -317,3 +317,37 @@ def test_the_portal_serves_its_own_stylesheet_and_htmx_without_debug(client, set
     htmx = client.get("/static/vendor/htmx/htmx.min.js")
     assert htmx.status_code == 200
     assert b"htmx.org 2.0.11" in b"".join(htmx.streaming_content if htmx.streaming else [htmx.content])[:300]
+
+
+def test_the_audit_log_pages_by_cursor_through_every_event_once_and_back(site):
+    users, accounts = site
+    request = make_request(users["requester"], accounts)
+    with transaction.atomic():
+        for number in range(120):
+            record_event(action="request.commented", actor=users["approver"], request=request, details={"n": number})
+    client = _client(users["approver"])
+    url = reverse("web:audit_log") + f"?request={request.pk}"
+
+    def ids_and_links(page_url):
+        response = client.get(page_url)
+        assert response.status_code == 200
+        body = response.content.decode()
+        ids = [int(n) for n in re.findall(r'<tr>\s*<td class="mono">(\d+)</td>', body)]
+        links = dict(re.findall(r'href="([^"]+)">(← Newer|Older →)</a>', body))
+        return ids, {label: href.replace("&amp;", "&") for href, label in links.items()}
+
+    seen, pages, page_url = [], [], url
+    while page_url:
+        ids, links = ids_and_links(page_url)
+        seen += ids
+        pages.append((page_url, links))
+        page_url = links.get("Older →")
+    expected = list(request.audit_events.order_by("-id").values_list("id", flat=True))
+    assert seen == expected and len(expected) > 100
+    assert [len(ids_and_links(u)[0]) for u, _ in pages] == [50, 50, len(expected) - 100]
+    assert "← Newer" not in pages[0][1]
+    # Back from the last page to the one before it, with the filter kept.
+    newer = pages[-1][1]["← Newer"]
+    assert f"request={request.pk}" in newer
+    assert ids_and_links(newer)[0] == expected[50:100]
+    assert client.get(url + "&cursor=not-a-cursor").status_code == 404
