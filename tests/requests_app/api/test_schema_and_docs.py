@@ -72,7 +72,7 @@ def test_submit_documents_the_idempotency_key_and_lists_take_their_filters(schem
     listing = {p["name"] for p in schema["paths"]["/api/v1/requests/"]["get"]["parameters"]}
     assert {"state", "datalake_account", "remote_account", "mine", "awaiting_my_approval", "page", "page_size"} <= listing
     audit = {p["name"] for p in schema["paths"]["/api/v1/audit-events/"]["get"]["parameters"]}
-    assert {"request", "account", "actor", "since", "until", "page", "page_size"} <= audit
+    assert {"request", "account", "actor", "since", "until", "cursor", "page_size"} <= audit
 
 
 def test_token_auth_is_declared(schema):
