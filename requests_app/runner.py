@@ -1,6 +1,6 @@
 """Running a request's engine steps, one at a time, and recording what they did.
 
-``run_step`` is what a worker does for one ``provisioning.run_step`` task:
+Running one step:
 
 1. In a short transaction holding the request row: pick the phase's first
    step that has not succeeded, claim it (running, attempts + 1) and commit,
@@ -8,7 +8,13 @@
 2. Call the engine step with no transaction open: AWS calls can be slow, and
    a transaction held across them would hold row locks just as long.
 3. In one transaction: record the result, the audit events and the request's
-   new state; after the commit, enqueue the next step.
+   new state.
+
+``run_steps`` is what a worker does for one ``provisioning.run_step`` task:
+it goes on to the next step in the same task, each step claimed and recorded
+in transactions of its own exactly as above, so a grant costs one trip
+through the broker rather than one per step. ``run_step`` runs one step and
+hands the next to a new task.
 
 Running a step twice is harmless: the engine's steps are idempotent, a step
 that succeeded is never picked again, and a task that finds its step claimed
@@ -64,16 +70,47 @@ def engine_step(phase: str, name: str) -> Callable[..., Any]:
 
 
 def run_step(request_id: int, phase: str, *, final_attempt: bool = False) -> str | None:
-    """Run the next step of ``phase`` for request ``request_id``.
+    """Run the next step of ``phase`` for request ``request_id``; once it is
+    recorded, a new task is asked for the step after it.
 
     Returns the name of the step that ran, or None when there was nothing to
     do. A ``RetryableAwsError`` is re-raised for the caller to retry later,
     unless ``final_attempt``: then the step fails with the error's diagnosis.
     """
+    name, more = _run_next_step(request_id, phase, final_attempt=final_attempt)
+    if more:
+        transaction.on_commit(lambda: workflow.enqueue_next_step(request_id, phase))
+    return name
+
+
+def run_steps(request_id: int, phase: str, *, retried: bool = False, final_attempt: bool = False) -> list[str]:
+    """Run the steps of ``phase`` back to back, until the phase ends, a step
+    fails, or another worker holds the next one; returns the names of the steps that ran.
+
+    A ``RetryableAwsError`` is re-raised (or, on the ``final_attempt``, fails
+    its step) as in ``run_step``. A task that is itself a retry (``retried``)
+    runs only the step it retried and hands the rest to a new task, so that
+    every step starts with the whole retry budget.
+    """
+    ran: list[str] = []
+    while True:
+        name, more = _run_next_step(request_id, phase, final_attempt=final_attempt)
+        if name is not None:
+            ran.append(name)
+        if not more:
+            return ran
+        if retried:
+            transaction.on_commit(lambda: workflow.enqueue_next_step(request_id, phase))
+            return ran
+
+
+def _run_next_step(request_id: int, phase: str, *, final_attempt: bool) -> tuple[str | None, bool]:
+    """(the step that ran or None, whether a next step of the phase awaits)."""
     claim = _claim_next_step(request_id, phase)
     if claim is None:
-        return None
+        return None, False
     request, step = claim
+    more = False
     with log_context(request_id=request_id, step=step.name, phase=phase):
         started = time.monotonic()
         try:
@@ -96,8 +133,8 @@ def run_step(request_id: int, phase: str, *, final_attempt: bool = False) -> str
             _record_failure(request_id, step, ProvisioningError(f"{type(error).__name__}: {error}"))
         else:
             observe_step(step.name, time.monotonic() - started, True)
-            _record_success(request_id, step, result)
-    return step.name
+            more = _record_success(request_id, step, result)
+    return step.name, more
 
 
 def _claim_next_step(request_id: int, phase: str) -> tuple[AccessRequest, ProvisioningStep] | None:
@@ -167,11 +204,12 @@ def _lock_claimed(request_id: int, step: ProvisioningStep) -> tuple[AccessReques
     return request, current
 
 
-def _record_success(request_id: int, step: ProvisioningStep, result: Any) -> None:
+def _record_success(request_id: int, step: ProvisioningStep, result: Any) -> bool:
+    """Record a step's result; True when a next step of its phase awaits."""
     with transaction.atomic():
         locked = _lock_claimed(request_id, step)
         if locked is None:
-            return
+            return False
         request, step = locked
         if step.name == "preflight":
             passed = _store_preflight(request, result)
@@ -181,7 +219,7 @@ def _record_success(request_id: int, step: ProvisioningStep, result: Any) -> Non
                 failed = [check for check in result.checks if not check.ok]
                 error = "; ".join(check.message for check in failed) or "preflight failed"
                 _fail(request, step, error=error, diagnosis=result.diagnosis or "", aws_request_ids=step.aws_request_ids)
-                return
+                return False
             _audit_step(
                 request,
                 step,
@@ -198,9 +236,8 @@ def _record_success(request_id: int, step: ProvisioningStep, result: Any) -> Non
         step.save()
         if _is_last(step):
             _finish_phase(request, step.phase)
-        else:
-            request_id, phase = request.pk, step.phase
-            transaction.on_commit(lambda: workflow.enqueue_next_step(request_id, phase))
+            return False
+        return True
 
 
 def _store_preflight(request: AccessRequest, report: Any) -> bool:

@@ -32,9 +32,10 @@ logger = logging.getLogger(__name__)
     retry_jitter=True,
     max_retries=settings.PROVISIONING_RETRY_MAX_RETRIES,
 )
-def run_step(self, request_id: int, phase: str) -> str | None:
-    """Run the next step of ``phase`` for one request; retried on retryable AWS errors."""
-    return runner.run_step(request_id, phase, final_attempt=self.request.retries >= self.max_retries)
+def run_step(self, request_id: int, phase: str) -> list[str]:
+    """Run the next steps of ``phase`` for one request; retried on retryable AWS errors."""
+    retries = self.request.retries
+    return runner.run_steps(request_id, phase, retried=retries > 0, final_attempt=retries >= self.max_retries)
 
 
 @shared_task(name="provisioning.sweep", acks_late=True)

@@ -17,7 +17,8 @@ def engine(monkeypatch):
     fake = FakeEngine()
     monkeypatch.setattr(runner, "engine_step", fake.step)
     monkeypatch.setattr(runner, "grant_clients_for", lambda spec: object())
-    monkeypatch.setattr(workflow, "enqueue_next_step", lambda request_id, phase: None)
+    fake.enqueued = []
+    monkeypatch.setattr(workflow, "enqueue_next_step", lambda request_id, phase: fake.enqueued.append((request_id, phase)))
     return fake
 
 
@@ -56,6 +57,60 @@ def test_permanent_error_is_not_retried(engine):
 
     step = request.steps.get(name="preflight")
     assert (step.status, step.attempts, step.diagnosis) == ("failed", 1, "secret_not_found")
+
+
+def test_one_task_runs_every_step_of_the_grant_back_to_back(engine, django_capture_on_commit_callbacks):
+    request = approved_request(endpoint_identifier="orders")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        ran = tasks.run_step.apply(args=[request.pk, "grant"]).get()
+
+    request.refresh_from_db()
+    assert ran == list(workflow.STEP_NAMES["grant"])
+    assert request.state == AccessRequest.State.ACTIVE
+    assert [(step.name, step.status, step.attempts) for step in request.steps.order_by("position")] == [
+        (name, "succeeded", 1) for name in workflow.STEP_NAMES["grant"]
+    ]
+    assert engine.enqueued == []  # no trip through the broker between steps
+
+
+def test_a_retried_task_runs_the_step_it_retried_and_hands_the_rest_to_a_new_task(
+    engine, django_capture_on_commit_callbacks
+):
+    # So that every step starts with the whole retry budget.
+    engine.script("grant_secret_policy", not_visible(), None)
+    request = approved_request(endpoint_identifier="orders")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        tasks.run_step.apply(args=[request.pk, "grant"])
+
+    statuses = dict(request.steps.values_list("name", "status"))
+    assert statuses == {
+        "preflight": "succeeded", "create_role": "succeeded", "grant_secret_policy": "succeeded",
+        "grant_key_policy": "pending", "create_endpoint": "pending", "verify": "pending",
+    }
+    assert request.steps.get(name="grant_secret_policy").attempts == 2
+    assert engine.enqueued == [(request.pk, "grant")]
+
+    ran = tasks.run_step.apply(args=[request.pk, "grant"]).get()
+
+    assert ran == ["grant_key_policy", "create_endpoint", "verify"]
+    request.refresh_from_db()
+    assert request.state == AccessRequest.State.ACTIVE
+
+
+def test_a_permanent_failure_ends_the_task_and_runs_no_later_step(engine, django_capture_on_commit_callbacks):
+    engine.script("grant_key_policy", PermanentAwsError("access denied", diagnosis="provisioner_access_denied"))
+    request = approved_request(endpoint_identifier="orders")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        ran = tasks.run_step.apply(args=[request.pk, "grant"]).get()
+
+    assert ran == ["preflight", "create_role", "grant_secret_policy", "grant_key_policy"]
+    assert [name for name, _ in engine.calls][-1] == "grant_key_policy"
+    request.refresh_from_db()
+    assert request.state == AccessRequest.State.FAILED
+    assert engine.enqueued == []
 
 
 def test_retry_policy_comes_from_settings(settings):
