@@ -26,8 +26,11 @@ from requests_app.models import (
 )
 
 
-def _approver_accounts(user) -> QuerySet:
-    return AwsAccount.objects.filter(approvers=user).values("pk")
+def _approver_accounts(user) -> list[int]:
+    """The ids of the accounts ``user`` approves for, read once: as a list of
+    ids rather than a subquery, the list queries that use them take Postgres
+    a fraction of the time to plan."""
+    return list(AwsAccount.objects.filter(approvers=user).values_list("pk", flat=True))
 
 
 def _visible(user) -> Q:
@@ -164,7 +167,7 @@ def audit_events_visible_to(
 
 
 def dashboard_counts_for(*, user) -> dict[str, Any]:
-    """Counts for the dashboard, in two queries.
+    """Counts for the dashboard, in four queries (two of them the user's approver accounts).
 
     ``visible``: requests ``user`` may see, per state; ``mine``: their own
     requests, per state; ``awaiting_my_approval``: the length of their queue.
