@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
     results = run_all(SIZES[args.size], progress=lambda line: print(line, file=sys.stderr, flush=True))
     print(table(results))
-    args.output.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    args.output.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nFigures written to {args.output}")
     return 0
 

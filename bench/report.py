@@ -85,7 +85,7 @@ def table(results: dict) -> str:
     if "audit_verify_events" in results:
         lines.append("")
         lines.append(
-            f"Chain verified: {results['audit_verify_ok']}, {results['audit_verify_events']:,} events "
+            f"Chain verified: {_number(results['audit_verify_ok'])}, {results['audit_verify_events']:,} events "
             f"({results['audit_verify_events_per_second']:,.0f} events/s); "
             f"loaded {results.get('pages_requests_loaded', 0):,} requests and "
             f"{results.get('pages_audit_events_loaded', 0):,} audit events in {results.get('pages_load_seconds', 0):.0f} s."
