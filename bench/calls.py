@@ -1,12 +1,12 @@
 """AWS calls per grant, counted at the botocore layer, phase by phase.
 
-The portal's grant runs in this process through the same code the workers
-run (``runner.run_step``, one step per call) with the broker left out, so
+The portal's grant runs in this process through the runner the workers
+use, one step per call (``runner.run_step``) with the broker left out, so
 each step's calls can be told apart. Filing (the web process) and the
 worker get client factories of their own, as separate processes would.
 The baseline's calls, counted the same way, are the minimum. The database
-queries of the approval and of each step are counted too: with the broker
-hops, they are what the portal adds to the AWS calls.
+queries of the approval and of each step are counted too: with the trip
+through the broker, they are what the portal adds to the AWS calls.
 """
 from __future__ import annotations
 

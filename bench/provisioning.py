@@ -54,7 +54,7 @@ def run(bench: Bench) -> dict:
 def _where_the_time_goes(request_ids: list[int], portal_median: float) -> dict:
     """Median milliseconds of each step (claimed to recorded, as the step rows
     say) and what the median grant spent outside its steps: approval,
-    broker hops, claiming and recording."""
+    the trip through the broker, claiming and recording."""
     durations: dict[str, list[float]] = {}
     rows = ProvisioningStep.objects.filter(request_id__in=request_ids, phase="grant").values_list(
         "name", "started_at", "finished_at")

@@ -81,7 +81,7 @@ def table(results: dict) -> str:
     if "provisioning_portal_step_ms" in results:
         steps = ", ".join(f"{name} {ms:.0f}" for name, ms in results["provisioning_portal_step_ms"].items())
         lines += ["", f"Median portal grant by step (ms, claimed to recorded): {steps}; outside the steps "
-                      f"(approval, broker hops, claiming, recording): {results['provisioning_portal_outside_steps_ms']:.0f}."]
+                      f"(approval, the broker, claiming, recording): {results['provisioning_portal_outside_steps_ms']:.0f}."]
     if "audit_verify_events" in results:
         lines.append("")
         lines.append(

@@ -33,10 +33,10 @@ class CursorPage:
     older_url: str | None
 
 
-def cursor_page(request: HttpRequest, queryset, page_size: int = NewestFirstCursorPagination.page_size) -> CursorPage:
-    """The page of ``queryset`` the request's ``cursor`` names, for a server-rendered page."""
+def cursor_page(request: HttpRequest, queryset) -> CursorPage:
+    """The page of ``queryset`` the request's ``cursor`` names, for a server-rendered page
+    (whose page size is fixed: only the API takes ``page_size``)."""
     paginator = NewestFirstCursorPagination()
-    paginator.page_size = page_size
     paginator.page_size_query_param = None
     try:
         rows = paginator.paginate_queryset(queryset, Request(request))

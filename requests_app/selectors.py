@@ -7,6 +7,8 @@ detail page would refuse.
 """
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -33,18 +35,20 @@ def _approver_accounts(user) -> list[int]:
     return list(AwsAccount.objects.filter(approvers=user).values_list("pk", flat=True))
 
 
-def _visible(user) -> Q:
-    accounts = _approver_accounts(user)
-    return Q(requester=user) | Q(remote_account__in=accounts) | Q(datalake_account__in=accounts)
-
-
 def requests_visible_to(*, user) -> QuerySet[AccessRequest]:
     """Every request ``user`` may see, newest first, with its people and accounts joined."""
+    return _requests_visible(user, _approver_accounts)
+
+
+def _requests_visible(user, approver_accounts: Callable[[Any], list[int]]) -> QuerySet[AccessRequest]:
     requests = AccessRequest.objects.select_related("requester", "datalake_account", "remote_account")
     if not permissions.is_active_user(user):
         return requests.none()
     if not permissions.is_staff_user(user):
-        requests = requests.filter(_visible(user))
+        accounts = approver_accounts(user)
+        requests = requests.filter(
+            Q(requester=user) | Q(remote_account__in=accounts) | Q(datalake_account__in=accounts)
+        )
     return requests.order_by("-created_at", "-id")
 
 
@@ -72,12 +76,16 @@ def approval_queue_for(*, user) -> QuerySet[AccessRequest]:
     their own and those whose current plan they already decided on. Each row
     carries ``current_approvals`` (distinct approvals of its current plan).
     """
+    return _approval_queue(user, _approver_accounts)
+
+
+def _approval_queue(user, approver_accounts: Callable[[Any], list[int]]) -> QuerySet[AccessRequest]:
     if not permissions.is_active_user(user):
         return AccessRequest.objects.none()
     decided = Decision.objects.filter(request=OuterRef("pk"), approver=user, plan_hash=OuterRef("plan_hash"))
     return (
         AccessRequest.objects.select_related("requester", "datalake_account", "remote_account")
-        .filter(state=RequestState.PENDING_APPROVAL, remote_account__in=_approver_accounts(user))
+        .filter(state=RequestState.PENDING_APPROVAL, remote_account__in=approver_accounts(user))
         .exclude(requester=user)
         .exclude(Exists(decided))
         .annotate(current_approvals=_current_approvals())
@@ -167,7 +175,7 @@ def audit_events_visible_to(
 
 
 def dashboard_counts_for(*, user) -> dict[str, Any]:
-    """Counts for the dashboard, in four queries (two of them the user's approver accounts).
+    """Counts for the dashboard, in three queries (one of them the user's approver accounts).
 
     ``visible``: requests ``user`` may see, per state; ``mine``: their own
     requests, per state; ``awaiting_my_approval``: the length of their queue.
@@ -176,9 +184,10 @@ def dashboard_counts_for(*, user) -> dict[str, Any]:
     for state in RequestState.values:
         aggregates[f"visible__{state}"] = Count("id", filter=Q(state=state))
         aggregates[f"mine__{state}"] = Count("id", filter=Q(state=state, requester_id=getattr(user, "pk", None)))
-    counts = requests_visible_to(user=user).order_by().aggregate(**aggregates)
+    accounts = functools.cache(_approver_accounts)  # read once for both counts
+    counts = _requests_visible(user, accounts).order_by().aggregate(**aggregates)
     return {
         "visible": {state: counts[f"visible__{state}"] or 0 for state in RequestState.values},
         "mine": {state: counts[f"mine__{state}"] or 0 for state in RequestState.values},
-        "awaiting_my_approval": approval_queue_for(user=user).count(),
+        "awaiting_my_approval": _approval_queue(user, accounts).count(),
     }
