@@ -212,16 +212,21 @@ def sso_identity_save(
     expected_email: str = "",
     identity_id: int | None = None,
     source_ip: str | None = None,
+    actor_label: str | None = None,
 ) -> SsoIdentity:
     """Pre-link ``user`` to an identity at the provider, or change a link
-    (``identity_id``): an administrator's decision, audited with before/after."""
+    (``identity_id``): an administrator's decision, audited with before/after.
+
+    ``actor`` None is an operator at the server's console (the ``sso_prelink``
+    command), named by ``actor_label``.
+    """
     issuer, subject, expected_email = issuer.strip(), subject.strip(), expected_email.strip()
     with transaction.atomic():
         identity = None
         if identity_id is not None:
             identity = SsoIdentity.objects.select_for_update().select_related("user").get(pk=identity_id)
         for target in (user, identity.user if identity else None):
-            if target is not None and not permissions.can_link_sso_identity(actor, target):
+            if actor is not None and target is not None and not permissions.can_link_sso_identity(actor, target):
                 raise NotAllowed("Only a superuser may link a staff user or a superuser to single sign-on.")
         problems = sso_identity_problems(
             identity_id=identity_id, user=user, issuer=issuer, subject=subject, expected_email=expected_email
@@ -239,6 +244,7 @@ def sso_identity_save(
         record_event(
             action="sso.prelinked" if before is None else "sso.link_changed",
             actor=actor,
+            actor_label=actor_label if actor is None else None,
             source_ip=source_ip,
             details={"before": before, "after": _identity_details(identity)} if before else _identity_details(identity),
         )

@@ -241,3 +241,18 @@ def test_the_backend_refuses_tokens_for_another_issuer_audience_or_subject(backe
     assert not SsoIdentity.objects.exists()
     monkeypatch.setattr(backend, "get_userinfo", lambda *args: {"sub": "s-1", "preferred_username": "kim"})
     assert backend.get_or_create_user("access", "id", {"iss": ISSUER, "aud": ["portal", "x"], "sub": "s-1"}).username == "kim"
+
+
+def test_operators_pre_link_from_the_command_line(settings):
+    from django.core.management import CommandError, call_command
+
+    settings.OIDC_OP_ISSUER = ISSUER
+    ops = StaffFactory(username="ops")
+    call_command("sso_prelink", "ops", "--subject", "s-ops")
+    assert login("s-ops") == ops
+    event = AuditEvent.objects.get(action="sso.prelinked")
+    assert event.actor_label.startswith("console") and event.details["subject"] == "s-ops"
+    with pytest.raises(CommandError, match="link them by subject"):
+        call_command("sso_prelink", "ops", "--email", "ops@corp.example", "--issuer", "https://other.example.test")
+    with pytest.raises(CommandError, match="No user"):
+        call_command("sso_prelink", "nobody", "--subject", "s-1")
