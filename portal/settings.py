@@ -347,9 +347,17 @@ if OIDC_ENABLED:
     OIDC_OP_JWKS_ENDPOINT = os.environ.get("OIDC_OP_JWKS_ENDPOINT", "")
     OIDC_RP_SIGN_ALGO = os.environ.get("OIDC_RP_SIGN_ALGO", "RS256")
     OIDC_RP_SCOPES = os.environ.get("OIDC_RP_SCOPES", "openid email profile")
+    # The provider's issuer: id tokens must name it (iss), and a portal user is
+    # bound to the identity (iss, sub) at the first login.
+    OIDC_OP_ISSUER = os.environ.get("OIDC_OP_ISSUER", "")
+    OIDC_USE_PKCE = env_bool("OIDC_USE_PKCE", True)
+    OIDC_CALLBACK_CLASS = "requests_app.web.oidc.PortalOIDCCallbackView"
     _missing = [
         name
-        for name in ("OIDC_RP_CLIENT_SECRET", "OIDC_OP_AUTHORIZATION_ENDPOINT", "OIDC_OP_TOKEN_ENDPOINT", "OIDC_OP_USER_ENDPOINT")
+        for name in (
+            "OIDC_RP_CLIENT_SECRET", "OIDC_OP_AUTHORIZATION_ENDPOINT", "OIDC_OP_TOKEN_ENDPOINT", "OIDC_OP_USER_ENDPOINT",
+            "OIDC_OP_ISSUER",
+        )
         if not globals()[name]
     ] + (["OIDC_OP_JWKS_ENDPOINT"] if OIDC_RP_SIGN_ALGO.startswith("RS") and not OIDC_OP_JWKS_ENDPOINT else [])
     if _missing:

@@ -8,12 +8,14 @@ changed or deleted.
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 
 from requests_app import permissions, services
 from requests_app.audit import record_event
 from requests_app.errors import DomainError
-from requests_app.models import AccessRequest, AuditEvent, AwsAccount, Decision, ProvisioningStep
+from requests_app.models import AccessRequest, AuditEvent, AwsAccount, Decision, ProvisioningStep, SsoIdentity
+from requests_app.services.sso import sso_identity_problems
 from requests_app.validation import account_setup_errors
 
 
@@ -152,3 +154,84 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class SsoIdentityForm(forms.ModelForm):
+    actor = None  # the signed-in administrator, set by SsoIdentityAdmin.get_form
+
+    class Meta:
+        model = SsoIdentity
+        fields = ("user", "issuer", "subject", "expected_email")
+
+    def clean(self):
+        cleaned = super().clean()
+        user = cleaned.get("user")
+        for target in (user, self.instance.user if self.instance.pk else None):
+            if target is not None and not permissions.can_link_sso_identity(self.actor, target):
+                raise forms.ValidationError("Only a superuser may link a staff user or a superuser to single sign-on.")
+        problems = sso_identity_problems(
+            identity_id=self.instance.pk,
+            user=user,
+            issuer=(cleaned.get("issuer") or "").strip(),
+            subject=(cleaned.get("subject") or "").strip(),
+            expected_email=(cleaned.get("expected_email") or "").strip(),
+        )
+        for field, field_messages in problems.items():
+            if field not in self.errors:
+                for message in field_messages:
+                    self.add_error(field, message)
+        return cleaned
+
+
+@admin.register(SsoIdentity)
+class SsoIdentityAdmin(admin.ModelAdmin):
+    """Pre-link a portal user to a single sign-on identity, or change or remove a link.
+
+    Every save and delete goes through the audited services.
+    """
+
+    form = SsoIdentityForm
+    list_display = ("user", "issuer", "subject", "expected_email", "linked_at")
+    search_fields = ("user__username", "subject", "expected_email")
+    list_select_related = ("user",)
+    raw_id_fields = ("user",)
+    readonly_fields = ("linked_at", "created_at")
+
+    def has_change_permission(self, request, obj=None):
+        allowed = super().has_change_permission(request, obj)
+        return allowed and (obj is None or permissions.can_link_sso_identity(request.user, obj.user))
+
+    def has_delete_permission(self, request, obj=None):
+        allowed = super().has_delete_permission(request, obj)
+        return allowed and (obj is None or permissions.can_link_sso_identity(request.user, obj.user))
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        form.actor = request.user
+        return form
+
+    def get_changeform_initial_data(self, request):
+        return {"issuer": getattr(settings, "OIDC_OP_ISSUER", ""), **super().get_changeform_initial_data(request)}
+
+    def save_model(self, request, obj, form, change):
+        saved = services.sso_identity_save(
+            actor=request.user,
+            identity_id=obj.pk if change else None,
+            user=form.cleaned_data["user"],
+            issuer=form.cleaned_data["issuer"],
+            subject=form.cleaned_data["subject"],
+            expected_email=form.cleaned_data["expected_email"],
+            source_ip=request.META.get("REMOTE_ADDR"),
+        )
+        obj.pk = saved.pk
+        obj.refresh_from_db()
+
+    def delete_model(self, request, obj):
+        services.sso_identity_remove(actor=request.user, identity_id=obj.pk, source_ip=request.META.get("REMOTE_ADDR"))
+
+    def delete_queryset(self, request, queryset):
+        for identity in queryset.select_related("user"):
+            try:
+                self.delete_model(request, identity)
+            except DomainError as error:
+                self.message_user(request, f"{identity}: {error.message}", level=messages.WARNING)

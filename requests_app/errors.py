@@ -53,3 +53,17 @@ class IdempotencyConflict(DomainError):
     """The idempotency key was already used with a different body (409)."""
 
     status_code = 409
+
+
+class SsoLoginRefused(DomainError):
+    """A single sign-on identity may not sign in as any portal user (403).
+
+    ``message`` is for the person at the login page; ``reason`` is a short
+    code for the log.
+    """
+
+    status_code = 403
+
+    def __init__(self, message: str, *, reason: str):
+        super().__init__(message)
+        self.reason = reason

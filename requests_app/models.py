@@ -313,3 +313,48 @@ class AuditEvent(models.Model):
             models.Index(fields=["actor_label", "id"], name="audit_actor_id"),
             models.Index(fields=["created_at"], name="audit_created_at"),
         ]
+
+
+class SsoIdentity(models.Model):
+    """A portal user's identity at the single sign-on provider: the ``(iss, sub)`` pair.
+
+    Written at a user's first SSO login, or before it by an administrator (a
+    pre-link): with the expected ``subject``, or with an ``expected_email``
+    that the provider must vouch for (``email_verified``) and that the first
+    login replaces with its subject. Logins match on ``(issuer, subject)`` only.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sso_identities")
+    issuer = models.CharField(max_length=255, help_text="The provider's issuer (the id token's iss).")
+    subject = models.CharField(
+        max_length=255, blank=True,
+        help_text="The provider's subject for this person (sub). Blank on a pre-link by e-mail until its first login.",
+    )
+    expected_email = models.EmailField(
+        blank=True,
+        help_text="Pre-link by e-mail: the first login whose verified e-mail is this one is linked to the user.",
+    )
+    linked_at = models.DateTimeField(null=True, blank=True, help_text="First single sign-on through this identity.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "single sign-on identity"
+        verbose_name_plural = "single sign-on identities"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["issuer", "subject"], condition=~Q(subject=""), name="sso_identity_issuer_subject_unique"
+            ),
+            # One identity per user at a provider, and an e-mail pre-link names one user.
+            models.UniqueConstraint(fields=["user", "issuer"], name="sso_identity_one_per_user_and_issuer"),
+            models.UniqueConstraint(
+                models.functions.Lower("expected_email"), "issuer",
+                condition=Q(subject=""), name="sso_identity_pending_email_unique",
+            ),
+            models.CheckConstraint(
+                condition=~Q(subject="") | ~Q(expected_email=""), name="sso_identity_subject_or_email"
+            ),
+            models.CheckConstraint(condition=~Q(issuer=""), name="sso_identity_issuer_set"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} at {self.issuer}"

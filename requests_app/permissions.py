@@ -114,6 +114,14 @@ def can_register_account(user) -> bool:
     return is_staff_user(user)
 
 
+def can_link_sso_identity(actor, user) -> bool:
+    """Pre-linking decides whom a provider identity signs in as: administrators
+    only, and only a superuser for a staff user or a superuser."""
+    if not is_staff_user(actor):
+        return False
+    return actor.is_superuser or not (user.is_staff or user.is_superuser)
+
+
 def has_decided_on_current_plan(user, request: AccessRequest) -> bool:
     decisions = getattr(request, "_prefetched_objects_cache", {}).get("decisions")
     if decisions is not None:

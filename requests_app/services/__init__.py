@@ -19,6 +19,7 @@ from requests_app.services.lifecycle import (
     access_request_retry,
     access_request_revoke,
 )
+from requests_app.services.sso import sso_identity_remove, sso_identity_save, sso_login
 from requests_app.services.submission import access_request_refresh_preflight, access_request_submit
 
 __all__ = [
@@ -38,4 +39,7 @@ __all__ = [
     "grant_check_drift",
     "grant_drift_record",
     "remind_expiring_grants",
+    "sso_identity_remove",
+    "sso_identity_save",
+    "sso_login",
 ]

@@ -1,33 +1,66 @@
-"""Single sign-on users map to portal users by user name.
+"""Single sign-on (OpenID Connect) through mozilla-django-oidc.
 
-Accounts list their approvers and requesters by user name, so an SSO login
-must land on the user of that name: the provider's ``preferred_username``
-claim, else the e-mail address. (The library's default would create users
-named by a hash of the e-mail, whom no account could list.)
+The library runs the authorization-code flow and checks the id token's
+signature, expiry and nonce; this backend also checks its issuer and
+audience, then asks ``services.sso_login`` whom the identity ``(iss, sub)``
+signs in as. The claims a provider user can set (``preferred_username``,
+``email``) never pick an existing portal user: see requests_app/services/sso.py.
+A refusal is shown on the login page.
 """
 from __future__ import annotations
 
+import logging
+
+from django.conf import settings
+from django.contrib import messages
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
+from mozilla_django_oidc.views import OIDCAuthenticationCallbackView
+
+from requests_app import services
+from requests_app.errors import SsoLoginRefused
+
+logger = logging.getLogger(__name__)
+
+NOT_SIGNED_IN = "Single sign-on did not sign you in. Try again, or ask a portal administrator."
+# Where the backend leaves a refusal's message for the callback view.
+_REFUSAL_ATTRIBUTE = "sso_refusal"
 
 
-def username_from_claims(claims: dict) -> str:
-    return (claims.get("preferred_username") or claims.get("email") or "").strip()
+def _refused(reason: str) -> SsoLoginRefused:
+    # Only the reason is logged: never a token, a code or a claim.
+    logger.warning("single sign-on refused (%s)", reason)
+    return SsoLoginRefused(NOT_SIGNED_IN, reason=reason)
 
 
 class PortalOIDCBackend(OIDCAuthenticationBackend):
-    def verify_claims(self, claims) -> bool:
-        return bool(username_from_claims(claims)) and super().verify_claims(claims)
+    def get_or_create_user(self, access_token, id_token, payload):
+        try:
+            issuer, subject = self._identity(payload)
+            claims = self.get_userinfo(access_token, id_token, payload)
+            if claims.get("sub") != subject:
+                # OpenID Connect Core 5.3.2: the user info is about the id token's subject, or is not used.
+                raise _refused("userinfo_subject_mismatch")
+            return services.sso_login(
+                issuer=issuer, subject=subject, claims=claims, source_ip=self.request.META.get("REMOTE_ADDR") or None
+            )
+        except SsoLoginRefused as refusal:
+            setattr(self.request, _REFUSAL_ATTRIBUTE, refusal.message)
+            return None
 
-    def filter_users_by_claims(self, claims):
-        username = username_from_claims(claims)
-        if not username:
-            return self.UserModel.objects.none()
-        return self.UserModel.objects.filter(**{self.UserModel.USERNAME_FIELD: username})
+    def _identity(self, payload: dict) -> tuple[str, str]:
+        issuer, subject, audience = payload.get("iss"), payload.get("sub"), payload.get("aud")
+        if issuer != settings.OIDC_OP_ISSUER:
+            raise _refused("wrong_issuer")
+        if self.OIDC_RP_CLIENT_ID not in (audience if isinstance(audience, list) else [audience]):
+            raise _refused("wrong_audience")
+        if not isinstance(subject, str) or not subject:
+            raise _refused("no_subject")
+        return issuer, subject
 
-    def create_user(self, claims):
-        return self.UserModel.objects.create_user(
-            username_from_claims(claims),
-            email=claims.get("email", ""),
-            first_name=claims.get("given_name", ""),
-            last_name=claims.get("family_name", ""),
-        )
+
+class PortalOIDCCallbackView(OIDCAuthenticationCallbackView):
+    """Back on the login page, say why single sign-on did not sign the person in."""
+
+    def login_failure(self):
+        messages.error(self.request, getattr(self.request, _REFUSAL_ATTRIBUTE, None) or NOT_SIGNED_IN)
+        return super().login_failure()
