@@ -41,15 +41,27 @@ class ExtensionSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class RepairRequestSerializer(serializers.ModelSerializer):
+class PendingRepairSerializer(serializers.ModelSerializer):
     requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     approved_by = serializers.SlugRelatedField(slug_field="username", many=True, read_only=True)
-    findings = DriftFindingSerializer(many=True, help_text="The drift findings the repair would put back.")
+    findings = serializers.SerializerMethodField(help_text="The drift findings the repair would put back.")
 
     class Meta:
         model = RepairRequest
         fields = ["id", "requested_by", "findings", "justification", "approved_by", "created_at"]
         read_only_fields = fields
+
+    @extend_schema_field(DriftFindingSerializer(many=True))
+    def get_findings(self, repair: RepairRequest) -> list[dict]:
+        return with_accounts(repair.findings)
+
+
+def with_accounts(findings: list[dict]) -> list[dict]:
+    """Drift findings, each with the account it is in (``datalake`` or ``remote``)."""
+    return [
+        {**finding, "account": finding_account(finding.get("kind", ""), finding.get("resource", ""))}
+        for finding in findings or []
+    ]
 
 
 class LifecycleFieldsMixin(serializers.Serializer):
@@ -71,16 +83,12 @@ class LifecycleFieldsMixin(serializers.Serializer):
     def get_drift(self, request: AccessRequest) -> dict | None:
         if not request.drift:
             return None
-        findings = [
-            {**finding, "account": finding_account(finding.get("kind", ""), finding.get("resource", ""))}
-            for finding in request.drift.get("findings", [])
-        ]
-        return {**request.drift, "findings": findings}
+        return {**request.drift, "findings": with_accounts(request.drift.get("findings", []))}
 
-    @extend_schema_field(RepairRequestSerializer(allow_null=True))
+    @extend_schema_field(PendingRepairSerializer(allow_null=True))
     def get_pending_repair(self, request: AccessRequest) -> dict | None:
         repair = self._pending_repair(request)
-        return RepairRequestSerializer(repair).data if repair is not None else None
+        return PendingRepairSerializer(repair).data if repair is not None else None
 
     @staticmethod
     def _pending_repair(request: AccessRequest):
