@@ -177,11 +177,15 @@ LIFECYCLE_ACTIONS = ("extend", "decide_extension", "repair", "ask_repair", "deci
 
 
 def has_remote_drift(drift: dict | None) -> bool:
-    """Whether a drift report has a finding in the Remote account (its owners decide)."""
-    return any(
-        finding_account(finding.get("kind", ""), finding.get("resource", "")) == REMOTE
-        for finding in (drift or {}).get("findings", [])
-    )
+    """Whether a drift report has a finding in the Remote account (its owners decide).
+
+    A report that says drifted without saying where counts as Remote.
+    """
+    drift = drift or {}
+    findings = drift.get("findings") or []
+    if drift.get("drifted") and not findings:
+        return True
+    return any(finding_account(finding.get("kind", ""), finding.get("resource", "")) == REMOTE for finding in findings)
 
 
 def _repair_action(user, request: AccessRequest, pending_repair) -> str | None:

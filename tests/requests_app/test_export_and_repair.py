@@ -331,6 +331,13 @@ def test_a_pending_repair_request_closes_when_its_drift_goes_away(cast, enqueued
         access_request_repair_approve(request_id=request.pk, user=cast.approver)
 
 
+def test_a_drift_report_that_does_not_say_where_counts_as_remote(cast, enqueued):
+    request = _active(cast, {"drifted": True, "kinds": ["endpoint_missing"]})
+    assert lifecycle_actions(cast.requester, request) == {"export", "ask_repair"}
+    assert access_request_repair(request_id=request.pk, user=cast.requester).state == RequestState.ACTIVE
+    assert enqueued == []
+
+
 @pytest.mark.parametrize(
     ("findings", "steps"),
     [
