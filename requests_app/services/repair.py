@@ -207,8 +207,10 @@ def access_request_repair(
 
 
 def _file_repair(request, *, user, findings, justification, source_ip, notify: bool = True) -> RepairRequest:
+    # What drifted and where, in words; the documents themselves stay in the drift report.
+    asked = [{key: finding.get(key) for key in ("kind", "resource", "message")} for finding in findings]
     repair = RepairRequest.objects.create(
-        request=request, requested_by=user, findings=findings, justification=justification
+        request=request, requested_by=user, findings=asked, justification=justification
     )
     _audit_repair("repair.requested", request, repair, user=user, source_ip=source_ip, justification=justification)
     if notify:

@@ -193,7 +193,7 @@ def test_the_requester_only_asks_for_a_repair_of_remote_drift(cast, enqueued, ma
     assert _pending_steps(asked) == [] and enqueued == []
     repair = RepairRequest.objects.get(request=request)
     assert (repair.state, repair.requested_by, repair.justification) == ("pending", cast.requester, "Needed for the ETL.")
-    assert repair.findings == REMOTE_DRIFT["findings"]
+    assert repair.findings == REMOTE_DRIFT["findings"]  # kind, resource, message: no documents
     event = AuditEvent.objects.get(request=request, action="repair.requested")
     assert event.details["findings"] == [{"kind": "secret_statement_missing", "resource": SECRET_ARN}]
     (mail,) = mailoutbox
