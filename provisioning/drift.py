@@ -56,6 +56,15 @@ DRIFT_KINDS = (
     ENDPOINT_SETTINGS_CHANGED,
 )
 
+# Which account a finding is in: the DataLake account's role and endpoint
+# are the requester's side; the Remote account's secret and key policies are
+# its owners' (a statement missing there may have been removed on purpose).
+DATALAKE = "datalake"
+REMOTE = "remote"
+_DATALAKE_KINDS = frozenset({
+    ROLE_MISSING, ROLE_TRUST_POLICY_CHANGED, ROLE_INLINE_POLICY_CHANGED, ENDPOINT_MISSING, ENDPOINT_SETTINGS_CHANGED,
+})
+
 # IAM role unique ids start with AROA; a policy shows one in place of the ARN
 # of a role that no longer exists.
 _ROLE_UNIQUE_ID = re.compile(r"AROA[A-Z0-9]{12,}")
@@ -74,8 +83,22 @@ class DriftFinding:
     actual: Any = None
 
     def to_dict(self) -> dict:
-        """The finding as plain JSON-serialisable data."""
-        return asdict(self)
+        """The finding as plain JSON-serialisable data, with the account it is in."""
+        return {**asdict(self), "account": finding_account(self.kind, self.resource)}
+
+
+def finding_account(kind: str, resource: str) -> str:
+    """``DATALAKE`` or ``REMOTE``: the account in which the finding ``kind`` on ``resource`` is.
+
+    ``role_recreated`` is found on the role itself (DataLake) or on a secret
+    or key statement that names the old role (Remote). Anything not known to
+    be in the DataLake account counts as Remote: its owners decide.
+    """
+    if kind in _DATALAKE_KINDS:
+        return DATALAKE
+    if kind == ROLE_RECREATED and ":iam::" in (resource or "") and ":role/" in (resource or ""):
+        return DATALAKE
+    return REMOTE
 
 
 @dataclass

@@ -232,6 +232,42 @@ class ExpiryExtension(models.Model):
         ]
 
 
+class RepairRequest(models.Model):
+    """A requester's ask to put back a grant's statements that drifted in the Remote account.
+
+    A portal statement removed from (or edited in) a Remote policy is the
+    Remote account's decision until its approvers say otherwise: the repair
+    runs only once the account's required number of them agreed. ``findings``
+    are the drift findings the ask is about, as the approvers see them; the
+    repair re-runs exactly the steps that put those back.
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+        # The drift it was about went away before anyone decided.
+        CLOSED = "closed", "Closed"
+
+    request = models.ForeignKey(AccessRequest, on_delete=models.PROTECT, related_name="repairs")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    findings = models.JSONField(default=list, blank=True)
+    justification = models.TextField(blank=True)
+    state = models.CharField(max_length=8, choices=State.choices, default=State.PENDING)
+    approved_by = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="+", blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(state__in=["pending", "approved", "rejected", "closed"]), name="repair_state_valid"
+            ),
+            models.UniqueConstraint(fields=["request"], condition=Q(state="pending"), name="repair_one_pending"),
+        ]
+
+
 class ProvisioningStep(models.Model):
     """One engine step of a request's grant or revoke, with its outcome."""
 

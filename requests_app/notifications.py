@@ -21,6 +21,7 @@ from django.core.mail import send_mail
 from django.urls import reverse
 
 from requests_app.models import AccessRequest, Decision, RequestState
+from requests_app.permissions import has_remote_drift
 
 logger = logging.getLogger(__name__)
 
@@ -179,14 +180,54 @@ def notify_drift(request: AccessRequest, kinds: list[str]) -> None:
         [request.requester, *request.remote_account.approvers.filter(is_active=True)]
     )
     findings = (request.drift or {}).get("findings", [])
+    if has_remote_drift(request.drift):
+        what_next = (
+            f"A statement of the grant in the Remote account {request.remote_account.account_id}'s policies was "
+            "removed or edited there. It stays so until that account's approvers choose: repair (put it back) or "
+            "revoke the grant. The requester may ask them for a repair."
+        )
+    else:
+        what_next = "Only the DataLake account drifted: the requester may repair it (re-runs only the DataLake steps)."
     lines = [
         f"Grant #{request.pk} no longer matches its approved plan in AWS ({', '.join(kinds)}).",
         "",
         _summary(request),
         "",
-        *[f"- {finding.get('message', finding.get('kind'))}" for finding in findings],
+        *[f"- {finding.get('message', finding.get('kind'))} ({finding.get('resource', '')})" for finding in findings],
         "",
-        f"Repair it (re-runs the grant's steps) or revoke it: {request_url(request)}",
+        what_next,
+        f"Repair or revoke it: {request_url(request)}",
     ]
     _mail(f"{SUBJECT_PREFIX} #{request.pk} drifted from its plan", "\n".join(lines), people)
     _webhook(f"Grant #{request.pk} drifted ({', '.join(kinds)}): {request_url(request)}")
+
+
+def notify_repair_requested(repair) -> None:
+    """Tell the Remote account's approvers that a grant's requester asks them to put its statements back."""
+    request = repair.request
+    approvers = _addresses(
+        request.remote_account.approvers.exclude(pk=request.requester_id).filter(is_active=True)
+    )
+    lines = [
+        f"{_person(repair.requested_by)} asks to repair grant #{request.pk}: to put back what drifted in the "
+        f"Remote account {request.remote_account.account_id}.",
+        "Nothing is written until enough of you approve; the plan stays as approved.",
+        "",
+        _summary(request),
+        "",
+        *[f"- {finding.get('message', finding.get('kind'))} ({finding.get('resource', '')})" for finding in repair.findings],
+    ]
+    if repair.justification:
+        lines.append(f"Justification: {repair.justification}")
+    lines += ["", f"Decide: {request_url(request)}"]
+    _mail(f"{SUBJECT_PREFIX} #{request.pk} asks for a repair", "\n".join(lines), approvers)
+    _webhook(f"Grant #{request.pk} asks for a repair of its Remote statements: {request_url(request)}")
+
+
+def notify_repair_decided(repair) -> None:
+    """Tell the requester whether the Remote approvers let the grant be repaired."""
+    request = repair.request
+    verdict = "is being repaired" if repair.state == "approved" else "will not be repaired"
+    lines = [f"Your grant #{request.pk} {verdict}.", "", _summary(request), "", request_url(request)]
+    _mail(f"{SUBJECT_PREFIX} #{request.pk} {verdict}", "\n".join(lines), _addresses([request.requester]))
+    _webhook(f"Grant #{request.pk} {verdict}: {request_url(request)}")

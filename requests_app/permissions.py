@@ -12,6 +12,7 @@ this request"; whether the request's state still allows it is the services'
 """
 from __future__ import annotations
 
+from provisioning.drift import REMOTE, finding_account
 from requests_app.models import ALLOWED_TRANSITIONS, AccessRequest, AwsAccount, Decision, RequestState
 
 ACTIONS = ("approve", "reject", "cancel", "revoke", "retry")
@@ -101,8 +102,39 @@ def can_decide_extension(user, request: AccessRequest) -> bool:
 
 
 def can_repair(user, request: AccessRequest) -> bool:
-    """Putting a drifted grant back is open to whoever may revoke it."""
+    """Who may act on a drifted grant's repair at all: the requester, the
+    Remote account's approvers and administrators (who does what depends on
+    where it drifted, see below)."""
     return can_revoke(user, request)
+
+
+def can_repair_datalake_drift(user, request: AccessRequest) -> bool:
+    """Drift confined to the DataLake account (the role, the endpoint) is the
+    requester's side: anyone who may repair puts it back directly."""
+    return can_repair(user, request)
+
+
+def can_decide_remote_drift(user, request: AccessRequest) -> bool:
+    """A portal statement removed from a Remote policy is the Remote account's
+    decision: only its approvers (never the grant's own requester) or an
+    administrator choose to put it back."""
+    return not _is_own(user, request) and (is_approver_for(user, request.remote_account) or is_staff_user(user))
+
+
+def can_override_remote_drift(user, request: AccessRequest) -> bool:
+    """An administrator repairs Remote drift at once; the approvers' choice
+    needs as many of them as an approval does."""
+    return not _is_own(user, request) and is_staff_user(user)
+
+
+def can_ask_repair(user, request: AccessRequest) -> bool:
+    """The requester asks the Remote account's approvers for a repair of drift in their account."""
+    return _is_own(user, request)
+
+
+def can_decide_repair(user, request: AccessRequest) -> bool:
+    """A repair request is decided like an extension: by the approvers, never the requester."""
+    return can_approve(user, request)
 
 
 def can_export(user, request: AccessRequest) -> bool:
@@ -149,15 +181,47 @@ def allowed_actions(user, request: AccessRequest) -> set[str]:
     return actions
 
 
-LIFECYCLE_ACTIONS = ("extend", "decide_extension", "repair", "export")
+LIFECYCLE_ACTIONS = ("extend", "decide_extension", "repair", "ask_repair", "decide_repair", "export")
 
 
-def lifecycle_actions(user, request: AccessRequest, *, pending_extension=None) -> set[str]:
+def has_remote_drift(drift: dict | None) -> bool:
+    """Whether a drift report has a finding in the Remote account (its owners decide).
+
+    A report that says drifted without saying where counts as Remote.
+    """
+    drift = drift or {}
+    findings = drift.get("findings") or []
+    if drift.get("drifted") and not findings:
+        return True
+    return any(finding_account(finding.get("kind", ""), finding.get("resource", "")) == REMOTE for finding in findings)
+
+
+def _repair_action(user, request: AccessRequest, pending_repair) -> str | None:
+    """What POST .../repair/ does for ``user`` now: ``repair`` (it runs, or
+    counts as this approver's approval), ``ask_repair`` (it files a repair
+    request), or None."""
+    drift = request.drift or {}
+    if not drift.get("drifted") or not can_repair(user, request):
+        return None
+    if not has_remote_drift(drift):
+        return "repair" if can_repair_datalake_drift(user, request) else None
+    if can_override_remote_drift(user, request):
+        return "repair"
+    if can_decide_remote_drift(user, request):
+        # An approver with a repair request pending decides that one instead.
+        return "repair" if pending_repair is None else None
+    if can_ask_repair(user, request) and pending_repair is None:
+        return "ask_repair"
+    return None
+
+
+def lifecycle_actions(user, request: AccessRequest, *, pending_extension=None, pending_repair=None) -> set[str]:
     """The actions on an active grant to offer ``user`` now: a subset of ``LIFECYCLE_ACTIONS``.
 
-    ``pending_extension`` is the request's pending ExpiryExtension, if any
-    (the caller has it prefetched). Kept apart from ``allowed_actions``,
-    whose set the pages and the API map one-to-one onto their buttons.
+    ``pending_extension`` and ``pending_repair`` are the request's pending
+    ExpiryExtension and RepairRequest, if any (the caller has them
+    prefetched). Kept apart from ``allowed_actions``, whose set the pages and
+    the API map one-to-one onto their buttons.
     """
     if not can_view(user, request):
         return set()
@@ -170,6 +234,11 @@ def lifecycle_actions(user, request: AccessRequest, *, pending_extension=None) -
         approver.pk == user.pk for approver in pending_extension.approved_by.all()
     ):
         actions.add("decide_extension")
-    if (request.drift or {}).get("drifted") and can_repair(user, request):
-        actions.add("repair")
+    repair = _repair_action(user, request, pending_repair)
+    if repair is not None:
+        actions.add(repair)
+    if pending_repair is not None and can_decide_repair(user, request) and not any(
+        approver.pk == user.pk for approver in pending_repair.approved_by.all()
+    ):
+        actions.add("decide_repair")
     return actions

@@ -24,6 +24,7 @@ from requests_app.models import (
     Decision,
     ExpiryExtension,
     ProvisioningStep,
+    RepairRequest,
     RequestState,
 )
 
@@ -94,7 +95,7 @@ def _approval_queue(user, approver_accounts: Callable[[Any], list[int]]) -> Quer
 
 
 def request_detail_for(*, user, request_id: Any) -> AccessRequest:
-    """One request with its decisions, steps, audit events and pending extension (raises
+    """One request with its decisions, steps, audit events, pending extension and repair (raises
     NotFoundForUser when it does not exist or ``user`` may not see it).
 
     The accounts' approvers are prefetched too, so ``permissions`` answers
@@ -113,6 +114,13 @@ def request_detail_for(*, user, request_id: Any) -> AccessRequest:
                     .select_related("requested_by")
                     .prefetch_related("approved_by"),
                     to_attr="pending_extensions",
+                ),
+                Prefetch(
+                    "repairs",
+                    queryset=RepairRequest.objects.filter(state=RepairRequest.State.PENDING)
+                    .select_related("requested_by")
+                    .prefetch_related("approved_by"),
+                    to_attr="pending_repairs",
                 ),
                 "remote_account__approvers",
                 "datalake_account__approvers",
@@ -133,6 +141,19 @@ def pending_extension_of(request: AccessRequest) -> ExpiryExtension | None:
     if pending is None:
         pending = list(
             request.extensions.filter(state=ExpiryExtension.State.PENDING).prefetch_related("approved_by")
+        )
+    return pending[0] if pending else None
+
+
+def pending_repair_of(request: AccessRequest) -> RepairRequest | None:
+    """The request's repair request awaiting the Remote approvers, if any
+    (prefetched by ``request_detail_for``; read from the database otherwise)."""
+    pending = getattr(request, "pending_repairs", None)
+    if pending is None:
+        pending = list(
+            request.repairs.filter(state=RepairRequest.State.PENDING)
+            .select_related("requested_by")
+            .prefetch_related("approved_by")
         )
     return pending[0] if pending else None
 

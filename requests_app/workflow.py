@@ -8,6 +8,7 @@ The tasks are sent by name, so this module does not import the workers' code.
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 
 from django.db import transaction
 from kombu.exceptions import OperationalError as KombuOperationalError
@@ -53,14 +54,16 @@ def _enqueue_after_commit(request: AccessRequest, phase: str) -> None:
     transaction.on_commit(lambda: enqueue_next_step(request_id, phase))
 
 
-def _reset_steps(request: AccessRequest, phase: str) -> None:
-    """Every step of ``phase`` pending again, in one statement: new rows are
-    inserted, rows of an earlier run are reset in place."""
+def _reset_steps(request: AccessRequest, phase: str, only: Collection[str] | None = None) -> None:
+    """Every step of ``phase`` (or only the steps named in ``only``) pending
+    again, in one statement: new rows are inserted, rows of an earlier run are
+    reset in place."""
     pending = {"status": ProvisioningStep.Status.PENDING, "error": "", "diagnosis": ""}
     ProvisioningStep.objects.bulk_create(
         [
             ProvisioningStep(request=request, phase=phase, name=name, position=position, **pending)
             for position, name in enumerate(STEP_NAMES[phase])
+            if only is None or name in only
         ],
         update_conflicts=True,
         unique_fields=["request", "phase", "name"],
@@ -71,6 +74,17 @@ def _reset_steps(request: AccessRequest, phase: str) -> None:
 def schedule_grant(request: AccessRequest) -> None:
     """Create the grant's pending steps and run them after this transaction commits."""
     _reset_steps(request, ProvisioningStep.Phase.GRANT)
+    _enqueue_after_commit(request, ProvisioningStep.Phase.GRANT)
+
+
+def schedule_grant_steps(request: AccessRequest, names: Collection[str]) -> None:
+    """Put only the grant steps ``names`` back to pending and run them after
+    this transaction commits; the grant's other steps stay done, so the runner
+    passes over them (a repair re-runs only what puts back what drifted)."""
+    unknown = set(names) - set(STEP_NAMES[ProvisioningStep.Phase.GRANT])
+    if unknown:
+        raise ValueError(f"not grant steps: {sorted(unknown)}")
+    _reset_steps(request, ProvisioningStep.Phase.GRANT, only=set(names))
     _enqueue_after_commit(request, ProvisioningStep.Phase.GRANT)
 
 

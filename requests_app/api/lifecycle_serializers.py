@@ -4,10 +4,11 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from provisioning.drift import DRIFT_KINDS
+from provisioning.drift import DATALAKE, DRIFT_KINDS, REMOTE, finding_account
 from requests_app import permissions, selectors
-from requests_app.models import AccessRequest, ExpiryExtension
+from requests_app.models import AccessRequest, ExpiryExtension, RepairRequest
 from requests_app.services.expiry import JUSTIFICATION_MAX
+from requests_app.services.repair import JUSTIFICATION_MAX as REPAIR_JUSTIFICATION_MAX
 
 
 class DriftFindingSerializer(serializers.Serializer):
@@ -16,6 +17,10 @@ class DriftFindingSerializer(serializers.Serializer):
     message = serializers.CharField(help_text="What differs from the plan, in plain words.")
     expected = serializers.JSONField(allow_null=True, required=False)
     actual = serializers.JSONField(allow_null=True, required=False)
+    account = serializers.ChoiceField(
+        choices=[DATALAKE, REMOTE],
+        help_text="Where it drifted: `remote` findings are the Remote account's approvers' to repair.",
+    )
 
 
 class DriftSerializer(serializers.Serializer):
@@ -36,19 +41,58 @@ class ExtensionSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class PendingRepairSerializer(serializers.ModelSerializer):
+    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    approved_by = serializers.SlugRelatedField(slug_field="username", many=True, read_only=True)
+    findings = serializers.SerializerMethodField(help_text="The drift findings the repair would put back.")
+
+    class Meta:
+        model = RepairRequest
+        fields = ["id", "requested_by", "findings", "justification", "approved_by", "created_at"]
+        read_only_fields = fields
+
+    @extend_schema_field(DriftFindingSerializer(many=True))
+    def get_findings(self, repair: RepairRequest) -> list[dict]:
+        return with_accounts(repair.findings)
+
+
+def with_accounts(findings: list[dict]) -> list[dict]:
+    """Drift findings, each with the account it is in (``datalake`` or ``remote``)."""
+    return [
+        {**finding, "account": finding_account(finding.get("kind", ""), finding.get("resource", ""))}
+        for finding in findings or []
+    ]
+
+
 class LifecycleFieldsMixin(serializers.Serializer):
     """The request detail's lifecycle fields (mixed into ``RequestDetailSerializer``)."""
 
     drift = serializers.SerializerMethodField(help_text="The last drift check's report; null before the first check.")
     pending_extension = serializers.SerializerMethodField(help_text="The extension awaiting the approvers, if any.")
+    pending_repair = serializers.SerializerMethodField(
+        help_text="The repair request awaiting the Remote account's approvers, if any."
+    )
     lifecycle_actions = serializers.SerializerMethodField(
         help_text="Lifecycle actions the caller may take now: `extend`, `decide_extension` "
-        "(`.../extension/approve/` or `.../extension/reject/`), `repair`, `export` (a GET)."
+        "(`.../extension/approve/` or `.../extension/reject/`), `repair` (`.../repair/` runs the repair, or "
+        "counts as this Remote approver's approval), `ask_repair` (`.../repair/` files a repair request for the "
+        "Remote approvers), `decide_repair` (`.../repair/approve/` or `.../repair/reject/`), `export` (a GET)."
     )
 
     @extend_schema_field(DriftSerializer(allow_null=True))
     def get_drift(self, request: AccessRequest) -> dict | None:
-        return request.drift or None
+        if not request.drift:
+            return None
+        return {**request.drift, "findings": with_accounts(request.drift.get("findings", []))}
+
+    @extend_schema_field(PendingRepairSerializer(allow_null=True))
+    def get_pending_repair(self, request: AccessRequest) -> dict | None:
+        repair = self._pending_repair(request)
+        return PendingRepairSerializer(repair).data if repair is not None else None
+
+    @staticmethod
+    def _pending_repair(request: AccessRequest):
+        return selectors.pending_repair_of(request) if request.state == "active" else None
 
     @extend_schema_field(ExtensionSerializer(allow_null=True))
     def get_pending_extension(self, request: AccessRequest) -> dict | None:
@@ -59,13 +103,22 @@ class LifecycleFieldsMixin(serializers.Serializer):
     def get_lifecycle_actions(self, request: AccessRequest) -> list[str]:
         user = self.context["request"].user
         extension = selectors.pending_extension_of(request)
-        return sorted(permissions.lifecycle_actions(user, request, pending_extension=extension))
+        return sorted(permissions.lifecycle_actions(
+            user, request, pending_extension=extension, pending_repair=self._pending_repair(request)
+        ))
 
 
 class ExtendSerializer(serializers.Serializer):
     expires_at = serializers.DateTimeField(help_text="The new expiry: later than the current one, in the future.")
     justification = serializers.CharField(
         max_length=JUSTIFICATION_MAX, required=False, default="", allow_blank=True, help_text="Why the grant is needed longer."
+    )
+
+
+class RepairSerializer(serializers.Serializer):
+    justification = serializers.CharField(
+        max_length=REPAIR_JUSTIFICATION_MAX, required=False, default="", allow_blank=True,
+        help_text="Why the statements should be put back (kept with a repair request to the Remote approvers).",
     )
 
 

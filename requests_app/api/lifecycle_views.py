@@ -1,5 +1,5 @@
-"""REST API views for an active grant's lifecycle: repair, extend, decide an
-extension, download the change. Each calls one service, as the other views do."""
+"""REST API views for an active grant's lifecycle: repair (and decide a repair
+request), extend, decide an extension, download the change. Each calls one service, as the other views do."""
 from __future__ import annotations
 
 import json
@@ -12,18 +12,49 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from requests_app.api import serializers as s
-from requests_app.api.lifecycle_serializers import ExtendSerializer, RemoteDocumentsSerializer
+from requests_app.api.lifecycle_serializers import ExtendSerializer, RemoteDocumentsSerializer, RepairSerializer
 from requests_app.api.views import ERROR_401, ERROR_404, ERRORS_400, ERROR_409, REQUEST_ID, _action_schema, _RequestActionView, _request_id
 from requests_app.export import FORMATS, grant_export_for
 
 
 @_action_schema(
     "requests_repair",
-    "Put a drifted active grant back to its plan (re-runs the grant's steps)",
-    who="The requester, approvers of its Remote account, staff. The plan and its approvals stay as they are.",
+    "Put a drifted active grant back to its plan, or ask the Remote approvers to",
+    RepairSerializer,
+    who=(
+        "Drift only in the DataLake account (role, endpoint): the requester, approvers of the Remote account or "
+        "staff; only the DataLake steps run. Drift in a Remote secret or key policy: staff repair at once; a "
+        "Remote approver's repair counts as one approval of a repair request (it runs once the account's "
+        "required approvals are in); the requester's call files a repair request for the Remote approvers and "
+        "runs nothing (see `pending_repair`). A grant with no drift: 409. The plan and its approvals stay as they are."
+    ),
 )
 class RequestRepairView(_RequestActionView):
     service_name = "access_request_repair"
+    body_serializer = RepairSerializer
+
+
+@_action_schema(
+    "requests_repair_approve",
+    "Approve the grant's pending repair request",
+    s.CommentSerializer,
+    who="Approvers of the request's Remote account; never the requester. The repair runs once the account's "
+    "required number of approvers agreed.",
+)
+class RepairApproveView(_RequestActionView):
+    service_name = "access_request_repair_approve"
+    body_serializer = s.CommentSerializer
+
+
+@_action_schema(
+    "requests_repair_reject",
+    "Reject the grant's pending repair request (a comment is required); nothing is written",
+    s.RejectSerializer,
+    who="Approvers of the request's Remote account; never the requester.",
+)
+class RepairRejectView(_RequestActionView):
+    service_name = "access_request_repair_reject"
+    body_serializer = s.RejectSerializer
 
 
 @_action_schema(

@@ -309,6 +309,7 @@ class RequestDetailSerializer(LifecycleFieldsMixin, RequestSummarySerializer):
             "drift",
             "drift_checked_at",
             "pending_extension",
+            "pending_repair",
             "lifecycle_actions",
         ]
         read_only_fields = fields

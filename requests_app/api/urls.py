@@ -17,6 +17,16 @@ urlpatterns = [
     path("requests/<str:id>/revoke/", views.RequestRevokeView.as_view(), name="request-revoke"),
     path("requests/<str:id>/retry/", views.RequestRetryView.as_view(), name="request-retry"),
     path("requests/<str:id>/repair/", lifecycle_views.RequestRepairView.as_view(), name="request-repair"),
+    path(
+        "requests/<str:id>/repair/approve/",
+        lifecycle_views.RepairApproveView.as_view(),
+        name="request-repair-approve",
+    ),
+    path(
+        "requests/<str:id>/repair/reject/",
+        lifecycle_views.RepairRejectView.as_view(),
+        name="request-repair-reject",
+    ),
     path("requests/<str:id>/extend/", lifecycle_views.RequestExtendView.as_view(), name="request-extend"),
     path(
         "requests/<str:id>/extension/approve/",

@@ -6,7 +6,7 @@ work for the workers only after the commit.
 """
 from requests_app.services.accounts import account_register
 from requests_app.services.decisions import access_request_approve, access_request_reject
-from requests_app.services.drift import access_request_repair, grant_check_drift, grant_drift_record
+from requests_app.services.drift import grant_check_drift, grant_drift_record
 from requests_app.services.expiry import (
     access_request_extend,
     access_request_extension_approve,
@@ -20,6 +20,11 @@ from requests_app.services.lifecycle import (
     access_request_revoke,
 )
 from requests_app.services.sso import sso_identity_remove, sso_identity_save, sso_login
+from requests_app.services.repair import (
+    access_request_repair,
+    access_request_repair_approve,
+    access_request_repair_reject,
+)
 from requests_app.services.submission import access_request_refresh_preflight, access_request_submit
 
 __all__ = [
@@ -31,6 +36,8 @@ __all__ = [
     "access_request_extension_approve",
     "access_request_extension_reject",
     "access_request_repair",
+    "access_request_repair_approve",
+    "access_request_repair_reject",
     "access_request_refresh_preflight",
     "access_request_reject",
     "access_request_retry",

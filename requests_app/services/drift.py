@@ -1,10 +1,8 @@
-"""Drift of active grants: checking them against AWS, recording it, repairing it.
+"""Drift of active grants: checking them against AWS and recording it.
 
 The periodic check reads AWS with no transaction open (the reads can be
-slow), then records the report on the request in a short transaction. A
-repair re-runs the grant's idempotent steps: the request goes from active
-to provisioning and, when the steps are done, back to active; the plan and
-its approvals are unchanged, because the steps put back exactly the plan.
+slow), then records the report on the request in a short transaction.
+Repairing a drifted grant (and who may) is ``requests_app.services.repair``.
 """
 from __future__ import annotations
 
@@ -15,13 +13,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from provisioning.drift import check_drift
-from requests_app import notifications, permissions, workflow
+from requests_app import notifications
 from requests_app.audit import record_event
 from requests_app.aws import grant_clients_for
-from requests_app.errors import InvalidTransition, NotAllowed
 from requests_app.grants import grant_spec_for
 from requests_app.models import AccessRequest, RequestState
-from requests_app.services.transitions import lock_request, lock_request_for, move
+from requests_app.services.repair import close_outdated_repair
+from requests_app.services.transitions import lock_request
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +58,7 @@ def grant_drift_record(*, request_id: int, report: dict, now: datetime | None = 
         request.drift = report
         request.drift_checked_at = now
         request.save(update_fields=["drift", "drift_checked_at", "updated_at"])
+        close_outdated_repair(request, report)
         if new_kinds:
             record_event(
                 action="grant.drift_detected",
@@ -122,24 +121,3 @@ def after_grant_finished(request: AccessRequest) -> None:
     if (request.drift or {}).get("drifted"):
         request_id = request.pk
         transaction.on_commit(lambda: enqueue_drift_check(request_id))
-
-
-def access_request_repair(*, request_id, user, source_ip: str | None = None) -> AccessRequest:
-    """Put a drifted grant back to its plan by re-running its idempotent grant steps."""
-    with transaction.atomic():
-        request = lock_request_for(user=user, request_id=request_id)
-        if not permissions.can_repair(user, request):
-            raise NotAllowed(
-                "Only the requester, an approver of the Remote account or an administrator may repair a grant."
-            )
-        if request.state != RequestState.ACTIVE:
-            raise InvalidTransition(
-                f"Request #{request.pk} is {RequestState(request.state).label.lower()}: only an active grant can be repaired."
-            )
-        move(
-            request, RequestState.PROVISIONING, verb="repaired", action="grant.repair_requested",
-            actor=user, source_ip=source_ip,
-            details={"drift_kinds": (request.drift or {}).get("kinds", [])},
-        )
-        workflow.schedule_grant(request)
-    return request

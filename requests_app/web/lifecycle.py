@@ -1,7 +1,8 @@
-"""The detail page's lifecycle panel of an active grant: drift and repair,
-expiry and extensions, downloads of the change.
+"""The detail page's lifecycle panel of an active grant: drift and repair
+(and the repair requests the Remote approvers decide), expiry and
+extensions, downloads of the change.
 
-Repair and the extension decisions are plain actions of the detail page
+Repair, the repair and extension decisions are plain actions of the detail page
 (``views.ACTIONS``); asking for an extension has a form of its own, and the
 downloads are read-only. What shows is decided by ``lifecycle_actions``, the
 same rules the services check again.
@@ -14,11 +15,13 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import redirect
 from django.views.decorators.http import require_GET, require_POST
 
+from provisioning.drift import finding_account
+
 from requests_app import selectors, services
 from requests_app.errors import DomainError, NotFoundForUser
 from requests_app.export import FORMATS, grant_export_for
 from requests_app.models import AccessRequest
-from requests_app.permissions import lifecycle_actions
+from requests_app.permissions import has_remote_drift, lifecycle_actions
 from requests_app.web.forms import ExtendForm
 
 EXPORT_LINKS = (("cloudformation", "CloudFormation"), ("json", "JSON"), ("cli", "CLI"))
@@ -27,12 +30,19 @@ EXPORT_LINKS = (("cloudformation", "CloudFormation"), ("json", "JSON"), ("cli", 
 def lifecycle_context(user, access_request: AccessRequest) -> dict:
     """What the detail page's lifecycle panel shows ``user``."""
     pending = selectors.pending_extension_of(access_request)
-    actions = lifecycle_actions(user, access_request, pending_extension=pending)
+    pending_repair = selectors.pending_repair_of(access_request) if access_request.state == "active" else None
+    actions = lifecycle_actions(user, access_request, pending_extension=pending, pending_repair=pending_repair)
     drift = access_request.drift or {}
+    findings = drift.get("findings", []) if drift.get("drifted") else []
     return {
         "lifecycle": actions,
         "pending_extension": pending,
-        "drift_findings": drift.get("findings", []) if drift.get("drifted") else [],
+        "pending_repair": pending_repair,
+        "drift_findings": [
+            {**finding, "account": finding_account(finding.get("kind", ""), finding.get("resource", ""))}
+            for finding in findings
+        ],
+        "remote_drift": has_remote_drift(drift) if findings else False,
         "extend_form": ExtendForm() if "extend" in actions else None,
         "export_links": EXPORT_LINKS if "export" in actions and access_request.plan else (),
     }

@@ -38,7 +38,9 @@ ACTIONS = {
     "revoke": (services.access_request_revoke, "Revoke started.", False),
     "retry": (services.access_request_retry, "Retry started.", False),
     "refresh_preflight": (services.access_request_refresh_preflight, "Preflight ran again.", False),
-    "repair": (services.access_request_repair, "Repair started.", False),
+    "repair": (services.access_request_repair, "Repair started (or, for the Remote account, asked of its approvers).", False),
+    "repair_approve": (services.access_request_repair_approve, "Repair approved.", True),
+    "repair_reject": (services.access_request_repair_reject, "Repair rejected.", True),
     "extension_approve": (services.access_request_extension_approve, "Extension approved.", True),
     "extension_reject": (services.access_request_extension_reject, "Extension rejected.", True),
 }

@@ -24,7 +24,9 @@ from provisioning.drift import (
     ROLE_TRUST_POLICY_CHANGED,
     SECRET_STATEMENT_CHANGED,
     SECRET_STATEMENT_MISSING,
+    DriftFinding,
     check_drift,
+    finding_account,
 )
 from provisioning.errors import PermanentAwsError
 from provisioning.spec import OWNER_TAG_KEY
@@ -242,3 +244,27 @@ def test_a_check_that_cannot_read_raises_instead_of_reporting_clean(world, spec,
     with pytest.raises(PermanentAwsError) as caught:
         check_drift(spec, clients=clients, expected_role_id=granted)
     assert caught.value.diagnosis == "provisioner_access_denied"
+
+
+@pytest.mark.parametrize(
+    ("kind", "resource", "account"),
+    [
+        ("role_missing", "arn:aws:iam::111111111111:role/r", "datalake"),
+        ("role_trust_policy_changed", "arn:aws:iam::111111111111:role/r", "datalake"),
+        ("role_inline_policy_changed", "arn:aws:iam::111111111111:role/r", "datalake"),
+        ("endpoint_missing", "source-db", "datalake"),
+        ("endpoint_settings_changed", "arn:aws:dms:eu-west-1:111111111111:endpoint:X", "datalake"),
+        ("role_recreated", "arn:aws:iam::111111111111:role/r", "datalake"),
+        # A Remote statement naming the deleted role's old id: the Remote policy must be written.
+        ("role_recreated", "arn:aws:secretsmanager:eu-west-1:222222222222:secret:s", "remote"),
+        ("role_recreated", "arn:aws:kms:eu-west-1:222222222222:key/k", "remote"),
+        ("secret_statement_missing", "arn:aws:secretsmanager:eu-west-1:222222222222:secret:s", "remote"),
+        ("secret_statement_changed", "arn:aws:secretsmanager:eu-west-1:222222222222:secret:s", "remote"),
+        ("key_statement_missing", "arn:aws:kms:eu-west-1:222222222222:key/k", "remote"),
+        ("key_statement_changed", "arn:aws:kms:eu-west-1:222222222222:key/k", "remote"),
+        ("a_kind_not_known_yet", "arn:aws:iam::111111111111:role/r", "remote"),
+    ],
+)
+def test_each_finding_names_the_account_it_is_in(kind, resource, account):
+    assert finding_account(kind, resource) == account
+    assert DriftFinding(kind, resource, "m").to_dict()["account"] == account

@@ -21,8 +21,16 @@ from requests_app import runner, tasks
 from requests_app.audit import verify_chain
 from requests_app.grants import grant_spec_for
 from requests_app.metrics import scrape_registry
-from requests_app.models import AccessRequest, AuditEvent, RequestState
-from requests_app.services import access_request_approve, access_request_repair, access_request_submit
+from provisioning.clients import ClientFactory
+from requests_app.aws import set_client_factory
+from requests_app.models import AccessRequest, AuditEvent, RepairRequest, RequestState
+from requests_app.services import (
+    access_request_approve,
+    access_request_repair,
+    access_request_repair_approve,
+    access_request_submit,
+)
+from tests.provisioning.botocore_hooks import AwsCallCounter
 from tests.aws_world import DATALAKE_ID, FOREIGN_KEY_STATEMENT, FOREIGN_SECRET_STATEMENT, REMOTE_ID
 
 pytestmark = pytest.mark.django_db
@@ -168,8 +176,18 @@ def test_drift_is_detected_shown_counted_notified_and_repaired(grant, portal_aws
         tasks.check_grant_drift(grant.pk)
     assert _actions(request).count("grant.drift_detected") == 1 and len(mail.outbox) == 1
 
+    # The statement was removed in the Remote account: the requester only asks its approvers.
+    mail.outbox.clear()
     with django_capture_on_commit_callbacks(execute=True):
-        repairing = access_request_repair(request_id=grant.pk, user=cast.requester, source_ip="10.0.0.9")
+        asked = access_request_repair(request_id=grant.pk, user=cast.requester, source_ip="10.0.0.9")
+    assert asked.state == RequestState.ACTIVE
+    assert drive(asked, "grant").state == RequestState.ACTIVE  # nothing to run
+    assert world.secret_policy()["Statement"] == [FOREIGN_SECRET_STATEMENT]
+    assert [m.subject for m in mail.outbox] == [f"[DMS Access Portal] #{grant.pk} asks for a repair"]
+    assert set(mail.outbox[0].to) == {cast.approver.email, cast.second_approver.email}
+
+    with django_capture_on_commit_callbacks(execute=True):
+        repairing = access_request_repair_approve(request_id=grant.pk, user=cast.approver, comment="Put it back.")
     assert repairing.state == RequestState.PROVISIONING
     assert repairing.plan_hash == grant.plan_hash
     request = drive(repairing, "grant")
@@ -184,7 +202,8 @@ def test_drift_is_detected_shown_counted_notified_and_repaired(grant, portal_aws
     assert request.drift["drifted"] is False
     assert _metric("portal_grants_drifted ") == ["portal_grants_drifted 0.0"]
     actions = _actions(request)
-    repair = actions[actions.index("grant.repair_requested"):]
+    repair = actions[actions.index("repair.requested"):]
+    assert repair[:3] == ["repair.requested", "decision.repair_approve", "grant.repair_requested"]
     # Only what drifted was written; the check after the repair clears the drift.
     assert [a for a in repair if a.startswith("aws.")] == ["aws.grant_secret_policy"]
     assert repair[-2:] == ["request.active", "grant.drift_cleared"]
@@ -207,6 +226,38 @@ def test_a_role_created_again_is_flagged_and_repair_records_the_new_role(grant, 
 
     request = drive(access_request_repair(request_id=grant.pk, user=cast.approver), "grant")
     assert request.role_id == _role(world, grant.role_name)["RoleId"] != grant.role_id
+    assert tasks.check_grant_drift(grant.pk) == []
+
+
+def test_a_deleted_datalake_role_is_repaired_by_the_requester_without_writing_the_remote_policies(
+    grant, portal_aws, drive, cast, drift_rechecks, django_capture_on_commit_callbacks
+):
+    world = portal_aws
+    iam = world.admin(DATALAKE_ID, "iam")
+    iam.delete_role_policy(RoleName=grant.role_name, PolicyName=ROLE_INLINE_POLICY_NAME)
+    iam.delete_role(RoleName=grant.role_name)
+    assert tasks.check_grant_drift(grant.pk) == ["role_missing"]
+    secret_before, key_before = world.secret_policy(), world.key_policy()
+
+    # Count the portal's calls from here on: fresh clients on the counted session.
+    counter = AwsCallCounter(world.base_session)
+    set_client_factory(ClientFactory(base_session=world.base_session))
+    with counter.phase("repair"):
+        with django_capture_on_commit_callbacks(execute=True):
+            repairing = access_request_repair(request_id=grant.pk, user=cast.requester)
+        assert repairing.state == RequestState.PROVISIONING
+        request = drive(repairing, "grant")
+    assert request.state == RequestState.ACTIVE, request.diagnosis
+
+    writes = counter.writes("repair")
+    assert writes.get("iam:CreateRole") == 1
+    assert not [op for op in writes if op.startswith(("secretsmanager:", "kms:"))], writes
+    assert world.secret_policy() == secret_before and world.key_policy() == key_before
+    assert request.role_id == _role(world, grant.role_name)["RoleId"] != grant.role_id
+    steps = {step.name: step.attempts for step in request.steps.filter(phase="grant")}
+    assert steps == {"preflight": 2, "create_role": 2, "grant_secret_policy": 1, "grant_key_policy": 1,
+                     "create_endpoint": 1, "verify": 2}
+    assert not RepairRequest.objects.filter(request=grant).exists()
     assert tasks.check_grant_drift(grant.pk) == []
 
 

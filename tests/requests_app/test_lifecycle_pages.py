@@ -9,7 +9,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from requests_app.models import AccessRequest, ExpiryExtension, RequestState
+from requests_app.models import AccessRequest, ExpiryExtension, RepairRequest, RequestState
 from tests.requests_app.page_rows import make_accounts, make_request, make_users
 
 pytestmark = pytest.mark.django_db
@@ -66,7 +66,9 @@ def test_the_requester_sees_the_drift_escaped_and_can_repair_extend_and_download
     page = _page(_client(users["requester"]), grant)
     assert 'id="drift"' in page and "secret_statement_missing" in page
     assert HOSTILE not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
-    assert 'value="repair"' in page
+    # The secret statement was removed in the Remote account: the requester may only ask.
+    assert 'value="repair"' in page and "Ask the Remote approvers to repair" in page
+    assert 'id="remote-drift"' in page
     assert reverse("web:request_extend", args=[grant.pk]) in page
     for fmt in ("cloudformation", "json", "cli"):
         assert reverse("web:request_export", args=[grant.pk, fmt]) in page
@@ -85,8 +87,40 @@ def test_a_datalake_approver_sees_the_grant_but_no_buttons(site, grant):
 
 def test_repair_from_the_page_starts_the_grant_steps_again(site, grant):
     users, _ = site
+    assert "Repair: put the statements back" in _page(_client(users["approver"]), grant)
     response = _post(_client(users["approver"]), grant, "repair")
-    assert "Repair started." in response.content.decode()
+    assert "Repair started" in response.content.decode()
+    assert AccessRequest.objects.get(pk=grant.pk).state == RequestState.PROVISIONING
+
+
+def test_a_repair_asked_on_the_page_waits_for_an_approver(site, grant):
+    users, _ = site
+    asked = _post(_client(users["requester"]), grant, "repair")
+    page = asked.content.decode()
+    assert AccessRequest.objects.get(pk=grant.pk).state == RequestState.ACTIVE
+    assert 'id="pending-repair"' in page and 'value="repair_approve"' not in page
+    assert HOSTILE not in page
+    approver = _client(users["approver"])
+    page = _page(approver, grant)
+    assert 'id="pending-repair"' in page and 'value="repair_approve"' in page and 'value="repair_reject"' in page
+    assert 'value="repair"' not in page  # the approver decides the ask instead
+    refused = _post(approver, grant, "repair_reject")
+    assert "A comment is required" in refused.content.decode()
+    assert RepairRequest.objects.get(request=grant).state == RepairRequest.State.PENDING
+    _post(approver, grant, "repair_approve", {"comment": "Put it back."})
+    assert AccessRequest.objects.get(pk=grant.pk).state == RequestState.PROVISIONING
+    assert RepairRequest.objects.get(request=grant).state == RepairRequest.State.APPROVED
+
+
+def test_a_requester_repairs_datalake_drift_from_the_page(site, grant):
+    users, _ = site
+    grant.drift = {"drifted": True, "kinds": ["endpoint_missing"],
+                   "findings": [{"kind": "endpoint_missing", "resource": "source-db", "message": "gone"}]}
+    grant.save(update_fields=["drift"])
+    client = _client(users["requester"])
+    page = _page(client, grant)
+    assert "Repair the DataLake role and endpoint" in page and 'id="remote-drift"' not in page
+    _post(client, grant, "repair")
     assert AccessRequest.objects.get(pk=grant.pk).state == RequestState.PROVISIONING
 
 

@@ -15,7 +15,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 
 from requests_app.models import AccessRequest, AwsAccount
-from requests_app.services import access_request_extend
+from requests_app.services import access_request_extend, access_request_repair
 from tests.requests_app.page_rows import SECRET_ARN, make_request
 
 ROLES = ("anonymous", "other_requester", "requester", "other_approver", "approver", "staff")
@@ -47,6 +47,23 @@ class Action:
     about_the_request: bool = True  # refuses non-viewers with 404
     needs_aws: bool = False
     pending_extension: bool = False  # the (active, expiring) grant has an extension awaiting the approvers
+    # The (active) grant's drift: "" (none), "datalake" (its endpoint is gone) or "remote" (its statement
+    # was removed from the secret policy); with ``pending_repair`` the requester has asked for a repair.
+    drift: str = ""
+    pending_repair: bool = False
+    # Roles whose try is accepted as an ask, not done: a 2xx (or the page's redirect), one new
+    # ``asked`` audit event, and the request left in its state.
+    asks: frozenset = frozenset()
+    asked: str = ""
+
+
+DRIFT = {
+    "datalake": {"drifted": True, "kinds": ["endpoint_missing"], "findings": [
+        {"kind": "endpoint_missing", "resource": "orders-source", "message": "The DMS endpoint no longer exists."}]},
+    "remote": {"drifted": True, "kinds": ["secret_statement_missing"], "findings": [
+        {"kind": "secret_statement_missing", "resource": SECRET_ARN,
+         "message": "The grant's statement is no longer in the secret's resource policy."}]},
+}
 
 
 FILE_BODY = {
@@ -94,8 +111,19 @@ TABLE = [
     Action("refresh preflight", "web:request_action", "POST", "/requests/{id}/refresh_preflight/",
            frozenset({"requester", "approver"}), proof="created", creates="request.preflight_refreshed",
            refused=302, needs_aws=True),
-    Action("repair", "web:request_action", "POST", "/requests/{id}/repair/", VIEWERS, state=S.ACTIVE,
-           proof="moved", to=S.PROVISIONING, refused=302),
+    Action("repair with no drift", "web:request_action", "POST", "/requests/{id}/repair/", frozenset(),
+           state=S.ACTIVE, proof="moved", to=S.PROVISIONING, refused=302),
+    Action("repair of DataLake drift", "web:request_action", "POST", "/requests/{id}/repair/", VIEWERS,
+           state=S.ACTIVE, drift="datalake", proof="moved", to=S.PROVISIONING, refused=302),
+    Action("repair of Remote drift", "web:request_action", "POST", "/requests/{id}/repair/",
+           frozenset({"approver", "staff"}), state=S.ACTIVE, drift="remote", proof="moved", to=S.PROVISIONING,
+           asks=frozenset({"requester"}), asked="repair.requested", refused=302),
+    Action("approve the repair", "web:request_action", "POST", "/requests/{id}/repair_approve/",
+           frozenset({"approver"}), state=S.ACTIVE, drift="remote", pending_repair=True, proof="moved",
+           to=S.PROVISIONING, refused=302),
+    Action("reject the repair", "web:request_action", "POST", "/requests/{id}/repair_reject/",
+           frozenset({"approver"}), state=S.ACTIVE, drift="remote", pending_repair=True, proof="created",
+           creates="decision.repair_reject", body={"comment": "removed on purpose"}, refused=302),
     Action("ask for an extension", "web:request_extend", "POST", "/requests/{id}/extend/", frozenset({"requester"}),
            state=S.ACTIVE, proof="created", creates="extension.requested", body=EXTEND_BODY, refused=302),
     Action("approve the extension", "web:request_action", "POST", "/requests/{id}/extension_approve/",
@@ -132,8 +160,19 @@ TABLE = [
            proof="moved", to=S.REVOKING),
     Action("retry", "api:request-retry", "POST", "/api/v1/requests/{id}/retry/", frozenset({"requester", "staff"}),
            state=S.FAILED, proof="moved", to=S.PROVISIONING),
-    Action("repair", "api:request-repair", "POST", "/api/v1/requests/{id}/repair/", VIEWERS, state=S.ACTIVE,
-           proof="moved", to=S.PROVISIONING),
+    Action("repair with no drift", "api:request-repair", "POST", "/api/v1/requests/{id}/repair/", frozenset(),
+           state=S.ACTIVE, proof="moved", to=S.PROVISIONING, refused=409),
+    Action("repair of DataLake drift", "api:request-repair", "POST", "/api/v1/requests/{id}/repair/", VIEWERS,
+           state=S.ACTIVE, drift="datalake", proof="moved", to=S.PROVISIONING),
+    Action("repair of Remote drift", "api:request-repair", "POST", "/api/v1/requests/{id}/repair/",
+           frozenset({"approver", "staff"}), state=S.ACTIVE, drift="remote", proof="moved", to=S.PROVISIONING,
+           asks=frozenset({"requester"}), asked="repair.requested"),
+    Action("approve the repair", "api:request-repair-approve", "POST", "/api/v1/requests/{id}/repair/approve/",
+           frozenset({"approver"}), state=S.ACTIVE, drift="remote", pending_repair=True, proof="moved",
+           to=S.PROVISIONING),
+    Action("reject the repair", "api:request-repair-reject", "POST", "/api/v1/requests/{id}/repair/reject/",
+           frozenset({"approver"}), state=S.ACTIVE, drift="remote", pending_repair=True, proof="created",
+           creates="decision.repair_reject", body={"comment": "removed on purpose"}),
     Action("ask for an extension", "api:request-extend", "POST", "/api/v1/requests/{id}/extend/",
            frozenset({"requester"}), state=S.ACTIVE, proof="created", creates="extension.requested",
            body={**EXTEND_BODY, "expires_at": LATER + ":00Z"}),
@@ -188,6 +227,11 @@ def the_request(action: Action, people: dict, site: dict) -> AccessRequest:
     if action.state == S.ACTIVE:
         request.expires_at = timezone.now() + timedelta(days=30)
         request.save(update_fields=["expires_at"])
+    if action.drift:
+        request.drift = DRIFT[action.drift]
+        request.save(update_fields=["drift"])
+    if action.pending_repair:
+        access_request_repair(request_id=request.pk, user=people["requester"])
     if action.pending_extension:
         access_request_extend(
             request_id=request.pk, user=people["requester"], expires_at=timezone.now() + timedelta(days=60)

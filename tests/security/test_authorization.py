@@ -19,6 +19,10 @@ touching the Remote account:
 - approver: approves for the request's Remote account;
 - staff: an administrator, member of no account.
 
+Some rows name roles whose try is an ask rather than the deed (``asks``): the
+requester's repair of a statement removed in the Remote account files a repair
+request for its approvers and runs nothing.
+
 A refusal must be a clean one: 401 for an anonymous API call, 404 for a
 request the caller may not see (never revealing it exists), 403 for one they
 see but may not act on; the pages send anonymous people (and API tokens,
@@ -76,6 +80,7 @@ def attempt(action: Action, role: str, auth: str, client: Client, headers: dict,
     """Try ``action`` as ``role``; None when the outcome is what the table says, else what went wrong."""
     path = action.path.format(id=request.pk)
     counts = _counts(action)
+    asks_before = AuditEvent.objects.filter(action=action.asked).count() if action.asks else 0
     if action.method == "GET":
         response = client.get(path, **headers)
     elif action.route.startswith("api:"):
@@ -95,6 +100,11 @@ def attempt(action: Action, role: str, auth: str, client: Client, headers: dict,
     if status >= 500:
         return f"{status} server error"
     done = _done(action, request, response, counts)
+    if effective in action.asks and not bad_token:
+        asked = AuditEvent.objects.filter(action=action.asked).count() == asks_before + 1
+        if status < 400 and asked and request.state == action.state:
+            return None
+        return f"answered {status}, asked: {asked}, state {request.state}; expected an ask that runs nothing"
     if expected:
         return None if done else f"refused with {status}, expected allowed"
     if done:

@@ -46,8 +46,78 @@ def test_the_detail_shows_the_drift_and_what_each_person_may_do(grant, client_fo
     assert riley["drift"]["findings"][0]["message"] == DRIFT["findings"][0]["message"]
     assert riley["drift_checked_at"] is not None
     assert riley["pending_extension"] is None
-    assert riley["lifecycle_actions"] == ["export", "extend", "repair"]
+    assert riley["drift"]["findings"][0]["account"] == "remote"
+    # The statement was removed in the Remote account: the requester may only ask its approvers.
+    assert riley["lifecycle_actions"] == ["ask_repair", "export", "extend"]
+    assert riley["pending_repair"] is None
+    assert client_for("avery").get(_url(grant, "")[:-1]).json()["lifecycle_actions"] == ["export", "repair"]
+    assert client_for("sam").get(_url(grant, "")[:-1]).json()["lifecycle_actions"] == ["export", "repair"]
     assert client_for("dana").get(_url(grant, "")[:-1]).json()["lifecycle_actions"] == ["export"]
+
+
+def test_the_requesters_repair_of_remote_drift_files_a_request_the_approvers_decide(grant, client_for):
+    asked = client_for("riley").post(_url(grant, "repair"), {"justification": "Removed by mistake?"}, format="json")
+    assert asked.status_code == 200, asked.json()
+    body = asked.json()
+    assert body["state"] == RequestState.ACTIVE
+    assert [step for step in body["steps"] if step["status"] == "pending"] == []
+    pending = body["pending_repair"]
+    assert (pending["requested_by"], pending["justification"], pending["approved_by"]) == (
+        "riley", "Removed by mistake?", [])
+    assert pending["findings"][0]["kind"] == "secret_statement_missing"
+    assert pending["findings"][0]["account"] == "remote"
+    assert body["lifecycle_actions"] == ["export", "extend"]
+    again = client_for("riley").post(_url(grant, "repair"), {}, format="json")
+    assert (again.status_code, again.json()["code"]) == (409, "invalid_transition")
+
+    avery = client_for("avery").get(_url(grant, "")[:-1]).json()
+    assert avery["pending_repair"]["id"] == pending["id"]
+    assert avery["lifecycle_actions"] == ["decide_repair", "export"]
+
+    approved = client_for("avery").post(_url(grant, "repair/approve"), {"comment": "Put it back."}, format="json")
+    assert approved.status_code == 200, approved.json()
+    assert approved.json()["state"] == RequestState.PROVISIONING
+    assert approved.json()["pending_repair"] is None
+    assert approved.json()["plan_hash"] == grant["plan_hash"]
+    assert [step["name"] for step in approved.json()["steps"] if step["status"] == "pending"] == [
+        "preflight", "grant_secret_policy", "verify"]
+
+
+def test_rejecting_a_repair_request_needs_a_comment(grant, client_for):
+    client_for("riley").post(_url(grant, "repair"), {}, format="json")
+    avery = client_for("avery")
+    silent = avery.post(_url(grant, "repair/reject"), {}, format="json")
+    assert silent.status_code == 400 and "comment" in silent.json()["errors"]
+    rejected = avery.post(_url(grant, "repair/reject"), {"comment": "Removed on purpose."}, format="json")
+    assert rejected.status_code == 200, rejected.json()
+    assert rejected.json()["pending_repair"] is None
+    assert rejected.json()["state"] == RequestState.ACTIVE
+
+
+@pytest.mark.parametrize(
+    ("who", "action", "status"),
+    [
+        ("riley", "repair/approve", 403),  # never on one's own grant
+        ("riley", "repair/reject", 403),
+        ("dana", "repair/approve", 403),  # sees it (DataLake approver), decides nothing
+        ("olive", "repair/approve", 404),
+        ("olive", "repair/reject", 404),
+        ("sam", "repair/approve", 403),  # staff repair directly instead
+    ],
+)
+def test_who_may_not_decide_a_repair_request(grant, client_for, who, action, status):
+    client_for("riley").post(_url(grant, "repair"), {}, format="json")
+    response = client_for(who).post(_url(grant, action), {"comment": "x"}, format="json")
+    assert response.status_code == status, response.json()
+    detail = client_for("avery").get(_url(grant, "")[:-1]).json()
+    assert detail["state"] == RequestState.ACTIVE and detail["pending_repair"] is not None
+
+
+def test_a_grant_without_drift_is_repaired_by_nobody(grant, client_for):
+    AccessRequest.objects.filter(pk=grant["id"]).update(drift={"drifted": False, "kinds": [], "findings": []})
+    for who in ("riley", "avery", "sam"):
+        response = client_for(who).post(_url(grant, "repair"), {}, format="json")
+        assert (response.status_code, response.json()["code"]) == (409, "invalid_transition"), who
 
 
 def test_an_extension_asked_by_the_requester_moves_the_expiry_once_approved(grant, client_for):
@@ -87,6 +157,7 @@ def test_rejecting_an_extension_needs_a_comment_and_keeps_the_expiry(grant, clie
         ("avery", "extend", "later", 403),  # an approver does not ask for the requester
         ("riley", "extend", "earlier", 400),  # an extension moves the expiry later
         ("avery", "extension/approve", {}, 409),  # nothing pending
+        ("avery", "repair/approve", {}, 409),  # nothing pending
         ("olive", "repair", {}, 404),
         ("dana", "repair", {}, 403),  # sees it (DataLake approver) but may not repair it
     ],

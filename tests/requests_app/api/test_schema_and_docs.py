@@ -21,6 +21,8 @@ CONTRACT = {
     ("/api/v1/requests/{id}/revoke/", "post"),
     ("/api/v1/requests/{id}/retry/", "post"),
     ("/api/v1/requests/{id}/repair/", "post"),
+    ("/api/v1/requests/{id}/repair/approve/", "post"),
+    ("/api/v1/requests/{id}/repair/reject/", "post"),
     ("/api/v1/requests/{id}/extend/", "post"),
     ("/api/v1/requests/{id}/extension/approve/", "post"),
     ("/api/v1/requests/{id}/extension/reject/", "post"),
