@@ -11,52 +11,51 @@ from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from requests_app.api import serializers as s
-from requests_app.api.lifecycle_serializers import ExtendSerializer, RemoteDocumentsSerializer
+from requests_app.actions import ACTIONS
+from requests_app.api.lifecycle_serializers import RemoteDocumentsSerializer
 from requests_app.api.views import ERROR_401, ERROR_404, ERRORS_400, ERROR_409, REQUEST_ID, _action_schema, _RequestActionView, _request_id
 from requests_app.export import FORMATS, grant_export_for
 
 
 @_action_schema(
+    ACTIONS["repair"],
     "requests_repair",
     "Put a drifted active grant back to its plan (re-runs the grant's steps)",
     who="The requester, approvers of its Remote account, staff. The plan and its approvals stay as they are.",
 )
 class RequestRepairView(_RequestActionView):
-    service_name = "access_request_repair"
+    pass
 
 
 @_action_schema(
+    ACTIONS["extend"],
     "requests_extend",
     "Ask for an active grant to expire later",
-    ExtendSerializer,
     who="The requester. The approvers of the Remote account decide; the expiry moves only once they agree.",
 )
 class RequestExtendView(_RequestActionView):
-    service_name = "access_request_extend"
-    body_serializer = ExtendSerializer
+    pass
 
 
 @_action_schema(
+    ACTIONS["extension_approve"],
     "requests_extension_approve",
     "Approve the grant's pending extension",
-    s.CommentSerializer,
-    who="Approvers of the request's Remote account; never the requester.",
+    who="Approvers of the request's Remote account; never the requester. The body names the plan you were shown "
+    "(`plan_hash`), as for an approval: 409 if it is no longer the grant's plan.",
 )
 class ExtensionApproveView(_RequestActionView):
-    service_name = "access_request_extension_approve"
-    body_serializer = s.CommentSerializer
+    pass
 
 
 @_action_schema(
+    ACTIONS["extension_reject"],
     "requests_extension_reject",
     "Reject the grant's pending extension (a comment is required); the expiry stays",
-    s.RejectSerializer,
     who="Approvers of the request's Remote account; never the requester.",
 )
 class ExtensionRejectView(_RequestActionView):
-    service_name = "access_request_extension_reject"
-    body_serializer = s.RejectSerializer
+    pass
 
 
 class _FirstRenderer(DefaultContentNegotiation):
