@@ -45,6 +45,7 @@ class CommentSerializer(serializers.Serializer):
 class ApproveSerializer(CommentSerializer):
     plan_hash = serializers.CharField(
         max_length=PLAN_HASH_LENGTH,
+        allow_blank=True,
         help_text="The `plan_hash` of the plan you were shown (from the request or its `/plan/`). "
         "If the plan has changed since, nothing is decided: 409 with `current_plan_hash`.",
     )

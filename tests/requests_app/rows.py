@@ -53,7 +53,7 @@ def request_row(*, endpoint_identifier: str, state: str = AccessRequest.State.PE
 
 def approve(request: AccessRequest) -> AccessRequest:
     """Approve ``request`` through the approval service (which schedules the grant)."""
-    return access_request_approve(request_id=request.pk, user=user(APPROVER), comment="fine by the database owners")
+    return access_request_approve(request_id=request.pk, plan_hash=request.plan_hash, user=user(APPROVER), comment="fine by the database owners")
 
 
 def approved_request(**fields) -> AccessRequest:

@@ -64,7 +64,7 @@ def grant(cast, portal_aws, drive, django_capture_on_commit_callbacks) -> Access
         expires_at=timezone.now() + timedelta(days=10),
     )
     with django_capture_on_commit_callbacks(execute=True):
-        access_request_approve(request_id=request.pk, user=cast.approver)
+        access_request_approve(request_id=request.pk, plan_hash=request.plan_hash, user=cast.approver)
     request = drive(request, "grant")
     assert request.state == RequestState.ACTIVE, request.diagnosis
     mail.outbox.clear()
