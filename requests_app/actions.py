@@ -52,7 +52,11 @@ class ApproveSerializer(CommentSerializer):
 
 
 class RejectSerializer(serializers.Serializer):
+    # Required, but the service says so (in its words: what is being rejected).
     comment = serializers.CharField(
+        required=False,
+        default="",
+        allow_blank=True,
         max_length=COMMENT_MAX,
         error_messages={"max_length": COMMENT_TOO_LONG},
         help_text=f"Why (required), at most {COMMENT_MAX} characters.",
