@@ -223,13 +223,14 @@ class _RequestActionView(APIView):
     user and source_ip.
     """
 
-    request_action: RequestAction
+    action_name = ""  # its row in ``ACTIONS``, read at each call like the pages do
 
     def post(self, request, id: str):
         request_id = _request_id(id)
-        self.request_action.check(user=request.user, request_id=request_id)
-        arguments = action_arguments(self.request_action, request.data)
-        self.request_action.service(request_id=request_id, user=request.user, source_ip=_source_ip(request), **arguments)
+        action = ACTIONS[self.action_name]
+        action.check(user=request.user, request_id=request_id)
+        arguments = action_arguments(action, request.data)
+        action.service(request_id=request_id, user=request.user, source_ip=_source_ip(request), **arguments)
         return Response(_detail(request, request_id))
 
 
@@ -249,7 +250,7 @@ def _action_schema(action: RequestAction, operation_id: str, summary: str, *, wh
     )
 
     def declare(view):
-        view.request_action = action
+        view.action_name = action.name
         return extend_schema_view(post=operation)(view)
 
     return declare
