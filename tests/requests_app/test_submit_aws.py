@@ -91,7 +91,8 @@ def test_a_secret_under_the_aws_managed_key_is_filed_but_cannot_be_approved(cast
     refreshed = access_request_refresh_preflight(request_id=request.pk, user=cast.requester)
     assert (refreshed.preflight_status, refreshed.diagnosis, refreshed.resolved_kms_key_arn) == ("passed", "", key_arn)
     assert refreshed.plan_hash == plan_hash(refreshed.plan)
-    assert access_request_approve(request_id=request.pk, plan_hash=request.plan_hash, user=cast.approver).state == RequestState.APPROVED
+    approved = access_request_approve(request_id=request.pk, plan_hash=refreshed.plan_hash, user=cast.approver)
+    assert approved.state == RequestState.APPROVED
 
 
 def test_a_secret_that_does_not_exist_is_filed_with_its_diagnosis(cast, portal_aws):
