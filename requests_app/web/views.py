@@ -97,7 +97,8 @@ def request_new(request):
     if request.method != "POST":
         return render(request, "web/request_form.html", {"form": _request_form(request)})
     if not can_file(request.user):
-        return HttpResponse("You are a requester for no DataLake account.", status=403, content_type="text/plain")
+        # The empty form says why: no DataLake account lists them. Nothing they sent is read.
+        return render(request, "web/request_form.html", {"form": _request_form(request)}, status=403)
     form = _request_form(request, request.POST)
     if form.is_valid():
         try:
@@ -223,7 +224,7 @@ def request_action(request, request_id: int, action: str):
         messages.error(request, f"{failed}: {error.message}")
         return _refused(request, request_id, status=403)
     except BodyInvalid as invalid:
-        problems = "; ".join(" ".join(str(m) for m in field_messages) for field_messages in invalid.detail.values())
+        problems = "; ".join(f"{field}: {' '.join(map(str, errors))}" for field, errors in invalid.detail.items())
         messages.error(request, f"{failed}: {problems}")
     except DomainError as error:
         messages.error(request, f"{failed}: {error.message}")
