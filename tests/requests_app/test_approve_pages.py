@@ -7,14 +7,17 @@ plan on the page (409), and a comment over the limit is refused, never cut.
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import escape
 
 from requests_app.web.policy_diff import policy_json
-from requests_app.models import AccessRequest, AuditEvent, Decision, RequestState
+from requests_app.models import AccessRequest, AuditEvent, Decision, ExpiryExtension, RequestState
+from requests_app.services import access_request_extend
 from requests_app.validation import COMMENT_MAX, COMMENT_TOO_LONG
 from tests.requests_app.page_rows import KEY_ARN, SECRET_ARN, make_accounts, make_request, make_users
 
@@ -157,3 +160,21 @@ def test_a_row_whose_request_cannot_be_approved_shows_no_approval(site):
 
     assert _hidden(row, "plan_hash") == [] and "plan-change" not in row
     assert "Approve</button>" not in row and "Reject</button>" in row
+
+
+def test_an_extension_approved_on_a_page_older_than_the_plan_is_refused_with_the_new_plan(site):
+    users, accounts = site
+    grant = make_request(users["requester"], accounts, state=RequestState.ACTIVE)
+    AccessRequest.objects.filter(pk=grant.pk).update(expires_at=timezone.now() + timedelta(days=7))
+    access_request_extend(request_id=grant.pk, user=users["requester"], expires_at=timezone.now() + timedelta(days=30))
+    approver = _client(users["approver"])
+    shown = _hidden(approver.get(reverse("web:request_detail", args=[grant.pk])).content.decode(), "plan_hash")
+    assert shown == [grant.plan_hash]
+    AccessRequest.objects.filter(pk=grant.pk).update(plan_hash="a" * 64)
+
+    response = approver.post(reverse("web:request_action", args=[grant.pk, "extension_approve"]), {"plan_hash": shown[0]})
+
+    assert response.status_code == 409
+    assert "the plan changed since you opened it" in response.content.decode()
+    extension = ExpiryExtension.objects.get(request=grant)
+    assert extension.state == ExpiryExtension.State.PENDING and not extension.approved_by.exists()
