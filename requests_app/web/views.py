@@ -15,7 +15,6 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
-
 from rest_framework.exceptions import ValidationError as BodyInvalid
 
 from requests_app import selectors, services
@@ -32,6 +31,7 @@ from requests_app.web.policy_diff import policy_diffs_for
 from requests_app.web.progress import POLLING_STATES, WAITING_STATES, progress_for
 
 PAGE_SIZE = 25
+
 
 def _page(request, items, size: int = PAGE_SIZE):
     return Paginator(items, size).get_page(request.GET.get("page"))
