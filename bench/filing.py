@@ -85,8 +85,11 @@ def approve(bench: Bench, request_ids: Iterable[int]) -> None:
     """Approve each request as the demo approver, in one transaction, so the
     workers are told about all of them at the same moment (at the commit)."""
     with transaction.atomic():
-        for request_id in request_ids:
-            access_request_approve(request_id=request_id, user=bench.approver)
+        ids = list(request_ids)
+        # The approver approves the plan each request shows now.
+        hashes = dict(AccessRequest.objects.filter(pk__in=ids).values_list("pk", "plan_hash"))
+        for request_id in ids:
+            access_request_approve(request_id=request_id, user=bench.approver, plan_hash=hashes[request_id])
 
 
 def wait_until_done(request_ids: Sequence[int], *, timeout: float, poll: float = 0.05) -> Finished:

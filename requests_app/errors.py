@@ -49,6 +49,15 @@ class InvalidTransition(DomainError):
     status_code = 409
 
 
+class PlanChanged(InvalidTransition):
+    """The approver decided on a plan that is no longer the request's (409):
+    ``current_plan_hash`` is the plan they must look at again."""
+
+    def __init__(self, current_plan_hash: str):
+        super().__init__("The plan changed since you opened it: review the new plan and approve again.")
+        self.current_plan_hash = current_plan_hash
+
+
 class IdempotencyConflict(DomainError):
     """The idempotency key was already used with a different body (409)."""
 

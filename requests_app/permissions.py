@@ -13,9 +13,7 @@ this request"; whether the request's state still allows it is the services'
 from __future__ import annotations
 
 from provisioning.drift import REMOTE, finding_account
-from requests_app.models import ALLOWED_TRANSITIONS, AccessRequest, AwsAccount, Decision, RequestState
-
-ACTIONS = ("approve", "reject", "cancel", "revoke", "retry")
+from requests_app.models import AccessRequest, AwsAccount, Decision
 
 
 def is_active_user(user) -> bool:
@@ -63,6 +61,11 @@ def can_view(user, request: AccessRequest) -> bool:
 def can_file_for(user, account: AwsAccount) -> bool:
     """Only the requesters a DataLake account lists file for it (staff must be listed too)."""
     return account.is_datalake and is_requester_for(user, account)
+
+
+def can_file(user) -> bool:
+    """Whoever some DataLake account lists as requester may file (and check a form) at all."""
+    return is_active_user(user) and user.requester_for.filter(is_datalake=True).exists()
 
 
 def can_approve(user, request: AccessRequest) -> bool:
@@ -162,26 +165,11 @@ def has_decided_on_current_plan(user, request: AccessRequest) -> bool:
 
 
 def allowed_actions(user, request: AccessRequest) -> set[str]:
-    """The actions to offer ``user`` on ``request`` now (entitled AND the state allows it)."""
-    if not can_view(user, request):
-        return set()
-    moves = ALLOWED_TRANSITIONS[request.state]
-    actions: set[str] = set()
-    if request.state == RequestState.PENDING_APPROVAL:
-        if can_approve(user, request) and not has_decided_on_current_plan(user, request):
-            actions.add("reject")
-            if request.preflight_status == AccessRequest.PreflightStatus.PASSED:
-                actions.add("approve")
-        if can_cancel(user, request):
-            actions.add("cancel")
-    if RequestState.REVOKING in moves and can_revoke(user, request):
-        actions.add("revoke")
-    if request.state == RequestState.FAILED and can_retry(user, request):
-        actions.add("retry")
-    return actions
+    """The actions to offer ``user`` on ``request`` now (entitled AND the state allows it),
+    as the table of actions (``requests_app.actions``) declares them."""
+    from requests_app.actions import offered_actions  # the table names the services, which import this module
 
-
-LIFECYCLE_ACTIONS = ("extend", "decide_extension", "repair", "ask_repair", "decide_repair", "export")
+    return offered_actions(user, request, lifecycle=False)
 
 
 def has_remote_drift(drift: dict | None) -> bool:
@@ -196,7 +184,7 @@ def has_remote_drift(drift: dict | None) -> bool:
     return any(finding_account(finding.get("kind", ""), finding.get("resource", "")) == REMOTE for finding in findings)
 
 
-def _repair_action(user, request: AccessRequest, pending_repair) -> str | None:
+def repair_offer(user, request: AccessRequest, pending_repair) -> str | None:
     """What POST .../repair/ does for ``user`` now: ``repair`` (it runs, or
     counts as this approver's approval), ``ask_repair`` (it files a repair
     request), or None."""
@@ -216,29 +204,17 @@ def _repair_action(user, request: AccessRequest, pending_repair) -> str | None:
 
 
 def lifecycle_actions(user, request: AccessRequest, *, pending_extension=None, pending_repair=None) -> set[str]:
-    """The actions on an active grant to offer ``user`` now: a subset of ``LIFECYCLE_ACTIONS``.
+    """The actions on an active grant to offer ``user`` now (``extend``,
+    ``decide_extension``, ``repair``, ``ask_repair``, ``decide_repair``,
+    ``export``), from the same table.
 
     ``pending_extension`` and ``pending_repair`` are the request's pending
     ExpiryExtension and RepairRequest, if any (the caller has them
     prefetched). Kept apart from ``allowed_actions``, whose set the pages and
     the API map one-to-one onto their buttons.
     """
-    if not can_view(user, request):
-        return set()
-    actions = {"export"}
-    if request.state != RequestState.ACTIVE:
-        return actions
-    if pending_extension is None and request.expires_at is not None and can_extend(user, request):
-        actions.add("extend")
-    if pending_extension is not None and can_decide_extension(user, request) and not any(
-        approver.pk == user.pk for approver in pending_extension.approved_by.all()
-    ):
-        actions.add("decide_extension")
-    repair = _repair_action(user, request, pending_repair)
-    if repair is not None:
-        actions.add(repair)
-    if pending_repair is not None and can_decide_repair(user, request) and not any(
-        approver.pk == user.pk for approver in pending_repair.approved_by.all()
-    ):
-        actions.add("decide_repair")
-    return actions
+    from requests_app.actions import offered_actions
+
+    return offered_actions(
+        user, request, lifecycle=True, pending_extension=pending_extension, pending_repair=pending_repair
+    )

@@ -21,6 +21,10 @@ from requests_app.models import LIVE_STATES, AccessRequest, AwsAccount
 
 JUSTIFICATION_MAX = 4000
 DATABASE_NAME_MAX = 255
+# A decision's comment (approve, reject, an extension's): one limit and one
+# message for the pages, the API and the services.
+COMMENT_MAX = 2000
+COMMENT_TOO_LONG = f"A comment may be at most {COMMENT_MAX} characters."
 
 # Field names as the API and the form spell them.
 REQUEST_FIELDS = (
@@ -36,6 +40,14 @@ REQUEST_FIELDS = (
     "justification",
     "expires_at",
 )
+
+
+def clean_comment(comment: str | None) -> str:
+    """A decision's comment, stripped; refused (never cut short) when it is too long."""
+    comment = (comment or "").strip()
+    if len(comment) > COMMENT_MAX:
+        raise ValidationFailed({"comment": [COMMENT_TOO_LONG]})
+    return comment
 
 
 def rule_message(error: InvalidInput) -> str:

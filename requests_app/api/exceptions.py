@@ -5,7 +5,9 @@ turns them, and DRF's own exceptions, into one JSON shape:
 
     {"detail": "...", "code": "...", "errors": {"field": ["message", ...]}}
 
-``errors`` is present on every 400 (empty when the body could not be parsed). Anything not
+``errors`` is present on every 400 (empty when the body could not be parsed);
+``current_plan_hash`` on the 409 of an approval of a plan that has since
+changed (code ``plan_changed``). Anything not
 recognised here is left to Django (a 500 is a bug to fix, never a shape to
 document).
 """
@@ -27,6 +29,7 @@ class AwsUnavailable(exceptions.APIException):
 
 
 _CODES = {
+    domain.PlanChanged: "plan_changed",
     domain.NotAllowed: "permission_denied",
     domain.NotFoundForUser: "not_found",
     domain.InvalidTransition: "invalid_transition",
@@ -41,6 +44,7 @@ class DomainRefusal(exceptions.APIException):
         self.status_code = error.status_code
         code = next((c for cls, c in _CODES.items() if isinstance(error, cls)), "refused")
         super().__init__(error.message, code=code)
+        self.current_plan_hash = getattr(error, "current_plan_hash", None)
 
 
 def _as_api_exception(exc: Exception) -> Exception:
@@ -98,6 +102,8 @@ def api_exception_handler(exc: Exception, context: dict) -> Any:
             "detail": str(detail) if detail is not None else response.status_text,
             "code": codes if isinstance(codes, str) else "error",
         }
+        if getattr(exc, "current_plan_hash", None) is not None:
+            response.data["current_plan_hash"] = exc.current_plan_hash
         if response.status_code == 400:
             # A body that could not be read at all: no field to name.
             response.data["errors"] = {}

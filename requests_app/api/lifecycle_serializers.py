@@ -6,9 +6,8 @@ from rest_framework import serializers
 
 from provisioning.drift import DATALAKE, DRIFT_KINDS, REMOTE, finding_account
 from requests_app import permissions, selectors
+from requests_app.actions import LIFECYCLE_ACTION_NAMES
 from requests_app.models import AccessRequest, ExpiryExtension, RepairRequest
-from requests_app.services.expiry import JUSTIFICATION_MAX
-from requests_app.services.repair import JUSTIFICATION_MAX as REPAIR_JUSTIFICATION_MAX
 
 
 class DriftFindingSerializer(serializers.Serializer):
@@ -99,27 +98,13 @@ class LifecycleFieldsMixin(serializers.Serializer):
         extension = selectors.pending_extension_of(request)
         return ExtensionSerializer(extension).data if extension is not None else None
 
-    @extend_schema_field(serializers.ListField(child=serializers.ChoiceField(choices=permissions.LIFECYCLE_ACTIONS)))
+    @extend_schema_field(serializers.ListField(child=serializers.ChoiceField(choices=LIFECYCLE_ACTION_NAMES)))
     def get_lifecycle_actions(self, request: AccessRequest) -> list[str]:
         user = self.context["request"].user
         extension = selectors.pending_extension_of(request)
         return sorted(permissions.lifecycle_actions(
             user, request, pending_extension=extension, pending_repair=self._pending_repair(request)
         ))
-
-
-class ExtendSerializer(serializers.Serializer):
-    expires_at = serializers.DateTimeField(help_text="The new expiry: later than the current one, in the future.")
-    justification = serializers.CharField(
-        max_length=JUSTIFICATION_MAX, required=False, default="", allow_blank=True, help_text="Why the grant is needed longer."
-    )
-
-
-class RepairSerializer(serializers.Serializer):
-    justification = serializers.CharField(
-        max_length=REPAIR_JUSTIFICATION_MAX, required=False, default="", allow_blank=True,
-        help_text="Why the statements should be put back (kept with a repair request to the Remote approvers).",
-    )
 
 
 class RemoteDocumentsSerializer(serializers.Serializer):

@@ -11,16 +11,16 @@ from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from requests_app.api import serializers as s
-from requests_app.api.lifecycle_serializers import ExtendSerializer, RemoteDocumentsSerializer, RepairSerializer
+from requests_app.actions import ACTIONS
+from requests_app.api.lifecycle_serializers import RemoteDocumentsSerializer
 from requests_app.api.views import ERROR_401, ERROR_404, ERRORS_400, ERROR_409, REQUEST_ID, _action_schema, _RequestActionView, _request_id
 from requests_app.export import FORMATS, grant_export_for
 
 
 @_action_schema(
+    ACTIONS["repair"],
     "requests_repair",
     "Put a drifted active grant back to its plan, or ask the Remote approvers to",
-    RepairSerializer,
     who=(
         "Drift only in the DataLake account (role, endpoint): the requester, approvers of the Remote account or "
         "staff; only the DataLake steps run. Drift in a Remote secret or key policy: staff repair at once; a "
@@ -30,64 +30,60 @@ from requests_app.export import FORMATS, grant_export_for
     ),
 )
 class RequestRepairView(_RequestActionView):
-    service_name = "access_request_repair"
-    body_serializer = RepairSerializer
+    pass
 
 
 @_action_schema(
+    ACTIONS["repair_approve"],
     "requests_repair_approve",
     "Approve the grant's pending repair request",
-    s.CommentSerializer,
-    who="Approvers of the request's Remote account; never the requester. The repair runs once the account's "
-    "required number of approvers agreed.",
+    who="Approvers of the request's Remote account; never the requester. The body names the plan you were shown "
+    "(`plan_hash`): a repair puts back that plan's statements, 409 if it is no longer the grant's plan. The repair "
+    "runs once the account's required number of approvers agreed.",
 )
 class RepairApproveView(_RequestActionView):
-    service_name = "access_request_repair_approve"
-    body_serializer = s.CommentSerializer
+    pass
 
 
 @_action_schema(
+    ACTIONS["repair_reject"],
     "requests_repair_reject",
     "Reject the grant's pending repair request (a comment is required); nothing is written",
-    s.RejectSerializer,
     who="Approvers of the request's Remote account; never the requester.",
 )
 class RepairRejectView(_RequestActionView):
-    service_name = "access_request_repair_reject"
-    body_serializer = s.RejectSerializer
+    pass
 
 
 @_action_schema(
+    ACTIONS["extend"],
     "requests_extend",
     "Ask for an active grant to expire later",
-    ExtendSerializer,
     who="The requester. The approvers of the Remote account decide; the expiry moves only once they agree.",
 )
 class RequestExtendView(_RequestActionView):
-    service_name = "access_request_extend"
-    body_serializer = ExtendSerializer
+    pass
 
 
 @_action_schema(
+    ACTIONS["extension_approve"],
     "requests_extension_approve",
     "Approve the grant's pending extension",
-    s.CommentSerializer,
-    who="Approvers of the request's Remote account; never the requester.",
+    who="Approvers of the request's Remote account; never the requester. The body names the plan you were shown "
+    "(`plan_hash`), as for an approval: 409 if it is no longer the grant's plan.",
 )
 class ExtensionApproveView(_RequestActionView):
-    service_name = "access_request_extension_approve"
-    body_serializer = s.CommentSerializer
+    pass
 
 
 @_action_schema(
+    ACTIONS["extension_reject"],
     "requests_extension_reject",
     "Reject the grant's pending extension (a comment is required); the expiry stays",
-    s.RejectSerializer,
     who="Approvers of the request's Remote account; never the requester.",
 )
 class ExtensionRejectView(_RequestActionView):
-    service_name = "access_request_extension_reject"
-    body_serializer = s.RejectSerializer
+    pass
 
 
 class _FirstRenderer(DefaultContentNegotiation):

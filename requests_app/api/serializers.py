@@ -13,6 +13,7 @@ from rest_framework import serializers
 from provisioning.diagnoses import cdc_checklist, get_diagnosis
 from provisioning.names import ENGINES
 from requests_app import permissions
+from requests_app.actions import API_ACTION_NAMES
 from requests_app.api.lifecycle_serializers import LifecycleFieldsMixin
 from requests_app.models import AccessRequest, AuditEvent, AwsAccount, Decision, ProvisioningStep
 
@@ -40,6 +41,12 @@ class EndpointTypeField(serializers.CharField):
 class ErrorSerializer(serializers.Serializer):
     detail = serializers.CharField(help_text="What went wrong, in plain words.")
     code = serializers.CharField(help_text="A stable machine-readable code, e.g. `not_found`, `invalid_transition`.")
+
+
+class PlanChangedSerializer(ErrorSerializer):
+    current_plan_hash = serializers.CharField(
+        required=False, help_text="With `code` `plan_changed`: the request's plan now; review it and decide again."
+    )
 
 
 class ValidationErrorSerializer(ErrorSerializer):
@@ -326,7 +333,7 @@ class RequestDetailSerializer(LifecycleFieldsMixin, RequestSummarySerializer):
     def get_cdc_checklist(self, request: AccessRequest) -> list[str]:
         return cdc_checklist(request.engine)
 
-    @extend_schema_field(serializers.ListField(child=serializers.ChoiceField(choices=permissions.ACTIONS)))
+    @extend_schema_field(serializers.ListField(child=serializers.ChoiceField(choices=API_ACTION_NAMES)))
     def get_allowed_actions(self, request: AccessRequest) -> list[str]:
         user = self.context["request"].user
         return sorted(permissions.allowed_actions(user, request))
@@ -347,14 +354,6 @@ class PlanSerializer(serializers.Serializer):
     endpoint_settings = serializers.JSONField(
         allow_null=True, help_text="The CreateEndpoint arguments (no clear-text credentials)."
     )
-
-
-class CommentSerializer(serializers.Serializer):
-    comment = serializers.CharField(required=False, default="", allow_blank=True, max_length=10000)
-
-
-class RejectSerializer(serializers.Serializer):
-    comment = serializers.CharField(max_length=10000, help_text="Why the request is rejected (required).")
 
 
 # --- audit -------------------------------------------------------------------

@@ -18,7 +18,8 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from requests_app import selectors, services
+from requests_app import permissions, selectors, services
+from requests_app.actions import ACTIONS, RequestAction, action_arguments
 from requests_app.api import serializers as s
 from requests_app.api.filters import MAX_ID, AuditEventFilterSerializer, RequestFilterSerializer
 from requests_app.models import AwsAccount
@@ -30,6 +31,11 @@ ERROR_403 = OpenApiResponse(s.ErrorSerializer, description="You may see this, bu
 ERROR_404 = OpenApiResponse(s.ErrorSerializer, description="No such request, or not one you may see.")
 ERROR_404_PAGE = OpenApiResponse(s.ErrorSerializer, description="No such page of results.")
 ERROR_409 = OpenApiResponse(s.ErrorSerializer, description="The request's current state does not allow this.")
+ERROR_409_PLAN = OpenApiResponse(
+    s.PlanChangedSerializer,
+    description="The request's current state does not allow this, or (`code` `plan_changed`) the plan is no longer "
+    "the one whose hash you sent: nothing was decided; `current_plan_hash` names the plan to review.",
+)
 
 IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e][\x20-\x7e]{0,254}$"
 IDEMPOTENCY_KEY = OpenApiParameter(
@@ -96,6 +102,8 @@ class AccountListView(APIView):
         responses={201: OpenApiResponse(s.AccountSerializer, description="Registered."), 400: ERRORS_400, 401: ERROR_401, 403: ERROR_403},
     )
     def post(self, request):
+        if not permissions.can_register_account(request.user):
+            raise exceptions.PermissionDenied("Only administrators may register accounts.")
         body = s.AccountRegisterSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         account = services.account_register(actor=request.user, source_ip=_source_ip(request), **body.validated_data)
@@ -144,6 +152,8 @@ class RequestListView(APIView):
         },
     )
     def post(self, request):
+        if not permissions.can_file(request.user):
+            raise exceptions.PermissionDenied("You are a requester for no DataLake account.")
         key = request.headers.get("Idempotency-Key", "")
         if key and not _IDEMPOTENCY_KEY_RE.match(key):
             raise exceptions.ValidationError({"Idempotency-Key": ["must be 1 to 255 printable ASCII characters"]})
@@ -205,79 +215,91 @@ class RequestPlanView(APIView):
 
 
 class _RequestActionView(APIView):
-    """POST .../<action>/: one service call, then the request as it now is."""
+    """POST .../<action>/: one action of the table (``requests_app.actions``),
+    then the request as it now is.
 
-    # The service is looked up by name at call time; the body's fields are its
-    # keyword arguments next to request_id, user and source_ip.
-    service_name = ""
-    body_serializer: type[s.serializers.Serializer] | None = None
+    Who may is checked first (404 or 403), before the body is read; the
+    body's fields are the service's keyword arguments next to request_id,
+    user and source_ip.
+    """
+
+    action_name = ""  # its row in ``ACTIONS``, read at each call like the pages do
 
     def post(self, request, id: str):
         request_id = _request_id(id)
-        body = {}
-        if self.body_serializer is not None:
-            parsed = self.body_serializer(data=request.data)
-            parsed.is_valid(raise_exception=True)
-            body = parsed.validated_data
-        service = getattr(services, self.service_name)
-        service(request_id=request_id, user=request.user, source_ip=_source_ip(request), **body)
+        action = ACTIONS[self.action_name]
+        action.check(user=request.user, request_id=request_id)
+        arguments = action_arguments(action, request.data)
+        action.service(request_id=request_id, user=request.user, source_ip=_source_ip(request), **arguments)
         return Response(_detail(request, request_id))
 
 
-def _action_schema(operation_id: str, summary: str, body=None, *, who: str):
+def _action_schema(action: RequestAction, operation_id: str, summary: str, *, who: str):
     responses = {200: s.RequestDetailSerializer, 401: ERROR_401, 403: ERROR_403, 404: ERROR_404, 409: ERROR_409}
-    if body is not None:
+    if action.body is not None:
         responses[400] = ERRORS_400
+    if "plan_hash" in (action.body().fields if action.body is not None else {}):
+        responses[409] = ERROR_409_PLAN
     operation = extend_schema(
         operation_id=operation_id,
         summary=summary,
         description=who,
         parameters=[REQUEST_ID],
-        request=body,
+        request=action.body,
         responses=responses,
     )
-    return extend_schema_view(post=operation)
+
+    def declare(view):
+        view.action_name = action.name
+        return extend_schema_view(post=operation)(view)
+
+    return declare
 
 
 @_action_schema(
+    ACTIONS["approve"],
     "requests_approve",
     "Approve the request's current plan",
-    s.CommentSerializer,
-    who="Approvers of the request's Remote account; never the requester. The approval is bound to the current plan_hash.",
+    who="Approvers of the request's Remote account; never the requester. The body names the plan you were shown "
+    "(`plan_hash`): the approval counts for that plan only, and is refused with 409 if the plan has changed.",
 )
 class RequestApproveView(_RequestActionView):
-    service_name = "access_request_approve"
-    body_serializer = s.CommentSerializer
+    pass
 
 
 @_action_schema(
+    ACTIONS["reject"],
     "requests_reject",
     "Reject the request (a comment is required)",
-    s.RejectSerializer,
     who="Approvers of the request's Remote account; never the requester. Any rejection ends the request.",
 )
 class RequestRejectView(_RequestActionView):
-    service_name = "access_request_reject"
-    body_serializer = s.RejectSerializer
+    pass
 
 
-@_action_schema("requests_cancel", "Cancel a request still awaiting approval", who="The requester.")
+@_action_schema(ACTIONS["cancel"], "requests_cancel", "Cancel a request still awaiting approval", who="The requester.")
 class RequestCancelView(_RequestActionView):
-    service_name = "access_request_cancel"
+    pass
 
 
 @_action_schema(
+    ACTIONS["revoke"],
     "requests_revoke",
     "Revoke an active (or failed) grant: undo exactly what was done in AWS",
     who="The requester, approvers of its Remote account, staff.",
 )
 class RequestRevokeView(_RequestActionView):
-    service_name = "access_request_revoke"
+    pass
 
 
-@_action_schema("requests_retry", "Run the failed steps again (done steps stay done)", who="The requester or staff.")
+@_action_schema(
+    ACTIONS["retry"],
+    "requests_retry",
+    "Run the failed steps again (done steps stay done)",
+    who="The requester or staff.",
+)
 class RequestRetryView(_RequestActionView):
-    service_name = "access_request_retry"
+    pass
 
 
 # --- audit -------------------------------------------------------------------

@@ -13,9 +13,10 @@ from django.utils import timezone
 from provisioning.diagnoses import get_diagnosis
 from requests_app import notifications, permissions, workflow
 from requests_app.audit import record_event
-from requests_app.errors import InvalidTransition, NotAllowed, ValidationFailed
+from requests_app.errors import InvalidTransition, NotAllowed, PlanChanged, ValidationFailed
 from requests_app.models import AccessRequest, Decision, RequestState
 from requests_app.services.transitions import ensure_can_move, lock_request_for, move
+from requests_app.validation import clean_comment
 
 
 def _ensure_decider(user, request: AccessRequest, *, verb: str) -> None:
@@ -25,6 +26,13 @@ def _ensure_decider(user, request: AccessRequest, *, verb: str) -> None:
         raise NotAllowed(
             f"Only approvers of the Remote account {request.remote_account.account_id} may {verb} this request."
         )
+
+
+def ensure_plan_seen(request: AccessRequest, plan_hash: str) -> None:
+    """Refuse an approval of any plan but the request's current one (the one
+    the approver must have been shown)."""
+    if not plan_hash or plan_hash != request.plan_hash:
+        raise PlanChanged(request.plan_hash)
 
 
 def _ensure_first_decision(user, request: AccessRequest) -> None:
@@ -72,16 +80,20 @@ def _current_approvals(request: AccessRequest) -> int:
     )
 
 
-def access_request_approve(*, request_id, user, comment: str = "", source_ip: str | None = None) -> AccessRequest:
-    """Record ``user``'s approval of the request's current plan; approve the
-    request (and schedule the grant) when enough approvers agree."""
-    comment = (comment or "").strip()
+def access_request_approve(
+    *, request_id, user, plan_hash: str, comment: str = "", source_ip: str | None = None
+) -> AccessRequest:
+    """Record ``user``'s approval of the request's current plan, which must be
+    ``plan_hash`` (the plan they were shown); approve the request (and
+    schedule the grant) when enough approvers agree."""
+    comment = clean_comment(comment)
     with transaction.atomic():
         request = lock_request_for(user=user, request_id=request_id)
         _ensure_decider(user, request, verb="approve")
         ensure_can_move(request, RequestState.APPROVED, verb="approved")
         if request.preflight_status != AccessRequest.PreflightStatus.PASSED or not request.plan_hash:
             raise NotAllowed(preflight_refusal(request))
+        ensure_plan_seen(request, plan_hash)
         _ensure_first_decision(user, request)
         _record_decision(request, user=user, outcome=Decision.Outcome.APPROVE, comment=comment, source_ip=source_ip)
         approvals = _current_approvals(request)
@@ -104,7 +116,7 @@ def access_request_approve(*, request_id, user, comment: str = "", source_ip: st
 
 def access_request_reject(*, request_id, user, comment: str, source_ip: str | None = None) -> AccessRequest:
     """Reject the request with a comment; one rejection ends it."""
-    comment = (comment or "").strip()
+    comment = clean_comment(comment)
     with transaction.atomic():
         request = lock_request_for(user=user, request_id=request_id)
         _ensure_decider(user, request, verb="reject")

@@ -20,7 +20,9 @@ from requests_app import notifications, permissions
 from requests_app.audit import record_event
 from requests_app.errors import InvalidTransition, NotAllowed, ValidationFailed
 from requests_app.models import AccessRequest, ExpiryExtension, RequestState
+from requests_app.services.decisions import ensure_plan_seen
 from requests_app.services.transitions import lock_request, lock_request_for
+from requests_app.validation import clean_comment
 
 JUSTIFICATION_MAX = 4000
 
@@ -176,13 +178,17 @@ def _audit_decision(request, extension, *, user, outcome: str, comment: str, sou
 
 
 def access_request_extension_approve(
-    *, request_id, user, comment: str = "", source_ip: str | None = None
+    *, request_id, user, plan_hash: str, comment: str = "", source_ip: str | None = None
 ) -> AccessRequest:
     """Record ``user``'s approval of the grant's pending extension; move the
-    expiry once the Remote account's required number of approvers agree."""
-    comment = (comment or "").strip()
+    expiry once the Remote account's required number of approvers agree.
+
+    Like an approval, it names the plan the approver was shown (``plan_hash``):
+    the grant keeps that plan for longer."""
+    comment = clean_comment(comment)
     with transaction.atomic():
         request, extension = _decidable_extension(request_id=request_id, user=user, verb="approve")
+        ensure_plan_seen(request, plan_hash)
         extension.approved_by.add(user)
         approvals = _current_approvals(request, extension)
         required = request.remote_account.required_approvals
@@ -215,7 +221,7 @@ def access_request_extension_approve(
 
 def access_request_extension_reject(*, request_id, user, comment: str, source_ip: str | None = None) -> AccessRequest:
     """Refuse the grant's pending extension, with a comment; the expiry stays."""
-    comment = (comment or "").strip()
+    comment = clean_comment(comment)
     with transaction.atomic():
         request, extension = _decidable_extension(request_id=request_id, user=user, verb="reject")
         if not comment:

@@ -41,7 +41,9 @@ from requests_app import notifications, permissions, workflow
 from requests_app.audit import record_event
 from requests_app.errors import InvalidTransition, NotAllowed, ValidationFailed
 from requests_app.models import AccessRequest, RepairRequest, RequestState
+from requests_app.services.decisions import ensure_plan_seen
 from requests_app.services.transitions import lock_request_for, move
+from requests_app.validation import clean_comment
 
 JUSTIFICATION_MAX = 4000
 
@@ -234,13 +236,17 @@ def _decidable_repair(*, request_id, user, verb: str) -> tuple[AccessRequest, Re
 
 
 def access_request_repair_approve(
-    *, request_id, user, comment: str = "", source_ip: str | None = None
+    *, request_id, user, plan_hash: str, comment: str = "", source_ip: str | None = None
 ) -> AccessRequest:
     """Record ``user``'s approval of the grant's pending repair request; the
-    repair runs once the Remote account's required number of approvers agree."""
-    comment = (comment or "").strip()
+    repair runs once the Remote account's required number of approvers agree.
+
+    Like an approval, it names the plan the approver was shown (``plan_hash``):
+    a repair puts back that plan's statements and nothing else."""
+    comment = clean_comment(comment)
     with transaction.atomic():
         request, repair = _decidable_repair(request_id=request_id, user=user, verb="approve")
+        ensure_plan_seen(request, plan_hash)
         _drift_findings(request)  # a grant that no longer drifted has nothing to repair
         _approve(request, repair, user=user, comment=comment, source_ip=source_ip)
     return request
@@ -248,7 +254,7 @@ def access_request_repair_approve(
 
 def access_request_repair_reject(*, request_id, user, comment: str, source_ip: str | None = None) -> AccessRequest:
     """Refuse the grant's pending repair request, with a comment; the grant stays as it is."""
-    comment = (comment or "").strip()
+    comment = clean_comment(comment)
     with transaction.atomic():
         request, repair = _decidable_repair(request_id=request_id, user=user, verb="reject")
         if not comment:

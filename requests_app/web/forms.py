@@ -100,12 +100,9 @@ class AccessRequestForm(forms.Form):
         }
 
 
-class DecisionForm(forms.Form):
-    comment = forms.CharField(required=False, max_length=2000)
-
-
 class ExtendForm(forms.Form):
-    """The requester's ask for a later expiry; the service decides whether the date is acceptable."""
+    """The fields of the ask for a later expiry, as the page shows them; the post is parsed by
+    the table of actions (``requests_app.actions``) and the service decides whether the date is acceptable."""
 
     expires_at = forms.DateTimeField(
         label="New expiry (UTC)",

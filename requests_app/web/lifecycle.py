@@ -2,9 +2,10 @@
 (and the repair requests the Remote approvers decide), expiry and
 extensions, downloads of the change.
 
-Repair, the repair and extension decisions are plain actions of the detail page
-(``views.ACTIONS``); asking for an extension has a form of its own, and the
-downloads are read-only. What shows is decided by ``lifecycle_actions``, the
+Repair, the repair and extension decisions and asking for an extension are
+actions of the table in ``requests_app.actions`` (posted to
+``views.request_action``); the downloads are read-only. What shows is decided
+by ``lifecycle_actions``, the
 same rules the services check again.
 """
 from __future__ import annotations
@@ -13,11 +14,11 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET
 
 from provisioning.drift import finding_account
 
-from requests_app import selectors, services
+from requests_app import selectors
 from requests_app.errors import DomainError, NotFoundForUser
 from requests_app.export import FORMATS, grant_export_for
 from requests_app.models import AccessRequest
@@ -46,31 +47,6 @@ def lifecycle_context(user, access_request: AccessRequest) -> dict:
         "extend_form": ExtendForm() if "extend" in actions else None,
         "export_links": EXPORT_LINKS if "export" in actions and access_request.plan else (),
     }
-
-
-@login_required
-@require_POST
-def request_extend(request, request_id: int):
-    form = ExtendForm(request.POST)
-    if not form.is_valid():
-        problems = "; ".join(f"{form.fields[name].label}: {' '.join(errors)}" for name, errors in form.errors.items())
-        messages.error(request, f"Could not ask for a later expiry of request #{request_id}: {problems}")
-        return redirect("web:request_detail", request_id=request_id)
-    try:
-        services.access_request_extend(
-            request_id=request_id,
-            user=request.user,
-            expires_at=form.cleaned_data["expires_at"],
-            justification=form.cleaned_data["justification"],
-            source_ip=request.META.get("REMOTE_ADDR") or None,
-        )
-    except NotFoundForUser:
-        raise Http404("No such request.") from None
-    except DomainError as error:
-        messages.error(request, f"Could not ask for a later expiry of request #{request_id}: {error.message}")
-    else:
-        messages.success(request, f"Request #{request_id}: the extension now waits for the approvers.")
-    return redirect("web:request_detail", request_id=request_id)
 
 
 @login_required

@@ -15,35 +15,22 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
+from rest_framework.exceptions import ValidationError as BodyInvalid
 
 from requests_app import selectors, services
-from requests_app.errors import DomainError, NotFoundForUser, ValidationFailed
+from requests_app.actions import ACTIONS, action_arguments, offered_actions
+from requests_app.errors import DomainError, NotAllowed, NotFoundForUser, PlanChanged, ValidationFailed
 from requests_app.models import AccessRequest, AwsAccount, RequestState
 from requests_app.pagination import cursor_page
-from requests_app.permissions import allowed_actions, can_refresh_preflight
+from requests_app.permissions import allowed_actions, can_file
 from requests_app.web import audit_export as exports
 from requests_app.validation import REQUEST_FIELDS
-from requests_app.web.forms import AccessRequestForm, AuditFilterForm, DecisionForm
+from requests_app.web.forms import AccessRequestForm, AuditFilterForm
 from requests_app.web.lifecycle import lifecycle_context
 from requests_app.web.policy_diff import policy_diffs_for
 from requests_app.web.progress import POLLING_STATES, WAITING_STATES, progress_for
 
 PAGE_SIZE = 25
-
-# action name in the URL -> the one service it calls, and what to tell the person.
-ACTIONS = {
-    "approve": (services.access_request_approve, "Approved.", True),
-    "reject": (services.access_request_reject, "Rejected.", True),
-    "cancel": (services.access_request_cancel, "Cancelled.", False),
-    "revoke": (services.access_request_revoke, "Revoke started.", False),
-    "retry": (services.access_request_retry, "Retry started.", False),
-    "refresh_preflight": (services.access_request_refresh_preflight, "Preflight ran again.", False),
-    "repair": (services.access_request_repair, "Repair started (or, for the Remote account, asked of its approvers).", False),
-    "repair_approve": (services.access_request_repair_approve, "Repair approved.", True),
-    "repair_reject": (services.access_request_repair_reject, "Repair rejected.", True),
-    "extension_approve": (services.access_request_extension_approve, "Extension approved.", True),
-    "extension_reject": (services.access_request_extension_reject, "Extension rejected.", True),
-}
 
 
 def _page(request, items, size: int = PAGE_SIZE):
@@ -109,6 +96,9 @@ def _request_form(request, data=None) -> AccessRequestForm:
 def request_new(request):
     if request.method != "POST":
         return render(request, "web/request_form.html", {"form": _request_form(request)})
+    if not can_file(request.user):
+        # The empty form says why: no DataLake account lists them. Nothing they sent is read.
+        return render(request, "web/request_form.html", {"form": _request_form(request)}, status=403)
     form = _request_form(request, request.POST)
     if form.is_valid():
         try:
@@ -134,6 +124,8 @@ def request_new(request):
 @require_POST
 def request_validate(request):
     """Check the whole form, answer with the messages of the field that changed."""
+    if not can_file(request.user):
+        return HttpResponse(status=403)
     field = request.headers.get("HX-Trigger-Name", "")
     if field not in REQUEST_FIELDS:
         return HttpResponse(status=400)
@@ -200,10 +192,8 @@ PLAN_DOCUMENTS = (
 
 
 def _actions(user, access_request: AccessRequest) -> set[str]:
-    actions = allowed_actions(user, access_request)
-    if access_request.state == RequestState.PENDING_APPROVAL and can_refresh_preflight(user, access_request):
-        actions.add("refresh_preflight")
-    return actions
+    # The API's actions and the page-only ones (re-running preflight).
+    return offered_actions(user, access_request, lifecycle=False, pages=True)
 
 
 def _plan_documents(plan: dict) -> list[tuple[str, str, dict]]:
@@ -214,23 +204,39 @@ def _plan_documents(plan: dict) -> list[tuple[str, str, dict]]:
 @login_required
 @require_POST
 def request_action(request, request_id: int, action: str):
-    if action not in ACTIONS:
+    """One action of the table (``requests_app.actions``): who may is checked
+    before the body is read; a refusal re-renders the request's page with
+    its reason (403, or 409 when the plan changed since the page showed it)."""
+    found = ACTIONS.get(action)
+    if found is None:
         raise Http404("No such action.")
-    service, done_message, takes_comment = ACTIONS[action]
-    arguments = {"request_id": request_id, "user": request.user, "source_ip": _client_ip(request)}
-    if takes_comment:
-        form = DecisionForm(request.POST)
-        arguments["comment"] = form.cleaned_data["comment"] if form.is_valid() else ""
+    failed = f"Could not {found.verb} request #{request_id}"
     try:
-        updated = service(**arguments)
+        found.check(user=request.user, request_id=request_id)
+        arguments = action_arguments(found, request.POST)
+        updated = found.service(request_id=request_id, user=request.user, source_ip=_client_ip(request), **arguments)
     except NotFoundForUser:
         raise Http404("No such request.") from None
+    except PlanChanged:
+        messages.error(request, f"{failed}: the plan changed since you opened it. Review the new plan and its diff below, then decide again.")
+        return _refused(request, request_id, status=409)
+    except NotAllowed as error:
+        messages.error(request, f"{failed}: {error.message}")
+        return _refused(request, request_id, status=403)
+    except BodyInvalid as invalid:
+        problems = "; ".join(f"{field}: {' '.join(map(str, errors))}" for field, errors in invalid.detail.items())
+        messages.error(request, f"{failed}: {problems}")
     except DomainError as error:
-        messages.error(request, f"Could not {action.replace('_', ' ')} request #{request_id}: {error.message}")
+        messages.error(request, f"{failed}: {error.message}")
     else:
         state = updated.get_state_display().lower()
-        messages.success(request, f"Request #{request_id}: {done_message} It is now {state}.")
+        messages.success(request, f"Request #{request_id}: {found.done} It is now {state}.")
     return redirect(_next_url(request) or reverse("web:request_detail", args=[request_id]))
+
+
+def _refused(request, request_id: int, *, status: int):
+    """The request's page as it is now, with the refusal's message."""
+    return render(request, "web/request_detail.html", _detail_context(request, _detail(request, request_id)), status=status)
 
 
 def _next_url(request) -> str:

@@ -65,6 +65,11 @@ def test_filed_in_the_form_approved_in_the_queue_and_followed_live_to_active(
     approver.goto("/approvals/")
     row = approver.locator(f"tr[data-request='{request_id}']")
     assert "orders-mysql-journey" in row.inner_text() and "Passed" in row.inner_text()
+    # The row shows what an approval lets the portal add, and to which secret and key.
+    request = AccessRequest.objects.get(pk=request_id)
+    assert row.locator("[data-plan-hash]").get_attribute("data-plan-hash") == request.plan_hash
+    assert request.plan["secret_policy_statement"]["Sid"] in row.locator("pre[data-statement=secret]").inner_text()
+    assert request.plan["key_policy_statement"]["Sid"] in row.locator("pre[data-statement=key]").inner_text()
     screenshot(approver, "approval-queue")
     row.locator("input[name=comment]").fill("Matches the runbook; go ahead.")
     row.locator("button:has-text('Approve')").click()

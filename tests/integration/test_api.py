@@ -52,7 +52,12 @@ def test_file_approve_watch_it_become_active_then_revoke(moto_world, workers):
     plan = approver.get(f"/api/v1/requests/{request_id}/plan/").json()
     assert plan["endpoint_settings"]["PostgreSQLSettings"]["SecretsManagerSecretId"] == moto_world.secret_arn
 
-    approved = approver.post(f"/api/v1/requests/{request_id}/approve/", {"comment": "ok"}, format="json")
+    # The approver approves the plan they read; a hash of any other plan decides nothing.
+    stale = approver.post(f"/api/v1/requests/{request_id}/approve/", {"plan_hash": "0" * 64}, format="json")
+    assert stale.status_code == 409 and stale.json()["current_plan_hash"] == plan["plan_hash"]
+    approved = approver.post(
+        f"/api/v1/requests/{request_id}/approve/", {"comment": "ok", "plan_hash": plan["plan_hash"]}, format="json"
+    )
     assert approved.status_code == 200, approved.json()
 
     active = wait_for_state(requester, request_id, "active", workers)

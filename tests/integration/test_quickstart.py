@@ -160,8 +160,11 @@ def test_quickstart_carries_the_runbooks_request_to_active_and_stops_everything_
         assert filed.json()["state"] == "pending_approval"
 
         approver = log_in(base_url, "approver", logins["approver"])
+        seen_plan = approver.get(f"{base_url}/api/v1/requests/{request_id}/plan/", timeout=30).json()["plan_hash"]
         approved = approver.post(
-            f"{base_url}/api/v1/requests/{request_id}/approve/", json={"comment": "As in the runbook."}, timeout=60
+            f"{base_url}/api/v1/requests/{request_id}/approve/",
+            json={"comment": "As in the runbook.", "plan_hash": seen_plan},
+            timeout=60,
         )
         assert approved.status_code == 200, approved.text
         seen |= descendants(quickstart.pid)

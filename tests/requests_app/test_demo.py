@@ -171,7 +171,7 @@ def test_the_runbooks_request_goes_from_filing_to_active_in_the_demo_world(
     # The approvers hear of the new request, the requester of the decision...
     assert [mail.to for mail in mailoutbox] == [[users["approver"].email]]
     with django_capture_on_commit_callbacks(execute=True):
-        access_request_approve(request_id=request.pk, user=users["approver"], comment="As in the runbook.")
+        access_request_approve(request_id=request.pk, plan_hash=request.plan_hash, user=users["approver"], comment="As in the runbook.")
     assert mailoutbox[-1].to == [users["requester"].email] and "approved" in mailoutbox[-1].subject
     with django_capture_on_commit_callbacks(execute=True):
         while runner.run_step(request.pk, "grant") is not None:

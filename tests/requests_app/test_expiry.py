@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from requests_app import tasks
 from requests_app.audit import verify_chain
-from requests_app.errors import InvalidTransition, NotAllowed, NotFoundForUser, ValidationFailed
+from requests_app.errors import InvalidTransition, NotAllowed, NotFoundForUser, PlanChanged, ValidationFailed
 from requests_app.models import AccessRequest, AuditEvent, ExpiryExtension, RequestState
 from requests_app.permissions import lifecycle_actions
 from requests_app.services import (
@@ -60,7 +60,7 @@ def test_an_approved_extension_gets_its_own_reminder(cast, settings, django_capt
     request = _active(cast, expires_in=timedelta(days=2))
     assert remind_expiring_grants() == [request.pk]
     access_request_extend(request_id=request.pk, user=cast.requester, expires_at=request.expires_at + timedelta(days=30))
-    access_request_extension_approve(request_id=request.pk, user=cast.approver)
+    access_request_extension_approve(request_id=request.pk, plan_hash=request.plan_hash, user=cast.approver)
     assert AccessRequest.objects.get(pk=request.pk).reminded_at is None
     assert remind_expiring_grants() == []  # 32 days left now
     assert remind_expiring_grants(now=timezone.now() + timedelta(days=30)) == [request.pk]
@@ -85,7 +85,7 @@ def test_an_extension_moves_only_the_expiry_once_approved(cast, django_capture_o
     assert "extend" not in lifecycle_actions(cast.requester, request, pending_extension=extension)
 
     with django_capture_on_commit_callbacks(execute=True):
-        access_request_extension_approve(request_id=request.pk, user=cast.approver, comment="ok")
+        access_request_extension_approve(request_id=request.pk, plan_hash=request.plan_hash, user=cast.approver, comment="ok")
     request = AccessRequest.objects.get(pk=request.pk)
     assert request.expires_at == new_expiry
     assert (request.plan, request.plan_hash, request.state) == (plan, plan_hash, RequestState.ACTIVE)
@@ -104,11 +104,11 @@ def test_an_account_needing_two_approvals_needs_two_for_an_extension(cast):
     request = _active(cast)
     new_expiry = request.expires_at + timedelta(days=7)
     access_request_extend(request_id=request.pk, user=cast.requester, expires_at=new_expiry)
-    access_request_extension_approve(request_id=request.pk, user=cast.approver)
+    access_request_extension_approve(request_id=request.pk, plan_hash=request.plan_hash, user=cast.approver)
     assert AccessRequest.objects.get(pk=request.pk).expires_at != new_expiry
     with pytest.raises(InvalidTransition):
-        access_request_extension_approve(request_id=request.pk, user=cast.approver)
-    access_request_extension_approve(request_id=request.pk, user=cast.second_approver)
+        access_request_extension_approve(request_id=request.pk, plan_hash=request.plan_hash, user=cast.approver)
+    access_request_extension_approve(request_id=request.pk, plan_hash=request.plan_hash, user=cast.second_approver)
     assert AccessRequest.objects.get(pk=request.pk).expires_at == new_expiry
 
 
@@ -135,9 +135,9 @@ def test_who_may_ask_and_who_may_decide(cast):
         access_request_extend(request_id=request.pk, user=cast.outsider, expires_at=later)
     access_request_extend(request_id=request.pk, user=cast.requester, expires_at=later)
     with pytest.raises(NotAllowed):
-        access_request_extension_approve(request_id=request.pk, user=cast.requester)
+        access_request_extension_approve(request_id=request.pk, plan_hash=request.plan_hash, user=cast.requester)
     with pytest.raises(NotAllowed):
-        access_request_extension_approve(request_id=request.pk, user=cast.staff)
+        access_request_extension_approve(request_id=request.pk, plan_hash=request.plan_hash, user=cast.staff)
     with pytest.raises(InvalidTransition):
         access_request_extend(request_id=request.pk, user=cast.requester, expires_at=later + timedelta(days=1))
 
@@ -177,5 +177,18 @@ def test_an_extension_still_pending_when_the_grant_expires_can_no_longer_be_appr
     access_request_extend(request_id=request.pk, user=cast.requester, expires_at=request.expires_at + timedelta(days=7))
     expire_due_grants(now=timezone.now() + timedelta(minutes=10))
     with pytest.raises(InvalidTransition):
-        access_request_extension_approve(request_id=request.pk, user=cast.approver)
+        access_request_extension_approve(request_id=request.pk, plan_hash=request.plan_hash, user=cast.approver)
     assert AccessRequest.objects.get(pk=request.pk).state == RequestState.REVOKING
+
+
+def test_an_extension_approval_names_the_plan_that_was_seen(cast):
+    request = _active(cast)
+    access_request_extend(request_id=request.pk, user=cast.requester, expires_at=request.expires_at + timedelta(days=30))
+
+    with pytest.raises(PlanChanged) as refused:
+        access_request_extension_approve(request_id=request.pk, plan_hash="0" * 64, user=cast.approver)
+
+    assert refused.value.current_plan_hash == request.plan_hash
+    extension = ExpiryExtension.objects.get(request=request)
+    assert extension.state == ExpiryExtension.State.PENDING and not extension.approved_by.exists()
+    assert "decision.extension_approve" not in _actions(request)

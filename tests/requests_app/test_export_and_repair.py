@@ -215,23 +215,23 @@ def test_a_repair_request_runs_once_the_quorum_of_distinct_approvers_agreed(cast
     access_request_repair(request_id=request.pk, user=cast.requester)
 
     with pytest.raises(NotAllowed, match="own grant"):
-        access_request_repair_approve(request_id=request.pk, user=cast.requester)
+        access_request_repair_approve(request_id=request.pk, user=cast.requester, plan_hash=request.plan_hash)
     with pytest.raises(NotFoundForUser):
-        access_request_repair_approve(request_id=request.pk, user=cast.outsider)
+        access_request_repair_approve(request_id=request.pk, user=cast.outsider, plan_hash=request.plan_hash)
     with pytest.raises(NotAllowed):
-        access_request_repair_approve(request_id=request.pk, user=cast.staff)  # not an approver: staff repair directly
+        access_request_repair_approve(request_id=request.pk, user=cast.staff, plan_hash=request.plan_hash)  # not an approver: staff repair directly
 
-    first = access_request_repair_approve(request_id=request.pk, user=cast.approver, comment="ok by me")
+    first = access_request_repair_approve(request_id=request.pk, user=cast.approver, plan_hash=request.plan_hash, comment="ok by me")
     assert first.state == RequestState.ACTIVE and enqueued == []
     with pytest.raises(InvalidTransition, match="already approved"):
-        access_request_repair_approve(request_id=request.pk, user=cast.approver)
+        access_request_repair_approve(request_id=request.pk, user=cast.approver, plan_hash=request.plan_hash)
     # The same approver's repair button is no second approval either.
     with pytest.raises(InvalidTransition, match="already approved"):
         access_request_repair(request_id=request.pk, user=cast.approver)
 
     mailoutbox.clear()
     with django_capture_on_commit_callbacks(execute=True):
-        second = access_request_repair_approve(request_id=request.pk, user=cast.second_approver)
+        second = access_request_repair_approve(request_id=request.pk, user=cast.second_approver, plan_hash=request.plan_hash)
     assert second.state == RequestState.PROVISIONING
     # Only what the approvers saw drifted is put back.
     assert _pending_steps(second) == ["preflight", "grant_secret_policy", "verify"]
@@ -258,7 +258,7 @@ def test_rejecting_a_repair_request_needs_a_comment_and_writes_nothing(cast, enq
     event = AuditEvent.objects.get(request=request, action="decision.repair_reject")
     assert (event.actor_label, event.details["comment"]) == ("rami", "Removed on purpose.")
     with pytest.raises(InvalidTransition, match="no repair awaiting"):
-        access_request_repair_approve(request_id=request.pk, user=cast.second_approver)
+        access_request_repair_approve(request_id=request.pk, user=cast.second_approver, plan_hash=request.plan_hash)
     # The requester may ask again.
     access_request_repair(request_id=request.pk, user=cast.requester)
     assert RepairRequest.objects.filter(request=request, state="pending").count() == 1
@@ -300,7 +300,7 @@ def test_a_requester_who_is_also_approver_or_staff_only_asks(cast, enqueued):
     assert access_request_repair(request_id=request.pk, user=cast.requester).state == RequestState.ACTIVE
     assert RepairRequest.objects.get(request=request).state == RepairRequest.State.PENDING
     with pytest.raises(NotAllowed):
-        access_request_repair_approve(request_id=request.pk, user=cast.requester)
+        access_request_repair_approve(request_id=request.pk, user=cast.requester, plan_hash=request.plan_hash)
 
 
 def test_a_role_deleted_in_real_aws_leaves_remote_statements_naming_its_old_id_so_the_approvers_decide(cast, enqueued):
@@ -315,7 +315,7 @@ def test_a_role_deleted_in_real_aws_leaves_remote_statements_naming_its_old_id_s
     request = _active(cast, drift)
     assert lifecycle_actions(cast.requester, request) == {"export", "ask_repair"}
     access_request_repair(request_id=request.pk, user=cast.requester)
-    repaired = access_request_repair_approve(request_id=request.pk, user=cast.approver)
+    repaired = access_request_repair_approve(request_id=request.pk, user=cast.approver, plan_hash=request.plan_hash)
     assert _pending_steps(repaired) == ["preflight", "create_role", "grant_secret_policy", "verify"]
 
 
@@ -328,7 +328,7 @@ def test_a_pending_repair_request_closes_when_its_drift_goes_away(cast, enqueued
     assert RepairRequest.objects.get(request=request).state == RepairRequest.State.CLOSED
     assert "repair.closed" in _events(request)
     with pytest.raises(InvalidTransition):
-        access_request_repair_approve(request_id=request.pk, user=cast.approver)
+        access_request_repair_approve(request_id=request.pk, user=cast.approver, plan_hash=request.plan_hash)
 
 
 def test_a_drift_report_that_does_not_say_where_counts_as_remote(cast, enqueued):

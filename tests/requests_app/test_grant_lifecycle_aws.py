@@ -72,7 +72,7 @@ def grant(cast, portal_aws, drive, django_capture_on_commit_callbacks) -> Access
         expires_at=timezone.now() + timedelta(days=10),
     )
     with django_capture_on_commit_callbacks(execute=True):
-        access_request_approve(request_id=request.pk, user=cast.approver)
+        access_request_approve(request_id=request.pk, plan_hash=request.plan_hash, user=cast.approver)
     request = drive(request, "grant")
     assert request.state == RequestState.ACTIVE, request.diagnosis
     mail.outbox.clear()
@@ -187,7 +187,9 @@ def test_drift_is_detected_shown_counted_notified_and_repaired(grant, portal_aws
     assert set(mail.outbox[0].to) == {cast.approver.email, cast.second_approver.email}
 
     with django_capture_on_commit_callbacks(execute=True):
-        repairing = access_request_repair_approve(request_id=grant.pk, user=cast.approver, comment="Put it back.")
+        repairing = access_request_repair_approve(
+            request_id=grant.pk, user=cast.approver, plan_hash=grant.plan_hash, comment="Put it back."
+        )
     assert repairing.state == RequestState.PROVISIONING
     assert repairing.plan_hash == grant.plan_hash
     request = drive(repairing, "grant")

@@ -31,7 +31,7 @@ ALLOWED = {
 
 def _act(action: str, cast, request):
     if action == "approve":
-        return access_request_approve(request_id=request.pk, user=cast.approver)
+        return access_request_approve(request_id=request.pk, plan_hash=request.plan_hash, user=cast.approver)
     if action == "reject":
         return access_request_reject(request_id=request.pk, user=cast.approver, comment="no")
     service = {"cancel": access_request_cancel, "revoke": access_request_revoke, "retry": access_request_retry}[action]

@@ -1,6 +1,7 @@
 """The detail page's grant panel: drift and repair, expiry and extensions, downloads."""
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -61,6 +62,11 @@ def _post(client, request: AccessRequest, action: str, data: dict | None = None)
     return client.post(url, data or {}, follow=True)
 
 
+def _hidden(page: str, name: str) -> str:
+    """The value of the page's hidden field ``name`` (the first one)."""
+    return re.search(rf'<input type="hidden" name="{name}" value="([^"]*)">', page).group(1)
+
+
 def test_the_requester_sees_the_drift_escaped_and_can_repair_extend_and_download(site, grant):
     users, _ = site
     page = _page(_client(users["requester"]), grant)
@@ -107,7 +113,7 @@ def test_a_repair_asked_on_the_page_waits_for_an_approver(site, grant):
     refused = _post(approver, grant, "repair_reject")
     assert "A comment is required" in refused.content.decode()
     assert RepairRequest.objects.get(request=grant).state == RepairRequest.State.PENDING
-    _post(approver, grant, "repair_approve", {"comment": "Put it back."})
+    _post(approver, grant, "repair_approve", {"comment": "Put it back.", "plan_hash": grant.plan_hash})
     assert AccessRequest.objects.get(pk=grant.pk).state == RequestState.PROVISIONING
     assert RepairRequest.objects.get(request=grant).state == RepairRequest.State.APPROVED
 
@@ -135,7 +141,7 @@ def test_an_extension_asked_on_the_page_is_approved_by_an_approver(site, grant):
     page = _page(approver, grant)
     assert 'id="pending-extension"' in page and 'value="extension_approve"' in page
     assert HOSTILE not in page
-    _post(approver, grant, "extension_approve")
+    _post(approver, grant, "extension_approve", {"plan_hash": _hidden(page, "plan_hash")})
     assert AccessRequest.objects.get(pk=grant.pk).expires_at == new_expiry
     assert ExpiryExtension.objects.get(request=grant).state == ExpiryExtension.State.APPROVED
 

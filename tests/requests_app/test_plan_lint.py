@@ -43,7 +43,7 @@ def test_a_clean_plan_shows_the_lint_check_and_can_be_approved(cast, portal_aws,
     assert request.preflight["lint"] == []
     (check,) = [c for c in request.preflight["checks"] if c["name"] == "policy_lint"]
     assert check["ok"] is True and check["diagnosis"] is None
-    assert access_request_approve(request_id=request.pk, user=cast.approver).state == RequestState.APPROVED
+    assert access_request_approve(request_id=request.pk, plan_hash=request.plan_hash, user=cast.approver).state == RequestState.APPROVED
 
 
 def test_an_error_finding_fails_preflight_and_blocks_approval(cast, portal_aws, misspelt_plan):
@@ -58,7 +58,7 @@ def test_an_error_finding_fails_preflight_and_blocks_approval(cast, portal_aws, 
 
     assert "approve" not in allowed_actions(cast.approver, request)
     with pytest.raises(NotAllowed) as refused:
-        access_request_approve(request_id=request.pk, user=cast.approver)
+        access_request_approve(request_id=request.pk, plan_hash=request.plan_hash, user=cast.approver)
     assert "policy_lint_error" in refused.value.message
     assert AccessRequest.objects.get(pk=request.pk).state == RequestState.PENDING_APPROVAL
 

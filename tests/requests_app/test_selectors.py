@@ -90,7 +90,7 @@ def test_detail_answers_the_page_and_its_buttons_in_a_fixed_number_of_queries(
     cast.remote.required_approvals = 2
     cast.remote.save()
     request = cast.request()
-    access_request_approve(request_id=request.pk, user=cast.approver)
+    access_request_approve(request_id=request.pk, plan_hash=request.plan_hash, user=cast.approver)
     with django_assert_max_num_queries(8):
         detail = request_detail_for(user=cast.second_approver, request_id=request.pk)
         actions = permissions.allowed_actions(cast.second_approver, detail)

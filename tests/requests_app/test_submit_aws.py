@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from provisioning.documents import PLAN_KEYS, plan_hash
-from requests_app.errors import IdempotencyConflict, InvalidTransition, NotAllowed, ValidationFailed
+from requests_app.errors import IdempotencyConflict, InvalidTransition, NotAllowed, PlanChanged, ValidationFailed
 from requests_app.models import AccessRequest, AuditEvent, RequestState
 from requests_app.services import (
     access_request_approve,
@@ -84,14 +84,15 @@ def test_a_secret_under_the_aws_managed_key_is_filed_but_cannot_be_approved(cast
     assert (request.preflight_status, request.diagnosis) == ("failed", "aws_managed_key")
     assert request.preflight["diagnosis"] == "aws_managed_key"
     with pytest.raises(NotAllowed, match="aws_managed_key"):
-        access_request_approve(request_id=request.pk, user=cast.approver)
+        access_request_approve(request_id=request.pk, plan_hash=request.plan_hash, user=cast.approver)
 
     # The owner re-encrypts it under a CMK; a re-run preflight now passes and it can be approved.
     key_arn = _re_encrypt(portal_aws, portal_aws.managed_secret_arn)
     refreshed = access_request_refresh_preflight(request_id=request.pk, user=cast.requester)
     assert (refreshed.preflight_status, refreshed.diagnosis, refreshed.resolved_kms_key_arn) == ("passed", "", key_arn)
     assert refreshed.plan_hash == plan_hash(refreshed.plan)
-    assert access_request_approve(request_id=request.pk, user=cast.approver).state == RequestState.APPROVED
+    approved = access_request_approve(request_id=request.pk, plan_hash=refreshed.plan_hash, user=cast.approver)
+    assert approved.state == RequestState.APPROVED
 
 
 def test_a_secret_that_does_not_exist_is_filed_with_its_diagnosis(cast, portal_aws):
@@ -107,7 +108,7 @@ def test_a_changed_plan_voids_earlier_approvals(cast, portal_aws, enqueued):
     cast.remote.save()
     request = _file(cast, portal_aws)
     first_hash = request.plan_hash
-    access_request_approve(request_id=request.pk, user=cast.approver)
+    access_request_approve(request_id=request.pk, plan_hash=request.plan_hash, user=cast.approver)
 
     new_key = _re_encrypt(portal_aws, portal_aws.secret_arn)
     refreshed = access_request_refresh_preflight(request_id=request.pk, user=cast.second_approver, source_ip="10.3.3.3")
@@ -116,9 +117,13 @@ def test_a_changed_plan_voids_earlier_approvals(cast, portal_aws, enqueued):
     event = AuditEvent.objects.filter(request=request, action="request.preflight_refreshed").get()
     assert event.details["plan_changed"] is True and event.details["previous_plan_hash"] == first_hash
 
-    after_second = access_request_approve(request_id=request.pk, user=cast.second_approver)
+    # An approval of the plan as it was shown before the refresh is refused.
+    with pytest.raises(PlanChanged) as stale:
+        access_request_approve(request_id=request.pk, plan_hash=first_hash, user=cast.second_approver)
+    assert stale.value.current_plan_hash == refreshed.plan_hash
+    after_second = access_request_approve(request_id=request.pk, plan_hash=refreshed.plan_hash, user=cast.second_approver)
     assert after_second.state == RequestState.PENDING_APPROVAL  # the first approval was of the old plan
-    approved = access_request_approve(request_id=request.pk, user=cast.approver)
+    approved = access_request_approve(request_id=request.pk, plan_hash=refreshed.plan_hash, user=cast.approver)
     assert approved.state == RequestState.APPROVED
 
 

@@ -22,6 +22,7 @@ ROLES = ("anonymous", "other_requester", "requester", "other_approver", "approve
 SIGNED_IN = frozenset(ROLES[1:])
 EVERYONE = frozenset(ROLES)
 VIEWERS = frozenset({"requester", "approver", "staff"})
+REQUESTERS = frozenset({"requester", "other_requester"})
 S = AccessRequest.State
 
 
@@ -44,6 +45,7 @@ class Action:
     body: dict = field(default_factory=dict)
     # What a signed-in person who may not gets: the status of a clean refusal.
     refused: int = 403
+    refused_as: dict = field(default_factory=dict)  # role -> its status, where it differs from ``refused``
     about_the_request: bool = True  # refuses non-viewers with 404
     needs_aws: bool = False
     pending_extension: bool = False  # the (active, expiring) grant has an extension awaiting the approvers
@@ -75,6 +77,8 @@ FILE_BODY = {
 }
 LATER = (timezone.now() + timedelta(days=90)).strftime("%Y-%m-%dT%H:%M")
 EXTEND_BODY = {"expires_at": LATER, "justification": "the migration takes another quarter"}
+# An approval names the plan the approver was shown: "{plan_hash}" is the request's.
+SEEN = {"plan_hash": "{plan_hash}"}
 REGISTER_BODY = {
     "account_id": "444444444444",
     "name": "Registered in the matrix",
@@ -90,48 +94,49 @@ TABLE = [
     Action("request list shows it", "web:request_list", "GET", "/requests/", VIEWERS, proof="listed",
            about_the_request=False),
     Action("request form", "web:request_new", "GET", "/requests/new/", SIGNED_IN, about_the_request=False),
+    # Only requesters file; one who files for another DataLake account is told what is wrong with the form.
     Action("file a request", "web:request_new", "POST", "/requests/new/", frozenset({"requester"}),
-           proof="created", creates=AccessRequest, body={**FILE_BODY, "endpoint_type": "source"}, refused=400,
-           about_the_request=False, needs_aws=True),
-    Action("inline validation", "web:request_validate", "POST", "/requests/new/validate/", SIGNED_IN,
+           proof="created", creates=AccessRequest, body={**FILE_BODY, "endpoint_type": "source"},
+           refused_as={"other_requester": 400}, about_the_request=False, needs_aws=True),
+    Action("inline validation", "web:request_validate", "POST", "/requests/new/validate/", REQUESTERS,
            body={"endpoint_identifier": "ok-name"}, about_the_request=False),
     Action("request detail", "web:request_detail", "GET", "/requests/{id}/", VIEWERS),
     Action("live progress", "web:request_live", "GET", "/requests/{id}/live/", VIEWERS),
     Action("policy diff", "web:request_policies", "GET", "/requests/{id}/policies/", VIEWERS, needs_aws=True),
     Action("approve", "web:request_action", "POST", "/requests/{id}/approve/", frozenset({"approver"}),
-           proof="moved", to=S.APPROVED, refused=302),
+           proof="moved", to=S.APPROVED, body=SEEN),
     Action("reject", "web:request_action", "POST", "/requests/{id}/reject/", frozenset({"approver"}),
-           proof="moved", to=S.REJECTED, body={"comment": "not this one"}, refused=302),
+           proof="moved", to=S.REJECTED, body={"comment": "not this one"}),
     Action("cancel", "web:request_action", "POST", "/requests/{id}/cancel/", frozenset({"requester"}),
-           proof="moved", to=S.CANCELLED, refused=302),
+           proof="moved", to=S.CANCELLED),
     Action("revoke", "web:request_action", "POST", "/requests/{id}/revoke/", VIEWERS, state=S.ACTIVE,
-           proof="moved", to=S.REVOKING, refused=302),
+           proof="moved", to=S.REVOKING),
     Action("retry", "web:request_action", "POST", "/requests/{id}/retry/", frozenset({"requester", "staff"}),
-           state=S.FAILED, proof="moved", to=S.PROVISIONING, refused=302),
+           state=S.FAILED, proof="moved", to=S.PROVISIONING),
     Action("refresh preflight", "web:request_action", "POST", "/requests/{id}/refresh_preflight/",
            frozenset({"requester", "approver"}), proof="created", creates="request.preflight_refreshed",
-           refused=302, needs_aws=True),
+           needs_aws=True),
     Action("repair with no drift", "web:request_action", "POST", "/requests/{id}/repair/", frozenset(),
            state=S.ACTIVE, proof="moved", to=S.PROVISIONING, refused=302),
     Action("repair of DataLake drift", "web:request_action", "POST", "/requests/{id}/repair/", VIEWERS,
-           state=S.ACTIVE, drift="datalake", proof="moved", to=S.PROVISIONING, refused=302),
+           state=S.ACTIVE, drift="datalake", proof="moved", to=S.PROVISIONING),
     Action("repair of Remote drift", "web:request_action", "POST", "/requests/{id}/repair/",
            frozenset({"approver", "staff"}), state=S.ACTIVE, drift="remote", proof="moved", to=S.PROVISIONING,
-           asks=frozenset({"requester"}), asked="repair.requested", refused=302),
+           asks=frozenset({"requester"}), asked="repair.requested"),
     Action("approve the repair", "web:request_action", "POST", "/requests/{id}/repair_approve/",
            frozenset({"approver"}), state=S.ACTIVE, drift="remote", pending_repair=True, proof="moved",
-           to=S.PROVISIONING, refused=302),
+           to=S.PROVISIONING, body=SEEN),
     Action("reject the repair", "web:request_action", "POST", "/requests/{id}/repair_reject/",
            frozenset({"approver"}), state=S.ACTIVE, drift="remote", pending_repair=True, proof="created",
-           creates="decision.repair_reject", body={"comment": "removed on purpose"}, refused=302),
+           creates="decision.repair_reject", body={"comment": "removed on purpose"}),
     Action("ask for an extension", "web:request_extend", "POST", "/requests/{id}/extend/", frozenset({"requester"}),
-           state=S.ACTIVE, proof="created", creates="extension.requested", body=EXTEND_BODY, refused=302),
+           state=S.ACTIVE, proof="created", creates="extension.requested", body=EXTEND_BODY),
     Action("approve the extension", "web:request_action", "POST", "/requests/{id}/extension_approve/",
            frozenset({"approver"}), state=S.ACTIVE, pending_extension=True, proof="created",
-           creates="decision.extension_approve", refused=302),
+           creates="decision.extension_approve", body=SEEN),
     Action("reject the extension", "web:request_action", "POST", "/requests/{id}/extension_reject/",
            frozenset({"approver"}), state=S.ACTIVE, pending_extension=True, proof="created",
-           creates="decision.extension_reject", body={"comment": "not this time"}, refused=302),
+           creates="decision.extension_reject", body={"comment": "not this time"}),
     Action("download the change", "web:request_export", "GET", "/requests/{id}/export/cloudformation/", VIEWERS),
     Action("approval queue shows it", "web:approval_queue", "GET", "/approvals/", frozenset({"approver"}),
            proof="listed", about_the_request=False),
@@ -151,7 +156,7 @@ TABLE = [
     Action("request", "api:request-detail", "GET", "/api/v1/requests/{id}/", VIEWERS),
     Action("plan", "api:request-plan", "GET", "/api/v1/requests/{id}/plan/", VIEWERS),
     Action("approve", "api:request-approve", "POST", "/api/v1/requests/{id}/approve/", frozenset({"approver"}),
-           proof="moved", to=S.APPROVED),
+           proof="moved", to=S.APPROVED, body=SEEN),
     Action("reject", "api:request-reject", "POST", "/api/v1/requests/{id}/reject/", frozenset({"approver"}),
            proof="moved", to=S.REJECTED, body={"comment": "not this one"}),
     Action("cancel", "api:request-cancel", "POST", "/api/v1/requests/{id}/cancel/", frozenset({"requester"}),
@@ -169,7 +174,7 @@ TABLE = [
            asks=frozenset({"requester"}), asked="repair.requested"),
     Action("approve the repair", "api:request-repair-approve", "POST", "/api/v1/requests/{id}/repair/approve/",
            frozenset({"approver"}), state=S.ACTIVE, drift="remote", pending_repair=True, proof="moved",
-           to=S.PROVISIONING),
+           to=S.PROVISIONING, body=SEEN),
     Action("reject the repair", "api:request-repair-reject", "POST", "/api/v1/requests/{id}/repair/reject/",
            frozenset({"approver"}), state=S.ACTIVE, drift="remote", pending_repair=True, proof="created",
            creates="decision.repair_reject", body={"comment": "removed on purpose"}),
@@ -178,7 +183,7 @@ TABLE = [
            body={**EXTEND_BODY, "expires_at": LATER + ":00Z"}),
     Action("approve the extension", "api:request-extension-approve", "POST",
            "/api/v1/requests/{id}/extension/approve/", frozenset({"approver"}), state=S.ACTIVE,
-           pending_extension=True, proof="created", creates="decision.extension_approve"),
+           pending_extension=True, proof="created", creates="decision.extension_approve", body=SEEN),
     Action("reject the extension", "api:request-extension-reject", "POST", "/api/v1/requests/{id}/extension/reject/",
            frozenset({"approver"}), state=S.ACTIVE, pending_extension=True, proof="created",
            creates="decision.extension_reject", body={"comment": "not this time"}),
@@ -237,3 +242,8 @@ def the_request(action: Action, people: dict, site: dict) -> AccessRequest:
             request_id=request.pk, user=people["requester"], expires_at=timezone.now() + timedelta(days=60)
         )
     return request
+
+
+def body_for(action: Action, request: AccessRequest) -> dict:
+    """The row's body for ``request`` (an approval names the request's current plan)."""
+    return {key: value.format(plan_hash=request.plan_hash) if key == "plan_hash" else value for key, value in action.body.items()}

@@ -175,7 +175,7 @@ def test_xss_in_every_free_text_field_is_shown_as_text_on_every_page(people, sit
     site["remote"].save(update_fields=["name"])
     approved = make_request(people["requester"], site, justification=XSS)
     AccessRequest.objects.filter(pk=approved.pk).update(database_name=XSS)
-    access_request_approve(request_id=approved.pk, user=people["approver"], comment=XSS)
+    access_request_approve(request_id=approved.pk, plan_hash=approved.plan_hash, user=people["approver"], comment=XSS)
     rejected = make_request(people["requester"], site, justification=XSS)
     access_request_reject(request_id=rejected.pk, user=people["approver"], comment=XSS)
 

@@ -12,7 +12,7 @@ def _events(response) -> list[dict]:
 
 
 def test_people_around_a_request_see_its_events_and_outsiders_do_not(filed, client_for):
-    client_for("avery").post(f"/api/v1/requests/{filed['id']}/approve/", {"comment": "ok"}, format="json")
+    client_for("avery").post(f"/api/v1/requests/{filed['id']}/approve/", {"comment": "ok", "plan_hash": filed["plan_hash"]}, format="json")
 
     seen = _events(client_for("riley").get(URL, {"request": filed["id"]}))[::-1]  # newest first
 

@@ -74,7 +74,9 @@ def test_the_requesters_repair_of_remote_drift_files_a_request_the_approvers_dec
     assert avery["pending_repair"]["id"] == pending["id"]
     assert avery["lifecycle_actions"] == ["decide_repair", "export"]
 
-    approved = client_for("avery").post(_url(grant, "repair/approve"), {"comment": "Put it back."}, format="json")
+    approved = client_for("avery").post(
+        _url(grant, "repair/approve"), {"comment": "Put it back.", "plan_hash": grant["plan_hash"]}, format="json"
+    )
     assert approved.status_code == 200, approved.json()
     assert approved.json()["state"] == RequestState.PROVISIONING
     assert approved.json()["pending_repair"] is None
@@ -132,7 +134,11 @@ def test_an_extension_asked_by_the_requester_moves_the_expiry_once_approved(gran
     assert datetime.fromisoformat(asked.json()["expires_at"]) == grant["expires_at"]  # not moved yet
     assert "extend" not in asked.json()["lifecycle_actions"]
 
-    approved = client_for("avery").post(_url(grant, "extension/approve"), {"comment": "ok"}, format="json")
+    stale = client_for("avery").post(_url(grant, "extension/approve"), {"plan_hash": "0" * 64}, format="json")
+    assert stale.status_code == 409 and stale.json()["current_plan_hash"] == grant["plan_hash"]
+    assert client_for("riley").get(_url(grant, "")[:-1]).json()["pending_extension"]["approved_by"] == []
+    seen = {"comment": "ok", "plan_hash": grant["plan_hash"]}
+    approved = client_for("avery").post(_url(grant, "extension/approve"), seen, format="json")
     assert approved.status_code == 200, approved.json()
     assert approved.json()["pending_extension"] is None
     assert datetime.fromisoformat(approved.json()["expires_at"]) == datetime.fromisoformat(new_expiry)
@@ -156,8 +162,10 @@ def test_rejecting_an_extension_needs_a_comment_and_keeps_the_expiry(grant, clie
         ("olive", "extend", "later", 404),  # sees nothing of it
         ("avery", "extend", "later", 403),  # an approver does not ask for the requester
         ("riley", "extend", "earlier", 400),  # an extension moves the expiry later
-        ("avery", "extension/approve", {}, 409),  # nothing pending
-        ("avery", "repair/approve", {}, 409),  # nothing pending
+        ("avery", "extension/approve", "seen", 409),  # nothing pending
+        ("avery", "extension/approve", {}, 400),  # the plan that was seen is not named
+        ("avery", "repair/approve", "seen", 409),  # nothing pending
+        ("avery", "repair/approve", {}, 400),  # the plan that was seen is not named
         ("olive", "repair", {}, 404),
         ("dana", "repair", {}, 403),  # sees it (DataLake approver) but may not repair it
     ],
@@ -165,6 +173,8 @@ def test_rejecting_an_extension_needs_a_comment_and_keeps_the_expiry(grant, clie
 def test_refusals(grant, client_for, who, action, body, status):
     if body == "later":
         body = {"expires_at": _later(grant)}
+    elif body == "seen":
+        body = {"plan_hash": grant["plan_hash"]}
     elif body == "earlier":
         body = {"expires_at": _later(grant, days=-1)}
     response = client_for(who).post(_url(grant, action), body, format="json")

@@ -169,8 +169,9 @@ class TestQueryCounts:
         accounts["remote"].approvers.add(people["sam"])
         client = client_for("riley")
         before = self._queries(client, f"{URL}{filed['id']}/")
-        client_for("avery").post(f"{URL}{filed['id']}/approve/", {}, format="json")
-        client_for("sam").post(f"{URL}{filed['id']}/approve/", {}, format="json")
+        seen = {"plan_hash": filed["plan_hash"]}
+        client_for("avery").post(f"{URL}{filed['id']}/approve/", seen, format="json")
+        client_for("sam").post(f"{URL}{filed['id']}/approve/", seen, format="json")
 
         body = client.get(f"{URL}{filed['id']}/").json()
         assert len(body["decisions"]) == 2 and len(body["steps"]) == 6

@@ -44,7 +44,8 @@ def seeded(portal, accounts, people, client_for, submit_body) -> list[int]:
         response = riley.post("/api/v1/requests/", body, format="json")
         assert response.status_code == 201, response.json()
         ids.append(response.json()["id"])
-    client_for("avery").post(f"/api/v1/requests/{ids[1]}/approve/", {}, format="json")
+    seen = client_for("avery").get(f"/api/v1/requests/{ids[1]}/").json()["plan_hash"]
+    client_for("avery").post(f"/api/v1/requests/{ids[1]}/approve/", {"plan_hash": seen}, format="json")
     # An active grant that expires and has drifted, so the lifecycle operations reach their services.
     AccessRequest.objects.filter(pk=ids[3]).update(
         state="active", expires_at=timezone.now() + timedelta(days=30), drift=DRIFTED, drift_checked_at=timezone.now()

@@ -1,0 +1,265 @@
+"""Every action a person takes on a request, declared once.
+
+The pages (``web.views.request_action``), the API (one view per route, in
+``api/views.py`` and ``api/lifecycle_views.py``) and
+``permissions.allowed_actions`` / ``permissions.lifecycle_actions`` all read
+``ACTIONS``: the one service an action calls, who may try it, when it is
+offered, the body it takes, and what to tell the person once it is done. A
+rule changed here holds on both interfaces.
+
+Who may try an action is checked before anything else: before the body is
+read, before a registry lookup, before any AWS call (``check``). The
+service checks it again under its row lock, so no entry point can skip it.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from rest_framework import serializers
+
+from requests_app import permissions, services
+from requests_app.errors import NotAllowed, NotFoundForUser
+from requests_app.models import ALLOWED_TRANSITIONS, AccessRequest, ExpiryExtension, RepairRequest, RequestState
+from requests_app.services.expiry import JUSTIFICATION_MAX
+from requests_app.services.repair import JUSTIFICATION_MAX as REPAIR_JUSTIFICATION_MAX
+from requests_app.validation import COMMENT_MAX, COMMENT_TOO_LONG
+
+PLAN_HASH_LENGTH = 64  # SHA-256, hexadecimal
+
+
+# --- bodies: the same parser (and so the same limits and words) for the pages and the API ---
+
+
+class CommentSerializer(serializers.Serializer):
+    comment = serializers.CharField(
+        required=False,
+        default="",
+        allow_blank=True,
+        max_length=COMMENT_MAX,
+        error_messages={"max_length": COMMENT_TOO_LONG},
+        help_text=f"Optional, at most {COMMENT_MAX} characters.",
+    )
+
+
+class ApproveSerializer(CommentSerializer):
+    plan_hash = serializers.CharField(
+        max_length=PLAN_HASH_LENGTH,
+        allow_blank=True,
+        help_text="The `plan_hash` of the plan you were shown (from the request or its `/plan/`). "
+        "If the plan has changed since, nothing is decided: 409 with `current_plan_hash`.",
+    )
+
+
+class RejectSerializer(serializers.Serializer):
+    # Required, but the service says so (in its words: what is being rejected).
+    comment = serializers.CharField(
+        required=False,
+        default="",
+        allow_blank=True,
+        max_length=COMMENT_MAX,
+        error_messages={"max_length": COMMENT_TOO_LONG},
+        help_text=f"Why (required), at most {COMMENT_MAX} characters.",
+    )
+
+
+class ExtendSerializer(serializers.Serializer):
+    expires_at = serializers.DateTimeField(help_text="The new expiry: later than the current one, in the future.")
+    justification = serializers.CharField(
+        max_length=JUSTIFICATION_MAX, required=False, default="", allow_blank=True, help_text="Why the grant is needed longer."
+    )
+
+
+class RepairSerializer(serializers.Serializer):
+    justification = serializers.CharField(
+        max_length=REPAIR_JUSTIFICATION_MAX, required=False, default="", allow_blank=True,
+        help_text="Why the statements should be put back (kept with a repair request to the Remote approvers).",
+    )
+
+
+# --- when an action is offered (the person being entitled is checked apart) ----------------
+
+
+@dataclass(frozen=True)
+class Pending:
+    """What an active grant has waiting for a decision (prefetched by the caller)."""
+
+    extension: ExpiryExtension | None = None
+    repair: RepairRequest | None = None
+
+
+def _deciding_now(user, request: AccessRequest, pending: Pending) -> bool:
+    return request.state == RequestState.PENDING_APPROVAL and not permissions.has_decided_on_current_plan(user, request)
+
+
+def _approvable_now(user, request: AccessRequest, pending: Pending) -> bool:
+    return _deciding_now(user, request, pending) and request.preflight_status == AccessRequest.PreflightStatus.PASSED
+
+
+def _pending(user, request: AccessRequest, pending: Pending) -> bool:
+    return request.state == RequestState.PENDING_APPROVAL
+
+
+def _revocable(user, request: AccessRequest, pending: Pending) -> bool:
+    return RequestState.REVOKING in ALLOWED_TRANSITIONS[request.state]
+
+
+def _failed(user, request: AccessRequest, pending: Pending) -> bool:
+    return request.state == RequestState.FAILED
+
+
+def _extendable(user, request: AccessRequest, pending: Pending) -> bool:
+    return request.state == RequestState.ACTIVE and pending.extension is None and request.expires_at is not None
+
+
+def _extension_undecided_by(user, request: AccessRequest, pending: Pending) -> bool:
+    return (
+        request.state == RequestState.ACTIVE
+        and pending.extension is not None
+        and not any(approver.pk == user.pk for approver in pending.extension.approved_by.all())
+    )
+
+
+def _repair_offered(user, request: AccessRequest, pending: Pending) -> str | None:
+    # One route, offered under two names: ``repair`` (it runs, or counts as an
+    # approver's approval) or ``ask_repair`` (the requester files a repair request).
+    if request.state != RequestState.ACTIVE:
+        return None
+    return permissions.repair_offer(user, request, pending.repair)
+
+
+def _repair_undecided_by(user, request: AccessRequest, pending: Pending) -> bool:
+    return (
+        request.state == RequestState.ACTIVE
+        and pending.repair is not None
+        and not any(approver.pk == user.pk for approver in pending.repair.approved_by.all())
+    )
+
+
+@dataclass(frozen=True)
+class RequestAction:
+    name: str  # the path segment, on the pages (`.../<name>/`) and in `allowed_actions`
+    service: Callable[..., AccessRequest]
+    may: Callable[[Any, AccessRequest], bool]  # is this person entitled to it (permissions.can_*)
+    # Does the request allow it now: True/False, or the name to offer it under (None: not offered).
+    offered_when: Callable[[Any, AccessRequest, Pending], bool | str | None]
+    refusal: str  # what a person who sees the request but may not do this is told; {request} is the request
+    done: str  # what the pages say once done
+    body: type[serializers.Serializer] | None = None  # its fields are the service's keyword arguments
+    # Lifecycle actions are offered in ``lifecycle_actions`` under ``offered_as``;
+    # the others in ``allowed_actions``.
+    lifecycle: bool = False
+    offered_as: str = ""
+    in_api: bool = True  # False: a page-only action (it has no API route)
+    verb_phrase: str = ""  # "Could not <verb> request #N": the name's words unless given
+
+    @property
+    def verb(self) -> str:
+        return self.verb_phrase or self.name.replace("_", " ")
+
+    def check(self, *, user, request_id: Any) -> AccessRequest:
+        """The request, if ``user`` may try this action on it: NotFoundForUser when
+        they may not see it, NotAllowed when they see it but may not do this.
+
+        Interfaces call it before they read the body; it reads no AWS and no
+        other row than the request and its accounts.
+        """
+        try:
+            request = AccessRequest.objects.select_related("remote_account", "datalake_account").get(pk=request_id)
+        except (AccessRequest.DoesNotExist, ValueError, TypeError):
+            raise NotFoundForUser() from None
+        if not permissions.can_view(user, request):
+            raise NotFoundForUser()
+        if not self.may(user, request):
+            raise NotAllowed(self.refusal.format(request=request))
+        return request
+
+
+_DECIDERS = "Only approvers of the Remote account {request.remote_account.account_id}, never the requester, may "
+
+# fmt: off
+ACTIONS: dict[str, RequestAction] = {
+    action.name: action
+    for action in (
+        RequestAction("approve", services.access_request_approve, permissions.can_approve, _approvable_now,
+                      refusal=_DECIDERS + "approve this request.", done="Approved.", body=ApproveSerializer),
+        RequestAction("reject", services.access_request_reject, permissions.can_reject, _deciding_now,
+                      refusal=_DECIDERS + "reject this request.", done="Rejected.", body=RejectSerializer),
+        RequestAction("cancel", services.access_request_cancel, permissions.can_cancel, _pending,
+                      refusal="Only the requester may cancel a request.", done="Cancelled."),
+        RequestAction("revoke", services.access_request_revoke, permissions.can_revoke, _revocable,
+                      refusal="Only the requester, approvers of the Remote account or an administrator may revoke a grant.",
+                      done="Revoke started."),
+        RequestAction("retry", services.access_request_retry, permissions.can_retry, _failed,
+                      refusal="Only the requester or an administrator may retry a request.", done="Retry started."),
+        RequestAction("refresh_preflight", services.access_request_refresh_preflight, permissions.can_refresh_preflight,
+                      _pending, refusal="Only the requester or an approver of the Remote account may re-run preflight.",
+                      done="Preflight ran again.", in_api=False),
+        RequestAction("repair", services.access_request_repair, permissions.can_repair, _repair_offered,
+                      refusal="Only the requester, approvers of the Remote account or an administrator may repair a grant.",
+                      done="Repair started (or, for the Remote account, asked of its approvers).", body=RepairSerializer,
+                      lifecycle=True, offered_as="repair"),
+        RequestAction("repair_approve", services.access_request_repair_approve, permissions.can_decide_repair,
+                      _repair_undecided_by, refusal=_DECIDERS + "approve this repair.",
+                      done="Repair approved.", body=ApproveSerializer, lifecycle=True, offered_as="decide_repair",
+                      verb_phrase="approve the repair of"),
+        RequestAction("repair_reject", services.access_request_repair_reject, permissions.can_decide_repair,
+                      _repair_undecided_by, refusal=_DECIDERS + "reject this repair.",
+                      done="Repair rejected.", body=RejectSerializer, lifecycle=True, offered_as="decide_repair",
+                      verb_phrase="reject the repair of"),
+        RequestAction("extend", services.access_request_extend, permissions.can_extend, _extendable,
+                      refusal="Only the requester may ask for a later expiry.",
+                      done="The extension now waits for the approvers.", body=ExtendSerializer,
+                      lifecycle=True, offered_as="extend", verb_phrase="ask for a later expiry of"),
+        RequestAction("extension_approve", services.access_request_extension_approve, permissions.can_decide_extension,
+                      _extension_undecided_by, refusal=_DECIDERS + "approve this extension.",
+                      done="Extension approved.", body=ApproveSerializer, lifecycle=True, offered_as="decide_extension",
+                      verb_phrase="approve the extension of"),
+        RequestAction("extension_reject", services.access_request_extension_reject, permissions.can_decide_extension,
+                      _extension_undecided_by, refusal=_DECIDERS + "reject this extension.",
+                      done="Extension rejected.", body=RejectSerializer, lifecycle=True, offered_as="decide_extension",
+                      verb_phrase="reject the extension of"),
+    )
+}
+# fmt: on
+
+# Downloading the change is a read, offered to whoever sees the request.
+EXPORT = "export"
+
+API_ACTION_NAMES = tuple(name for name, action in ACTIONS.items() if action.in_api and not action.lifecycle)
+# ``repair`` is also offered as ``ask_repair`` (see ``_repair_offered``).
+LIFECYCLE_ACTION_NAMES = tuple(
+    sorted({action.offered_as for action in ACTIONS.values() if action.lifecycle} | {EXPORT, "ask_repair"})
+)
+
+
+def offered_actions(
+    user, request: AccessRequest, *, lifecycle: bool, pending_extension=None, pending_repair=None, pages: bool = False
+) -> set[str]:
+    """The names of the actions to offer ``user`` on ``request`` now: entitled
+    (``may``) and allowed by the request as it is (``offered_when``)."""
+    if not permissions.can_view(user, request):
+        return set()
+    pending = Pending(extension=pending_extension, repair=pending_repair)
+    names = {EXPORT} if lifecycle else set()
+    for action in ACTIONS.values():
+        if action.lifecycle != lifecycle or not (action.in_api or pages):
+            continue
+        if not action.may(user, request):
+            continue
+        offered = action.offered_when(user, request, pending)
+        if isinstance(offered, str):
+            names.add(offered)
+        elif offered:
+            names.add(action.offered_as or action.name)
+    return names
+
+
+def action_arguments(action: RequestAction, data) -> dict[str, Any]:
+    """The service's keyword arguments from a body (raises the serializer's ValidationError)."""
+    if action.body is None:
+        return {}
+    parsed = action.body(data=data)
+    parsed.is_valid(raise_exception=True)
+    return dict(parsed.validated_data)
