@@ -22,9 +22,14 @@ def is_active_user(user) -> bool:
     return bool(user is not None and user.is_authenticated and user.is_active)
 
 
-def is_staff_user(user) -> bool:
-    """An administrator: staff or superuser, signed in and active."""
-    return is_active_user(user) and (user.is_staff or user.is_superuser)
+ADMINISTER_PORTAL = "requests_app.administer_portal"
+
+
+def is_portal_admin(user) -> bool:
+    """A portal administrator: holds the ``administer_portal`` permission
+    (directly, through a group such as "Portal administrators", or as a
+    superuser). ``is_staff`` alone only opens the Django admin."""
+    return is_active_user(user) and user.has_perm(ADMINISTER_PORTAL)
 
 
 def _listed(user, account: AwsAccount, relation: str) -> bool:
@@ -48,11 +53,11 @@ def _is_own(user, request: AccessRequest) -> bool:
 
 
 def can_view(user, request: AccessRequest) -> bool:
-    """The requester, the approvers of either account, and staff see a request."""
+    """The requester, the approvers of either account, and portal administrators see a request."""
     if not is_active_user(user):
         return False
     return (
-        is_staff_user(user)
+        is_portal_admin(user)
         or _is_own(user, request)
         or is_approver_for(user, request.remote_account)
         or is_approver_for(user, request.datalake_account)
@@ -60,7 +65,7 @@ def can_view(user, request: AccessRequest) -> bool:
 
 
 def can_file_for(user, account: AwsAccount) -> bool:
-    """Only the requesters a DataLake account lists file for it (staff must be listed too)."""
+    """Only the requesters a DataLake account lists file for it (administrators must be listed too)."""
     return account.is_datalake and is_requester_for(user, account)
 
 
@@ -79,11 +84,11 @@ def can_cancel(user, request: AccessRequest) -> bool:
 
 
 def can_revoke(user, request: AccessRequest) -> bool:
-    return _is_own(user, request) or is_approver_for(user, request.remote_account) or is_staff_user(user)
+    return _is_own(user, request) or is_approver_for(user, request.remote_account) or is_portal_admin(user)
 
 
 def can_retry(user, request: AccessRequest) -> bool:
-    return _is_own(user, request) or is_staff_user(user)
+    return _is_own(user, request) or is_portal_admin(user)
 
 
 def can_refresh_preflight(user, request: AccessRequest) -> bool:
@@ -111,7 +116,12 @@ def can_export(user, request: AccessRequest) -> bool:
 
 
 def can_register_account(user) -> bool:
-    return is_staff_user(user)
+    return is_portal_admin(user)
+
+
+def can_change_account_members(user) -> bool:
+    """Approvers, requesters and the number of approvals are set by portal administrators."""
+    return is_portal_admin(user)
 
 
 def has_decided_on_current_plan(user, request: AccessRequest) -> bool:

@@ -20,7 +20,7 @@ from requests_app.export import FORMATS, grant_export_for
 @_action_schema(
     "requests_repair",
     "Put a drifted active grant back to its plan (re-runs the grant's steps)",
-    who="The requester, approvers of its Remote account, staff. The plan and its approvals stay as they are.",
+    who="The requester, approvers of its Remote account, portal administrators. The plan and its approvals stay as they are.",
 )
 class RequestRepairView(_RequestActionView):
     service_name = "access_request_repair"

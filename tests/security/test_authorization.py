@@ -17,7 +17,7 @@ touching the Remote account:
 - requester: files for the request's DataLake account, and filed this request;
 - other_approver: approves for another Remote account;
 - approver: approves for the request's Remote account;
-- staff: an administrator, member of no account.
+- staff: a portal administrator (staff with the administer_portal permission), member of no account.
 
 A refusal must be a clean one: 401 for an anonymous API call, 404 for a
 request the caller may not see (never revealing it exists), 403 for one they
@@ -79,7 +79,8 @@ def attempt(action: Action, role: str, auth: str, client: Client, headers: dict,
     if action.method == "GET":
         response = client.get(path, **headers)
     elif action.route.startswith("api:"):
-        response = client.post(path, action.body, content_type="application/json", **headers)
+        send = getattr(client, action.method.lower())
+        response = send(path, action.body, content_type="application/json", **headers)
     else:
         response = client.post(path, action.body, HTTP_HX_TRIGGER_NAME=next(iter(action.body), ""), **headers)
     request.refresh_from_db()
