@@ -169,7 +169,12 @@ class AwsAccountAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         if change:
-            super().save_model(request, obj, form, change)
+            # Only the account's own fields the form changed: the members and
+            # the external id are the services' to write (save_related).
+            columns = {field.name for field in AwsAccount._meta.concrete_fields} - {"external_id", *MEMBER_FIELDS}
+            own = [name for name in form.changed_data if name in columns]
+            if own:
+                obj.save(update_fields=[*own, "updated_at"])
             return
         data = form.cleaned_data
         account = services.account_register(
