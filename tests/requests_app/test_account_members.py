@@ -8,6 +8,7 @@ each change is audited with before and after and the account's approvers
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.urls import reverse
@@ -199,8 +200,6 @@ def test_the_admin_refuses_impossible_members_with_the_services_words(cast, clie
 
 
 def test_plain_staff_cannot_change_or_add_accounts_in_the_admin(cast, client):
-    from django.contrib.auth.models import Permission
-
     staff = PlainStaffFactory()
     # Even holding Django's own model permissions: the account rules are the portal's.
     staff.user_permissions.add(*Permission.objects.filter(codename__in=["change_awsaccount", "add_awsaccount"]))

@@ -9,6 +9,7 @@ import pytest
 from cryptography.fernet import Fernet
 from django.contrib.admin.models import LogEntry
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.urls import reverse
@@ -118,8 +119,6 @@ def test_the_command_refuses_a_remote_account_without_an_external_id_unless_told
         "register_account", "--account-id=222222222222", "--name=Remote", "--remote",
         "--provisioner-role-arn=arn:aws:iam::222222222222:role/portal",
     ]
-    from django.core.management.base import CommandError
-
     with pytest.raises(CommandError) as refused:
         call_command(*arguments)
     assert "--no-external-id" in str(refused.value)

@@ -9,6 +9,7 @@ header, no line that passes for the portal's own).
 """
 from __future__ import annotations
 
+import hmac
 import json
 from email import message_from_bytes
 
@@ -55,8 +56,6 @@ def test_the_scraper_with_the_token_gets_the_metrics(client, settings):
 
 def test_the_token_is_compared_in_constant_time(client, settings, monkeypatch):
     calls = []
-    import hmac
-
     real = hmac.compare_digest
 
     def spy(a, b):

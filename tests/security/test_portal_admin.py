@@ -8,7 +8,7 @@ administer the portal.
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, Permission
 from django.test import Client
 from django.urls import reverse
 from rest_framework.test import APIClient
@@ -90,8 +90,6 @@ def test_staff_alone_sees_the_admin_only_as_model_permissions_allow():
     assert browser.get(reverse("admin:requests_app_awsaccount_add")).status_code == 403
 
     # Given only Django's view permission on requests, no break-glass action comes with it.
-    from django.contrib.auth.models import Permission
-
     staff.user_permissions.add(Permission.objects.get(codename="view_accessrequest"))
     browser.force_login(staff)
     page = browser.get(reverse("admin:requests_app_accessrequest_changelist"))
