@@ -26,9 +26,11 @@ COPY . .
 RUN pip install -c constraints.txt . \
     && rm -rf build ./*.egg-info
 
-# Settings refuse to load without a key in the image; collectstatic needs
-# none, so a throwaway one is given to this command only.
-RUN SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput \
+# Settings refuse to load without keys in the image; collectstatic needs
+# none, so throwaway ones are given to this command only.
+RUN SECRET_KEY=collectstatic-only \
+    FIELD_ENCRYPTION_KEYS="$(python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')" \
+    python manage.py collectstatic --noinput \
     && mkdir -p /app/var \
     && chown portal:portal /app/var
 

@@ -49,6 +49,33 @@ if not SECRET_KEY:
     if env_bool("PORTAL_REQUIRE_SECRET_KEY", False):
         raise ImproperlyConfigured("SECRET_KEY must be set")
     SECRET_KEY = _local_secret_key()
+
+
+def _local_field_encryption_key() -> str:
+    """A Fernet key kept in VAR_DIR, for the embedded default and tests only."""
+    import base64
+
+    path = VAR_DIR / "field_encryption_key"
+    if not path.exists():
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process of this installation made it first
+        else:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(base64.urlsafe_b64encode(os.urandom(32)).decode())
+    return path.read_text().strip()
+
+
+# Fernet keys for the values kept encrypted in the database (the accounts'
+# external ids). Comma-separated: the first encrypts, all decrypt (rotation:
+# put a new key first, run `manage.py rotate_field_encryption`, drop the old).
+FIELD_ENCRYPTION_KEYS = env_list("FIELD_ENCRYPTION_KEYS")
+if not FIELD_ENCRYPTION_KEYS:
+    if env_bool("PORTAL_REQUIRE_SECRET_KEY", False):
+        raise ImproperlyConfigured("FIELD_ENCRYPTION_KEYS must be set")
+    FIELD_ENCRYPTION_KEYS = [_local_field_encryption_key()]
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
@@ -326,6 +353,9 @@ PORTAL_BASE_URL = os.environ.get("PORTAL_BASE_URL", "http://127.0.0.1:8000").rst
 NOTIFY_WEBHOOK_URL = os.environ.get("NOTIFY_WEBHOOK_URL", "")
 NOTIFY_WEBHOOK_TIMEOUT = float(os.environ.get("NOTIFY_WEBHOOK_TIMEOUT", "3"))
 
+# When set, /metrics answers only scrapers that send "Authorization: Bearer
+# <METRICS_TOKEN>" (set it in production; Prometheus: authorization.credentials).
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 # /readyz gives up on the broker after this many seconds.
 READYZ_BROKER_TIMEOUT = float(os.environ.get("READYZ_BROKER_TIMEOUT", "2"))
 # With several processes per host (gunicorn workers, the Celery pool), step

@@ -5,7 +5,7 @@ built by the portal from a request row, and by tests directly.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # Tag put on every resource the portal creates for a grant; its value is the
 # grant id. A role or endpoint without this tag (or with another value) is
@@ -21,7 +21,8 @@ class AccountAccess:
 
     account_id: str
     provisioner_role_arn: str
-    external_id: str | None = None
+    # Kept out of repr(): a spec in a log line or a traceback must not show it.
+    external_id: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
-"""Django admin: the staff's break-glass view.
+"""Django admin: the portal administrators' break-glass view.
 
-Accounts are edited here (each save is audited). Requests are read-only:
+Accounts are registered and edited here through the account services (each
+save is audited; the external id can be replaced, never read). Requests are read-only:
 their state changes only through the services, which the two admin actions
 call as the signed-in administrator. Audit events can be read, never added,
 changed or deleted.
@@ -10,67 +11,226 @@ from __future__ import annotations
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin.widgets import FilteredSelectMultiple
+from django.contrib.auth import get_user_model
 
 from requests_app import permissions, services
 from requests_app.audit import record_event
-from requests_app.errors import DomainError
+from requests_app.errors import DomainError, ValidationFailed
 from requests_app.models import AccessRequest, AuditEvent, AwsAccount, Decision, ProvisioningStep, SsoIdentity
 from requests_app.services.sso import sso_identity_problems
-from requests_app.validation import account_setup_errors
+from requests_app.validation import (
+    EXTERNAL_ID_MAX_LENGTH,
+    NO_EXTERNAL_ID,
+    account_setup_errors,
+    validate_account_members,
+)
+
+
+# Set only through the services (account_register, account_members_set,
+# account_external_id_set), never by the model form itself.
+MEMBER_FIELDS = ("approvers", "requesters", "required_approvals")
 
 
 class AwsAccountForm(forms.ModelForm):
+    """The account's own fields, plus its members and external id as plain
+    form fields that the admin hands to the services."""
+
+    approvers = forms.ModelMultipleChoiceField(
+        queryset=get_user_model().objects.filter(is_active=True).order_by("username"),
+        required=False,
+        widget=FilteredSelectMultiple("approvers", is_stacked=False),
+        help_text="Decide requests that read this (Remote) account's secrets.",
+    )
+    requesters = forms.ModelMultipleChoiceField(
+        queryset=get_user_model().objects.filter(is_active=True).order_by("username"),
+        required=False,
+        widget=FilteredSelectMultiple("requesters", is_stacked=False),
+        help_text="May file requests for this (DataLake) account.",
+    )
+    required_approvals = forms.IntegerField(min_value=1, max_value=32767, initial=1)
+    new_external_id = forms.CharField(
+        label="New external id",
+        required=False,
+        max_length=EXTERNAL_ID_MAX_LENGTH,
+        strip=True,
+        # Never sent back to the browser, not even after a failed save.
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        help_text="Replaces the ExternalId the workers pass when they assume the provisioner role. "
+        "Leave empty to keep the current one. It is never shown again.",
+    )
+    remove_external_id = forms.BooleanField(required=False, help_text="Assume the role without an ExternalId.")
+    no_external_id = forms.BooleanField(
+        label="No external id (not recommended)",
+        required=False,
+        help_text="A Remote account without an external id is refused unless this is ticked.",
+    )
+
     class Meta:
         model = AwsAccount
-        fields = "__all__"
+        exclude = ("external_id", *MEMBER_FIELDS)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["approvers"].initial = list(self.instance.approvers.all())
+            self.fields["requesters"].initial = list(self.instance.requesters.all())
+            self.fields["required_approvals"].initial = self.instance.required_approvals
+
+    def external_id_after(self) -> str | None:
+        """The external id to store, "" to remove it, or None to leave it as it is."""
+        new = self.cleaned_data.get("new_external_id") or ""
+        if new:
+            return new
+        if self.cleaned_data.get("remove_external_id"):
+            return ""
+        return None
 
     def clean(self):
         cleaned = super().clean()
+        if cleaned.get("new_external_id") and cleaned.get("remove_external_id"):
+            self.add_error("remove_external_id", "Either give a new external id or remove it, not both.")
+        after = self.external_id_after()
+        external_id = (self.instance.external_id if self.instance.pk else "") if after is None else after
         problems = account_setup_errors(
             account_id=cleaned.get("account_id"),
             is_datalake=cleaned.get("is_datalake"),
             is_remote=cleaned.get("is_remote"),
             provisioner_role_arn=cleaned.get("provisioner_role_arn"),
-            external_id=cleaned.get("external_id"),
+            external_id=external_id,
             default_region=cleaned.get("default_region"),
         )
+        problems = {("new_external_id" if field == "external_id" else field): msgs for field, msgs in problems.items()}
+        # A Remote account ends up without an external id only on purpose:
+        # on registration, or when this save removes it or makes the account Remote.
+        losing_it = not self.instance.pk or after == "" or "is_remote" in self.changed_data
+        if cleaned.get("is_remote") and not external_id and losing_it and not cleaned.get("no_external_id"):
+            problems.setdefault("new_external_id", []).append(NO_EXTERNAL_ID)
+        try:
+            validate_account_members(
+                is_datalake=cleaned.get("is_datalake"),
+                approvers=[user.get_username() for user in cleaned.get("approvers") or ()],
+                requesters=[user.get_username() for user in cleaned.get("requesters") or ()],
+                required_approvals=cleaned.get("required_approvals"),
+            )
+        except ValidationFailed as error:
+            for field, messages in error.errors.items():
+                problems.setdefault(field, []).extend(messages)
         for field, messages in problems.items():
             if field not in self.errors:  # the model's own validators may have spoken already
                 for message in messages:
-                    self.add_error(field, message)
+                    self.add_error(field if field in self.fields else None, message)
         return cleaned
 
 
 @admin.register(AwsAccount)
 class AwsAccountAdmin(admin.ModelAdmin):
+    """Accounts: registered, and their members and external id changed, only
+    through the services; the external id is never displayed."""
+
     form = AwsAccountForm
-    list_display = ("name", "account_id", "is_datalake", "is_remote", "required_approvals", "default_region")
+    list_display = (
+        "name", "account_id", "is_datalake", "is_remote", "required_approvals", "default_region", "external_id_is_set"
+    )
     list_filter = ("is_datalake", "is_remote")
     search_fields = ("name", "account_id")
-    filter_horizontal = ("approvers", "requesters")
-    readonly_fields = ("created_at", "updated_at")
+    readonly_fields = ("external_id_is_set", "created_at", "updated_at")
+    fieldsets = (
+        (None, {"fields": ("account_id", "name", "is_datalake", "is_remote", "default_region")}),
+        (
+            "Provisioner role",
+            {
+                "fields": (
+                    "provisioner_role_arn", "external_id_is_set", "new_external_id", "remove_external_id",
+                    "no_external_id",
+                )
+            },
+        ),
+        ("Who decides", {"fields": ("approvers", "requesters", "required_approvals", "allow_secret_shape_check")}),
+        (None, {"fields": ("created_at", "updated_at")}),
+    )
+
+    @admin.display(boolean=True, description="External id set")
+    def external_id_is_set(self, obj):
+        return bool(obj.external_id) if obj is not None and obj.pk else False
+
+    def has_view_permission(self, request, obj=None):
+        return permissions.is_portal_admin(request.user) or super().has_view_permission(request, obj)
+
+    def has_add_permission(self, request):
+        # Registering accounts and setting their rules is the portal
+        # administrator's job, whatever model permissions a staff user holds.
+        return permissions.is_portal_admin(request.user)
+
+    def has_change_permission(self, request, obj=None):
+        return permissions.is_portal_admin(request.user)
 
     def has_delete_permission(self, request, obj=None):
         # Requests and audit events keep pointing at an account for good.
         return False
 
-    def save_related(self, request, form, formsets, change):
-        super().save_related(request, form, formsets, change)
-        account = form.instance
-        record_event(
-            action="account.changed" if change else "account.registered",
+    def save_model(self, request, obj, form, change):
+        if change:
+            # Only the account's own fields the form changed: the members and
+            # the external id are the services' to write (save_related).
+            columns = {field.name for field in AwsAccount._meta.concrete_fields} - {"external_id", *MEMBER_FIELDS}
+            own = [name for name in form.changed_data if name in columns]
+            if own:
+                obj.save(update_fields=[*own, "updated_at"])
+            return
+        data = form.cleaned_data
+        account = services.account_register(
             actor=request.user,
             source_ip=request.META.get("REMOTE_ADDR"),
-            account=account,
-            target_arn=account.provisioner_role_arn,
-            details={
-                "via": "admin",
-                "changed_fields": sorted(form.changed_data),
-                "required_approvals": account.required_approvals,
-                "approvers": sorted(user.get_username() for user in account.approvers.all()),
-                "requesters": sorted(user.get_username() for user in account.requesters.all()),
-            },
+            account_id=data["account_id"],
+            name=data["name"],
+            is_datalake=data["is_datalake"],
+            is_remote=data["is_remote"],
+            provisioner_role_arn=data["provisioner_role_arn"],
+            external_id=form.external_id_after() or "",
+            external_id_required=not data["no_external_id"],
+            default_region=data["default_region"],
+            approvers=[user.get_username() for user in data["approvers"]],
+            requesters=[user.get_username() for user in data["requesters"]],
+            required_approvals=data["required_approvals"],
+            allow_secret_shape_check=data["allow_secret_shape_check"],
         )
+        # The admin goes on (its log entry, its redirect) with the registered row.
+        vars(obj).update(vars(account))
+
+    def save_related(self, request, form, formsets, change):
+        if not change:
+            return  # account_register set the members and wrote the audit event
+        account = form.instance
+        source_ip = request.META.get("REMOTE_ADDR")
+        data = form.cleaned_data
+        own_fields = sorted(set(form.changed_data) - {*MEMBER_FIELDS, "new_external_id", "remove_external_id", "no_external_id"})
+        if own_fields:
+            record_event(
+                action="account.changed",
+                actor=request.user,
+                source_ip=source_ip,
+                account=account,
+                target_arn=account.provisioner_role_arn,
+                details={"via": "admin", "changed_fields": own_fields},
+            )
+        services.account_members_set(
+            actor=request.user,
+            source_ip=source_ip,
+            account_id=account.account_id,
+            approvers=[user.get_username() for user in data["approvers"]],
+            requesters=[user.get_username() for user in data["requesters"]],
+            required_approvals=data["required_approvals"],
+        )
+        external_id = form.external_id_after()
+        if external_id is not None:
+            services.account_external_id_set(
+                actor=request.user,
+                source_ip=source_ip,
+                account_id=account.account_id,
+                external_id=external_id,
+                external_id_required=not data["no_external_id"],
+            )
 
 
 class _ReadOnlyInline(admin.TabularInline):
@@ -118,6 +278,9 @@ class AccessRequestAdmin(admin.ModelAdmin):
     inlines = (DecisionInline, ProvisioningStepInline)
     actions = ("revoke_selected", "retry_selected")
 
+    def has_view_permission(self, request, obj=None):
+        return permissions.is_portal_admin(request.user) or super().has_view_permission(request, obj)
+
     def has_add_permission(self, request):
         return False
 
@@ -128,7 +291,7 @@ class AccessRequestAdmin(admin.ModelAdmin):
         return False
 
     def has_break_glass_permission(self, request):
-        return permissions.is_staff_user(request.user)
+        return permissions.is_portal_admin(request.user)
 
     @admin.action(description="Revoke the selected requests", permissions=["break_glass"])
     def revoke_selected(self, request, queryset):
@@ -145,6 +308,9 @@ class AuditEventAdmin(admin.ModelAdmin):
     list_filter = ("action",)
     search_fields = ("actor_label", "action", "target_arn")
     date_hierarchy = "created_at"
+
+    def has_view_permission(self, request, obj=None):
+        return permissions.is_portal_admin(request.user) or super().has_view_permission(request, obj)
 
     def has_add_permission(self, request):
         return False

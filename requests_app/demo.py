@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.db import transaction
 
 from provisioning.demo_world import DemoWorld, seed_aws_world
@@ -21,7 +22,8 @@ from requests_app.services import account_register
 
 __all__ = ["DEMO_USERS", "DemoPortal", "demo_request", "seed_aws_world", "seed_portal"]
 
-# username -> (first name, last name, staff and superuser)
+# username -> (first name, last name, portal administrator: staff, superuser and
+# holder of the administer_portal permission)
 DEMO_USERS = {
     "requester": ("Dana", "Requester", False),
     "approver": ("Remy", "Approver", False),
@@ -73,6 +75,7 @@ def seed_portal(
             provisioner_role_arn=world.datalake_provisioner_role_arn,
             is_datalake=True,
             requesters=["requester"],
+            external_id=_demo_external_id(),
             admin=users["admin"],
         )
         remote = _ensure_account(
@@ -85,6 +88,7 @@ def seed_portal(
             # The demo secret is well-formed, so the optional shape check
             # shows what it looks like when it passes.
             allow_secret_shape_check=True,
+            external_id=_demo_external_id(),
             admin=users["admin"],
         )
     return DemoPortal(
@@ -130,7 +134,17 @@ def _ensure_user(username: str, password: str, *, known_hash: str | None = None)
     if not unchanged:
         user.set_password(password)
         user.save(update_fields=["password"])
+    if created and is_admin:
+        user.user_permissions.add(
+            Permission.objects.get(content_type__app_label="requests_app", codename="administer_portal")
+        )
     return user
+
+
+def _demo_external_id() -> str:
+    # moto does not check it; a real trust policy would require it. Random, so
+    # that even the demo holds a value nobody can read back from the portal.
+    return "demo-" + secrets.token_hex(16)
 
 
 def _ensure_account(world: DemoWorld, *, account_id: str, admin, **fields) -> AwsAccount:

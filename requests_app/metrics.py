@@ -11,6 +11,7 @@ Two kinds of numbers:
 """
 from __future__ import annotations
 
+import hmac
 import logging
 
 from django.conf import settings
@@ -141,9 +142,23 @@ def scrape_registry() -> CollectorRegistry:
     return registry
 
 
+def _scraper_allowed(request: HttpRequest) -> bool:
+    """With METRICS_TOKEN set, only ``Authorization: Bearer <METRICS_TOKEN>`` may scrape."""
+    expected = settings.METRICS_TOKEN
+    if not expected:
+        return True
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    # Compared in constant time, so the answer's timing tells nothing about the token.
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected.encode())
+
+
 @require_GET
 def metrics_view(request: HttpRequest) -> HttpResponse:
     """Prometheus text exposition (OpenMetrics when the scraper asks for it)."""
+    if not _scraper_allowed(request):
+        response = HttpResponse("A bearer token is required.\n", status=401, content_type="text/plain")
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
     return HttpResponse(encoder(scrape_registry()), content_type=content_type)
 

@@ -11,6 +11,8 @@ from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
 
+from requests_app.encryption import EncryptedTextField
+
 account_id_validator = RegexValidator(r"^\d{12}$", "An AWS account id is exactly 12 digits.")
 
 
@@ -22,7 +24,8 @@ class AwsAccount(models.Model):
     is_datalake = models.BooleanField(default=False, help_text="DMS runs here; requesters file for it.")
     is_remote = models.BooleanField(default=False, help_text="Secrets live here; approvers decide for it.")
     provisioner_role_arn = models.CharField(max_length=2048, help_text="Role in this account the workers assume.")
-    external_id = models.CharField(max_length=1224, blank=True)
+    # Encrypted at rest (FIELD_ENCRYPTION_KEYS); never shown, logged or audited.
+    external_id = EncryptedTextField(blank=True)
     default_region = models.CharField(max_length=32, default="eu-west-1")
     approvers = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="approver_for", blank=True)
     requesters = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="requester_for", blank=True)
@@ -38,6 +41,12 @@ class AwsAccount(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(required_approvals__gte=1), name="account_required_approvals_gte_1"),
             models.CheckConstraint(condition=Q(account_id__regex=r"^[0-9]{12}$"), name="account_id_12_digits"),
+        ]
+        permissions = [
+            (
+                "administer_portal",
+                "Administer the portal: register accounts, set their approvers, requesters and rules, break glass",
+            )
         ]
 
     def __str__(self) -> str:

@@ -6,18 +6,28 @@ summary. The services and the workflow call these after their transaction
 commits, so a notification never announces a change that was rolled back.
 A mail server or webhook that is down is logged and never fails the caller:
 the change has already happened, and the portal shows it either way.
+
+Text that people or the identity provider chose (names, justifications,
+comments, error texts) is made inert on the way out: mail is plain text,
+whose subject and addresses can carry no extra header and whose body shows
+such text on its own indented lines; the webhook gets it escaped for Slack's
+markup, so it can neither mention the channel nor forge a link.
 """
 from __future__ import annotations
 
 import http.client
 import json
 import logging
+import re
 import urllib.error
 import urllib.request
 from collections.abc import Iterable
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
+from django.core.validators import validate_email
 from django.urls import reverse
 
 from requests_app.models import AccessRequest, Decision, RequestState
@@ -26,6 +36,37 @@ from requests_app.permissions import has_remote_drift
 logger = logging.getLogger(__name__)
 
 SUBJECT_PREFIX = "[DMS Access Portal]"
+SUBJECT_MAX = 200
+
+# Characters that break a line (or a header) anywhere: ASCII controls, DEL,
+# the C1 controls and Unicode's own line and paragraph separators.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_LINE_BREAK = re.compile(r"\r\n|[\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
+# An @ that starts a word: Slack-style services turn "@here", "@channel" and
+# "@everyone" (and @names) into mentions.
+_MENTION = re.compile(r"@(?=\w)")
+_ZERO_WIDTH_SPACE = "\u200b"
+
+
+def one_line(text) -> str:
+    """``text`` on one line: every control or line-breaking character becomes a space."""
+    return _CONTROL.sub(" ", str(text))
+
+
+def quoted(text, indent: str = "    ") -> str:
+    """Multi-line ``text`` for a plain-text body: control characters dropped,
+    and every line after the first indented, so nothing a person wrote can pass
+    for a line of the portal's own (a fake "Review it:" link, a fake approval)."""
+    lines = [one_line(line) for line in _LINE_BREAK.split(str(text))]
+    return ("\n" + indent).join(lines)
+
+
+def slack_escape(text) -> str:
+    """``text`` as literal text in Slack's markup: &, < and > escaped as Slack
+    documents (so ``<!channel>`` or ``<https://evil|click>`` stay text), bare
+    @-mentions broken by a zero-width space, all on one line."""
+    escaped = one_line(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MENTION.sub("@" + _ZERO_WIDTH_SPACE, escaped)
 
 
 def request_url(request: AccessRequest) -> str:
@@ -34,7 +75,7 @@ def request_url(request: AccessRequest) -> str:
 
 
 def _summary(request: AccessRequest) -> str:
-    return (
+    return one_line(
         f"Request #{request.pk}: DMS endpoint {request.endpoint_identifier} ({request.engine}, "
         f"{request.endpoint_type}) in {request.datalake_account} reading {request.secret_arn}"
     )
@@ -50,14 +91,17 @@ def notify_submitted(request: AccessRequest) -> None:
             f"{_person(request.requester)} asks for access and needs your approval.",
             "",
             _summary(request),
-            f"Justification: {request.justification}",
+            f"Justification: {quoted(request.justification)}",
             f"Preflight: {request.preflight_status}" + (f" ({request.diagnosis})" if request.diagnosis else ""),
             "",
             f"Review it: {request_url(request)}",
         ]
     )
     _mail(f"{SUBJECT_PREFIX} #{request.pk} awaits your approval", body, approvers)
-    _webhook(f"New request #{request.pk} from {_person(request.requester)} awaits approval: {request_url(request)}")
+    _webhook(
+        f"New request #{request.pk} from {slack_escape(_person(request.requester))} awaits approval: "
+        f"{request_url(request)}"
+    )
 
 
 def notify_decided(request: AccessRequest) -> None:
@@ -74,7 +118,7 @@ def notify_decided(request: AccessRequest) -> None:
     if decision is not None:
         lines.append(f"Last decision: {decision.get_outcome_display()} by {_person(decision.approver)}")
         if decision.comment:
-            lines.append(f"Comment: {decision.comment}")
+            lines.append(f"Comment: {quoted(decision.comment)}")
     lines += ["", request_url(request)]
     _mail(f"{SUBJECT_PREFIX} #{request.pk} {verdict}", "\n".join(lines), _addresses([request.requester]))
     _webhook(f"Request #{request.pk} {verdict}: {request_url(request)}")
@@ -90,7 +134,7 @@ def notify_finished(request: AccessRequest) -> None:
         failed_step = request.steps.filter(status="failed").order_by("phase", "position").first()
         detail = [f"Diagnosis: {request.diagnosis or 'none'}"]
         if failed_step is not None:
-            detail.append(f"Failed step: {failed_step.name}: {failed_step.error}")
+            detail.append(f"Failed step: {failed_step.name}: {quoted(failed_step.error)}")
     lines = [f"Your request #{request.pk} {verdict}.", "", _summary(request), *detail, "", request_url(request)]
     _mail(f"{SUBJECT_PREFIX} #{request.pk} {verdict}", "\n".join(lines), _addresses([request.requester]))
     suffix = f" ({request.diagnosis})" if request.state != RequestState.ACTIVE and request.diagnosis else ""
@@ -98,18 +142,33 @@ def notify_finished(request: AccessRequest) -> None:
 
 
 def _person(user) -> str:
-    return user.get_full_name() or user.get_username()
+    """A person's name on one line (it may come from the identity provider)."""
+    return one_line(user.get_full_name() or user.get_username())
+
+
+def _mailable(address: str) -> bool:
+    # An address from the identity provider could carry a line break and a
+    # header of its own; such an address is skipped, not the whole message.
+    if not address or _CONTROL.search(address):
+        return False
+    try:
+        validate_email(address)
+    except ValidationError:
+        return False
+    return True
 
 
 def _addresses(users: Iterable) -> list[str]:
-    return sorted({user.email for user in users if user.email})
+    return sorted({user.email for user in users if _mailable(user.email)})
 
 
 def _mail(subject: str, body: str, recipients: list[str]) -> None:
+    subject = one_line(subject)[:SUBJECT_MAX]
     if not recipients:
         logger.info("notification not mailed, nobody to mail: %s", subject)
         return
     try:
+        # Plain text only: no HTML part for a name or a comment to end up in.
         send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients)
     except Exception:
         logger.exception("could not mail notification %r", subject)
@@ -156,7 +215,7 @@ def notify_extension_requested(extension) -> None:
         _summary(request),
     ]
     if extension.justification:
-        lines.append(f"Justification: {extension.justification}")
+        lines.append(f"Justification: {quoted(extension.justification)}")
     lines += ["", f"Decide: {request_url(request)}"]
     _mail(f"{SUBJECT_PREFIX} #{request.pk} asks for a later expiry", "\n".join(lines), approvers)
     _webhook(f"Grant #{request.pk} asks for a later expiry: {request_url(request)}")
@@ -193,7 +252,7 @@ def notify_drift(request: AccessRequest, kinds: list[str]) -> None:
         "",
         _summary(request),
         "",
-        *[f"- {finding.get('message', finding.get('kind'))} ({finding.get('resource', '')})" for finding in findings],
+        *[f"- {one_line(finding.get('message', finding.get('kind')))} ({one_line(finding.get('resource', ''))})" for finding in findings],
         "",
         what_next,
         f"Repair or revoke it: {request_url(request)}",
@@ -215,10 +274,13 @@ def notify_repair_requested(repair) -> None:
         "",
         _summary(request),
         "",
-        *[f"- {finding.get('message', finding.get('kind'))} ({finding.get('resource', '')})" for finding in repair.findings],
+        *[
+            f"- {one_line(finding.get('message', finding.get('kind')))} ({one_line(finding.get('resource', ''))})"
+            for finding in repair.findings
+        ],
     ]
     if repair.justification:
-        lines.append(f"Justification: {repair.justification}")
+        lines.append(f"Justification: {quoted(repair.justification)}")
     lines += ["", f"Decide: {request_url(request)}"]
     _mail(f"{SUBJECT_PREFIX} #{request.pk} asks for a repair", "\n".join(lines), approvers)
     _webhook(f"Grant #{request.pk} asks for a repair of its Remote statements: {request_url(request)}")
@@ -231,3 +293,32 @@ def notify_repair_decided(repair) -> None:
     lines = [f"Your grant #{request.pk} {verdict}.", "", _summary(request), "", request_url(request)]
     _mail(f"{SUBJECT_PREFIX} #{request.pk} {verdict}", "\n".join(lines), _addresses([request.requester]))
     _webhook(f"Grant #{request.pk} {verdict}: {request_url(request)}")
+
+
+def notify_account_members_changed(account, *, before: dict, after: dict, changed_by: str) -> None:
+    """Tell an account's approvers (before and after the change) who now approves
+    and files for it, and how many approvals it needs."""
+    usernames = set(before["approvers"]) | set(after["approvers"])
+    user_model = get_user_model()
+    people = _addresses(
+        user_model.objects.filter(**{f"{user_model.USERNAME_FIELD}__in": usernames}, is_active=True)
+    )
+    name = one_line(account.name)
+
+    def listed(names: list[str]) -> str:
+        return one_line(", ".join(names) or "nobody")
+
+    lines = [f"{one_line(changed_by)} changed who decides for {name} ({account.account_id}).", ""]
+    for part, label in (("approvers", "Approvers"), ("requesters", "Requesters")):
+        if before[part] != after[part]:
+            lines.append(f"{label}: {listed(after[part])} (were: {listed(before[part])})")
+    if before["required_approvals"] != after["required_approvals"]:
+        lines.append(
+            f"Required approvals: {after['required_approvals']} (was: {before['required_approvals']})"
+        )
+    lines += ["", "If you did not expect this, tell the portal's administrators."]
+    _mail(f"{SUBJECT_PREFIX} {name} ({account.account_id}): approvers or requesters changed", "\n".join(lines), people)
+    _webhook(
+        f"{slack_escape(changed_by)} changed the approvers, requesters or rules of account "
+        f"{slack_escape(account.name)} ({account.account_id})"
+    )

@@ -21,9 +21,14 @@ def is_active_user(user) -> bool:
     return bool(user is not None and user.is_authenticated and user.is_active)
 
 
-def is_staff_user(user) -> bool:
-    """An administrator: staff or superuser, signed in and active."""
-    return is_active_user(user) and (user.is_staff or user.is_superuser)
+ADMINISTER_PORTAL = "requests_app.administer_portal"
+
+
+def is_portal_admin(user) -> bool:
+    """A portal administrator: holds the ``administer_portal`` permission
+    (directly, through a group such as "Portal administrators", or as a
+    superuser). ``is_staff`` alone only opens the Django admin."""
+    return is_active_user(user) and user.has_perm(ADMINISTER_PORTAL)
 
 
 def _listed(user, account: AwsAccount, relation: str) -> bool:
@@ -47,11 +52,11 @@ def _is_own(user, request: AccessRequest) -> bool:
 
 
 def can_view(user, request: AccessRequest) -> bool:
-    """The requester, the approvers of either account, and staff see a request."""
+    """The requester, the approvers of either account, and portal administrators see a request."""
     if not is_active_user(user):
         return False
     return (
-        is_staff_user(user)
+        is_portal_admin(user)
         or _is_own(user, request)
         or is_approver_for(user, request.remote_account)
         or is_approver_for(user, request.datalake_account)
@@ -59,7 +64,7 @@ def can_view(user, request: AccessRequest) -> bool:
 
 
 def can_file_for(user, account: AwsAccount) -> bool:
-    """Only the requesters a DataLake account lists file for it (staff must be listed too)."""
+    """Only the requesters a DataLake account lists file for it (administrators must be listed too)."""
     return account.is_datalake and is_requester_for(user, account)
 
 
@@ -83,11 +88,11 @@ def can_cancel(user, request: AccessRequest) -> bool:
 
 
 def can_revoke(user, request: AccessRequest) -> bool:
-    return _is_own(user, request) or is_approver_for(user, request.remote_account) or is_staff_user(user)
+    return _is_own(user, request) or is_approver_for(user, request.remote_account) or is_portal_admin(user)
 
 
 def can_retry(user, request: AccessRequest) -> bool:
-    return _is_own(user, request) or is_staff_user(user)
+    return _is_own(user, request) or is_portal_admin(user)
 
 
 def can_refresh_preflight(user, request: AccessRequest) -> bool:
@@ -121,13 +126,13 @@ def can_decide_remote_drift(user, request: AccessRequest) -> bool:
     """A portal statement removed from a Remote policy is the Remote account's
     decision: only its approvers (never the grant's own requester) or an
     administrator choose to put it back."""
-    return not _is_own(user, request) and (is_approver_for(user, request.remote_account) or is_staff_user(user))
+    return not _is_own(user, request) and (is_approver_for(user, request.remote_account) or is_portal_admin(user))
 
 
 def can_override_remote_drift(user, request: AccessRequest) -> bool:
     """An administrator repairs Remote drift at once; the approvers' choice
     needs as many of them as an approval does."""
-    return not _is_own(user, request) and is_staff_user(user)
+    return not _is_own(user, request) and is_portal_admin(user)
 
 
 def can_ask_repair(user, request: AccessRequest) -> bool:
@@ -146,15 +151,20 @@ def can_export(user, request: AccessRequest) -> bool:
 
 
 def can_register_account(user) -> bool:
-    return is_staff_user(user)
+    return is_portal_admin(user)
+
+
+def can_change_account_members(user) -> bool:
+    """Approvers, requesters and the number of approvals are set by portal administrators."""
+    return is_portal_admin(user)
 
 
 def can_link_sso_identity(actor, user) -> bool:
     """Pre-linking decides whom a provider identity signs in as: administrators
     only, and only a superuser for a staff user or a superuser."""
-    if not is_staff_user(actor):
+    if not is_portal_admin(actor):
         return False
-    return actor.is_superuser or not (user.is_staff or user.is_superuser)
+    return actor.is_superuser or not (user.is_staff or user.is_superuser or is_portal_admin(user))
 
 
 def has_decided_on_current_plan(user, request: AccessRequest) -> bool:

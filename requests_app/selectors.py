@@ -1,6 +1,6 @@
 """Reads for the pages and the API, each in a fixed number of queries.
 
-Visibility follows ``permissions.can_view``: staff see everything; others
+Visibility follows ``permissions.can_view``: portal administrators see everything; others
 see their own requests and those of accounts they approve for. The filters
 here are the query form of that rule, so a list never shows a request its
 detail page would refuse.
@@ -45,7 +45,7 @@ def _requests_visible(user, approver_accounts: Callable[[Any], list[int]]) -> Qu
     requests = AccessRequest.objects.select_related("requester", "datalake_account", "remote_account")
     if not permissions.is_active_user(user):
         return requests.none()
-    if not permissions.is_staff_user(user):
+    if not permissions.is_portal_admin(user):
         accounts = approver_accounts(user)
         requests = requests.filter(
             Q(requester=user) | Q(remote_account__in=accounts) | Q(datalake_account__in=accounts)
@@ -169,14 +169,14 @@ def audit_events_visible_to(
 ) -> QuerySet[AuditEvent]:
     """Audit events ``user`` may see, newest first, optionally filtered.
 
-    Staff see all. Others see the events of the requests they may see, and
+    Portal administrators see all. Others see the events of the requests they may see, and
     the account events (registration) of accounts they approve or file for.
     ``account_id`` is the 12-digit AWS account id; ``actor`` the actor label.
     """
     events = AuditEvent.objects.select_related("account")
     if not permissions.is_active_user(user):
         return events.none()
-    if not permissions.is_staff_user(user):
+    if not permissions.is_portal_admin(user):
         visible_requests = requests_visible_to(user=user).order_by().values("pk")
         own_accounts = AwsAccount.objects.filter(Q(approvers=user) | Q(requesters=user)).values("pk")
         events = events.filter(

@@ -238,6 +238,7 @@ def validate_request_input(
     }
 
 
+EXTERNAL_ID_MAX_LENGTH = 1224
 EXTERNAL_ID_RE = re.compile(r"[\w+=,.@:/-]{2,1224}", re.ASCII)
 ACCOUNT_NAME_MAX = 100
 
@@ -286,33 +287,15 @@ def account_setup_errors(
     return errors.by_field
 
 
-def validate_account_input(
-    *,
-    account_id: Any,
-    name: Any,
-    is_datalake: bool,
-    is_remote: bool,
-    provisioner_role_arn: Any,
-    external_id: Any = "",
-    default_region: Any = "eu-west-1",
-    approvers=(),
-    requesters=(),
-    required_approvals: Any = 1,
-) -> dict[str, Any]:
-    """Check a new account's fields; return the cleaned values (approvers and
-    requesters as user rows). Raises ValidationFailed with every broken field."""
-    errors = _Errors()
-    name_text = _text(name)
-    checked_id, role, region = _account_setup(
-        errors, account_id=account_id, is_datalake=is_datalake, is_remote=is_remote,
-        provisioner_role_arn=provisioner_role_arn, external_id=external_id, default_region=default_region,
-    )
-    if checked_id and AwsAccount.objects.filter(account_id=checked_id).exists():
-        errors.add("account_id", f"Account {checked_id} is already registered.")
-    if not name_text:
-        errors.add("name", "A name is required.")
-    elif len(name_text) > ACCOUNT_NAME_MAX:
-        errors.add("name", f"Must be at most {ACCOUNT_NAME_MAX} characters.")
+NO_EXTERNAL_ID = (
+    "A Remote account needs the external id its provisioner role's trust policy requires (it keeps "
+    "another party from making the portal act in this account). To register one without, say so "
+    "explicitly: --no-external-id on the command line, \"external_id_required\": false in the API."
+)
+
+
+def _members(errors: _Errors, *, is_datalake, approvers, requesters, required_approvals) -> dict[str, Any]:
+    # Who approves and files for an account, and how many approvals it needs.
     approver_users = _users(errors, "approvers", approvers)
     requester_users = _users(errors, "requesters", requesters)
     if requester_users and not is_datalake:
@@ -325,12 +308,67 @@ def validate_account_input(
     if required is not None:
         if required < 1:
             errors.add("required_approvals", "Must be at least 1.")
+        elif required > 32767:
+            errors.add("required_approvals", "Must be at most 32767.")
         elif approver_users and required > len(approver_users):
             errors.add(
                 "required_approvals",
                 f"{required} approvals are required but only {len(approver_users)} approvers are listed: "
                 "no request could ever be approved.",
             )
+    return {"approvers": approver_users, "requesters": requester_users, "required_approvals": required}
+
+
+def validate_account_members(*, is_datalake: bool, approvers, requesters, required_approvals: Any) -> dict[str, Any]:
+    """Check an account's new approvers, requesters (usernames) and required
+    approvals; return them cleaned (users as rows). Raises ValidationFailed."""
+    errors = _Errors()
+    cleaned = _members(
+        errors, is_datalake=is_datalake, approvers=approvers, requesters=requesters,
+        required_approvals=required_approvals,
+    )
+    if errors.by_field:
+        raise ValidationFailed(errors.by_field)
+    return cleaned
+
+
+def validate_account_input(
+    *,
+    account_id: Any,
+    name: Any,
+    is_datalake: bool,
+    is_remote: bool,
+    provisioner_role_arn: Any,
+    external_id: Any = "",
+    external_id_required: bool = True,
+    default_region: Any = "eu-west-1",
+    approvers=(),
+    requesters=(),
+    required_approvals: Any = 1,
+) -> dict[str, Any]:
+    """Check a new account's fields; return the cleaned values (approvers and
+    requesters as user rows). Raises ValidationFailed with every broken field.
+
+    A Remote account without an external id is refused unless
+    ``external_id_required`` is False: the guard is opt-out, not opt-in."""
+    errors = _Errors()
+    name_text = _text(name)
+    checked_id, role, region = _account_setup(
+        errors, account_id=account_id, is_datalake=is_datalake, is_remote=is_remote,
+        provisioner_role_arn=provisioner_role_arn, external_id=external_id, default_region=default_region,
+    )
+    if is_remote and external_id_required and not _text(external_id):
+        errors.add("external_id", NO_EXTERNAL_ID)
+    if checked_id and AwsAccount.objects.filter(account_id=checked_id).exists():
+        errors.add("account_id", f"Account {checked_id} is already registered.")
+    if not name_text:
+        errors.add("name", "A name is required.")
+    elif len(name_text) > ACCOUNT_NAME_MAX:
+        errors.add("name", f"Must be at most {ACCOUNT_NAME_MAX} characters.")
+    members = _members(
+        errors, is_datalake=is_datalake, approvers=approvers, requesters=requesters,
+        required_approvals=required_approvals,
+    )
     if errors.by_field:
         raise ValidationFailed(errors.by_field)
     return {
@@ -341,7 +379,5 @@ def validate_account_input(
         "provisioner_role_arn": role.raw,
         "external_id": _text(external_id),
         "default_region": region,
-        "approvers": approver_users,
-        "requesters": requester_users,
-        "required_approvals": required,
+        **members,
     }

@@ -28,7 +28,27 @@ class UserFactory(factory.django.DjangoModelFactory):
     is_active = True
 
 
+def portal_admin_permission():
+    """The ``administer_portal`` permission that makes a portal administrator."""
+    from django.contrib.auth.models import Permission
+
+    return Permission.objects.get(content_type__app_label="requests_app", codename="administer_portal")
+
+
 class StaffFactory(UserFactory):
+    """A portal administrator: staff (the Django admin) with the administer_portal permission."""
+
+    is_staff = True
+
+    @factory.post_generation
+    def portal_admin(self, create, extracted, **kwargs):
+        if create and extracted is not False:
+            self.user_permissions.add(portal_admin_permission())
+
+
+class PlainStaffFactory(UserFactory):
+    """Staff without the portal permission: the Django admin, as far as model permissions go."""
+
     is_staff = True
 
 
@@ -63,6 +83,8 @@ class DataLakeAccountFactory(AwsAccountFactory):
 class RemoteAccountFactory(AwsAccountFactory):
     is_remote = True
     name = factory.Sequence(lambda n: f"Remote {n}")
+    # A Remote account is registered with an external id unless an operator said otherwise.
+    external_id = factory.Sequence(lambda n: f"remote-external-id-{n}")
 
 
 def fake_plan(request) -> dict:

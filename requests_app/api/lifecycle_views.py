@@ -23,7 +23,8 @@ from requests_app.export import FORMATS, grant_export_for
     "Put a drifted active grant back to its plan, or ask the Remote approvers to",
     who=(
         "Drift only in the DataLake account (role, endpoint): the requester, approvers of the Remote account or "
-        "staff; only the DataLake steps run. Drift in a Remote secret or key policy: staff repair at once; a "
+        "portal administrators; only the DataLake steps run. Drift in a Remote secret or key policy: portal "
+        "administrators repair at once; a "
         "Remote approver's repair counts as one approval of a repair request (it runs once the account's "
         "required approvals are in); the requester's call files a repair request for the Remote approvers and "
         "runs nothing (see `pending_repair`). A grant with no drift: 409. The plan and its approvals stay as they are."

@@ -16,6 +16,7 @@ from requests_app import permissions
 from requests_app.actions import API_ACTION_NAMES
 from requests_app.api.lifecycle_serializers import LifecycleFieldsMixin
 from requests_app.models import AccessRequest, AuditEvent, AwsAccount, Decision, ProvisioningStep
+from requests_app.validation import EXTERNAL_ID_MAX_LENGTH
 
 
 def _max_length(model, field: str) -> int:
@@ -113,7 +114,20 @@ class AccountRegisterSerializer(serializers.Serializer):
         help_text="A role in this account that the workers assume; its ARN must name this account.",
     )
     external_id = serializers.CharField(
-        max_length=_max_length(AwsAccount, "external_id"), required=False, default="", allow_blank=True
+        max_length=EXTERNAL_ID_MAX_LENGTH,
+        required=False,
+        default="",
+        allow_blank=True,
+        write_only=True,
+        help_text=(
+            "The ExternalId the provisioner role's trust policy requires. Stored encrypted; never shown, "
+            "logged or audited (answers say only `has_external_id`). Required for a Remote account unless "
+            "`external_id_required` is false."
+        ),
+    )
+    external_id_required = serializers.BooleanField(
+        default=True,
+        help_text="Set to false to register a Remote account without an external id (not recommended).",
     )
     default_region = serializers.CharField(
         max_length=_max_length(AwsAccount, "default_region"), required=False, default="eu-west-1"
@@ -138,6 +152,26 @@ class AccountRegisterSerializer(serializers.Serializer):
     allow_secret_shape_check = serializers.BooleanField(
         default=False,
         help_text="Preflight may read the secret once to check its key names (values are never kept).",
+    )
+
+
+class AccountMembersSerializer(serializers.Serializer):
+    """A change of who decides for an account: each field given replaces the current one."""
+
+    approvers = serializers.ListField(
+        child=serializers.CharField(max_length=USERNAME_MAX_LENGTH),
+        required=False,
+        max_length=500,
+        help_text="Usernames: the account's approvers from now on (replaces the list).",
+    )
+    requesters = serializers.ListField(
+        child=serializers.CharField(max_length=USERNAME_MAX_LENGTH),
+        required=False,
+        max_length=500,
+        help_text="Usernames: the account's requesters from now on (replaces the list).",
+    )
+    required_approvals = serializers.IntegerField(
+        min_value=1, max_value=32767, required=False, help_text="Distinct approvals a request needs."
     )
 
 

@@ -7,6 +7,7 @@ app_name = "api"
 
 urlpatterns = [
     path("accounts/", views.AccountListView.as_view(), name="accounts"),
+    path("accounts/<str:account_id>/", views.AccountDetailView.as_view(), name="account-detail"),
     path("requests/", views.RequestListView.as_view(), name="requests"),
     # ids are parsed by the views: anything that is not a valid id is the API's 404.
     path("requests/<str:id>/", views.RequestDetailView.as_view(), name="request-detail"),

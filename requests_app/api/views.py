@@ -97,7 +97,7 @@ class AccountListView(APIView):
 
     @extend_schema(
         operation_id="accounts_register",
-        summary="Register an account (staff)",
+        summary="Register an account (portal administrators)",
         request=s.AccountRegisterSerializer,
         responses={201: OpenApiResponse(s.AccountSerializer, description="Registered."), 400: ERRORS_400, 401: ERROR_401, 403: ERROR_403},
     )
@@ -109,6 +109,48 @@ class AccountListView(APIView):
         account = services.account_register(actor=request.user, source_ip=_source_ip(request), **body.validated_data)
         account = AwsAccount.objects.prefetch_related("approvers", "requesters").get(pk=account.pk)
         return Response(s.AccountSerializer(account).data, status=status.HTTP_201_CREATED)
+
+
+ACCOUNT_ID = OpenApiParameter(
+    "account_id",
+    {"type": "string", "pattern": r"^[0-9]{12}$"},
+    OpenApiParameter.PATH,
+    description="The 12-digit AWS account id.",
+)
+_ACCOUNT_ID_RE = re.compile(r"[0-9]{12}")
+
+
+class AccountDetailView(APIView):
+    @extend_schema(
+        operation_id="accounts_members_set",
+        summary="Change an account's approvers, requesters or required approvals (portal administrators)",
+        description=(
+            "Each field given replaces the current value; the change is audited with before and after, and "
+            "the account's approvers (before and after) are notified."
+        ),
+        parameters=[ACCOUNT_ID],
+        request=s.AccountMembersSerializer,
+        responses={
+            200: s.AccountSerializer,
+            400: ERRORS_400,
+            401: ERROR_401,
+            403: ERROR_403,
+            404: OpenApiResponse(s.ErrorSerializer, description="No such account."),
+        },
+    )
+    def patch(self, request, account_id: str):
+        # Who may comes first: a caller who may not learns nothing of the body's rules or the registry.
+        if not permissions.can_change_account_members(request.user):
+            raise exceptions.PermissionDenied("Only portal administrators may change an account's members.")
+        if not _ACCOUNT_ID_RE.fullmatch(account_id):
+            raise exceptions.NotFound()
+        body = s.AccountMembersSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        services.account_members_set(
+            actor=request.user, account_id=account_id, source_ip=_source_ip(request), **body.validated_data
+        )
+        account = AwsAccount.objects.prefetch_related("approvers", "requesters").get(account_id=account_id)
+        return Response(s.AccountSerializer(account).data)
 
 
 # --- requests ----------------------------------------------------------------
@@ -286,7 +328,7 @@ class RequestCancelView(_RequestActionView):
     ACTIONS["revoke"],
     "requests_revoke",
     "Revoke an active (or failed) grant: undo exactly what was done in AWS",
-    who="The requester, approvers of its Remote account, staff.",
+    who="The requester, approvers of its Remote account, portal administrators.",
 )
 class RequestRevokeView(_RequestActionView):
     pass
@@ -296,7 +338,7 @@ class RequestRevokeView(_RequestActionView):
     ACTIONS["retry"],
     "requests_retry",
     "Run the failed steps again (done steps stay done)",
-    who="The requester or staff.",
+    who="The requester or a portal administrator.",
 )
 class RequestRetryView(_RequestActionView):
     pass

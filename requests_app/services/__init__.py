@@ -4,7 +4,7 @@ Each takes keyword arguments, runs in one transaction with its audit event,
 checks permissions itself (whatever the caller checked before), and queues
 work for the workers only after the commit.
 """
-from requests_app.services.accounts import account_register
+from requests_app.services.accounts import account_external_id_set, account_members_set, account_register
 from requests_app.services.decisions import access_request_approve, access_request_reject
 from requests_app.services.drift import grant_check_drift, grant_drift_record
 from requests_app.services.expiry import (
@@ -28,6 +28,8 @@ from requests_app.services.repair import (
 from requests_app.services.submission import access_request_refresh_preflight, access_request_submit
 
 __all__ = [
+    "account_external_id_set",
+    "account_members_set",
     "account_register",
     "access_request_approve",
     "access_request_cancel",

@@ -59,7 +59,7 @@ def username_for(*, issuer: str, subject: str, claims: dict) -> str:
 def links_by_subject_only(user) -> bool:
     """A user who can sign in without the provider, or who administers the
     portal, is linked only to a subject an administrator named."""
-    return user.has_usable_password() or user.is_staff or user.is_superuser
+    return user.has_usable_password() or user.is_staff or user.is_superuser or permissions.is_portal_admin(user)
 
 
 def _claim_text(claims: dict, name: str, limit: int = 150) -> str:

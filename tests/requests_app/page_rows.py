@@ -15,6 +15,7 @@ from requests_app.audit import record_event
 from requests_app.grants import grant_spec_for
 from requests_app.models import AccessRequest, AwsAccount, ProvisioningStep
 from requests_app.workflow import STEP_NAMES
+from tests.factories import portal_admin_permission
 
 SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:222222222222:secret:prod/source-db/credentials-aB3xYz"
 KEY_ARN = "arn:aws:kms:eu-west-1:222222222222:key/8d4f2a1c-7b6e-4f3d-9c2a-1e5b7d8f9a0b"
@@ -28,6 +29,7 @@ def make_users() -> dict:
         name: model.objects.create_user(name) for name in ("requester", "approver", "second_approver", "outsider")
     }
     users["staff"] = model.objects.create_user("staff", is_staff=True)
+    users["staff"].user_permissions.add(portal_admin_permission())
     return users
 
 

@@ -1,6 +1,8 @@
 """Registering accounts: the service and the operators' command."""
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -20,6 +22,7 @@ def _register(actor, **overrides):
         "is_datalake": False,
         "is_remote": True,
         "provisioner_role_arn": ROLE,
+        "external_id": "remote-external-id",
     }
     return account_register(actor=actor, **{**fields, **overrides})
 
@@ -36,6 +39,8 @@ def test_staff_register_an_account_with_its_people_and_it_is_audited(db):
     event = AuditEvent.objects.get(action="account.registered")
     assert (event.account, event.actor_label, event.source_ip) == (account, "sam", "10.9.9.9")
     assert event.details["approvers"] == ["rami", "rhea"]
+    # That one is set, never which.
+    assert event.details["external_id_set"] is True and "ext-42" not in json.dumps(event.details)
 
 
 def test_only_staff_register_accounts(db):

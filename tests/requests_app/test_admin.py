@@ -75,6 +75,11 @@ def test_an_account_added_in_the_admin_is_checked_and_audited(admin_client, cast
     assert not AwsAccount.objects.filter(account_id="333333333333").exists()
 
     form["provisioner_role_arn"] = "arn:aws:iam::333333333333:role/portal"
+    refused = admin_client.post(url, form)
+    assert refused.status_code == 200 and b"needs the external id" in refused.content
+    assert not AwsAccount.objects.filter(account_id="333333333333").exists()
+
+    form["new_external_id"] = "analytics-external-id"
     assert admin_client.post(url, form).status_code == 302
     account = AwsAccount.objects.get(account_id="333333333333")
     event = AuditEvent.objects.get(account=account)

@@ -123,6 +123,7 @@ def test_seeding_the_portal_twice_keeps_one_of_each_user_and_account(world):
     assert users.count() == 3 and again.passwords == first.passwords
     assert all(user.check_password(first.passwords[user.username]) for user in users)
     assert users.get(username="admin").is_superuser and users.get(username="admin").is_staff
+    assert users.get(username="admin").user_permissions.filter(codename="administer_portal").exists()
     assert not users.get(username="requester").is_staff
     assert AwsAccount.objects.count() == 2
     datalake = AwsAccount.objects.get(account_id=DATALAKE_ACCOUNT_ID)
@@ -131,6 +132,10 @@ def test_seeding_the_portal_twice_keeps_one_of_each_user_and_account(world):
     assert list(datalake.requesters.values_list("username", flat=True)) == ["requester"]
     assert list(remote.approvers.values_list("username", flat=True)) == ["approver"]
     assert remote.provisioner_role_arn == world.remote_provisioner_role_arn
+    # Both are reached with an external id, and neither value is in the audit trail.
+    assert remote.external_id and datalake.external_id and remote.external_id != datalake.external_id
+    trail = json.dumps(list(AuditEvent.objects.values("details")))
+    assert remote.external_id not in trail and datalake.external_id not in trail
     # Registered once, through the service, with its audit event.
     assert AuditEvent.objects.filter(action="account.registered").count() == 2
 

@@ -91,7 +91,8 @@ def test_detail_answers_the_page_and_its_buttons_in_a_fixed_number_of_queries(
     cast.remote.save()
     request = cast.request()
     access_request_approve(request_id=request.pk, plan_hash=request.plan_hash, user=cast.approver)
-    with django_assert_max_num_queries(8):
+    # Nine, the user's permissions included (is_portal_admin: read once per user, not per row).
+    with django_assert_max_num_queries(9):
         detail = request_detail_for(user=cast.second_approver, request_id=request.pk)
         actions = permissions.allowed_actions(cast.second_approver, detail)
         decisions = [(d.approver.username, d.outcome) for d in detail.decisions.all()]
@@ -119,8 +120,12 @@ def test_lists_take_a_fixed_number_of_queries_whatever_their_length(cast, django
     datalake_approver = UserFactory()
     cast.datalake.approvers.add(datalake_approver)
 
-    # One query for the rows, and one for the ids of the accounts the user approves for.
+    # One query for the rows, and one for the ids of the accounts the user approves for;
+    # whether the user administers the portal is read once per user (its permissions
+    # and its groups'), whatever the length of the lists.
     for user in (cast.requester, cast.approver, datalake_approver, cast.staff):
+        with django_assert_max_num_queries(2):
+            permissions.is_portal_admin(user)
         with django_assert_max_num_queries(2):
             rows = [(r.requester.username, r.datalake_account.name, r.remote_account.name) for r in requests_visible_to(user=user)]
         assert len(rows) == count

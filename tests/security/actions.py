@@ -194,6 +194,9 @@ TABLE = [
     Action("accounts", "api:accounts", "GET", "/api/v1/accounts/", SIGNED_IN, about_the_request=False),
     Action("register an account", "api:accounts", "POST", "/api/v1/accounts/", frozenset({"staff"}),
            proof="created", creates=AwsAccount, body=REGISTER_BODY, about_the_request=False),
+    Action("change an account's members", "api:account-detail", "PATCH", "/api/v1/accounts/222222222222/",
+           frozenset({"staff"}), proof="created", creates="account.members_changed",
+           body={"approvers": ["approver", "other.approver"]}, about_the_request=False),
     # --- open to everyone --------------------------------------------------------------------------------
     Action("API schema", "schema", "GET", "/api/schema/", EVERYONE, about_the_request=False),
     Action("API docs", "api-docs", "GET", "/api/docs/", EVERYONE, about_the_request=False),

@@ -7,6 +7,7 @@ from moto import mock_aws
 
 from requests_app.aws import set_client_factory
 from requests_app.models import AwsAccount
+from tests.factories import portal_admin_permission
 from tests.security.actions import SIGNED_IN
 
 
@@ -16,6 +17,7 @@ def people() -> dict:
     people = {role: users.create_user(role.replace("_", "."), password=None) for role in SIGNED_IN}
     people["staff"].is_staff = True
     people["staff"].save(update_fields=["is_staff"])
+    people["staff"].user_permissions.add(portal_admin_permission())
     return people
 
 
@@ -26,6 +28,7 @@ def site(people) -> dict:
             account_id=account_id,
             name=name,
             provisioner_role_arn=f"arn:aws:iam::{account_id}:role/dms-access-portal-provisioner",
+            external_id=f"portal-{account_id}",
             **flags,
         )
 

@@ -17,7 +17,7 @@ touching the Remote account:
 - requester: files for the request's DataLake account, and filed this request;
 - other_approver: approves for another Remote account;
 - approver: approves for the request's Remote account;
-- staff: an administrator, member of no account.
+- staff: a portal administrator (staff with the administer_portal permission), member of no account.
 
 Some rows name roles whose try is an ask rather than the deed (``asks``): the
 requester's repair of a statement removed in the Remote account files a repair
@@ -85,7 +85,8 @@ def attempt(action: Action, role: str, auth: str, client: Client, headers: dict,
     if action.method == "GET":
         response = client.get(path, **headers)
     elif action.route.startswith("api:"):
-        response = client.post(path, body, content_type="application/json", **headers)
+        send = getattr(client, action.method.lower())
+        response = send(path, body, content_type="application/json", **headers)
     else:
         response = client.post(path, body, HTTP_HX_TRIGGER_NAME=next(iter(body), ""), **headers)
     request.refresh_from_db()

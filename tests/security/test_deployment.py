@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 
 ROOT = Path(__file__).resolve().parents[2]
 SECURITY_HEADERS = {
@@ -44,6 +45,8 @@ def production_env(tmp_path) -> dict[str, str]:
         "PATH": "/usr/bin:/bin",
         **example_environment(),
         "SECRET_KEY": secrets.token_urlsafe(50),
+        "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+        "METRICS_TOKEN": secrets.token_urlsafe(32),
         "PORTAL_REQUIRE_SECRET_KEY": "true",
         # Nothing here touches the database or the broker; no server is needed.
         "DATABASE_URL": f"sqlite:///{tmp_path / 'portal.sqlite3'}",
@@ -119,3 +122,23 @@ def test_in_production_every_answer_is_https_only_and_carries_the_security_heade
         else:
             assert (answer["plain_status"], answer["plain_location"]) == (301, f"https://portal.example.com{path}")
     assert answers["/auth/login/"]["secure_status"] == 200
+
+
+def test_production_refuses_to_start_without_a_field_encryption_key(production_env):
+    del production_env["FIELD_ENCRYPTION_KEYS"]
+
+    result = manage(production_env, "check")
+
+    assert result.returncode != 0
+    assert "FIELD_ENCRYPTION_KEYS must be set" in result.stderr
+    assert not (Path(production_env["PORTAL_VAR_DIR"]) / "field_encryption_key").exists()
+
+
+def test_a_malformed_field_encryption_key_stops_the_process_without_echoing_it(production_env):
+    production_env["FIELD_ENCRYPTION_KEYS"] = "not-a-fernet-key-but-a-secret-all-the-same"
+
+    result = manage(production_env, "check")
+
+    assert result.returncode != 0
+    assert "FIELD_ENCRYPTION_KEYS must be Fernet keys" in result.stderr
+    assert "not-a-fernet-key-but-a-secret-all-the-same" not in result.stdout + result.stderr

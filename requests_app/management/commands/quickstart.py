@@ -122,6 +122,10 @@ class Command(BaseCommand):
                 "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
                 "PORTAL_BASE_URL": f"http://{options['host']}:{options['port']}",
                 "SECRET_KEY": env.get("SECRET_KEY") or _secret_key(var_dir),
+                # The keys this process seeded the accounts' external ids with
+                # (FIELD_ENCRYPTION_KEYS, else the one kept in var/): the
+                # worker must decrypt what was written here.
+                "FIELD_ENCRYPTION_KEYS": ",".join(settings.FIELD_ENCRYPTION_KEYS),
                 "PYTHONUNBUFFERED": "1",
             }
         )
@@ -181,7 +185,7 @@ class Command(BaseCommand):
         roles = {
             "requester": f"files requests for DataLake {world.datalake_account_id}",
             "approver": f"approves for Remote {world.remote_account_id}",
-            "admin": "staff and superuser (/admin/)",
+            "admin": "portal administrator, staff and superuser (/admin/)",
         }
         lines = [
             "",

@@ -33,7 +33,17 @@ class Command(BaseCommand):
         parser.add_argument(
             "--provisioner-role-arn", required=True, help="role in this account that the workers assume"
         )
-        parser.add_argument("--external-id", default="", help="ExternalId the provisioner role's trust policy requires")
+        parser.add_argument(
+            "--external-id",
+            default="",
+            help="ExternalId the provisioner role's trust policy requires (required for a Remote account); "
+            "stored encrypted and never shown again",
+        )
+        parser.add_argument(
+            "--no-external-id",
+            action="store_true",
+            help="register a Remote account without an external id (not recommended)",
+        )
         parser.add_argument("--default-region", default="eu-west-1")
         parser.add_argument(
             "--approver", dest="approvers", action="append", metavar="USERNAME", help="repeat, or comma-separate"
@@ -59,6 +69,7 @@ class Command(BaseCommand):
                 is_remote=options["remote"],
                 provisioner_role_arn=options["provisioner_role_arn"],
                 external_id=options["external_id"],
+                external_id_required=not options["no_external_id"],
                 default_region=options["default_region"],
                 approvers=_usernames(options["approvers"]),
                 requesters=_usernames(options["requesters"]),

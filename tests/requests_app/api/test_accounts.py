@@ -13,6 +13,7 @@ def _new_account(**overrides) -> dict:
         "is_remote": True,
         "provisioner_role_arn": "arn:aws:iam::333333333333:role/dms-access-portal-provisioner",
         "approvers": ["avery"],
+        "external_id": "analytics-external-id",
     }
     body.update(overrides)
     return body
@@ -82,3 +83,31 @@ def test_wrong_types_are_a_400_naming_the_field(people, client_for):
 
     assert response.status_code == 400
     assert set(response.json()["errors"]) == {"approvers", "required_approvals", "is_remote"}
+
+
+def test_a_remote_account_without_an_external_id_is_refused_unless_the_caller_says_so(people, client_for):
+    body = _new_account()
+    del body["external_id"]
+
+    refused = client_for("sam").post(URL, body, format="json")
+
+    assert refused.status_code == 400
+    assert set(refused.json()["errors"]) == {"external_id"}
+    assert not AwsAccount.objects.filter(account_id="333333333333").exists()
+
+    registered = client_for("sam").post(URL, {**body, "external_id_required": False}, format="json")
+
+    assert registered.status_code == 201, registered.json()
+    assert registered.json()["has_external_id"] is False
+    assert AuditEvent.objects.get(action="account.registered").details["external_id_set"] is False
+
+
+def test_the_external_id_is_taken_but_never_given_back(people, client_for):
+    response = client_for("sam").post(URL, _new_account(external_id="Sup3r-Secret-External-Id"), format="json")
+
+    assert response.status_code == 201
+    assert "Sup3r-Secret-External-Id" not in response.content.decode()
+    assert response.json()["has_external_id"] is True
+    assert "Sup3r-Secret-External-Id" not in client_for("avery").get(URL).content.decode()
+    assert "Sup3r-Secret-External-Id" not in client_for("avery").get("/api/v1/audit-events/").content.decode()
+    assert AwsAccount.objects.get(account_id="333333333333").external_id == "Sup3r-Secret-External-Id"

@@ -31,6 +31,7 @@ def test_staff_sees_account_registrations_too(filed, client_for):
             "name": "Analytics",
             "is_remote": True,
             "provisioner_role_arn": "arn:aws:iam::333333333333:role/provisioner",
+            "external_id": "analytics-external-id",
         },
         format="json",
     )

@@ -11,6 +11,7 @@ from openapi_spec_validator import validate
 CONTRACT = {
     ("/api/v1/accounts/", "get"),
     ("/api/v1/accounts/", "post"),
+    ("/api/v1/accounts/{account_id}/", "patch"),
     ("/api/v1/requests/", "get"),
     ("/api/v1/requests/", "post"),
     ("/api/v1/requests/{id}/", "get"),
