@@ -14,7 +14,7 @@ from django.urls import reverse
 from requests_app.errors import NotAllowed, SsoLoginRefused, ValidationFailed
 from requests_app.models import AuditEvent, SsoIdentity
 from requests_app.services.sso import sso_identity_remove, sso_identity_save, sso_login
-from tests.factories import StaffFactory, UserFactory
+from tests.factories import PlainStaffFactory, StaffFactory, UserFactory
 
 ISSUER = "https://sso.example.test"
 
@@ -188,7 +188,7 @@ def test_the_admin_pre_links_through_the_service(admin_client, settings):
 
 def test_the_admin_refuses_what_the_service_would(client):
     helpdesk = StaffFactory(username="helpdesk")
-    helpdesk.user_permissions.set(Permission.objects.filter(codename__endswith="_ssoidentity"))
+    helpdesk.user_permissions.add(*Permission.objects.filter(codename__endswith="_ssoidentity"))
     client.force_login(helpdesk)
     ops = StaffFactory(username="ops")
     lee = UserFactory(username="lee")
@@ -256,3 +256,17 @@ def test_operators_pre_link_from_the_command_line(settings):
         call_command("sso_prelink", "ops", "--email", "ops@corp.example", "--issuer", "https://other.example.test")
     with pytest.raises(CommandError, match="No user"):
         call_command("sso_prelink", "nobody", "--subject", "s-1")
+
+
+def test_staff_without_the_portal_permission_link_nobody(client):
+    # Linking decides whom an identity signs in as: a portal administrator's
+    # power, not something the model permissions of the admin hand out.
+    helpdesk = PlainStaffFactory(username="helpdesk")
+    helpdesk.user_permissions.set(Permission.objects.filter(codename__endswith="_ssoidentity"))
+    client.force_login(helpdesk)
+    lee = UserFactory(username="lee")
+    added = client.post(
+        reverse("admin:requests_app_ssoidentity_add"),
+        {"user": lee.pk, "issuer": ISSUER, "subject": "s-lee", "expected_email": ""},
+    )
+    assert added.status_code == 200 and not SsoIdentity.objects.exists()
