@@ -12,7 +12,7 @@ this request"; whether the request's state still allows it is the services'
 """
 from __future__ import annotations
 
-from requests_app.models import ALLOWED_TRANSITIONS, AccessRequest, AwsAccount, Decision, RequestState
+from requests_app.models import ALLOWED_TRANSITIONS, AccessRequest, ApiToken, AwsAccount, Decision, RequestState, api_token_in_use
 
 ACTIONS = ("approve", "reject", "cancel", "revoke", "retry")
 
@@ -112,6 +112,23 @@ def can_export(user, request: AccessRequest) -> bool:
 
 def can_register_account(user) -> bool:
     return is_staff_user(user)
+
+
+def can_create_api_token(user) -> bool:
+    """Anyone signed in makes tokens for themselves only, and only when signed in
+    as a person: a token cannot mint a token (a stolen one would outlive its own
+    expiry and revocation that way)."""
+    return is_active_user(user) and api_token_in_use(user) is None
+
+
+def can_see_api_token(user, token: ApiToken) -> bool:
+    """A token is its owner's business (administrators list them in the admin)."""
+    return is_active_user(user) and (token.user_id == user.pk or is_staff_user(user))
+
+
+def can_revoke_api_token(user, token: ApiToken) -> bool:
+    """Its owner, or an administrator (say, for a leaked token)."""
+    return can_see_api_token(user, token)
 
 
 def has_decided_on_current_plan(user, request: AccessRequest) -> bool:

@@ -5,6 +5,7 @@ checks permissions itself (whatever the caller checked before), and queues
 work for the workers only after the commit.
 """
 from requests_app.services.accounts import account_register
+from requests_app.services.api_tokens import api_token_create, api_token_revoke
 from requests_app.services.decisions import access_request_approve, access_request_reject
 from requests_app.services.drift import access_request_repair, grant_check_drift, grant_drift_record
 from requests_app.services.expiry import (
@@ -23,6 +24,8 @@ from requests_app.services.submission import access_request_refresh_preflight, a
 
 __all__ = [
     "account_register",
+    "api_token_create",
+    "api_token_revoke",
     "access_request_approve",
     "access_request_cancel",
     "access_request_expire",
