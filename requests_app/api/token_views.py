@@ -69,8 +69,13 @@ class ApiTokenDetailView(APIView):
         summary="Revoke one of your API tokens",
         description="Its next use is refused with 401. Administrators may revoke anyone's token.",
         parameters=[TOKEN_ID],
-        responses={204: OpenApiResponse(description="Revoked."), 401: ERROR_401, 404: ERROR_404_TOKEN},
+        responses={
+            200: OpenApiResponse(ApiTokenSerializer, description="Revoked: the token as it was."),
+            401: ERROR_401,
+            404: ERROR_404_TOKEN,
+        },
     )
     def delete(self, request, id: str):
-        services.api_token_revoke(user=request.user, token_id=_token_id(id), source_ip=_source_ip(request))
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        token_id = _token_id(id)
+        revoked = services.api_token_revoke(user=request.user, token_id=token_id, source_ip=_source_ip(request))
+        return Response({**ApiTokenSerializer(revoked).data, "id": token_id})
