@@ -218,6 +218,7 @@ def test_only_the_owner_and_administrators_revoke_a_token(people):
         ({"name": ""}, "name"),
         ({"name": " leading space"}, "name"),
         ({"name": "new\nline"}, "name"),
+        ({"name": "trailing newline\n"}, "name"),
         ({"name": "nul\x00"}, "name"),
         ({"name": "x" * 65}, "name"),
         ({"name": "ok", "expires_days": 0}, "expires_days"),
