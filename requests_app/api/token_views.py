@@ -9,12 +9,14 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from requests_app import services
+from requests_app import permissions, services
 from requests_app.api import serializers as s
 from requests_app.api.filters import MAX_ID
 from requests_app.api.token_serializers import ApiTokenCreatedSerializer, ApiTokenCreateSerializer, ApiTokenSerializer
 from requests_app.api.views import ERROR_401, ERRORS_400, _source_ip
+from requests_app.errors import NotAllowed
 from requests_app.models import ApiToken
+from requests_app.services.api_tokens import NOT_WITH_A_TOKEN
 
 TOKEN_ID = OpenApiParameter("id", OpenApiTypes.INT64, OpenApiParameter.PATH, description="The token's id.")
 ERROR_403_TOKEN = OpenApiResponse(
@@ -55,6 +57,9 @@ class ApiTokenListView(APIView):
         },
     )
     def post(self, request):
+        # Refused before the body is read; the service checks again.
+        if not permissions.can_create_api_token(request.user):
+            raise NotAllowed(NOT_WITH_A_TOKEN)
         body = ApiTokenCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         token, text = services.api_token_create(user=request.user, source_ip=_source_ip(request), **body.validated_data)

@@ -23,6 +23,7 @@ from requests_app.models import API_TOKEN_NAME_MAX_LENGTH, ApiToken, api_token_n
 # Each authentication walks the owner's tokens (knox drops the expired ones
 # then), so their number is kept small.
 MAX_TOKENS_PER_USER = 20
+NOT_WITH_A_TOKEN = "Tokens are made by their owner, signed in with a password or single sign-on, not with a token."
 
 
 def _name_errors(name) -> list[str]:
@@ -60,7 +61,7 @@ def api_token_create(
     ``console_label``), who makes tokens for service accounts.
     """
     if console_label is None and not permissions.can_create_api_token(user):
-        raise NotAllowed("Tokens are made by their owner, signed in with a password or single sign-on, not with a token.")
+        raise NotAllowed(NOT_WITH_A_TOKEN)
     if expires_days is None:
         expires_days = settings.API_TOKEN_DEFAULT_EXPIRY_DAYS
     problems = {"name": _name_errors(name), "expires_days": _expiry_errors(expires_days)}

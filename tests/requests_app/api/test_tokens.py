@@ -185,6 +185,8 @@ def test_a_token_cannot_make_tokens(people):
 
     assert response.status_code == 403
     assert not ApiToken.objects.filter(name="offspring").exists()
+    # Refused before the body is read: an invalid one is a 403 too.
+    assert client.post(TOKENS, {"name": " ", "expires_days": "x"}, format="json").status_code == 403
 
 
 def test_nobody_makes_a_token_for_someone_else(people):
