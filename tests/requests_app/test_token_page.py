@@ -124,3 +124,16 @@ def test_staff_without_the_permission_cannot_revoke_in_the_admin(client):
 
     assert response.status_code == 403
     assert _works(token)
+
+
+def test_the_audit_log_says_which_token_acted(client):
+    riley = UserFactory(username="riley")
+    token = api_token_for(riley, name="rotation-bot")
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    assert api.delete(f"/api/v1/tokens/{ApiToken.objects.get(user=riley).pk}/").status_code == 200
+    client.force_login(StaffFactory(username="auditor"))
+
+    page = client.get("/audit/").content.decode()
+
+    assert "with token “rotation-bot”" in page and token not in page
