@@ -87,7 +87,10 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    # API tokens: hashed, named, expiring (requests_app.ApiToken). DRF's
+    # authtoken (keys in clear, never expiring) is gone; migration
+    # requests_app 0005_tokens drops its table.
+    "knox",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "requests_app",
@@ -272,7 +275,7 @@ AWS_ENDPOINT_URL = os.environ.get("AWS_ENDPOINT_URL", "")
 # --- REST framework ---------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "requests_app.api.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -281,11 +284,31 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["requests_app.api.parsers.JSONParser"],
 }
+# API tokens (django-rest-knox with the portal's own token model). Only the
+# SHA-512 digest and the first characters (the prefix and 9 more, for the
+# lookup) are stored. Every token expires: its owner picks 1 to
+# API_TOKEN_MAX_EXPIRY_DAYS days, API_TOKEN_DEFAULT_EXPIRY_DAYS if they don't.
+KNOX_TOKEN_MODEL = "requests_app.ApiToken"
+API_TOKEN_DEFAULT_EXPIRY_DAYS = int(os.environ.get("API_TOKEN_DEFAULT_EXPIRY_DAYS", "30"))
+API_TOKEN_MAX_EXPIRY_DAYS = int(os.environ.get("API_TOKEN_MAX_EXPIRY_DAYS", "365"))
+if not 1 <= API_TOKEN_DEFAULT_EXPIRY_DAYS <= API_TOKEN_MAX_EXPIRY_DAYS:
+    raise ImproperlyConfigured("API_TOKEN_DEFAULT_EXPIRY_DAYS must be between 1 and API_TOKEN_MAX_EXPIRY_DAYS")
+REST_KNOX = {
+    "TOKEN_MODEL": KNOX_TOKEN_MODEL,
+    "TOKEN_TTL": timedelta(days=API_TOKEN_DEFAULT_EXPIRY_DAYS),
+    "AUTO_REFRESH": False,
+    # Recognisable in a leaked log or a commit, so secret scanners can find them.
+    "TOKEN_PREFIX": "dmsap_",
+    "AUTH_HEADER_PREFIX": "Token",
+}
+# knox's own model is swapped out for requests_app.ApiToken: none of its tables are made.
+MIGRATION_MODULES = {"knox": None}
 SPECTACULAR_SETTINGS = {
     "TITLE": "DMS Access Portal API",
     "DESCRIPTION": (
         "File, approve and follow requests that let AWS DMS in a DataLake account read a database secret "
-        "in a Remote account. Authenticate with `Authorization: Token <key>` (`manage.py drf_create_token USER`) "
+        "in a Remote account. Authenticate with `Authorization: Token <token>` (a personal token from the "
+        "API tokens page or `POST /api/v1/tokens/`; for automation, `manage.py create_api_token USER`) "
         "or a browser session."
     ),
     "VERSION": "1.0.0",

@@ -17,7 +17,7 @@ from django.contrib.auth import get_user_model
 from requests_app import permissions, services
 from requests_app.audit import record_event
 from requests_app.errors import DomainError, ValidationFailed
-from requests_app.models import AccessRequest, AuditEvent, AwsAccount, Decision, ProvisioningStep, SsoIdentity
+from requests_app.models import AccessRequest, ApiToken, AuditEvent, AwsAccount, Decision, ProvisioningStep, SsoIdentity
 from requests_app.services.sso import sso_identity_problems
 from requests_app.validation import (
     EXTERNAL_ID_MAX_LENGTH,
@@ -401,3 +401,41 @@ class SsoIdentityAdmin(admin.ModelAdmin):
                 self.delete_model(request, identity)
             except DomainError as error:
                 self.message_user(request, f"{identity}: {error.message}", level=messages.WARNING)
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Staff list and revoke API tokens; nobody makes or changes one here: a
+    token is made by its owner (or for a service account at the console)."""
+
+    list_display = ("id", "name", "user", "created", "expiry")
+    list_select_related = ("user",)
+    search_fields = ("name", "user__username")
+    fields = ("name", "user", "created", "expiry")
+    readonly_fields = fields
+    actions = ("revoke_selected",)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        # Revoking goes through the service (audited), as the action below.
+        return False
+
+    def has_revoke_permission(self, request):
+        return request.user.has_perm("requests_app.delete_apitoken")
+
+    @admin.action(description="Revoke the selected tokens", permissions=["revoke"])
+    def revoke_selected(self, request, queryset):
+        done = 0
+        for token_id in queryset.order_by("id").values_list("id", flat=True):
+            try:
+                services.api_token_revoke(user=request.user, token_id=token_id, source_ip=request.META.get("REMOTE_ADDR"))
+                done += 1
+            except DomainError as error:
+                self.message_user(request, f"Token {token_id}: {error.message}", level=messages.WARNING)
+        if done:
+            self.message_user(request, f"Revoked {done} token(s).", level=messages.SUCCESS)

@@ -16,7 +16,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from requests_app.models import AccessRequest, AuditEvent, AwsAccount
+from requests_app.models import AccessRequest, AuditEvent, AwsAccount, api_token_in_use
 
 GENESIS_HASH = "0" * 64
 WORKER_LABEL = "worker"
@@ -60,7 +60,11 @@ def record_event(
     target_arn: str = "",
     details: dict[str, Any] | None = None,
 ) -> AuditEvent:
-    """Append one event. Must run inside the transaction of the change it records."""
+    """Append one event. Must run inside the transaction of the change it records.
+
+    When ``actor`` signed in with an API token, ``details["via_token"]`` names
+    it (id and name; never the token).
+    """
     if not connection.in_atomic_block:
         raise RuntimeError("audit events are written in the same transaction as the change they record")
     if connection.vendor == "postgresql":
@@ -68,6 +72,10 @@ def record_event(
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_AUDIT_LOCK_KEY])
     if actor is not None and not actor_label:
         actor_label = actor.get_username()
+    details = dict(details or {})
+    token = api_token_in_use(actor)
+    if token is not None:
+        details["via_token"] = {"id": token.pk, "name": token.name}
     event = AuditEvent(
         created_at=timezone.now(),
         actor=actor,
@@ -77,7 +85,7 @@ def record_event(
         request=request,
         account=account if account is not None else (request.remote_account if request is not None else None),
         target_arn=target_arn,
-        details=_normalise(details or {}),
+        details=_normalise(details),
     )
     last = AuditEvent.objects.order_by("-id").values_list("hash", flat=True).first()
     event.prev_hash = last or GENESIS_HASH

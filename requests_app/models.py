@@ -10,10 +10,20 @@ from django.conf import settings
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
+from knox.models import AbstractAuthToken
+from knox.settings import CONSTANTS
 
 from requests_app.encryption import EncryptedTextField
 
 account_id_validator = RegexValidator(r"^\d{12}$", "An AWS account id is exactly 12 digits.")
+# A token's name: printable text that does not start with a space. The pattern
+# is the OpenAPI schema's; the validator says the same for Python, whose "$"
+# would let a final newline through.
+API_TOKEN_NAME_MAX_LENGTH = 64
+API_TOKEN_NAME_PATTERN = r"^[^\x00-\x20\x7f][^\x00-\x1f\x7f]{0,%d}$" % (API_TOKEN_NAME_MAX_LENGTH - 1)
+api_token_name_validator = RegexValidator(
+    r"\A[^\x00-\x20\x7f][^\x00-\x1f\x7f]*\Z", "A name is printable text that does not start with a space."
+)
 
 
 class AwsAccount(models.Model):
@@ -403,3 +413,31 @@ class SsoIdentity(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} at {self.issuer}"
+
+
+class ApiToken(AbstractAuthToken):
+    """A personal API token: made by its owner (or for a service account at the
+    server's console), named, always expiring, stored only as knox's SHA-512
+    ``digest`` and the short ``token_key`` lookup prefix; revoking deletes it.
+
+    Knox's own model keys tokens by their digest; this one has a plain id, so
+    pages, the API and the audit trail can name a token without any part of it.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    digest = models.CharField(max_length=CONSTANTS.DIGEST_LENGTH, unique=True)
+    name = models.CharField(max_length=API_TOKEN_NAME_MAX_LENGTH, validators=[api_token_name_validator])
+    expiry = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        constraints = [models.UniqueConstraint(fields=["user", "name"], name="api_token_name_unique_per_user")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.user})"
+
+
+def api_token_in_use(user) -> ApiToken | None:
+    """The token ``user`` authenticated with on this request, or None (a
+    session, the console, the worker). Set by the API's token authentication."""
+    return getattr(user, "api_token", None)

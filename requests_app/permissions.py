@@ -13,7 +13,7 @@ this request"; whether the request's state still allows it is the services'
 from __future__ import annotations
 
 from provisioning.drift import REMOTE, finding_account
-from requests_app.models import AccessRequest, AwsAccount, Decision
+from requests_app.models import AccessRequest, ApiToken, AwsAccount, Decision, api_token_in_use
 
 
 def is_active_user(user) -> bool:
@@ -165,6 +165,23 @@ def can_link_sso_identity(actor, user) -> bool:
     if not is_portal_admin(actor):
         return False
     return actor.is_superuser or not (user.is_staff or user.is_superuser or is_portal_admin(user))
+
+
+def can_create_api_token(user) -> bool:
+    """Anyone signed in makes tokens for themselves only, and only when signed in
+    as a person: a token cannot mint a token (a stolen one would outlive its own
+    expiry and revocation that way)."""
+    return is_active_user(user) and api_token_in_use(user) is None
+
+
+def can_see_api_token(user, token: ApiToken) -> bool:
+    """A token is its owner's business (administrators list them in the admin)."""
+    return is_active_user(user) and (token.user_id == user.pk or is_portal_admin(user))
+
+
+def can_revoke_api_token(user, token: ApiToken) -> bool:
+    """Its owner, or an administrator (say, for a leaked token)."""
+    return can_see_api_token(user, token)
 
 
 def has_decided_on_current_plan(user, request: AccessRequest) -> bool:

@@ -6,14 +6,27 @@ to set the scene and then drive the services under test.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+from datetime import timedelta
 
 import factory
 from django.contrib.auth import get_user_model
 
-from requests_app.models import AccessRequest, AwsAccount, Decision, RequestState
+from requests_app.models import AccessRequest, ApiToken, AwsAccount, Decision, RequestState
 
 REGION = "eu-west-1"
+
+
+_token_numbers = itertools.count(1)
+
+
+def api_token_for(user, *, name: str | None = None, days: int = 30) -> str:
+    """A fresh API token for ``user`` (a row only, like the factories: no audit event)."""
+    _, token = ApiToken.objects.create(
+        user=user, name=name or f"test-{next(_token_numbers)}", expiry=timedelta(days=days)
+    )
+    return token
 
 
 class UserFactory(factory.django.DjangoModelFactory):

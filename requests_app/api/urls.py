@@ -1,7 +1,7 @@
 """URL layout of /api/v1/ (the paths are part of the published contract)."""
 from django.urls import path, re_path
 
-from requests_app.api import lifecycle_views, views
+from requests_app.api import lifecycle_views, token_views, views
 
 app_name = "api"
 
@@ -41,5 +41,7 @@ urlpatterns = [
     ),
     path("requests/<str:id>/export/", lifecycle_views.RequestExportView.as_view(), name="request-export"),
     path("audit-events/", views.AuditEventListView.as_view(), name="audit-events"),
+    path("tokens/", token_views.ApiTokenListView.as_view(), name="tokens"),
+    path("tokens/<str:id>/", token_views.ApiTokenDetailView.as_view(), name="token-detail"),
     re_path(r"^.*$", views.ApiNotFoundView.as_view(), name="not-found"),
 ]

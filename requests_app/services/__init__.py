@@ -5,6 +5,7 @@ checks permissions itself (whatever the caller checked before), and queues
 work for the workers only after the commit.
 """
 from requests_app.services.accounts import account_external_id_set, account_members_set, account_register
+from requests_app.services.api_tokens import api_token_create, api_token_revoke
 from requests_app.services.decisions import access_request_approve, access_request_reject
 from requests_app.services.drift import grant_check_drift, grant_drift_record
 from requests_app.services.expiry import (
@@ -31,6 +32,8 @@ __all__ = [
     "account_external_id_set",
     "account_members_set",
     "account_register",
+    "api_token_create",
+    "api_token_revoke",
     "access_request_approve",
     "access_request_cancel",
     "access_request_expire",

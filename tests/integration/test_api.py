@@ -6,9 +6,9 @@ from __future__ import annotations
 import time
 
 import pytest
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from tests.factories import api_token_for
 from tests.requests_app.rows import APPROVER, DATALAKE_ID, REQUESTER, portal_accounts, user
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def client_for(username: str) -> APIClient:
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user(username))[0].key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token_for(user(username))}")
     return client
 
 

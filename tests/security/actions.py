@@ -14,7 +14,7 @@ from datetime import timedelta
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 
-from requests_app.models import AccessRequest, AwsAccount
+from requests_app.models import AccessRequest, ApiToken, AwsAccount
 from requests_app.services import access_request_extend, access_request_repair
 from tests.requests_app.page_rows import SECRET_ARN, make_request
 
@@ -57,6 +57,11 @@ class Action:
     # ``asked`` audit event, and the request left in its state.
     asks: frozenset = frozenset()
     asked: str = ""
+    token_of: str = ""  # the role whose API token {token} in the path names
+    session_only: bool = False  # an API action refused (403) to a caller signed in with a token
+
+    def path_for(self, request: AccessRequest) -> str:
+        return self.path.format(id=request.pk, token=getattr(request, "token_id", 0))
 
 
 DRIFT = {
@@ -146,6 +151,12 @@ TABLE = [
            about_the_request=False),
     Action("accounts", "web:accounts", "GET", "/accounts/", SIGNED_IN, about_the_request=False),
     Action("admin", "admin:index", "GET", "/admin/", frozenset({"staff"}), refused=302, about_the_request=False),
+    Action("API tokens", "web:api_tokens", "GET", "/tokens/", SIGNED_IN, about_the_request=False),
+    Action("make an API token", "web:api_tokens", "POST", "/tokens/", SIGNED_IN, proof="created",
+           creates="token.created", body={"name": "from the page", "expires_days": "7"}, about_the_request=False),
+    Action("revoke the requester's token", "web:api_token_revoke", "POST", "/tokens/{token}/revoke/",
+           frozenset({"requester", "staff"}), proof="created", creates="token.revoked", token_of="requester",
+           refused=404, about_the_request=False),
     # --- API ---------------------------------------------------------------------------------------------
     Action("list requests shows it", "api:requests", "GET", "/api/v1/requests/", VIEWERS, proof="listed",
            about_the_request=False),
@@ -197,6 +208,12 @@ TABLE = [
     Action("change an account's members", "api:account-detail", "PATCH", "/api/v1/accounts/222222222222/",
            frozenset({"staff"}), proof="created", creates="account.members_changed",
            body={"approvers": ["approver", "other.approver"]}, about_the_request=False),
+    Action("list my API tokens", "api:tokens", "GET", "/api/v1/tokens/", SIGNED_IN, about_the_request=False),
+    Action("make an API token", "api:tokens", "POST", "/api/v1/tokens/", SIGNED_IN, proof="created",
+           creates="token.created", body={"name": "from the API"}, session_only=True, about_the_request=False),
+    Action("revoke the requester's token", "api:token-detail", "DELETE", "/api/v1/tokens/{token}/",
+           frozenset({"requester", "staff"}), proof="created", creates="token.revoked", token_of="requester",
+           refused=404, about_the_request=False),
     # --- open to everyone --------------------------------------------------------------------------------
     Action("API schema", "schema", "GET", "/api/schema/", EVERYONE, about_the_request=False),
     Action("API docs", "api-docs", "GET", "/api/docs/", EVERYONE, about_the_request=False),
@@ -244,6 +261,9 @@ def the_request(action: Action, people: dict, site: dict) -> AccessRequest:
         access_request_extend(
             request_id=request.pk, user=people["requester"], expires_at=timezone.now() + timedelta(days=60)
         )
+    if action.token_of:
+        token, _ = ApiToken.objects.create(user=people[action.token_of], name="the one", expiry=timedelta(days=7))
+        request.token_id = token.pk
     return request
 
 

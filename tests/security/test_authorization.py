@@ -37,9 +37,9 @@ import pytest
 from django.conf import settings
 from django.db import transaction
 from django.test import Client
-from rest_framework.authtoken.models import Token
 
 from requests_app.models import AccessRequest, AuditEvent, AwsAccount
+from tests.factories import api_token_for
 from tests.security.actions import NOT_PERMISSION_BEARING, ROLES, TABLE, VIEWERS, Action, body_for, route_names, the_request
 
 pytestmark = pytest.mark.django_db
@@ -59,13 +59,12 @@ def credentials(client: Client, people: dict) -> dict:
     for role in ROLES:
         if role == "anonymous":
             found[role, "session"] = (None, {})
-            found[role, "token"] = (None, {"HTTP_AUTHORIZATION": "Token " + "0" * 40})
+            found[role, "token"] = (None, {"HTTP_AUTHORIZATION": "Token dmsap_" + "0" * 64})
             continue
         act_as(client, None)  # a session of its own: logging in over another one would end that one
         client.force_login(people[role])
         found[role, "session"] = (client.cookies[settings.SESSION_COOKIE_NAME].value, {})
-        key = Token.objects.create(user=people[role]).key
-        found[role, "token"] = (None, {"HTTP_AUTHORIZATION": f"Token {key}"})
+        found[role, "token"] = (None, {"HTTP_AUTHORIZATION": f"Token {api_token_for(people[role])}"})
     return found
 
 
@@ -78,12 +77,14 @@ def act_as(client: Client, session: str | None) -> None:
 
 def attempt(action: Action, role: str, auth: str, client: Client, headers: dict, request: AccessRequest) -> str | None:
     """Try ``action`` as ``role``; None when the outcome is what the table says, else what went wrong."""
-    path = action.path.format(id=request.pk)
+    path = action.path_for(request)
     counts = _counts(action)
     asks_before = AuditEvent.objects.filter(action=action.asked).count() if action.asks else 0
     body = body_for(action, request)
     if action.method == "GET":
         response = client.get(path, **headers)
+    elif action.method == "DELETE":
+        response = client.delete(path, **headers)
     elif action.route.startswith("api:"):
         send = getattr(client, action.method.lower())
         response = send(path, body, content_type="application/json", **headers)
@@ -97,7 +98,8 @@ def attempt(action: Action, role: str, auth: str, client: Client, headers: dict,
     effective = "anonymous" if is_page and auth == "token" else role
     # A token that does not exist is refused everywhere in the API, its open parts included.
     bad_token = served_by_the_api and auth == "token" and role == "anonymous"
-    expected = effective in action.allowed and not bad_token
+    # A token cannot make tokens: only a person signed in can.
+    expected = effective in action.allowed and not bad_token and not (action.session_only and auth == "token")
     status = response.status_code
     if status >= 500:
         return f"{status} server error"

@@ -29,7 +29,7 @@ def test_every_answer_carries_the_security_headers(people, site, fake_aws, figur
     answers = {}
     for who, client in (("staff", staff), ("anonymous", Client())):
         for action in TABLE:
-            path = action.path.format(id=request.pk)
+            path = action.path_for(request)
             if action.method == "GET":
                 response = client.get(path)
             else:

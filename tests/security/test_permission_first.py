@@ -108,7 +108,7 @@ def test_who_may_not_is_refused_before_the_body_is_read_and_no_aws_call_is_made(
     the_one = the_request(action, people, site)
     refusals = _refusals(action)
     assert refusals, "every write route refuses someone"
-    path = action.path.format(id=the_one.pk)
+    path = action.path_for(the_one)
     aws_calls.clear()
     wrong = {}
     for role, expected in refusals.items():

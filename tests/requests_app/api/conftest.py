@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import pytest
 from moto import mock_aws
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from provisioning.clients import ClientFactory
 from requests_app.aws import set_client_factory
 from requests_app.models import AwsAccount
 from tests.aws_world import DATALAKE_ID, REMOTE_ID, World, seed_world
-from tests.factories import StaffFactory, UserFactory
+from tests.factories import StaffFactory, UserFactory, api_token_for
 
 
 @pytest.fixture(scope="package")
@@ -71,13 +70,15 @@ def portal(accounts, world: World):
 
 @pytest.fixture
 def client_for(people):
-    """``client_for("riley")``: an API client sending riley's token."""
+    """``client_for("riley")``: an API client sending a token of riley's (one per person)."""
+    tokens: dict[str, str] = {}
 
     def make(name: str | None) -> APIClient:
         client = APIClient()
         if name is not None:
-            token, _ = Token.objects.get_or_create(user=people[name])
-            client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+            if name not in tokens:
+                tokens[name] = api_token_for(people[name], name="tests")
+            client.credentials(HTTP_AUTHORIZATION=f"Token {tokens[name]}")
         return client
 
     return make
