@@ -54,18 +54,24 @@ class RequestState(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
     REVOKING = "revoking", "Revoking"
     REVOKED = "revoked", "Revoked"
+    # The worker found, before its first write, that AWS now gives another plan
+    # than the approved one: nothing was written, the approvers decide again.
+    NEEDS_REAPPROVAL = "needs_reapproval", "Needs re-approval"
 
 
 # States in which a request holds (or is about to hold) a role name and an
 # endpoint identifier in AWS: two such requests may not claim the same ones.
-LIVE_STATES = ("pending_approval", "approved", "provisioning", "active", "failed", "revoking")
+LIVE_STATES = ("pending_approval", "approved", "provisioning", "active", "failed", "revoking", "needs_reapproval")
 
 # The lifecycle of DESIGN.md section 3: the only moves a request can make.
 # Services check every change of state against this table.
 ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
     RequestState.PENDING_APPROVAL: frozenset({RequestState.APPROVED, RequestState.REJECTED, RequestState.CANCELLED}),
     RequestState.APPROVED: frozenset({RequestState.PROVISIONING}),
-    RequestState.PROVISIONING: frozenset({RequestState.ACTIVE, RequestState.FAILED}),
+    RequestState.PROVISIONING: frozenset({RequestState.ACTIVE, RequestState.FAILED, RequestState.NEEDS_REAPPROVAL}),
+    # Approving the new plan (quorum again) resumes the grant; revoking takes
+    # out whatever an earlier run of the grant wrote.
+    RequestState.NEEDS_REAPPROVAL: frozenset({RequestState.APPROVED, RequestState.REVOKING}),
     # active -> provisioning: a repair re-runs the (idempotent) grant steps.
     RequestState.ACTIVE: frozenset({RequestState.PROVISIONING, RequestState.REVOKING}),
     RequestState.FAILED: frozenset({RequestState.PROVISIONING, RequestState.REVOKING}),
@@ -258,6 +264,11 @@ class ProvisioningStep(models.Model):
     aws_request_ids = models.JSONField(default=list, blank=True)
     before = models.JSONField(null=True, blank=True)
     after = models.JSONField(null=True, blank=True)
+    # Every target this step wrote, over all its runs: {"arn", "sid", "document"}
+    # (the exact statement or document written). Never reset when the step is
+    # run again, so revoke removes what was written even after the plan moved
+    # to another key.
+    targets = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["phase", "position"]

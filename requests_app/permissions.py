@@ -134,6 +134,10 @@ def allowed_actions(user, request: AccessRequest) -> set[str]:
                 actions.add("approve")
         if can_cancel(user, request):
             actions.add("cancel")
+    if request.state == RequestState.NEEDS_REAPPROVAL:
+        # The new plan is approved (quorum again) or the request revoked.
+        if can_approve(user, request) and not has_decided_on_current_plan(user, request):
+            actions.add("approve")
     if RequestState.REVOKING in moves and can_revoke(user, request):
         actions.add("revoke")
     if request.state == RequestState.FAILED and can_retry(user, request):
