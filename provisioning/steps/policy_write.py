@@ -7,7 +7,7 @@ Secrets Manager nor KMS offers a conditional put. So the write:
 1. reads the policy and computes the change (merge or remove) on what it read;
 2. reads again immediately before the put; if the policy changed since the
    read the change was based on, computes the change again on the new text
-   (at most ``MAX_MERGE_TRIES`` reads in all before giving up, retryably);
+   (at most ``MAX_MERGE_TRIES`` merges before giving up, retryably);
 3. puts;
 4. reads back and checks that the change holds and that every statement that
    was there before the put is still there. A change that another writer's
