@@ -200,6 +200,11 @@ class DecisionSerializer(serializers.ModelSerializer):
 class StepSerializer(serializers.ModelSerializer):
     before = serializers.JSONField(read_only=True, allow_null=True, help_text="AWS state the step read before writing.")
     after = serializers.JSONField(read_only=True, allow_null=True, help_text="AWS state after the step.")
+    targets = serializers.ListField(
+        child=serializers.DictField(),
+        read_only=True,
+        help_text="Every target this step wrote, over all its runs: arn, sid and the statement or document written.",
+    )
     aws_request_ids = serializers.ListField(child=serializers.CharField(), read_only=True)
     diagnosis_detail = serializers.SerializerMethodField()
 
@@ -219,6 +224,7 @@ class StepSerializer(serializers.ModelSerializer):
             "aws_request_ids",
             "before",
             "after",
+            "targets",
         ]
         read_only_fields = fields
 
