@@ -117,6 +117,10 @@ class AccessRequest(models.Model):
     state = models.CharField(max_length=20, choices=RequestState.choices, default=RequestState.PENDING_APPROVAL)
     plan = models.JSONField(default=dict, blank=True)
     plan_hash = models.CharField(max_length=64, blank=True)
+    # Raised each time the worker hands a changed plan back to the approvers:
+    # only decisions of the current round count, even if the plan's hash
+    # returns to one approved in an earlier round.
+    approval_round = models.PositiveIntegerField(default=0)
     preflight = models.JSONField(default=dict, blank=True)
     preflight_status = models.CharField(max_length=8, choices=PreflightStatus.choices, default=PreflightStatus.NOT_RUN)
     diagnosis = models.CharField(max_length=64, blank=True)
@@ -193,13 +197,16 @@ class Decision(models.Model):
     outcome = models.CharField(max_length=7, choices=Outcome.choices)
     comment = models.TextField(blank=True)
     plan_hash = models.CharField(max_length=64)
+    approval_round = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["created_at", "id"]
         constraints = [
             models.CheckConstraint(condition=Q(outcome__in=["approve", "reject"]), name="decision_outcome_valid"),
-            models.UniqueConstraint(fields=["request", "approver", "plan_hash"], name="decision_once_per_plan"),
+            models.UniqueConstraint(
+                fields=["request", "approver", "plan_hash", "approval_round"], name="decision_once_per_plan"
+            ),
         ]
 
 

@@ -66,7 +66,9 @@ def notify_decided(request: AccessRequest) -> None:
     if request.state == RequestState.REJECTED:
         verdict = "was rejected"
     elif request.state in (RequestState.PENDING_APPROVAL, RequestState.NEEDS_REAPPROVAL):
-        given = request.decisions.filter(outcome=Decision.Outcome.APPROVE, plan_hash=request.plan_hash).count()
+        given = request.decisions.filter(
+            outcome=Decision.Outcome.APPROVE, plan_hash=request.plan_hash, approval_round=request.approval_round
+        ).count()
         verdict = f"has {given} of {request.remote_account.required_approvals} approvals"
     else:
         verdict = "was approved; provisioning starts now"

@@ -327,6 +327,7 @@ def _needs_reapproval(request: AccessRequest, step: ProvisioningStep, *, plan: d
         details={
             "reason": reason,
             "previous_plan_hash": previous_hash,
+            "approval_round": request.approval_round + 1,
             "changed": changed,
             "previous_kms_key_arn": request.resolved_kms_key_arn,
             "kms_key_arn": kms_key_arn,
@@ -334,6 +335,7 @@ def _needs_reapproval(request: AccessRequest, step: ProvisioningStep, *, plan: d
         },
         plan=plan,
         plan_hash=plan_hash(plan),
+        approval_round=request.approval_round + 1,
         resolved_kms_key_arn=kms_key_arn,
         diagnosis="plan_changed",
     )

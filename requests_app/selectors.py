@@ -58,6 +58,7 @@ def _current_approvals() -> Coalesce:
             request=OuterRef("pk"),
             outcome=Decision.Outcome.APPROVE,
             plan_hash=OuterRef("plan_hash"),
+            approval_round=OuterRef("approval_round"),
             # Counted as the approval service counts: only people approving for the account now.
             approver__approver_for=OuterRef("remote_account"),
         )
@@ -76,6 +77,7 @@ def plan_approvals(request: AccessRequest) -> int:
             request=request,
             outcome=Decision.Outcome.APPROVE,
             plan_hash=request.plan_hash,
+            approval_round=request.approval_round,
             approver__approver_for=request.remote_account_id,
         )
         .exclude(approver_id=request.requester_id)
@@ -99,7 +101,9 @@ def approval_queue_for(*, user) -> QuerySet[AccessRequest]:
 def _approval_queue(user, approver_accounts: Callable[[Any], list[int]]) -> QuerySet[AccessRequest]:
     if not permissions.is_active_user(user):
         return AccessRequest.objects.none()
-    decided = Decision.objects.filter(request=OuterRef("pk"), approver=user, plan_hash=OuterRef("plan_hash"))
+    decided = Decision.objects.filter(
+        request=OuterRef("pk"), approver=user, plan_hash=OuterRef("plan_hash"), approval_round=OuterRef("approval_round")
+    )
     return (
         AccessRequest.objects.select_related("requester", "datalake_account", "remote_account")
         .filter(

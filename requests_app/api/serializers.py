@@ -194,7 +194,8 @@ class DecisionSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_counts(self, decision: Decision) -> bool:
-        return decision.plan_hash == decision.request.plan_hash
+        request = decision.request
+        return decision.plan_hash == request.plan_hash and decision.approval_round == request.approval_round
 
 
 class StepSerializer(serializers.ModelSerializer):

@@ -204,6 +204,30 @@ def test_reapproval_needs_the_quorum_again(cast, portal_aws, drive, django_captu
     assert drive(request).state == RequestState.ACTIVE
 
 
+def test_a_plan_that_returns_to_an_earlier_approved_hash_is_approved_again(
+    cast, portal_aws, drive, django_capture_on_commit_callbacks
+):
+    world = portal_aws
+    request = _file(cast, world)
+    first_hash = request.plan_hash
+    _approve(request, cast.approver, django_capture_on_commit_callbacks)
+    first_key, second_key = world.key_arn, _second_key(world)
+    _reencrypt(world, second_key)
+    request = drive(request)
+    assert request.state == RequestState.NEEDS_REAPPROVAL
+    _approve(request, cast.approver, django_capture_on_commit_callbacks)
+    _reencrypt(world, first_key)  # and back, before the worker starts again
+
+    request = drive(request)
+
+    # The first plan again, but its first approval was of an earlier round: it does not count.
+    assert (request.state, request.plan_hash, request.approval_round) == (RequestState.NEEDS_REAPPROVAL, first_hash, 2)
+    assert plan_approvals(request) == 0
+    request = _approve(request, cast.approver, django_capture_on_commit_callbacks)
+    assert request.state == RequestState.APPROVED
+    assert drive(request).state == RequestState.ACTIVE
+
+
 def test_revoke_cleans_the_key_written_even_after_the_secret_moved_to_another(
     cast, portal_aws, drive, django_capture_on_commit_callbacks
 ):
