@@ -110,6 +110,25 @@ _ENTRIES = [
         "empty to use the secret's own key, or name that key.",
     ),
     Diagnosis(
+        "plan_changed",
+        "AWS changed since the approval: the plan is not the one approved",
+        "Before its first write the worker computed the plan again from AWS as it is now (say the secret "
+        "was re-encrypted under another key) and found another plan than the approvers approved. Nothing "
+        "was written. The Remote account's approvers approve the new plan to resume, or revoke the request.",
+    ),
+    Diagnosis(
+        "plan_not_approved",
+        "The step would write something other than the approved plan",
+        "The documents built from the request no longer hash to its approved plan, or the plan lacks the "
+        "approvals it needs. Nothing was written. Retry: the worker checks the plan against AWS again first.",
+    ),
+    Diagnosis(
+        "policy_changed_concurrently",
+        "The policy kept changing while the portal merged into it",
+        "Someone (or something) edited the secret or key policy outside the portal again and again while "
+        "the portal was adding or removing its statement. Let those edits finish, then retry.",
+    ),
+    Diagnosis(
         "secret_not_found",
         "The secret does not exist",
         "No secret with this ARN exists in the Remote account, or it is scheduled for deletion. Check "

@@ -94,6 +94,10 @@ def _deciding_now(user, request: AccessRequest, pending: Pending) -> bool:
 
 
 def _approvable_now(user, request: AccessRequest, pending: Pending) -> bool:
+    if request.state == RequestState.NEEDS_REAPPROVAL:
+        # The worker found another plan before its first write: the approvers
+        # approve the new one (quorum again) or revoke; there is no reject.
+        return not permissions.has_decided_on_current_plan(user, request)
     return _deciding_now(user, request, pending) and request.preflight_status == AccessRequest.PreflightStatus.PASSED
 
 

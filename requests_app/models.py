@@ -73,18 +73,24 @@ class RequestState(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
     REVOKING = "revoking", "Revoking"
     REVOKED = "revoked", "Revoked"
+    # The worker found, before its first write, that AWS now gives another plan
+    # than the approved one: nothing was written, the approvers decide again.
+    NEEDS_REAPPROVAL = "needs_reapproval", "Needs re-approval"
 
 
 # States in which a request holds (or is about to hold) a role name and an
 # endpoint identifier in AWS: two such requests may not claim the same ones.
-LIVE_STATES = ("pending_approval", "approved", "provisioning", "active", "failed", "revoking")
+LIVE_STATES = ("pending_approval", "approved", "provisioning", "active", "failed", "revoking", "needs_reapproval")
 
 # The lifecycle of DESIGN.md section 3: the only moves a request can make.
 # Services check every change of state against this table.
 ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
     RequestState.PENDING_APPROVAL: frozenset({RequestState.APPROVED, RequestState.REJECTED, RequestState.CANCELLED}),
     RequestState.APPROVED: frozenset({RequestState.PROVISIONING}),
-    RequestState.PROVISIONING: frozenset({RequestState.ACTIVE, RequestState.FAILED}),
+    RequestState.PROVISIONING: frozenset({RequestState.ACTIVE, RequestState.FAILED, RequestState.NEEDS_REAPPROVAL}),
+    # Approving the new plan (quorum again) resumes the grant; revoking takes
+    # out whatever an earlier run of the grant wrote.
+    RequestState.NEEDS_REAPPROVAL: frozenset({RequestState.APPROVED, RequestState.REVOKING}),
     # active -> provisioning: a repair re-runs the (idempotent) grant steps.
     RequestState.ACTIVE: frozenset({RequestState.PROVISIONING, RequestState.REVOKING}),
     RequestState.FAILED: frozenset({RequestState.PROVISIONING, RequestState.REVOKING}),
@@ -130,6 +136,10 @@ class AccessRequest(models.Model):
     state = models.CharField(max_length=20, choices=RequestState.choices, default=RequestState.PENDING_APPROVAL)
     plan = models.JSONField(default=dict, blank=True)
     plan_hash = models.CharField(max_length=64, blank=True)
+    # Raised each time the worker hands a changed plan back to the approvers:
+    # only decisions of the current round count, even if the plan's hash
+    # returns to one approved in an earlier round.
+    approval_round = models.PositiveIntegerField(default=0)
     preflight = models.JSONField(default=dict, blank=True)
     preflight_status = models.CharField(max_length=8, choices=PreflightStatus.choices, default=PreflightStatus.NOT_RUN)
     diagnosis = models.CharField(max_length=64, blank=True)
@@ -206,13 +216,16 @@ class Decision(models.Model):
     outcome = models.CharField(max_length=7, choices=Outcome.choices)
     comment = models.TextField(blank=True)
     plan_hash = models.CharField(max_length=64)
+    approval_round = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["created_at", "id"]
         constraints = [
             models.CheckConstraint(condition=Q(outcome__in=["approve", "reject"]), name="decision_outcome_valid"),
-            models.UniqueConstraint(fields=["request", "approver", "plan_hash"], name="decision_once_per_plan"),
+            models.UniqueConstraint(
+                fields=["request", "approver", "plan_hash", "approval_round"], name="decision_once_per_plan"
+            ),
         ]
 
 
@@ -313,6 +326,11 @@ class ProvisioningStep(models.Model):
     aws_request_ids = models.JSONField(default=list, blank=True)
     before = models.JSONField(null=True, blank=True)
     after = models.JSONField(null=True, blank=True)
+    # Every target this step wrote, over all its runs: {"arn", "sid", "document"}
+    # (the exact statement or document written). Never reset when the step is
+    # run again, so revoke removes what was written even after the plan moved
+    # to another key.
+    targets = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["phase", "position"]

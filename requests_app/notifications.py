@@ -15,6 +15,7 @@ markup, so it can neither mention the channel nor forge a link.
 """
 from __future__ import annotations
 
+import difflib
 import http.client
 import json
 import logging
@@ -109,8 +110,10 @@ def notify_decided(request: AccessRequest) -> None:
     decision = request.decisions.select_related("approver").order_by("-created_at", "-id").first()
     if request.state == RequestState.REJECTED:
         verdict = "was rejected"
-    elif request.state == RequestState.PENDING_APPROVAL:
-        given = request.decisions.filter(outcome=Decision.Outcome.APPROVE, plan_hash=request.plan_hash).count()
+    elif request.state in (RequestState.PENDING_APPROVAL, RequestState.NEEDS_REAPPROVAL):
+        given = request.decisions.filter(
+            outcome=Decision.Outcome.APPROVE, plan_hash=request.plan_hash, approval_round=request.approval_round
+        ).count()
         verdict = f"has {given} of {request.remote_account.required_approvals} approvals"
     else:
         verdict = "was approved; provisioning starts now"
@@ -322,3 +325,52 @@ def notify_account_members_changed(account, *, before: dict, after: dict, change
         f"{slack_escape(changed_by)} changed the approvers, requesters or rules of account "
         f"{slack_escape(account.name)} ({account.account_id})"
     )
+
+
+def plan_diff(previous: dict, plan: dict) -> str:
+    """A unified diff of the plan's documents, old against new, one changed document after another."""
+    parts = []
+    for key in sorted(set(previous) | set(plan)):
+        if previous.get(key) == plan.get(key):
+            continue
+        old = json.dumps(previous.get(key), indent=2, sort_keys=True).splitlines()
+        new = json.dumps(plan.get(key), indent=2, sort_keys=True).splitlines()
+        parts.extend(difflib.unified_diff(old, new, f"approved/{key}", f"now/{key}", lineterm=""))
+    return "\n".join(parts)
+
+
+def notify_plan_changed(request: AccessRequest, previous_plan: dict, previous_hash: str) -> None:
+    """Tell the Remote account's approvers that the worker found another plan than they approved,
+    with the difference; tell the requester that the grant waits for them."""
+    approvers = _addresses(
+        request.remote_account.approvers.exclude(pk=request.requester_id).filter(is_active=True)
+    )
+    body = "\n".join(
+        [
+            f"Request #{request.pk} was approved, but before its first write the portal found that AWS now "
+            "gives another plan than the one you approved. Nothing was written.",
+            "Approve the new plan to resume provisioning, or revoke the request.",
+            "",
+            _summary(request),
+            f"Approved plan hash: {previous_hash}",
+            f"New plan hash:      {request.plan_hash}",
+            "",
+            plan_diff(previous_plan, request.plan),
+            "",
+            f"Review it: {request_url(request)}",
+        ]
+    )
+    _mail(f"{SUBJECT_PREFIX} #{request.pk} changed since approval: approve the new plan", body, approvers)
+    requester = "\n".join(
+        [
+            f"Your request #{request.pk} waits for its approvers again: AWS changed since they approved it "
+            "(nothing was written).",
+            "",
+            _summary(request),
+            "",
+            request_url(request),
+        ]
+    )
+    _mail(f"{SUBJECT_PREFIX} #{request.pk} needs re-approval", requester, _addresses([request.requester]))
+    _webhook(f"Request #{request.pk} needs re-approval: its plan changed before the first write: {request_url(request)}")
+

@@ -187,8 +187,13 @@ def can_revoke_api_token(user, token: ApiToken) -> bool:
 def has_decided_on_current_plan(user, request: AccessRequest) -> bool:
     decisions = getattr(request, "_prefetched_objects_cache", {}).get("decisions")
     if decisions is not None:
-        return any(d.approver_id == user.pk and d.plan_hash == request.plan_hash for d in decisions)
-    return Decision.objects.filter(request=request, approver_id=user.pk, plan_hash=request.plan_hash).exists()
+        return any(
+            d.approver_id == user.pk and d.plan_hash == request.plan_hash and d.approval_round == request.approval_round
+            for d in decisions
+        )
+    return Decision.objects.filter(
+        request=request, approver_id=user.pk, plan_hash=request.plan_hash, approval_round=request.approval_round
+    ).exists()
 
 
 def allowed_actions(user, request: AccessRequest) -> set[str]:

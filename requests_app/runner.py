@@ -22,6 +22,7 @@ by a live worker (or nothing left to do) returns without doing anything.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -32,7 +33,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from provisioning.errors import ProvisioningError, RetryableAwsError
+from provisioning.documents import build_plan, plan_hash
+from provisioning.errors import InvalidInput, ProvisioningError, RetryableAwsError
 from provisioning.preflight import preflight
 from provisioning.steps import GRANT_STEPS, LOCKED_STEPS, REVOKE_STEPS
 from requests_app import notifications, workflow
@@ -43,6 +45,7 @@ from requests_app.locks import arn_lock
 from requests_app.logging_context import log_context
 from requests_app.metrics import observe_step
 from requests_app.models import AccessRequest, ProvisioningStep, RequestState
+from requests_app.selectors import plan_approvals
 from requests_app.services.drift import after_grant_finished
 from requests_app.services.transitions import move
 
@@ -59,6 +62,10 @@ RUNNABLE_STATES = {
 }
 # Steps that act in the DataLake account; the others act in the Remote one.
 DATALAKE_STEPS = frozenset({"create_role", "create_endpoint", "verify", "delete_endpoint", "delete_role"})
+# The grant steps that write to AWS: each runs only on the approved plan.
+GRANT_WRITE_STEPS = frozenset({"create_role", "grant_secret_policy", "grant_key_policy", "create_endpoint"})
+# Revoke steps that take what their grant step wrote, and that step's name.
+REVOKE_RECORDED = {"revoke_secret_policy": "grant_secret_policy", "revoke_key_policy": "grant_key_policy"}
 
 
 def engine_step(phase: str, name: str) -> Callable[..., Any]:
@@ -175,12 +182,53 @@ def _start_provisioning(request: AccessRequest) -> None:
     move(request, RequestState.PROVISIONING, verb="provisioned", action="request.provisioning")
 
 
+class PlanNotApproved(ProvisioningError):
+    """The documents a write step would write are not the approved plan's."""
+
+    def __init__(self, message: str):
+        super().__init__(message, diagnosis="plan_not_approved")
+
+
+def approval_of(request: AccessRequest, plan: dict) -> str | None:
+    """Why ``plan`` may not be applied for ``request``, or None when it is its approved plan.
+
+    Approved means: ``plan`` hashes to the request's ``plan_hash``, and the
+    Remote account's required number of its approvers approved that hash.
+    """
+    if not request.plan_hash or plan_hash(plan) != request.plan_hash:
+        return "the plan computed now differs from the approved plan"
+    required = request.remote_account.required_approvals
+    approvals = plan_approvals(request)
+    if approvals < required:
+        return f"the plan has {approvals} of the {required} approvals it needs"
+    return None
+
+
 def _call_engine(request: AccessRequest, step: ProvisioningStep) -> Any:
     spec = grant_spec_for(request)
     clients = grant_clients_for(spec)
     function = engine_step(step.phase, step.name)
     if step.name == "preflight":
+        # The worker resolves the secret's key as it is now (not as approved):
+        # the plan built from it is then compared with the approved one.
+        spec = dataclasses.replace(spec, kms_key_arn=None)
         return function(spec, clients=clients, shape_check=request.remote_account.allow_secret_shape_check)
+    if step.phase == Phase.GRANT and step.name in GRANT_WRITE_STEPS:
+        # What the step writes is built from the request row: write only if
+        # that is exactly the plan the approvers approved.
+        try:
+            refusal = approval_of(request, build_plan(spec))
+        except InvalidInput as error:
+            refusal = error.message
+        if refusal:
+            raise PlanNotApproved(f"Refusing to write: {refusal}.")
+    if step.name in REVOKE_RECORDED:
+        written = [
+            target
+            for grant_step in request.steps.filter(phase=Phase.GRANT, name=REVOKE_RECORDED[step.name])
+            for target in grant_step.targets
+        ]
+        return function(spec, clients=clients, lock=arn_lock, written=written)
     if step.name in LOCKED_STEPS:
         return function(spec, clients=clients, lock=arn_lock)
     return function(spec, clients=clients)
@@ -220,6 +268,19 @@ def _record_success(request_id: int, step: ProvisioningStep, result: Any) -> boo
                 error = "; ".join(check.message for check in failed) or "preflight failed"
                 _fail(request, step, error=error, diagnosis=result.diagnosis or "", aws_request_ids=step.aws_request_ids)
                 return False
+            if step.phase == Phase.GRANT:
+                try:
+                    plan = build_plan(grant_spec_for(request, kms_key_arn=result.kms_key_arn))
+                except InvalidInput as error:
+                    _fail(request, step, error=error.message, diagnosis=error.diagnosis or "invalid_input",
+                          aws_request_ids=step.aws_request_ids)  # fmt: skip
+                    return False
+                refusal = approval_of(request, plan)
+                if refusal:
+                    _needs_reapproval(request, step, plan=plan, kms_key_arn=result.kms_key_arn, reason=refusal)
+                    return False
+                request.resolved_kms_key_arn = result.kms_key_arn
+                request.save(update_fields=["resolved_kms_key_arn", "updated_at"])
             _audit_step(
                 request,
                 step,
@@ -241,12 +302,44 @@ def _record_success(request_id: int, step: ProvisioningStep, result: Any) -> boo
 
 
 def _store_preflight(request: AccessRequest, report: Any) -> bool:
+    # The key preflight resolves now is not stored as the request's key here:
+    # that key is the approved plan's until the approvers approve another.
     request.preflight = report.to_dict()
     request.preflight_status = AccessRequest.PreflightStatus.PASSED if report.ok else AccessRequest.PreflightStatus.FAILED
-    if report.kms_key_arn:
-        request.resolved_kms_key_arn = report.kms_key_arn
-    request.save(update_fields=["preflight", "preflight_status", "resolved_kms_key_arn", "updated_at"])
+    request.save(update_fields=["preflight", "preflight_status", "updated_at"])
     return bool(report.ok)
+
+
+def _needs_reapproval(request: AccessRequest, step: ProvisioningStep, *, plan: dict, kms_key_arn: str, reason: str) -> None:
+    """Nothing written: store the plan computed now and hand it back to the approvers."""
+    previous_plan, previous_hash = request.plan, request.plan_hash
+    step.status = Status.SUCCEEDED
+    step.finished_at = timezone.now()
+    step.error = ""
+    step.diagnosis = ""
+    step.save()
+    changed = sorted(key for key in set(plan) | set(previous_plan or {}) if plan.get(key) != (previous_plan or {}).get(key))
+    move(
+        request,
+        RequestState.NEEDS_REAPPROVAL,
+        verb="sent back for approval",
+        action="request.needs_reapproval",
+        details={
+            "reason": reason,
+            "previous_plan_hash": previous_hash,
+            "approval_round": request.approval_round + 1,
+            "changed": changed,
+            "previous_kms_key_arn": request.resolved_kms_key_arn,
+            "kms_key_arn": kms_key_arn,
+            "aws_request_ids": step.aws_request_ids,
+        },
+        plan=plan,
+        plan_hash=plan_hash(plan),
+        approval_round=request.approval_round + 1,
+        resolved_kms_key_arn=kms_key_arn,
+        diagnosis="plan_changed",
+    )
+    transaction.on_commit(lambda: notifications.notify_plan_changed(request, previous_plan or {}, previous_hash))
 
 
 def _store_step_result(request: AccessRequest, step: ProvisioningStep, result: Any) -> None:
@@ -254,6 +347,10 @@ def _store_step_result(request: AccessRequest, step: ProvisioningStep, result: A
     step.after = result.after
     step.aws_request_ids = list(result.aws_request_ids)
     outputs = result.outputs or {}
+    target = outputs.get("target")
+    if target and target not in step.targets:
+        # Kept over every run of the step: revoke removes from each target written.
+        step.targets = [*step.targets, target]
     changed_fields = [
         field
         for field in ("role_arn", "role_id", "endpoint_arn")
@@ -265,12 +362,19 @@ def _store_step_result(request: AccessRequest, step: ProvisioningStep, result: A
         request.save(update_fields=[*changed_fields, "updated_at"])
 
     target_arn = _target_arn(request, step.name, outputs)
+    concurrent = {key: outputs[key] for key in ("merges", "missing_after_put") if key in outputs}
+    changed_elsewhere = [t for t in outputs.get("targets", []) if t.get("changed") and t.get("arn") != target_arn]
+    for other in changed_elsewhere:
+        # A revoke that also cleaned a key the grant wrote before the plan moved on.
+        _audit_step(request, step, f"aws.{step.name}", target_arn=other["arn"],
+                    details={"before": other["before"], "after": other["after"],
+                             "aws_request_ids": step.aws_request_ids})  # fmt: skip
     if step.name == "verify":
         action = "step.verify.passed"
         details = {"after": result.after, "aws_request_ids": step.aws_request_ids}
-    elif result.changed:
+    elif result.changed and not (changed_elsewhere and result.before == result.after):
         action = f"aws.{step.name}"
-        details = {"before": result.before, "after": result.after, "aws_request_ids": step.aws_request_ids}
+        details = {"before": result.before, "after": result.after, "aws_request_ids": step.aws_request_ids, **concurrent}
     else:
         # Nothing written (a re-run, or AWS already as planned): one line saying
         # so, without repeating the documents.
@@ -283,7 +387,7 @@ def _target_arn(request: AccessRequest, name: str, outputs: dict) -> str:
     if name in ("grant_secret_policy", "revoke_secret_policy"):
         return request.secret_arn
     if name in ("grant_key_policy", "revoke_key_policy"):
-        return request.resolved_kms_key_arn or request.kms_key_arn
+        return outputs.get("key_arn") or request.resolved_kms_key_arn or request.kms_key_arn
     if name in ("create_endpoint", "delete_endpoint"):
         return outputs.get("endpoint_arn") or request.endpoint_arn
     return outputs.get("role_arn") or request.role_arn or grant_spec_for(request).role_arn

@@ -59,6 +59,7 @@ def _current_approvals() -> Coalesce:
             request=OuterRef("pk"),
             outcome=Decision.Outcome.APPROVE,
             plan_hash=OuterRef("plan_hash"),
+            approval_round=OuterRef("approval_round"),
             # Counted as the approval service counts: only people approving for the account now.
             approver__approver_for=OuterRef("remote_account"),
         )
@@ -68,6 +69,24 @@ def _current_approvals() -> Coalesce:
         .values("n")
     )
     return Coalesce(Subquery(approvals, output_field=IntegerField()), Value(0))
+
+
+def plan_approvals(request: AccessRequest) -> int:
+    """Distinct approvals of the request's current plan by people approving for its Remote account now."""
+    return (
+        Decision.objects.filter(
+            request=request,
+            outcome=Decision.Outcome.APPROVE,
+            plan_hash=request.plan_hash,
+            approval_round=request.approval_round,
+            approver__approver_for=request.remote_account_id,
+        )
+        .exclude(approver_id=request.requester_id)
+        .order_by()
+        .values("approver_id")
+        .distinct()
+        .count()
+    )
 
 
 def approval_queue_for(*, user) -> QuerySet[AccessRequest]:
@@ -83,10 +102,15 @@ def approval_queue_for(*, user) -> QuerySet[AccessRequest]:
 def _approval_queue(user, approver_accounts: Callable[[Any], list[int]]) -> QuerySet[AccessRequest]:
     if not permissions.is_active_user(user):
         return AccessRequest.objects.none()
-    decided = Decision.objects.filter(request=OuterRef("pk"), approver=user, plan_hash=OuterRef("plan_hash"))
+    decided = Decision.objects.filter(
+        request=OuterRef("pk"), approver=user, plan_hash=OuterRef("plan_hash"), approval_round=OuterRef("approval_round")
+    )
     return (
         AccessRequest.objects.select_related("requester", "datalake_account", "remote_account")
-        .filter(state=RequestState.PENDING_APPROVAL, remote_account__in=approver_accounts(user))
+        .filter(
+            state__in=(RequestState.PENDING_APPROVAL, RequestState.NEEDS_REAPPROVAL),
+            remote_account__in=approver_accounts(user),
+        )
         .exclude(requester=user)
         .exclude(Exists(decided))
         .annotate(current_approvals=_current_approvals())

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Collection
 
 from django.db import transaction
+from django.db.models import Q
 from kombu.exceptions import OperationalError as KombuOperationalError
 
 from requests_app.models import AccessRequest, ProvisioningStep
@@ -95,8 +96,16 @@ def schedule_revoke(request: AccessRequest) -> None:
 
 
 def schedule_retry(request: AccessRequest, phase: str = ProvisioningStep.Phase.GRANT) -> None:
-    """Put the failed steps of ``phase`` back to pending (done steps stay done) and run them."""
-    request.steps.filter(phase=phase, status=ProvisioningStep.Status.FAILED).update(
-        status=ProvisioningStep.Status.PENDING, error="", diagnosis=""
-    )
+    """Put the failed steps of ``phase`` back to pending (done steps stay done) and run them.
+
+    A grant's preflight runs again first, whatever failed: it reads AWS as it
+    is now and checks that the plan is still the approved one before the
+    retried step writes anything.
+    """
+    retried = request.steps.filter(phase=phase, status=ProvisioningStep.Status.FAILED)
+    if phase == ProvisioningStep.Phase.GRANT:
+        retried = request.steps.filter(phase=phase).filter(
+            Q(status=ProvisioningStep.Status.FAILED) | Q(name="preflight")
+        )
+    retried.update(status=ProvisioningStep.Status.PENDING, error="", diagnosis="")
     _enqueue_after_commit(request, phase)

@@ -119,6 +119,7 @@ class AccessRequestFactory(factory.django.DjangoModelFactory):
 
     class Meta:
         model = AccessRequest
+        skip_postgeneration_save = True
 
     requester = factory.SubFactory(UserFactory)
     datalake_account = factory.SubFactory(DataLakeAccountFactory)
@@ -140,6 +141,23 @@ class AccessRequestFactory(factory.django.DjangoModelFactory):
     @factory.lazy_attribute_sequence
     def secret_arn(self, n):
         return f"arn:aws:secretsmanager:{self.region}:{self.remote_account.account_id}:secret:prod/db-{n}-AbC{n % 10}eF"
+
+    @factory.post_generation
+    def real_plan(self, create, extracted, **kwargs):
+        """The plan the worker would compute for the row (it names the request,
+        so it is built once the row has its id), unless the test gave its own."""
+        if not create or self.plan != fake_plan(self):
+            return
+        from provisioning.documents import build_plan, plan_hash
+        from provisioning.errors import InvalidInput
+        from requests_app.grants import grant_spec_for
+
+        try:
+            plan = build_plan(grant_spec_for(self))
+        except InvalidInput:
+            return  # not a complete request (no usable key): the stand-in stays
+        AccessRequest.objects.filter(pk=self.pk).update(plan=plan, plan_hash=plan_hash(plan))
+        self.plan, self.plan_hash = plan, plan_hash(plan)
 
 
 class DecisionFactory(factory.django.DjangoModelFactory):

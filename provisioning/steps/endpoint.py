@@ -57,7 +57,8 @@ def create_endpoint(spec: GrantSpec, *, clients: GrantClients) -> StepResult:
     Ownership is checked before anything is written, so an endpoint that is
     not the grant's is never replaced or changed. An endpoint of that identifier owned by anyone else fails with
     ``endpoint_identifier_taken``; this grant's own endpoint gets a
-    ModifyEndpoint with only the settings that differ. Outputs ``endpoint_arn``.
+    ModifyEndpoint with only the settings that differ. Outputs ``endpoint_arn``
+    and ``target``: the endpoint ARN and the settings written.
     """
     calls = AwsCalls()
     dms = clients.datalake("dms")
@@ -77,7 +78,10 @@ def create_endpoint(spec: GrantSpec, *, clients: GrantClients) -> StepResult:
             before=None,
             after=desired,
             aws_request_ids=calls.request_ids,
-            outputs={"endpoint_arn": created["EndpointArn"]},
+            outputs={
+                "endpoint_arn": created["EndpointArn"],
+                "target": {"arn": created["EndpointArn"], "sid": None, "document": desired},
+            },
         )
 
     endpoint_arn = current["EndpointArn"]
@@ -93,7 +97,7 @@ def create_endpoint(spec: GrantSpec, *, clients: GrantClients) -> StepResult:
         before=_as_found(current, desired),
         after=desired,
         aws_request_ids=calls.request_ids,
-        outputs={"endpoint_arn": endpoint_arn},
+        outputs={"endpoint_arn": endpoint_arn, "target": {"arn": endpoint_arn, "sid": None, "document": desired}},
     )
 
 

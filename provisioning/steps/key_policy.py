@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+from collections.abc import Mapping, Sequence
 
 from provisioning.aws_calls import AwsCalls
 from provisioning.clients import GrantClients
@@ -12,6 +13,7 @@ from provisioning.errors import InvalidInput
 from provisioning.resources import KEY_POLICY_NAME, read_key_policy, resolve_key_arn
 from provisioning.spec import GrantSpec
 from provisioning.statements import find_statement, merge_statement, remove_statement, statements_of
+from provisioning.steps.policy_write import PolicyWrite, write_policy
 from provisioning.steps.result import PolicyLock, StepResult, locked
 
 
@@ -50,14 +52,52 @@ def _put(calls: AwsCalls, kms, key_arn: str, policy: dict) -> None:
     calls(kms, "PutKeyPolicy", KeyId=key_arn, PolicyName=KEY_POLICY_NAME, Policy=json.dumps(policy))
 
 
+def _checked(calls: AwsCalls, key_arn: str, *, grant: bool):
+    def check(current: dict | None, desired: dict | None) -> None:
+        if desired is None:
+            raise calls.permanent(
+                f"The key policy of {key_arn} holds only this grant's statement; removing it would leave the key "
+                "without a policy. Restore the key's administrator statement by hand.",
+                diagnosis="key_not_usable",
+            )
+        _ensure_administration_kept(calls, current, desired, key_arn)
+        if grant:
+            calls.check_size("key_policy", desired)
+
+    return check
+
+
+def _write(calls: AwsCalls, kms, key_arn: str, *, own_sids: set[str], change, grant: bool) -> PolicyWrite:
+    return write_policy(
+        calls,
+        what=f"key policy of {key_arn}",
+        own_sids=own_sids,
+        read=lambda: read_key_policy(calls, kms, key_arn, missing_ok=not grant)[1],
+        change=change,
+        check=_checked(calls, key_arn, grant=grant),
+        put=lambda current, desired: _put(calls, kms, key_arn, desired),
+    )
+
+
+def _outputs(write: PolicyWrite, **outputs) -> dict:
+    if write.missing_after_put:
+        outputs["missing_after_put"] = write.missing_after_put
+    if write.merges > 1:
+        outputs["merges"] = write.merges
+    return outputs
+
+
 def grant_key_policy(spec: GrantSpec, *, clients: GrantClients, lock: PolicyLock | None = None) -> StepResult:
     """Merge the grant's statement (runbook document 3) into the key policy.
 
     Runs with the Remote account's credentials (key policies are not
-    cross-account), under ``lock(key_arn)``. Every other statement, above all
-    the root statement, is kept; a merge that would lose a statement letting
-    the owner administer the key is refused. Nothing is written when the
-    statement is already there as planned. Outputs ``key_arn``.
+    cross-account), under ``lock(key_arn)`` and through ``write_policy`` (an
+    edit made outside the portal meanwhile is merged with, not overwritten).
+    Every other statement, above all the root statement, is kept; a merge
+    that would lose a statement letting the owner administer the key is
+    refused. Nothing is written when the statement is already there as
+    planned. Outputs ``key_arn`` and ``target``: the key ARN, the Sid and the
+    statement written.
     """
     if not spec.kms_key_arn:
         raise InvalidInput("kms_key_arn", "is required to grant on the key (preflight discovers it from the secret)")
@@ -66,68 +106,79 @@ def grant_key_policy(spec: GrantSpec, *, clients: GrantClients, lock: PolicyLock
     statement = key_policy_statement(spec)
     key_arn = resolve_key_arn(calls, kms, spec.kms_key_arn)
     with locked(lock, key_arn):
-        _, current = read_key_policy(calls, kms, key_arn)
-        merged = merge_statement(current, statement)
-        if merged == current:
-            return StepResult(
-                name="grant_key_policy",
-                changed=False,
-                before=current,
-                after=current,
-                aws_request_ids=calls.request_ids,
-                outputs={"key_arn": key_arn},
-            )
-        _ensure_administration_kept(calls, current, merged, key_arn)
-        calls.check_size("key_policy", merged)
-        _put(calls, kms, key_arn, merged)
+        write = _write(
+            calls, kms, key_arn, own_sids={statement["Sid"]},
+            change=lambda current: merge_statement(current, statement), grant=True,
+        )  # fmt: skip
     return StepResult(
         name="grant_key_policy",
-        changed=True,
-        before=current,
-        after=merged,
+        changed=write.changed,
+        before=write.before,
+        after=write.after,
         aws_request_ids=calls.request_ids,
-        outputs={"key_arn": key_arn},
+        outputs=_outputs(
+            write, key_arn=key_arn, target={"arn": key_arn, "sid": statement["Sid"], "document": statement}
+        ),
     )
 
 
-def revoke_key_policy(spec: GrantSpec, *, clients: GrantClients, lock: PolicyLock | None = None) -> StepResult:
-    """Remove exactly the grant's statement from the key policy and put the rest back.
+def _revoke_one(calls: AwsCalls, kms, key_arn: str, sids: list[str], lock: PolicyLock | None) -> PolicyWrite:
+    def change(current: dict | None) -> dict | None:
+        for sid in sids:
+            if current is not None and find_statement(current, sid) is not None:
+                current = remove_statement(current, sid)
+        return current
 
-    A missing key or statement is success. A key policy that would be left
-    without statements is refused (a key cannot be left without a policy).
+    with locked(lock, key_arn):
+        return _write(calls, kms, key_arn, own_sids=set(sids), change=change, grant=False)
+
+
+def revoke_key_policy(
+    spec: GrantSpec,
+    *,
+    clients: GrantClients,
+    lock: PolicyLock | None = None,
+    written: Sequence[Mapping] = (),
+) -> StepResult:
+    """Remove exactly the grant's statements from the key policies it wrote, and put the rest back.
+
+    ``written`` are the targets the grant recorded (``{"arn", "sid"}``): each
+    recorded key loses its recorded Sid, even when the secret has since moved
+    to another key; the spec's key (when known) loses the spec's Sid too, for
+    a grant recorded before targets were. A missing key or statement is
+    success. A key policy that would be left without statements is refused
+    (a key cannot be left without a policy).
     """
     calls = AwsCalls()
     kms = clients.remote("kms")
-    sid = spec.statement_sid
+    by_key: dict[str, list[str]] = {}
+    for target in written:
+        if target.get("arn") and target.get("sid"):
+            by_key.setdefault(target["arn"], [])
+            if target["sid"] not in by_key[target["arn"]]:
+                by_key[target["arn"]].append(target["sid"])
     # A grant that never got as far as knowing its key has no statement in one.
     key_arn = resolve_key_arn(calls, kms, spec.kms_key_arn, missing_ok=True) if spec.kms_key_arn else None
-    if key_arn is None:
+    if key_arn is not None:
+        by_key.setdefault(key_arn, [])
+        if spec.statement_sid not in by_key[key_arn]:
+            by_key[key_arn].append(spec.statement_sid)
+    if not by_key:
         return StepResult(name="revoke_key_policy", changed=False, aws_request_ids=calls.request_ids)
-    with locked(lock, key_arn):
-        exists, current = read_key_policy(calls, kms, key_arn, missing_ok=True)
-        if not exists or find_statement(current, sid) is None:
-            return StepResult(
-                name="revoke_key_policy",
-                changed=False,
-                before=current,
-                after=current,
-                aws_request_ids=calls.request_ids,
-                outputs={"key_arn": key_arn},
-            )
-        remaining = remove_statement(current, sid)
-        if remaining is None:
-            raise calls.permanent(
-                f"The key policy of {key_arn} holds only this grant's statement; removing it would leave the key "
-                "without a policy. Restore the key's administrator statement by hand.",
-                diagnosis="key_not_usable",
-            )
-        _ensure_administration_kept(calls, current, remaining, key_arn)
-        _put(calls, kms, key_arn, remaining)
+    results = {arn: _revoke_one(calls, kms, arn, sids, lock) for arn, sids in by_key.items()}
+    changed = [arn for arn, write in results.items() if write.changed]
+    # The step's before/after show the key that changed (the plan's key when none or several did).
+    shown = changed[0] if len(changed) == 1 else (key_arn or next(iter(results)))
+    outputs = _outputs(results[shown], key_arn=shown)
+    outputs["targets"] = [
+        {"arn": arn, "sids": by_key[arn], "changed": write.changed, "before": write.before, "after": write.after}
+        for arn, write in results.items()
+    ]
     return StepResult(
         name="revoke_key_policy",
-        changed=True,
-        before=current,
-        after=remaining,
+        changed=bool(changed),
+        before=results[shown].before,
+        after=results[shown].after,
         aws_request_ids=calls.request_ids,
-        outputs={"key_arn": key_arn},
+        outputs=outputs,
     )

@@ -29,7 +29,7 @@ def create_role(spec: GrantSpec, *, clients: GrantClients) -> StepResult:
     trust and inline policies rewritten only where they differ. A role with
     the same name and any other owner fails with ``role_name_taken``.
     Outputs ``role_arn`` and ``role_id`` (the AROA... id AWS stores in
-    resource policies).
+    resource policies), and ``target``: the role ARN and the documents written.
     """
     calls = AwsCalls()
     iam = clients.datalake("iam")
@@ -65,7 +65,11 @@ def create_role(spec: GrantSpec, *, clients: GrantClients) -> StepResult:
             before=None,
             after=desired,
             aws_request_ids=calls.request_ids,
-            outputs={"role_arn": created["Arn"], "role_id": created["RoleId"]},
+            outputs={
+                "role_arn": created["Arn"],
+                "role_id": created["RoleId"],
+                "target": {"arn": created["Arn"], "sid": None, "document": desired},
+            },
         )
 
     if role.owner != spec.grant_id:
@@ -91,7 +95,11 @@ def create_role(spec: GrantSpec, *, clients: GrantClients) -> StepResult:
         before=before,
         after=desired,
         aws_request_ids=calls.request_ids,
-        outputs={"role_arn": role.arn, "role_id": role.role_id},
+        outputs={
+            "role_arn": role.arn,
+            "role_id": role.role_id,
+            "target": {"arn": role.arn, "sid": None, "document": desired},
+        },
     )
 
 

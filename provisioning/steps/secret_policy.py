@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 
 from provisioning.aws_calls import AwsCalls
 from provisioning.clients import GrantClients
@@ -10,6 +11,7 @@ from provisioning.documents import secret_policy_statement
 from provisioning.resources import read_secret_policy
 from provisioning.spec import GrantSpec
 from provisioning.statements import find_statement, merge_statement, remove_statement
+from provisioning.steps.policy_write import PolicyWrite, write_policy
 from provisioning.steps.result import PolicyLock, StepResult, locked
 
 
@@ -25,60 +27,104 @@ def _put(calls: AwsCalls, secretsmanager, secret_arn: str, policy: dict) -> None
     )
 
 
+def _target(spec: GrantSpec, sid: str, statement: dict | None) -> dict:
+    return {"arn": spec.secret_arn, "sid": sid, "document": statement}
+
+
 def grant_secret_policy(spec: GrantSpec, *, clients: GrantClients, lock: PolicyLock | None = None) -> StepResult:
     """Merge the grant's statement (runbook document 2) into the secret's resource policy.
 
     The policy is read, merged and written under ``lock(secret_arn)`` so
-    concurrent grants on one secret cannot lose each other's statement. Only
-    the statement with the grant's Sid is replaced or appended; nothing is
-    written when it is already there as planned. ``BlockPublicPolicy`` is
-    always on.
+    concurrent grants on one secret cannot lose each other's statement, and
+    through ``write_policy`` so an edit made outside the portal meanwhile is
+    merged with rather than overwritten. Only the statement with the grant's
+    Sid is replaced or appended; nothing is written when it is already there
+    as planned. ``BlockPublicPolicy`` is always on. Outputs ``target``: the
+    secret ARN, the Sid and the statement written.
     """
     calls = AwsCalls()
     secretsmanager = clients.remote("secretsmanager")
     statement = secret_policy_statement(spec)
     with locked(lock, spec.secret_arn):
-        _, current = read_secret_policy(calls, secretsmanager, spec.secret_arn)
-        merged = merge_statement(current, statement)
-        if merged == current:
-            return StepResult(
-                name="grant_secret_policy",
-                changed=False,
-                before=current,
-                after=current,
-                aws_request_ids=calls.request_ids,
-            )
-        calls.check_size("secret_policy", merged)
-        _put(calls, secretsmanager, spec.secret_arn, merged)
+        write = write_policy(
+            calls,
+            what=f"resource policy of {spec.secret_arn}",
+            own_sids={statement["Sid"]},
+            read=lambda: read_secret_policy(calls, secretsmanager, spec.secret_arn)[1],
+            change=lambda current: merge_statement(current, statement),
+            check=lambda current, desired: calls.check_size("secret_policy", desired),
+            put=lambda current, desired: _put(calls, secretsmanager, spec.secret_arn, desired),
+        )
     return StepResult(
-        name="grant_secret_policy", changed=True, before=current, after=merged, aws_request_ids=calls.request_ids
+        name="grant_secret_policy",
+        changed=write.changed,
+        before=write.before,
+        after=write.after,
+        aws_request_ids=calls.request_ids,
+        outputs=_outputs(write, target=_target(spec, statement["Sid"], statement)),
     )
 
 
-def revoke_secret_policy(spec: GrantSpec, *, clients: GrantClients, lock: PolicyLock | None = None) -> StepResult:
+def _outputs(write: PolicyWrite, **outputs) -> dict:
+    if write.missing_after_put:
+        outputs["missing_after_put"] = write.missing_after_put
+    if write.merges > 1:
+        outputs["merges"] = write.merges
+    return outputs
+
+
+def _without(sid: str):
+    def change(current: dict | None) -> dict | None:
+        return current if find_statement(current, sid) is None else remove_statement(current, sid)
+
+    return change
+
+
+def revoke_secret_policy(
+    spec: GrantSpec,
+    *,
+    clients: GrantClients,
+    lock: PolicyLock | None = None,
+    written: Sequence[Mapping] = (),
+) -> StepResult:
     """Remove exactly the grant's statement from the secret's resource policy.
 
-    A policy left without statements is deleted rather than put empty. A
-    missing secret, policy or statement is success.
+    ``written`` are the targets the grant recorded (``{"arn", "sid"}``): each
+    recorded Sid is removed, and the spec's own Sid too (a grant recorded
+    before targets were). A policy left without statements is deleted rather
+    than put empty. A missing secret, policy or statement is success.
     """
     calls = AwsCalls()
     secretsmanager = clients.remote("secretsmanager")
-    sid = spec.statement_sid
-    with locked(lock, spec.secret_arn):
-        exists, current = read_secret_policy(calls, secretsmanager, spec.secret_arn, missing_ok=True)
-        if not exists or find_statement(current, sid) is None:
-            return StepResult(
-                name="revoke_secret_policy",
-                changed=False,
-                before=current,
-                after=current,
-                aws_request_ids=calls.request_ids,
-            )
-        remaining = remove_statement(current, sid)
-        if remaining is None:
+    recorded = [target["sid"] for target in written if target.get("arn") == spec.secret_arn and target.get("sid")]
+    sids = list(dict.fromkeys([*recorded, spec.statement_sid]))
+
+    def change(current: dict | None) -> dict | None:
+        for sid in sids:
+            current = _without(sid)(current)
+        return current
+
+    def put(current: dict | None, desired: dict | None) -> None:
+        if desired is None:
             calls(secretsmanager, "DeleteResourcePolicy", missing_ok=True, SecretId=spec.secret_arn)
         else:
-            _put(calls, secretsmanager, spec.secret_arn, remaining)
+            _put(calls, secretsmanager, spec.secret_arn, desired)
+
+    with locked(lock, spec.secret_arn):
+        write = write_policy(
+            calls,
+            what=f"resource policy of {spec.secret_arn}",
+            own_sids=set(sids),
+            read=lambda: read_secret_policy(calls, secretsmanager, spec.secret_arn, missing_ok=True)[1],
+            change=change,
+            check=lambda current, desired: None,
+            put=put,
+        )
     return StepResult(
-        name="revoke_secret_policy", changed=True, before=current, after=remaining, aws_request_ids=calls.request_ids
+        name="revoke_secret_policy",
+        changed=write.changed,
+        before=write.before,
+        after=write.after,
+        aws_request_ids=calls.request_ids,
+        outputs=_outputs(write, targets=[{"arn": spec.secret_arn, "sid": sid} for sid in sids]),
     )

@@ -28,7 +28,7 @@ class RequestFilterSerializer(serializers.Serializer):
     )
     mine = serializers.BooleanField(required=False, default=False, help_text="`true`: only requests I filed.")
     awaiting_my_approval = serializers.BooleanField(
-        required=False, default=False, help_text="`true`: only pending requests I may approve, oldest first."
+        required=False, default=False, help_text="`true`: only requests awaiting my approval (pending, or needing re-approval), oldest first."
     )
 
     def narrow(self, queryset: QuerySet, *, user) -> QuerySet:

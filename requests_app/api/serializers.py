@@ -235,12 +235,18 @@ class DecisionSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_counts(self, decision: Decision) -> bool:
-        return decision.plan_hash == decision.request.plan_hash
+        request = decision.request
+        return decision.plan_hash == request.plan_hash and decision.approval_round == request.approval_round
 
 
 class StepSerializer(serializers.ModelSerializer):
     before = serializers.JSONField(read_only=True, allow_null=True, help_text="AWS state the step read before writing.")
     after = serializers.JSONField(read_only=True, allow_null=True, help_text="AWS state after the step.")
+    targets = serializers.ListField(
+        child=serializers.DictField(),
+        read_only=True,
+        help_text="Every target this step wrote, over all its runs: arn, sid and the statement or document written.",
+    )
     aws_request_ids = serializers.ListField(child=serializers.CharField(), read_only=True)
     diagnosis_detail = serializers.SerializerMethodField()
 
@@ -260,6 +266,7 @@ class StepSerializer(serializers.ModelSerializer):
             "aws_request_ids",
             "before",
             "after",
+            "targets",
         ]
         read_only_fields = fields
 

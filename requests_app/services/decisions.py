@@ -51,7 +51,8 @@ def preflight_refusal(request: AccessRequest) -> str:
 
 def _record_decision(request: AccessRequest, *, user, outcome: str, comment: str, source_ip) -> Decision:
     decision = Decision.objects.create(
-        request=request, approver=user, outcome=outcome, comment=comment, plan_hash=request.plan_hash
+        request=request, approver=user, outcome=outcome, comment=comment, plan_hash=request.plan_hash,
+        approval_round=request.approval_round,
     )
     record_event(
         action=f"decision.{outcome}",
@@ -71,6 +72,7 @@ def _current_approvals(request: AccessRequest) -> int:
         request.decisions.filter(
             outcome=Decision.Outcome.APPROVE,
             plan_hash=request.plan_hash,
+            approval_round=request.approval_round,
             approver__in=request.remote_account.approvers.all(),
         )
         .order_by()

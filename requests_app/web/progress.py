@@ -15,7 +15,7 @@ from requests_app.models import AccessRequest, ProvisioningStep, RequestState
 POLLING_STATES = frozenset({RequestState.APPROVED, RequestState.PROVISIONING, RequestState.REVOKING})
 # A request awaiting approval changes only when someone decides: the page asks
 # now and then whether the state moved, and the answer is empty until it has.
-WAITING_STATES = frozenset({RequestState.PENDING_APPROVAL})
+WAITING_STATES = frozenset({RequestState.PENDING_APPROVAL, RequestState.NEEDS_REAPPROVAL})
 
 STEP_TITLES = {
     "preflight": ("Preflight checks", "Both accounts, read-only"),

@@ -15,7 +15,7 @@ from django.db import transaction
 from provisioning.spec import SID_PREFIX
 from requests_app.audit import verify_chain
 from requests_app.grants import grant_spec_for
-from requests_app.models import ProvisioningStep, ResourceLock
+from requests_app.models import AuditEvent, ProvisioningStep, ResourceLock
 from requests_app.services import access_request_revoke
 from tests.integration.outcomes import request_for, sids, wait_until_final, wait_until_settled
 from tests.integration.world import FOREIGN_KEY_STATEMENT, FOREIGN_SECRET_STATEMENT, ROOT_KEY_STATEMENT
@@ -146,3 +146,80 @@ def test_revokes_racing_with_grants_on_one_secret_take_out_only_their_own(moto_w
     )
     assert all(moto_world.role(request.role_name) is None for request in leaving)
     assert verify_chain().ok
+
+
+def test_console_edits_of_the_secret_policy_during_grants_are_counted(moto_world, workers, figures):
+    """Twelve grants on one secret while its owner keeps editing the secret
+    policy by hand (read, add a statement, put: what the console does, with no
+    lock and no condition). Counts the statements lost on either side. A
+    grant's statement that a console save dropped after the grant's own
+    check is not put back by the grant; the drift check then flags it."""
+    import threading
+
+    from requests_app.services.drift import grant_check_drift
+
+    size = 12
+    requests = [request_for(moto_world, f"console-{n:02d}") for n in range(size)]
+    ids = [request.pk for request in requests]
+    secrets = moto_world.admin("222222222222", "secretsmanager")
+    added: list[str] = []
+    stop = threading.Event()
+
+    def console() -> None:
+        # At a brisk human pace, and few enough to stay under the secret policy's size limit.
+        while not stop.is_set() and len(added) < 40:
+            policy = json.loads(secrets.get_resource_policy(SecretId=moto_world.secret_arn)["ResourcePolicy"])
+            sid = f"ConsoleEdit{len(added)}"
+            policy["Statement"].append(
+                {"Sid": sid, "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::333333333333:role/auditor"},
+                 "Action": "secretsmanager:DescribeSecret", "Resource": "*"}
+            )  # fmt: skip
+            secrets.put_resource_policy(SecretId=moto_world.secret_arn, ResourcePolicy=json.dumps(policy))
+            added.append(sid)
+            time.sleep(0.1)
+
+    editor = threading.Thread(target=console, daemon=True)
+    editor.start()
+    try:
+        with transaction.atomic():
+            for request in requests:
+                approve(request)
+        settled = wait_until_settled(ids, workers, timeout=120)
+    finally:
+        stop.set()
+        editor.join(timeout=10)
+
+    final = set(sids(moto_world.secret_policy()))
+    expected = {grant_spec_for(request).statement_sid: request.pk for request in requests}
+    lost_console = [sid for sid in added if sid not in final]
+    lost_grants = [pk for sid, pk in expected.items() if sid not in final]
+    states = {pk: (row.state, row.diagnosis) for pk, row in settled.items()}
+    # A grant whose statement went before its verify step failed there; one that lost it later drifted.
+    failed = [pk for pk in ids if states[pk][0] == "failed"]
+    drifted = [
+        pk for pk in lost_grants if states[pk][0] == "active" and grant_check_drift(request_id=pk).drift.get("drifted")
+    ]
+    merged_again = AuditEvent.objects.filter(
+        request_id__in=ids, action="aws.grant_secret_policy", details__has_key="merges"
+    ).count()
+    figures.record(
+        grants=size,
+        console_edits=len(added),
+        console_statements_lost=len(lost_console),
+        grant_statements_lost=len(lost_grants),
+        grants_failed_at_verify=len(failed),
+        grants_flagged_as_drifted=len(drifted),
+        grant_writes_merged_again=merged_again,
+        states=sorted(set(states.values())),
+    )
+    # Put the policy back for the tests after this one.
+    policy = moto_world.secret_policy()
+    policy["Statement"] = [item for item in policy["Statement"] if not item.get("Sid", "").startswith("ConsoleEdit")]
+    secrets.put_resource_policy(SecretId=moto_world.secret_arn, ResourcePolicy=json.dumps(policy))
+
+    assert len(added) > size  # the edits really overlapped the grants
+    # Whatever a console save took away from a grant is not silently missing:
+    # its verify step failed, or the drift check flags it.
+    assert all(states[pk][1] in ("secret_policy_denies", "policy_changed_concurrently") for pk in failed), states
+    assert set(lost_grants) <= set(drifted) | set(failed)
+    assert FOREIGN_SECRET_STATEMENT in moto_world.secret_policy()["Statement"]

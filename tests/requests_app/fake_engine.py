@@ -31,13 +31,16 @@ def step_result(name: str, **fields) -> SimpleNamespace:
     return SimpleNamespace(name=name, **values)
 
 
-def preflight_report(*, ok: bool = True, diagnosis: str | None = None, message: str = "") -> SimpleNamespace:
+def preflight_report(
+    *, ok: bool = True, diagnosis: str | None = None, message: str = "", kms_key_arn: str = ""
+) -> SimpleNamespace:
     checks = [SimpleNamespace(name="key_customer_managed", ok=ok, message=message or "customer-managed key", diagnosis=diagnosis)]
     report = SimpleNamespace(
         ok=ok,
         checks=checks,
         diagnosis=diagnosis,
-        kms_key_arn="arn:aws:kms:eu-west-1:222222222222:key/resolved",
+        # The key of the rows' requests (tests.requests_app.rows.KEY_ARN): the plan stays the approved one.
+        kms_key_arn=kms_key_arn or "arn:aws:kms:eu-west-1:222222222222:key/8d4f2a1c-7b6e-4f3d-9c2a-1e5b7d8f9a0b",
         secret_keys=None,
         aws_request_ids=["req-preflight"],
     )

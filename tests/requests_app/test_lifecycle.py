@@ -21,10 +21,17 @@ from tests.factories import UserFactory
 
 # What a person can make a request do, and from which states (the diagram).
 ALLOWED = {
-    "approve": {RequestState.PENDING_APPROVAL: RequestState.APPROVED},
+    "approve": {
+        RequestState.PENDING_APPROVAL: RequestState.APPROVED,
+        RequestState.NEEDS_REAPPROVAL: RequestState.APPROVED,
+    },
     "reject": {RequestState.PENDING_APPROVAL: RequestState.REJECTED},
     "cancel": {RequestState.PENDING_APPROVAL: RequestState.CANCELLED},
-    "revoke": {RequestState.ACTIVE: RequestState.REVOKING, RequestState.FAILED: RequestState.REVOKING},
+    "revoke": {
+        RequestState.ACTIVE: RequestState.REVOKING,
+        RequestState.FAILED: RequestState.REVOKING,
+        RequestState.NEEDS_REAPPROVAL: RequestState.REVOKING,
+    },
     "retry": {RequestState.FAILED: RequestState.PROVISIONING},
 }
 

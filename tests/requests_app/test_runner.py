@@ -14,7 +14,7 @@ from requests_app.locks import arn_lock
 from requests_app.models import AccessRequest, AuditEvent, ProvisioningStep
 from requests_app.workflow import STEP_NAMES, schedule_revoke
 from tests.requests_app.fake_engine import ENDPOINT_ARN, ROLE_ARN, FakeEngine, preflight_report
-from tests.requests_app.rows import approved_request, request_row
+from tests.requests_app.rows import KEY_ARN, approved_request, request_row
 
 pytestmark = pytest.mark.django_db
 GRANT = ProvisioningStep.Phase.GRANT
@@ -61,7 +61,7 @@ def test_grant_runs_every_step_in_order_and_ends_active(engine, enqueued, django
     assert request.completed_at is not None
     assert (request.role_arn, request.endpoint_arn) == (ROLE_ARN, ENDPOINT_ARN)
     assert request.preflight_status == AccessRequest.PreflightStatus.PASSED
-    assert request.resolved_kms_key_arn.endswith("key/resolved")
+    assert request.resolved_kms_key_arn == KEY_ARN
     assert all(s.status == "succeeded" and s.attempts == 1 and s.finished_at for s in steps_of(request).values())
     # One enqueue per step after the first, each after its step's commit.
     assert enqueued == [(request.pk, GRANT)] * (len(STEP_NAMES[GRANT]) - 1)

@@ -1,0 +1,108 @@
+"""Writing a merged policy with the lost-update window kept as narrow as AWS allows.
+
+The workers serialise their own edits of one policy with a lock, but a person
+editing the same policy in the AWS console is not party to it, and neither
+Secrets Manager nor KMS offers a conditional put. So the write:
+
+1. reads the policy and computes the change (merge or remove) on what it read;
+2. reads again immediately before the put; if the policy changed since the
+   read the change was based on, computes the change again on the new text
+   (at most ``MAX_MERGE_TRIES`` merges before giving up, retryably);
+3. puts;
+4. reads back and checks that the change holds and that every statement that
+   was there before the put is still there. A change that another writer's
+   put (based on an older read) undid is made again on the new text; a
+   statement missing afterwards is reported, never put back: once the
+   portal's put landed, only someone else removed it, and on purpose as far
+   as the portal can tell.
+
+What remains is the time between the second read and the put (one round trip):
+an edit saved in exactly that moment is overwritten and cannot be detected.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+
+from provisioning.aws_calls import AwsCalls
+from provisioning.statements import statements_of
+
+logger = logging.getLogger(__name__)
+
+MAX_MERGE_TRIES = 3
+
+
+@dataclass
+class PolicyWrite:
+    """What a guarded write did: the policy as the change was based on, as written, and as read back."""
+
+    before: dict | None
+    after: dict | None
+    changed: bool
+    merges: int = 1
+    missing_after_put: list[dict] = field(default_factory=list)
+
+
+def _missing(before: dict | None, after: dict | None, *, own_sids: Collection[str]) -> list[dict]:
+    kept = statements_of(after)
+    return [
+        statement
+        for statement in statements_of(before)
+        if statement not in kept and not (isinstance(statement, dict) and statement.get("Sid") in own_sids)
+    ]
+
+
+def write_policy(
+    calls: AwsCalls,
+    *,
+    what: str,
+    own_sids: Collection[str],
+    read: Callable[[], dict | None],
+    change: Callable[[dict | None], dict | None],
+    check: Callable[[dict | None, dict | None], None],
+    put: Callable[[dict | None, dict | None], None],
+    max_tries: int = MAX_MERGE_TRIES,
+) -> PolicyWrite:
+    """Apply ``change`` to the policy ``read`` returns and ``put`` the result, re-reading around the put.
+
+    ``own_sids`` are the Sids the change itself replaces or removes.
+    ``change(current)`` returns the desired policy (equal to ``current`` when
+    nothing is to be done); ``check(current, desired)`` raises when the
+    desired policy may not be written (size limits, lock-out); ``put(current,
+    desired)`` writes it. Raises ``RetryableAwsError`` (diagnosis
+    ``policy_changed_concurrently``) when the policy kept changing under the
+    write ``max_tries`` times.
+    """
+    base = read()
+    merges = 0
+    for _ in range(max_tries):
+        desired = change(base)
+        merges += 1
+        if desired == base:
+            return PolicyWrite(before=base, after=base, changed=False, merges=merges)
+        check(base, desired)
+        latest = read()
+        if latest != base:
+            logger.info("the %s changed between the read and the put; merging again", what)
+            base = latest
+            continue
+        put(base, desired)
+        written = read()
+        missing = _missing(base, written, own_sids=own_sids)
+        if missing:
+            logger.warning(
+                "statement(s) %s of the %s were gone right after the portal's put; someone else removed them",
+                ", ".join(str(s.get("Sid", "(no Sid)")) for s in missing if isinstance(s, dict)),
+                what,
+            )
+        if change(written) == written:
+            return PolicyWrite(before=base, after=written, changed=True, merges=merges, missing_after_put=missing)
+        # Another writer's put, based on a read older than ours, undid the change.
+        logger.warning("the portal's change to the %s was overwritten right after its put; merging again", what)
+        base = written
+    raise calls.retryable(
+        f"The {what} kept changing while the portal merged into it ({max_tries} tries); the retry reads it again",
+        diagnosis="policy_changed_concurrently",
+    )
