@@ -110,6 +110,35 @@ def can_export(user, request: AccessRequest) -> bool:
     return can_view(user, request)
 
 
+def can_see_remote_documents(user, request: AccessRequest) -> bool:
+    """The Remote account's documents as AWS holds them: the live secret and key
+    policies, the before/after diff of a grant, the Remote steps' recorded
+    documents and what preflight read there (the secret's key and its state,
+    the secret's JSON key names, policy sizes). For the Remote account's
+    approvers and administrators; a requester sees preflight outcomes and the
+    plan, never another account's documents."""
+    return is_staff_user(user) or is_approver_for(user, request.remote_account)
+
+
+# States a request reaches only after its approvers approved it.
+_APPROVED_STATES = frozenset(
+    {RequestState.APPROVED, RequestState.PROVISIONING, RequestState.ACTIVE, RequestState.FAILED,
+     RequestState.REVOKING, RequestState.REVOKED}
+)
+
+
+def can_see_resolved_key(user, request: AccessRequest) -> bool:
+    """The KMS key ARN preflight resolved from the secret: whoever sees the Remote
+    documents; other viewers once the request was approved (the DataLake role
+    then names the key anyway), or when it is exactly the key they named."""
+    if can_see_remote_documents(user, request):
+        return True
+    if not can_view(user, request):
+        return False
+    resolved = request.resolved_kms_key_arn
+    return request.state in _APPROVED_STATES or not resolved or resolved == request.kms_key_arn
+
+
 def can_register_account(user) -> bool:
     return is_staff_user(user)
 

@@ -10,17 +10,17 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, HttpResponseForbidden
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
-from requests_app import selectors, services
+from requests_app import selectors, services, visibility
 from requests_app.errors import DomainError, NotFoundForUser, ValidationFailed
 from requests_app.models import AccessRequest, AwsAccount, RequestState
 from requests_app.pagination import cursor_page
-from requests_app.permissions import allowed_actions, can_refresh_preflight
+from requests_app.permissions import allowed_actions, can_refresh_preflight, can_see_remote_documents
 from requests_app.web import audit_export as exports
 from requests_app.validation import REQUEST_FIELDS
 from requests_app.web.forms import AccessRequestForm, AuditFilterForm, DecisionForm
@@ -164,8 +164,14 @@ def request_live(request, request_id: int):
 @login_required
 @require_GET
 def request_policies(request, request_id: int):
-    """The before/after diff of the two remote policies (may read AWS, so loaded on its own)."""
+    """The before/after diff of the two remote policies (may read AWS, so loaded on its own).
+
+    For the Remote account's approvers and administrators only: anyone else
+    who sees the request is refused before AWS is read.
+    """
     access_request = _detail(request, request_id)
+    if not can_see_remote_documents(request.user, access_request):
+        return HttpResponseForbidden("The Remote account's policies are shown to its approvers.")
     return render(
         request,
         "web/partials/policy_diffs.html",
@@ -176,13 +182,16 @@ def request_policies(request, request_id: int):
 def _detail_context(request, access_request: AccessRequest) -> dict:
     return {
         "request_obj": access_request,
-        "progress": progress_for(access_request),
+        "progress": progress_for(access_request, user=request.user),
         "actions": _actions(request.user, access_request),
         "polling": access_request.state in POLLING_STATES,
         "waiting": access_request.state in WAITING_STATES,
-        "plan_documents": _plan_documents(access_request.plan),
+        "plan_documents": _plan_documents(visibility.plan_for(request.user, access_request)),
+        "preflight": visibility.preflight_for(request.user, access_request),
+        "remote_documents": can_see_remote_documents(request.user, access_request),
+        "key_arn": visibility.kms_key_arn_for(request.user, access_request),
         "secret_name": access_request.secret_arn.split(":secret:", 1)[-1],
-        "key_name": (access_request.resolved_kms_key_arn or access_request.kms_key_arn).rsplit(":", 1)[-1],
+        "key_name": visibility.kms_key_arn_for(request.user, access_request).rsplit(":", 1)[-1],
         **lifecycle_context(request.user, access_request),
     }
 
@@ -272,7 +281,7 @@ def audit_export(request, fmt: str):
         raise Http404("No such export format.")
     form = AuditFilterForm(request.GET or None)
     events = selectors.audit_events_visible_to(user=request.user, **form.selector_filters()).order_by("id")
-    return exports.streaming_export(events, fmt)
+    return exports.streaming_export(events, fmt, user=request.user)
 
 
 @login_required

@@ -22,6 +22,7 @@ ROLES = ("anonymous", "other_requester", "requester", "other_approver", "approve
 SIGNED_IN = frozenset(ROLES[1:])
 EVERYONE = frozenset(ROLES)
 VIEWERS = frozenset({"requester", "approver", "staff"})
+REMOTE_DOCUMENTS = frozenset({"approver", "staff"})
 S = AccessRequest.State
 
 
@@ -80,7 +81,9 @@ TABLE = [
            body={"endpoint_identifier": "ok-name"}, about_the_request=False),
     Action("request detail", "web:request_detail", "GET", "/requests/{id}/", VIEWERS),
     Action("live progress", "web:request_live", "GET", "/requests/{id}/live/", VIEWERS),
-    Action("policy diff", "web:request_policies", "GET", "/requests/{id}/policies/", VIEWERS, needs_aws=True),
+    # The Remote account's live policies and the diff: its approvers and administrators, not the requester.
+    Action("policy diff", "web:request_policies", "GET", "/requests/{id}/policies/", REMOTE_DOCUMENTS,
+           needs_aws=True),
     Action("approve", "web:request_action", "POST", "/requests/{id}/approve/", frozenset({"approver"}),
            proof="moved", to=S.APPROVED, refused=302),
     Action("reject", "web:request_action", "POST", "/requests/{id}/reject/", frozenset({"approver"}),
