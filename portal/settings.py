@@ -253,7 +253,26 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "requests_app.api.exceptions.api_exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["requests_app.api.parsers.JSONParser"],
+    # requests_app/throttling.py: PORTAL_API_RATE per user on every call, and
+    # PORTAL_AWS_RATE on the calls that make the portal call AWS.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "requests_app.throttling.ApiUserThrottle",
+        "requests_app.throttling.AwsCallThrottle",
+    ],
 }
+# "<count>/<s|min|hour|day>"; empty turns the limit off.
+PORTAL_API_RATE = os.environ.get("PORTAL_API_RATE", "300/min")
+PORTAL_AWS_RATE = os.environ.get("PORTAL_AWS_RATE", "20/min")
+# The rate limits count in this cache. Several web
+# processes need one they share: CACHE_URL=redis://host:6379/1 (Django's
+# RedisCache). Unset, each process keeps its own counts in memory, which is
+# right for the embedded quickstart (one web process) and the tests.
+CACHE_URL = os.environ.get("CACHE_URL", "")
+if CACHE_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL,
+                          "KEY_PREFIX": "portal"}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "portal"}}
 SPECTACULAR_SETTINGS = {
     "TITLE": "DMS Access Portal API",
     "DESCRIPTION": (
@@ -271,6 +290,10 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     # A drift finding's kind and a report's kinds are one choice set.
     "ENUM_NAME_OVERRIDES": {"DriftKindEnum": "provisioning.drift.DRIFT_KINDS"},
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "requests_app.api.schema_hooks.document_throttling",
+    ],
 }
 
 # --- Operations -------------------------------------------------------------

@@ -24,6 +24,7 @@ from requests_app.export import FORMATS, grant_export_for
 )
 class RequestRepairView(_RequestActionView):
     service_name = "access_request_repair"
+    aws_call_methods = ("POST",)
 
 
 @_action_schema(

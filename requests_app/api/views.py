@@ -108,6 +108,7 @@ class AccountListView(APIView):
 
 class RequestListView(APIView):
     pagination_class = PortalPagination
+    aws_call_methods = ("POST",)  # filing runs preflight
     @extend_schema(
         operation_id="requests_list",
         summary="Requests you may see",
@@ -281,6 +282,7 @@ class RequestRevokeView(_RequestActionView):
 @_action_schema("requests_retry", "Run the failed steps again (done steps stay done)", who="The requester or staff.")
 class RequestRetryView(_RequestActionView):
     service_name = "access_request_retry"
+    aws_call_methods = ("POST",)
 
 
 # --- audit -------------------------------------------------------------------

@@ -20,6 +20,7 @@ from requests_app import selectors, services, visibility
 from requests_app.errors import DomainError, NotFoundForUser, ValidationFailed
 from requests_app.models import AccessRequest, AwsAccount, RequestState
 from requests_app.pagination import cursor_page
+from requests_app.throttling import aws_call_refusal
 from requests_app.permissions import allowed_actions, can_refresh_preflight, can_see_remote_documents
 from requests_app.web import audit_export as exports
 from requests_app.validation import REQUEST_FIELDS
@@ -42,6 +43,10 @@ ACTIONS = {
     "extension_approve": (services.access_request_extension_approve, "Extension approved.", True),
     "extension_reject": (services.access_request_extension_reject, "Extension rejected.", True),
 }
+
+
+# Actions that make the portal call AWS (now, or through the workers): rate-limited per user.
+AWS_CALL_ACTIONS = frozenset({"refresh_preflight", "repair", "retry"})
 
 
 def _page(request, items, size: int = PAGE_SIZE):
@@ -107,6 +112,8 @@ def _request_form(request, data=None) -> AccessRequestForm:
 def request_new(request):
     if request.method != "POST":
         return render(request, "web/request_form.html", {"form": _request_form(request)})
+    if (refused := aws_call_refusal(request)) is not None:
+        return refused
     form = _request_form(request, request.POST)
     if form.is_valid():
         try:
@@ -172,6 +179,8 @@ def request_policies(request, request_id: int):
     access_request = _detail(request, request_id)
     if not can_see_remote_documents(request.user, access_request):
         return HttpResponseForbidden("The Remote account's policies are shown to its approvers.")
+    if (refused := aws_call_refusal(request)) is not None:
+        return refused
     return render(
         request,
         "web/partials/policy_diffs.html",
@@ -223,6 +232,8 @@ def _plan_documents(plan: dict) -> list[tuple[str, str, dict]]:
 def request_action(request, request_id: int, action: str):
     if action not in ACTIONS:
         raise Http404("No such action.")
+    if action in AWS_CALL_ACTIONS and (refused := aws_call_refusal(request)) is not None:
+        return refused
     service, done_message, takes_comment = ACTIONS[action]
     arguments = {"request_id": request_id, "user": request.user, "source_ip": _client_ip(request)}
     if takes_comment:
