@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
+    "axes",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "requests_app",
@@ -79,6 +80,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # Last: answers 429 to a login refused because of a lockout.
+    "axes.middleware.AxesMiddleware",
 ]
 
 # --- Security headers and HTTPS ------------------------------------------------
@@ -152,6 +155,28 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# --- Login lockout (django-axes) -----------------------------------------------
+# Every login (the portal's page, Django admin, the single sign-on callback)
+# goes through AxesStandaloneBackend first: after AXES_FAILURE_LIMIT failures
+# within the cool-off, that user name, and separately that address, is refused
+# (429) until the cool-off passes or an administrator lifts it (audited:
+# admin's "Access attempts", or manage.py unlock_login). A success does not
+# wipe the count, or anyone with an account could reset an address's count.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "10"))
+AXES_COOLOFF_TIME = timedelta(minutes=float(os.environ.get("LOGIN_LOCKOUT_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = "requests_app.login_lockout.lockout_parameters"
+AXES_RESET_ON_SUCCESS = False
+# The admin shows attempts through requests_app.admin, whose only action is the audited unlock.
+AXES_ENABLE_ADMIN = False
+AXES_DISABLE_ACCESS_LOG = True
+AXES_CLIENT_IP_CALLABLE = "requests_app.login_lockout.client_ip"
+# Proxies in front of the portal that append to X-Forwarded-For (0: reached directly).
+PORTAL_PROXY_COUNT = int(os.environ.get("PORTAL_PROXY_COUNT", "0"))
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "login"
@@ -255,6 +280,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["requests_app.api.parsers.JSONParser"],
     # requests_app/throttling.py: PORTAL_API_RATE per user on every call, and
     # PORTAL_AWS_RATE on the calls that make the portal call AWS.
+    # Anonymous calls are counted by address, behind the same proxies as above.
+    "NUM_PROXIES": PORTAL_PROXY_COUNT or None,
     "DEFAULT_THROTTLE_CLASSES": [
         "requests_app.throttling.ApiUserThrottle",
         "requests_app.throttling.AwsCallThrottle",
@@ -379,6 +406,7 @@ if OIDC_ENABLED:
         raise ImproperlyConfigured(f"OIDC_RP_CLIENT_ID is set but these are not: {', '.join(_missing)}")
     INSTALLED_APPS.append("mozilla_django_oidc")
     AUTHENTICATION_BACKENDS = [
+        "axes.backends.AxesStandaloneBackend",
         "django.contrib.auth.backends.ModelBackend",
         "requests_app.web.oidc.PortalOIDCBackend",
     ]

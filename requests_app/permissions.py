@@ -143,6 +143,11 @@ def can_register_account(user) -> bool:
     return is_staff_user(user)
 
 
+def can_unlock_logins(user) -> bool:
+    """Lifting a login lockout before it cools off is an administrator's decision."""
+    return is_staff_user(user)
+
+
 def has_decided_on_current_plan(user, request: AccessRequest) -> bool:
     decisions = getattr(request, "_prefetched_objects_cache", {}).get("decisions")
     if decisions is not None:
