@@ -9,21 +9,37 @@ web processes the cache must be shared (Redis), or each process counts alone.
 """
 from __future__ import annotations
 
+import logging
 import math
 
 from django.conf import settings
 from django.http import HttpResponse
+from redis.exceptions import RedisError
 from rest_framework.throttling import SimpleRateThrottle, UserRateThrottle
 
+logger = logging.getLogger(__name__)
 
-class ApiUserThrottle(UserRateThrottle):
+
+class _OpenWhenTheCacheIsDown:
+    """A cache that cannot be reached (Redis down) lets calls through, logged: the
+    portal keeps serving, and AWS and the workers are their own backstop."""
+
+    def allow_request(self, request, view) -> bool:
+        try:
+            return super().allow_request(request, view)
+        except (RedisError, OSError) as error:
+            logger.warning("rate limit %s not applied: the cache could not be reached (%s)", self.scope, error)
+            return True
+
+
+class ApiUserThrottle(_OpenWhenTheCacheIsDown, UserRateThrottle):
     """Every API call, per user (per address for calls without a user): ``PORTAL_API_RATE``."""
 
     def get_rate(self) -> str | None:
         return settings.PORTAL_API_RATE or None
 
 
-class AwsCallThrottle(SimpleRateThrottle):
+class AwsCallThrottle(_OpenWhenTheCacheIsDown, SimpleRateThrottle):
     """Calls that make the portal call AWS, per user: ``PORTAL_AWS_RATE``.
 
     An API view opts in with ``aws_call_methods`` (the HTTP methods that call

@@ -112,3 +112,12 @@ def test_every_api_call_counts_against_the_user_rate(people, site, settings):
     assert [client.get("/api/v1/accounts/").status_code for _ in range(3)] == [200, 200, 200]
     _assert_refused(client.get("/api/v1/requests/"))
     assert _client(people, "staff").get("/api/v1/requests/").status_code == 200
+
+
+def test_with_the_cache_down_calls_go_through_and_it_is_logged(people, site, settings, caplog):
+    settings.PORTAL_API_RATE = "1/min"
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                                   "LOCATION": "redis://127.0.0.1:1/0"}}
+    client = _client(people, "approver")
+    assert [client.get("/api/v1/accounts/").status_code for _ in range(2)] == [200, 200]
+    assert "the cache could not be reached" in caplog.text
