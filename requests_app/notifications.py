@@ -20,6 +20,7 @@ from django.conf import settings
 from django.core.mail import send_mail
 from django.urls import reverse
 
+from requests_app import visibility
 from requests_app.models import AccessRequest, Decision, RequestState
 
 logger = logging.getLogger(__name__)
@@ -89,7 +90,8 @@ def notify_finished(request: AccessRequest) -> None:
         failed_step = request.steps.filter(status="failed").order_by("phase", "position").first()
         detail = [f"Diagnosis: {request.diagnosis or 'none'}"]
         if failed_step is not None:
-            detail.append(f"Failed step: {failed_step.name}: {failed_step.error}")
+            error = visibility.step_documents_for(request.requester, request, failed_step)[2]
+            detail.append(f"Failed step: {failed_step.name}: {error}")
     lines = [f"Your request #{request.pk} {verdict}.", "", _summary(request), *detail, "", request_url(request)]
     _mail(f"{SUBJECT_PREFIX} #{request.pk} {verdict}", "\n".join(lines), _addresses([request.requester]))
     suffix = f" ({request.diagnosis})" if request.state != RequestState.ACTIVE and request.diagnosis else ""

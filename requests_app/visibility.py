@@ -139,6 +139,28 @@ def step_documents_for(user, request: AccessRequest, step: ProvisioningStep) -> 
     return step.before, step.after, step.error
 
 
+def _is_remote_resource(resource: str) -> bool:
+    return ":secretsmanager:" in resource or ":kms:" in resource
+
+
+def _findings_without_remote_documents(findings: list) -> list:
+    return [
+        {key: value for key, value in finding.items() if key != "actual"}
+        if _is_remote_resource(str(finding.get("resource", ""))) else finding
+        for finding in findings
+    ]
+
+
+def drift_for(user, request: AccessRequest) -> dict | None:
+    """The last drift report as ``user`` may see it: what a Remote policy now holds
+    in place of the portal's statement (``actual``) stays with the Remote
+    account's approvers and administrators."""
+    drift = request.drift or None
+    if drift is None or permissions.can_see_remote_documents(user, request):
+        return drift
+    return {**drift, "findings": _findings_without_remote_documents(drift.get("findings") or [])}
+
+
 def audit_details_for(user, event: AuditEvent, *, remote_account_ids: frozenset[int] | None) -> dict:
     """An audit event's details as ``user`` may see them: the documents a Remote
     step read and wrote stay with that account's approvers and administrators.
@@ -147,9 +169,11 @@ def audit_details_for(user, event: AuditEvent, *, remote_account_ids: frozenset[
     (None: all of them, for an administrator); see ``document_accounts_of``.
     """
     details = event.details or {}
-    if remote_account_ids is None or details.get("step") not in REMOTE_DOCUMENT_STEPS | {"preflight"}:
+    if remote_account_ids is None or event.account_id in remote_account_ids:
         return details
-    if event.account_id in remote_account_ids:
+    if event.action == "grant.drift_detected":
+        return {**details, "findings": _findings_without_remote_documents(details.get("findings") or [])}
+    if details.get("step") not in REMOTE_DOCUMENT_STEPS | {"preflight"}:
         return details
     return {key: value for key, value in details.items() if key not in ("before", "after", "kms_key_arn")}
 

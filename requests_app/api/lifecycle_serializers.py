@@ -5,7 +5,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from provisioning.drift import DRIFT_KINDS
-from requests_app import permissions, selectors
+from requests_app import permissions, selectors, visibility
 from requests_app.models import AccessRequest, ExpiryExtension
 from requests_app.services.expiry import JUSTIFICATION_MAX
 
@@ -15,7 +15,10 @@ class DriftFindingSerializer(serializers.Serializer):
     resource = serializers.CharField(help_text="The ARN (or name) of what drifted.")
     message = serializers.CharField(help_text="What differs from the plan, in plain words.")
     expected = serializers.JSONField(allow_null=True, required=False)
-    actual = serializers.JSONField(allow_null=True, required=False)
+    actual = serializers.JSONField(
+        allow_null=True, required=False,
+        help_text="What AWS holds now; for a Remote policy only for its approvers and administrators.",
+    )
 
 
 class DriftSerializer(serializers.Serializer):
@@ -48,7 +51,7 @@ class LifecycleFieldsMixin(serializers.Serializer):
 
     @extend_schema_field(DriftSerializer(allow_null=True))
     def get_drift(self, request: AccessRequest) -> dict | None:
-        return request.drift or None
+        return visibility.drift_for(self.context["request"].user, request)
 
     @extend_schema_field(ExtensionSerializer(allow_null=True))
     def get_pending_extension(self, request: AccessRequest) -> dict | None:

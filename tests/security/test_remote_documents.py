@@ -206,3 +206,49 @@ def test_a_live_export_is_refused_to_the_requester(people, site):
     request = _request(people, site)
     with pytest.raises(NotAllowed):
         grant_export_for(user=people["requester"], request_id=request.pk, fmt="json", live=True)
+
+
+EDITED = {"Sid": "DmsAccessPortal1", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111111111111:root"},
+          "Action": "secretsmanager:GetSecretValue", "Resource": "*", "Condition": {"StringEquals": {FOREIGN_SID: "x"}}}
+
+
+@pytest.mark.parametrize("role", ["requester", "approver", "staff"])
+def test_drift_findings_keep_the_remote_policy_as_it_is_now_from_the_requester(role, people, site):
+    request = _request(people, site, state=AccessRequest.State.ACTIVE)
+    finding = {"kind": "secret_statement_changed", "resource": SECRET_ARN, "message": "The statement was edited.",
+               "expected": {"Sid": "DmsAccessPortal1"}, "actual": EDITED}
+    role_finding = {"kind": "role_missing", "resource": "arn:aws:iam::111111111111:role/r", "message": "gone",
+                    "expected": None, "actual": {"RoleName": "r"}}
+    request.drift = {"drifted": True, "kinds": ["secret_statement_changed", "role_missing"],
+                     "findings": [finding, role_finding]}
+    request.save(update_fields=["drift"])
+    record_event(action="grant.drift_detected", request=request, details={"findings": [finding, role_finding]})
+    client = _client(people, role)
+
+    drift = client.get(f"/api/v1/requests/{request.pk}/").json()["drift"]
+    audit = client.get(f"/api/v1/audit-events/?request={request.pk}").json()["results"]
+    [event] = [e for e in audit if e["action"] == "grant.drift_detected"]
+    export = b"".join(client.get(reverse("web:audit_export", args=["jsonl"]) + f"?request={request.pk}")
+                      .streaming_content).decode()
+
+    for findings in (drift["findings"], event["details"]["findings"]):
+        assert findings[1]["actual"] == {"RoleName": "r"}  # the DataLake side is the requester's own
+        assert findings[0]["message"] == "The statement was edited."
+        assert ("actual" in findings[0]) is (role in SEES_REMOTE)
+    assert (FOREIGN_SID in export) is (role in SEES_REMOTE)
+
+
+def test_the_failure_mail_tells_the_requester_only_the_outcome(people, site, mailoutbox):
+    from requests_app import notifications
+
+    request = _request(people, site, state=AccessRequest.State.FAILED)
+    request.steps.filter(name="preflight").update(status=ProvisioningStep.Status.FAILED, diagnosis="key_not_usable")
+    request.diagnosis = "key_not_usable"
+    request.save(update_fields=["diagnosis"])
+    people["requester"].email = "dana@example.test"
+    people["requester"].save(update_fields=["email"])
+
+    notifications.notify_finished(request)
+
+    [mail] = mailoutbox
+    assert "preflight" in mail.body and "PendingDeletion" not in mail.body
