@@ -11,12 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from django.db import transaction
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 
-from requests_app.models import AccessRequest, AwsAccount
+from requests_app.audit import record_event
+from requests_app.models import AccessRequest, AwsAccount, ProvisioningStep
 from requests_app.services import access_request_extend
-from tests.requests_app.page_rows import SECRET_ARN, make_request
+from tests.requests_app.page_rows import KEY_ARN, SECRET_ARN, make_request
 
 ROLES = ("anonymous", "other_requester", "requester", "other_approver", "approver", "staff")
 SIGNED_IN = frozenset(ROLES[1:])
@@ -38,7 +40,7 @@ class Action:
     state: str = S.PENDING_APPROVAL
     # How "allowed" shows: "ok" (a 2xx answer), "listed" (the request appears
     # in the answer), "moved" (the request reached state ``to``), "created"
-    # (a new row of ``creates``).
+    # (a new row of ``creates``), "reveals" (the answer holds ``marker``).
     proof: str = "ok"
     to: str = ""
     creates: type | None = None
@@ -48,6 +50,7 @@ class Action:
     about_the_request: bool = True  # refuses non-viewers with 404
     needs_aws: bool = False
     pending_extension: bool = False  # the (active, expiring) grant has an extension awaiting the approvers
+    marker: str = ""
 
 
 FILE_BODY = {
@@ -59,6 +62,10 @@ FILE_BODY = {
 }
 LATER = (timezone.now() + timedelta(days=90)).strftime("%Y-%m-%dT%H:%M")
 EXTEND_BODY = {"expires_at": LATER, "justification": "the migration takes another quarter"}
+# A statement of the Remote account's own, in what the grant_secret_policy step read and wrote.
+REMOTE_POLICY = {"Version": "2012-10-17", "Statement": [{"Sid": "RemoteOwnersOwnStatement", "Effect": "Deny",
+                                                           "Principal": "*", "Action": "*", "Resource": "*"}]}
+REMOTE_MARKER = "RemoteOwnersOwnStatement"
 REGISTER_BODY = {
     "account_id": "444444444444",
     "name": "Registered in the matrix",
@@ -116,6 +123,12 @@ TABLE = [
            about_the_request=False),
     Action("accounts", "web:accounts", "GET", "/accounts/", SIGNED_IN, about_the_request=False),
     Action("admin", "admin:index", "GET", "/admin/", frozenset({"staff"}), refused=302, about_the_request=False),
+    # What the portal read in the Remote account: its approvers' and administrators'. Until approval
+    # the requester does not learn the secret's key (they did not name it) from any page or answer.
+    Action("request page reveals the secret's key", "web:request_detail", "GET", "/requests/{id}/",
+           REMOTE_DOCUMENTS, proof="reveals", marker=KEY_ARN, refused=200),
+    Action("download reveals the secret's key", "web:request_export", "GET", "/requests/{id}/export/cli/",
+           REMOTE_DOCUMENTS, proof="reveals", marker=KEY_ARN, refused=200),
     # --- API ---------------------------------------------------------------------------------------------
     Action("list requests shows it", "api:requests", "GET", "/api/v1/requests/", VIEWERS, proof="listed",
            about_the_request=False),
@@ -125,6 +138,15 @@ TABLE = [
            proof="created", creates=AccessRequest, body=FILE_BODY, about_the_request=False, needs_aws=True),
     Action("request", "api:request-detail", "GET", "/api/v1/requests/{id}/", VIEWERS),
     Action("plan", "api:request-plan", "GET", "/api/v1/requests/{id}/plan/", VIEWERS),
+    Action("request reveals the secret's key", "api:request-detail", "GET", "/api/v1/requests/{id}/",
+           REMOTE_DOCUMENTS, proof="reveals", marker=KEY_ARN, refused=200),
+    Action("plan reveals the secret's key", "api:request-plan", "GET", "/api/v1/requests/{id}/plan/",
+           REMOTE_DOCUMENTS, proof="reveals", marker=KEY_ARN, refused=200),
+    Action("steps reveal the Remote policies", "api:request-detail", "GET", "/api/v1/requests/{id}/",
+           REMOTE_DOCUMENTS, state=S.ACTIVE, proof="reveals", marker=REMOTE_MARKER, refused=200),
+    Action("audit events reveal the Remote policies", "api:audit-events", "GET",
+           "/api/v1/audit-events/?request={id}", REMOTE_DOCUMENTS, state=S.ACTIVE, proof="reveals",
+           marker=REMOTE_MARKER, refused=200, about_the_request=False),
     Action("approve", "api:request-approve", "POST", "/api/v1/requests/{id}/approve/", frozenset({"approver"}),
            proof="moved", to=S.APPROVED),
     Action("reject", "api:request-reject", "POST", "/api/v1/requests/{id}/reject/", frozenset({"approver"}),
@@ -191,6 +213,14 @@ def the_request(action: Action, people: dict, site: dict) -> AccessRequest:
     if action.state == S.ACTIVE:
         request.expires_at = timezone.now() + timedelta(days=30)
         request.save(update_fields=["expires_at"])
+    if action.marker == REMOTE_MARKER:
+        ProvisioningStep.objects.create(
+            request=request, phase="grant", name="grant_secret_policy", position=2, status="succeeded",
+            before=REMOTE_POLICY, after=REMOTE_POLICY,
+        )
+        with transaction.atomic():
+            record_event(action="aws.grant_secret_policy", request=request, target_arn=SECRET_ARN,
+                         details={"phase": "grant", "step": "grant_secret_policy", "before": REMOTE_POLICY})
     if action.pending_extension:
         access_request_extend(
             request_id=request.pk, user=people["requester"], expires_at=timezone.now() + timedelta(days=60)
