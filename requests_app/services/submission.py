@@ -197,10 +197,8 @@ def access_request_submit(
 def _file(
     requester, cleaned: dict[str, Any], outcome: PreflightOutcome, *, key: str, fingerprint: str, source_ip: str | None
 ) -> AccessRequest:
-    # Checked again with the account's row locked: a requester removed while
-    # AWS answered files nothing.
-    account = AwsAccount.objects.select_for_update().get(pk=cleaned["datalake_account"].pk)
-    _ensure_can_file(requester, account)
+    # Checked again now that AWS has answered: a requester removed meanwhile files nothing.
+    _ensure_can_file(requester, cleaned["datalake_account"])
     request = AccessRequest.objects.create(
         requester=requester,
         state=RequestState.PENDING_APPROVAL,
