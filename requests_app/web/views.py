@@ -20,8 +20,8 @@ from requests_app import selectors, services, visibility
 from requests_app.errors import DomainError, NotFoundForUser, ValidationFailed
 from requests_app.models import AccessRequest, AwsAccount, RequestState
 from requests_app.pagination import cursor_page
-from requests_app.throttling import aws_call_refusal
 from requests_app.permissions import allowed_actions, can_refresh_preflight, can_see_remote_documents
+from requests_app.throttling import aws_call_refusal
 from requests_app.web import audit_export as exports
 from requests_app.validation import REQUEST_FIELDS
 from requests_app.web.forms import AccessRequestForm, AuditFilterForm, DecisionForm
