@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -52,8 +53,9 @@ def _run_preflight(request: AccessRequest) -> PreflightOutcome:
     # secret's actual key, so it must not be handed an earlier resolution.
     spec = dataclasses.replace(grant_spec_for(request), kms_key_arn=request.kms_key_arn or None)
     if request.pk is None:
-        # Not filed yet: CloudTrail shows whose filing read the Remote account.
-        spec = dataclasses.replace(spec, grant_id=f"filing-by-{request.requester_id}")
+        # Not filed yet: CloudTrail shows whose filing read the Remote account, and
+        # each filing has a session of its own, as each request has.
+        spec = dataclasses.replace(spec, grant_id=f"filing-{request.requester_id}-{secrets.token_hex(4)}")
     try:
         report = preflight(
             spec, clients=grant_clients_for(spec), shape_check=request.remote_account.allow_secret_shape_check
