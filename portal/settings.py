@@ -91,6 +91,7 @@ INSTALLED_APPS = [
     # authtoken (keys in clear, never expiring) is gone; migration
     # requests_app 0005_tokens drops its table.
     "knox",
+    "axes",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "requests_app",
@@ -109,6 +110,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # Last: answers 429 to a login refused because of a lockout.
+    "axes.middleware.AxesMiddleware",
 ]
 
 # --- Security headers and HTTPS ------------------------------------------------
@@ -182,6 +185,28 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# --- Login lockout (django-axes) -----------------------------------------------
+# Every login (the portal's page, Django admin, the single sign-on callback)
+# goes through AxesStandaloneBackend first: after AXES_FAILURE_LIMIT failures
+# within the cool-off, that user name, and separately that address, is refused
+# (429) until the cool-off passes or an administrator lifts it (audited:
+# admin's "Access attempts", or manage.py unlock_login). A success does not
+# wipe the count, or anyone with an account could reset an address's count.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "10"))
+AXES_COOLOFF_TIME = timedelta(minutes=float(os.environ.get("LOGIN_LOCKOUT_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = "requests_app.login_lockout.lockout_parameters"
+AXES_RESET_ON_SUCCESS = False
+# The admin shows attempts through requests_app.admin, whose only action is the audited unlock.
+AXES_ENABLE_ADMIN = False
+AXES_DISABLE_ACCESS_LOG = True
+AXES_CLIENT_IP_CALLABLE = "requests_app.login_lockout.client_ip"
+# Proxies in front of the portal that append to X-Forwarded-For (0: reached directly).
+PORTAL_PROXY_COUNT = int(os.environ.get("PORTAL_PROXY_COUNT", "0"))
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "login"
@@ -283,6 +308,14 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "requests_app.api.exceptions.api_exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["requests_app.api.parsers.JSONParser"],
+    # requests_app/throttling.py: PORTAL_API_RATE per user on every call, and
+    # PORTAL_AWS_RATE on the calls that make the portal call AWS.
+    # Anonymous calls are counted by address, behind the same proxies as above.
+    "NUM_PROXIES": PORTAL_PROXY_COUNT or None,
+    "DEFAULT_THROTTLE_CLASSES": [
+        "requests_app.throttling.ApiUserThrottle",
+        "requests_app.throttling.AwsCallThrottle",
+    ],
 }
 # API tokens (django-rest-knox with the portal's own token model). Only the
 # SHA-512 digest and the first characters (the prefix and 9 more, for the
@@ -303,6 +336,19 @@ REST_KNOX = {
 }
 # knox's own model is swapped out for requests_app.ApiToken: none of its tables are made.
 MIGRATION_MODULES = {"knox": None}
+# "<count>/<s|min|hour|day>"; empty turns the limit off.
+PORTAL_API_RATE = os.environ.get("PORTAL_API_RATE", "300/min")
+PORTAL_AWS_RATE = os.environ.get("PORTAL_AWS_RATE", "20/min")
+# The rate limits count in this cache. Several web
+# processes need one they share: CACHE_URL=redis://host:6379/1 (Django's
+# RedisCache). Unset, each process keeps its own counts in memory, which is
+# right for the embedded quickstart (one web process) and the tests.
+CACHE_URL = os.environ.get("CACHE_URL", "")
+if CACHE_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL,
+                          "KEY_PREFIX": "portal"}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "portal"}}
 SPECTACULAR_SETTINGS = {
     "TITLE": "DMS Access Portal API",
     "DESCRIPTION": (
@@ -321,6 +367,10 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     # A drift finding's kind and a report's kinds are one choice set.
     "ENUM_NAME_OVERRIDES": {"DriftKindEnum": "provisioning.drift.DRIFT_KINDS"},
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "requests_app.api.schema_hooks.document_throttling",
+    ],
 }
 
 # --- Operations -------------------------------------------------------------
@@ -417,6 +467,7 @@ if OIDC_ENABLED:
         raise ImproperlyConfigured(f"OIDC_RP_CLIENT_ID is set but these are not: {', '.join(_missing)}")
     INSTALLED_APPS.append("mozilla_django_oidc")
     AUTHENTICATION_BACKENDS = [
+        "axes.backends.AxesStandaloneBackend",
         "django.contrib.auth.backends.ModelBackend",
         "requests_app.web.oidc.PortalOIDCBackend",
     ]

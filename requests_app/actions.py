@@ -156,6 +156,8 @@ class RequestAction:
     lifecycle: bool = False
     offered_as: str = ""
     in_api: bool = True  # False: a page-only action (it has no API route)
+    # It makes the portal call AWS: drawn from the stricter per-user budget (PORTAL_AWS_RATE).
+    calls_aws: bool = False
     verb_phrase: str = ""  # "Could not <verb> request #N": the name's words unless given
 
     @property
@@ -196,14 +198,15 @@ ACTIONS: dict[str, RequestAction] = {
                       refusal="Only the requester, approvers of the Remote account or an administrator may revoke a grant.",
                       done="Revoke started."),
         RequestAction("retry", services.access_request_retry, permissions.can_retry, _failed,
-                      refusal="Only the requester or an administrator may retry a request.", done="Retry started."),
+                      refusal="Only the requester or an administrator may retry a request.", done="Retry started.",
+                      calls_aws=True),
         RequestAction("refresh_preflight", services.access_request_refresh_preflight, permissions.can_refresh_preflight,
                       _pending, refusal="Only the requester or an approver of the Remote account may re-run preflight.",
-                      done="Preflight ran again.", in_api=False),
+                      done="Preflight ran again.", in_api=False, calls_aws=True),
         RequestAction("repair", services.access_request_repair, permissions.can_repair, _repair_offered,
                       refusal="Only the requester, approvers of the Remote account or an administrator may repair a grant.",
                       done="Repair started (or, for the Remote account, asked of its approvers).", body=RepairSerializer,
-                      lifecycle=True, offered_as="repair"),
+                      lifecycle=True, offered_as="repair", calls_aws=True),
         RequestAction("repair_approve", services.access_request_repair_approve, permissions.can_decide_repair,
                       _repair_undecided_by, refusal=_DECIDERS + "approve this repair.",
                       done="Repair approved.", body=ApproveSerializer, lifecycle=True, offered_as="decide_repair",

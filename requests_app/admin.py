@@ -8,6 +8,7 @@ changed or deleted.
 """
 from __future__ import annotations
 
+from axes.models import AccessAttempt
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
@@ -439,3 +440,46 @@ class ApiTokenAdmin(admin.ModelAdmin):
                 self.message_user(request, f"Token {token_id}: {error.message}", level=messages.WARNING)
         if done:
             self.message_user(request, f"Revoked {done} token(s).", level=messages.SUCCESS)
+
+
+@admin.register(AccessAttempt)
+class LoginLockoutAdmin(admin.ModelAdmin):
+    """Failed logins as django-axes counts them; lifting a lockout goes through the
+    audited service, never a bare delete."""
+
+    list_display = ("username", "ip_address", "failures_since_start", "attempt_time", "path_info")
+    search_fields = ("username", "ip_address")
+    fields = ("username", "ip_address", "user_agent", "path_info", "failures_since_start", "attempt_time")
+    actions = ("unlock_selected",)
+
+    def has_view_permission(self, request, obj=None):
+        return permissions.can_unlock_logins(request.user)
+
+    def has_module_permission(self, request):
+        return permissions.can_unlock_logins(request.user)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_unlock_permission(self, request):
+        return permissions.can_unlock_logins(request.user)
+
+    @admin.action(description="Lift the lockout of the selected user names and addresses (audited)",
+                  permissions=["unlock"])
+    def unlock_selected(self, request, queryset):
+        cleared = 0
+        for username, ip_address in set(queryset.values_list("username", "ip_address")):
+            try:
+                cleared += services.login_lockout_reset(
+                    actor=request.user, username=username or "", ip_address=ip_address or "",
+                    source_ip=request.META.get("REMOTE_ADDR"),
+                )
+            except DomainError as error:
+                self.message_user(request, error.message, level=messages.WARNING)
+        self.message_user(request, f"Cleared {cleared} recorded failed login(s).", level=messages.SUCCESS)

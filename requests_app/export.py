@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 from provisioning import export
 from provisioning.errors import InvalidInput
-from requests_app import permissions
+from requests_app import permissions, visibility
 from requests_app.aws import grant_clients_for
-from requests_app.errors import InvalidTransition, NotFoundForUser, ValidationFailed
+from requests_app.errors import InvalidTransition, NotAllowed, NotFoundForUser, ValidationFailed
 from requests_app.grants import grant_spec_for
 from requests_app.models import AccessRequest
 
@@ -77,4 +77,13 @@ def grant_export_for(*, user, request_id, fmt: str, live: bool = False) -> Grant
     )
     if request is None or not permissions.can_export(user, request):
         raise NotFoundForUser()
-    return grant_export(request, fmt, live=live)
+    if live and not permissions.can_see_remote_documents(user, request):
+        raise NotAllowed("The Remote account's live policies are shown to its approvers.")
+    exported = grant_export(request, fmt, live=live)
+    # Until approval, a requester who did not name the key does not learn it from a download either.
+    return GrantExport(
+        exported.filename,
+        exported.content_type,
+        visibility.redact_key(user, request, exported.content),
+        visibility.redact_key(user, request, exported.files),
+    )

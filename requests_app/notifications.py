@@ -31,6 +31,7 @@ from django.core.mail import send_mail
 from django.core.validators import validate_email
 from django.urls import reverse
 
+from requests_app import visibility
 from requests_app.models import AccessRequest, Decision, RequestState
 from requests_app.permissions import has_remote_drift
 
@@ -137,7 +138,8 @@ def notify_finished(request: AccessRequest) -> None:
         failed_step = request.steps.filter(status="failed").order_by("phase", "position").first()
         detail = [f"Diagnosis: {request.diagnosis or 'none'}"]
         if failed_step is not None:
-            detail.append(f"Failed step: {failed_step.name}: {quoted(failed_step.error)}")
+            error = visibility.step_documents_for(request.requester, request, failed_step)[2]
+            detail.append(f"Failed step: {failed_step.name}: {quoted(error)}")
     lines = [f"Your request #{request.pk} {verdict}.", "", _summary(request), *detail, "", request_url(request)]
     _mail(f"{SUBJECT_PREFIX} #{request.pk} {verdict}", "\n".join(lines), _addresses([request.requester]))
     suffix = f" ({request.diagnosis})" if request.state != RequestState.ACTIVE and request.diagnosis else ""

@@ -13,7 +13,7 @@ this request"; whether the request's state still allows it is the services'
 from __future__ import annotations
 
 from provisioning.drift import REMOTE, finding_account
-from requests_app.models import AccessRequest, ApiToken, AwsAccount, Decision, api_token_in_use
+from requests_app.models import AccessRequest, ApiToken, AwsAccount, Decision, RequestState, api_token_in_use
 
 
 def is_active_user(user) -> bool:
@@ -150,6 +150,35 @@ def can_export(user, request: AccessRequest) -> bool:
     return can_view(user, request)
 
 
+def can_see_remote_documents(user, request: AccessRequest) -> bool:
+    """The Remote account's documents as AWS holds them: the live secret and key
+    policies, the before/after diff of a grant, the Remote steps' recorded
+    documents and what preflight read there (the secret's key and its state,
+    the secret's JSON key names, policy sizes). For the Remote account's
+    approvers and administrators; a requester sees preflight outcomes and the
+    plan, never another account's documents."""
+    return is_portal_admin(user) or is_approver_for(user, request.remote_account)
+
+
+# States a request reaches only after its approvers approved it.
+_APPROVED_STATES = frozenset(
+    {RequestState.APPROVED, RequestState.PROVISIONING, RequestState.ACTIVE, RequestState.FAILED,
+     RequestState.REVOKING, RequestState.REVOKED}
+)
+
+
+def can_see_resolved_key(user, request: AccessRequest) -> bool:
+    """The KMS key ARN preflight resolved from the secret: whoever sees the Remote
+    documents; other viewers once the request was approved (the DataLake role
+    then names the key anyway), or when it is exactly the key they named."""
+    if can_see_remote_documents(user, request):
+        return True
+    if not can_view(user, request):
+        return False
+    resolved = request.resolved_kms_key_arn
+    return request.state in _APPROVED_STATES or not resolved or resolved == request.kms_key_arn
+
+
 def can_register_account(user) -> bool:
     return is_portal_admin(user)
 
@@ -182,6 +211,11 @@ def can_see_api_token(user, token: ApiToken) -> bool:
 def can_revoke_api_token(user, token: ApiToken) -> bool:
     """Its owner, or an administrator (say, for a leaked token)."""
     return can_see_api_token(user, token)
+
+
+def can_unlock_logins(user) -> bool:
+    """Lifting a login lockout before it cools off is an administrator's decision."""
+    return is_portal_admin(user)
 
 
 def has_decided_on_current_plan(user, request: AccessRequest) -> bool:

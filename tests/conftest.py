@@ -8,6 +8,24 @@ os.environ.setdefault("AWS_SESSION_TOKEN", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "eu-west-1")
 os.environ.pop("AWS_PROFILE", None)
 
+# The suite files and logs in far more often than a person: rate limits so high
+# that no test meets them by accident, here and in the portals the tests start
+# (web servers, the quickstart). The tests of the limits set their own.
+os.environ.setdefault("PORTAL_API_RATE", "1000000/min")
+os.environ.setdefault("PORTAL_AWS_RATE", "1000000/min")
+
+
+def _generous_rate_limits() -> None:
+    # pytest-django may have read the settings before this file ran.
+    from django.conf import settings
+
+    if settings.configured:
+        settings.PORTAL_API_RATE = os.environ["PORTAL_API_RATE"]
+        settings.PORTAL_AWS_RATE = os.environ["PORTAL_AWS_RATE"]
+
+
+_generous_rate_limits()
+
 # The runbook's AWS world in moto (fixtures ``aws`` and ``world``), shared by
 # the engine's and the portal's tests; the live system (moto server, Celery
 # workers) shared by the integration, reliability and browser tests; the

@@ -5,7 +5,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from provisioning.drift import DATALAKE, DRIFT_KINDS, REMOTE, finding_account
-from requests_app import permissions, selectors
+from requests_app import permissions, selectors, visibility
 from requests_app.actions import LIFECYCLE_ACTION_NAMES
 from requests_app.models import AccessRequest, ExpiryExtension, RepairRequest
 
@@ -15,7 +15,10 @@ class DriftFindingSerializer(serializers.Serializer):
     resource = serializers.CharField(help_text="The ARN (or name) of what drifted.")
     message = serializers.CharField(help_text="What differs from the plan, in plain words.")
     expected = serializers.JSONField(allow_null=True, required=False)
-    actual = serializers.JSONField(allow_null=True, required=False)
+    actual = serializers.JSONField(
+        allow_null=True, required=False,
+        help_text="What AWS holds now; for a Remote policy only for its approvers and administrators.",
+    )
     account = serializers.ChoiceField(
         choices=[DATALAKE, REMOTE],
         help_text="Where it drifted: `remote` findings are the Remote account's approvers' to repair.",
@@ -80,9 +83,10 @@ class LifecycleFieldsMixin(serializers.Serializer):
 
     @extend_schema_field(DriftSerializer(allow_null=True))
     def get_drift(self, request: AccessRequest) -> dict | None:
-        if not request.drift:
+        drift = visibility.drift_for(self.context["request"].user, request)
+        if not drift:
             return None
-        return {**request.drift, "findings": with_accounts(request.drift.get("findings", []))}
+        return {**drift, "findings": with_accounts(drift.get("findings", []))}
 
     @extend_schema_field(PendingRepairSerializer(allow_null=True))
     def get_pending_repair(self, request: AccessRequest) -> dict | None:

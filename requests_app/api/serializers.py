@@ -12,7 +12,7 @@ from rest_framework import serializers
 
 from provisioning.diagnoses import cdc_checklist, get_diagnosis
 from provisioning.names import ENGINES
-from requests_app import permissions
+from requests_app import permissions, visibility
 from requests_app.actions import API_ACTION_NAMES
 from requests_app.api.lifecycle_serializers import LifecycleFieldsMixin
 from requests_app.models import AccessRequest, AuditEvent, AwsAccount, Decision, ProvisioningStep
@@ -240,8 +240,12 @@ class DecisionSerializer(serializers.ModelSerializer):
 
 
 class StepSerializer(serializers.ModelSerializer):
-    before = serializers.JSONField(read_only=True, allow_null=True, help_text="AWS state the step read before writing.")
-    after = serializers.JSONField(read_only=True, allow_null=True, help_text="AWS state after the step.")
+    before = serializers.SerializerMethodField(
+        help_text="AWS state the step read before writing; null for a Remote step unless you approve for the "
+        "Remote account or administer the portal."
+    )
+    after = serializers.SerializerMethodField(help_text="AWS state after the step; for Remote steps, as `before`.")
+    error = serializers.SerializerMethodField()
     targets = serializers.ListField(
         child=serializers.DictField(),
         read_only=True,
@@ -274,24 +278,44 @@ class StepSerializer(serializers.ModelSerializer):
     def get_diagnosis_detail(self, step: ProvisioningStep) -> dict | None:
         return _diagnosis(step.diagnosis)
 
+    def _documents(self, step: ProvisioningStep):
+        return visibility.step_documents_for(self.context["request"].user, self.context["access_request"], step)
+
+    @extend_schema_field(serializers.JSONField(allow_null=True))
+    def get_before(self, step: ProvisioningStep):
+        return self._documents(step)[0]
+
+    @extend_schema_field(serializers.JSONField(allow_null=True))
+    def get_after(self, step: ProvisioningStep):
+        return self._documents(step)[1]
+
+    def get_error(self, step: ProvisioningStep) -> str:
+        return self._documents(step)[2]
+
 
 class PreflightCheckSerializer(serializers.Serializer):
     name = serializers.CharField()
     ok = serializers.BooleanField()
     message = serializers.CharField(allow_blank=True)
     diagnosis = serializers.CharField(allow_null=True, required=False)
+    remediation = serializers.CharField(allow_blank=True, required=False, help_text="What to do when the check failed.")
 
 
 class PreflightSerializer(serializers.Serializer):
     ok = serializers.BooleanField(required=False)
     checks = PreflightCheckSerializer(many=True, required=False)
     diagnosis = serializers.CharField(allow_null=True, required=False)
-    kms_key_arn = serializers.CharField(allow_null=True, required=False, help_text="The secret's key as resolved.")
+    kms_key_arn = serializers.CharField(
+        allow_null=True,
+        required=False,
+        help_text="The secret's key as resolved; null for a requester until the request is approved (unless they named it).",
+    )
     secret_keys = serializers.ListField(
         child=serializers.CharField(),
         allow_null=True,
         required=False,
-        help_text="Key NAMES found in the secret when the shape check ran; values are never read out.",
+        help_text="Key NAMES found in the secret when the shape check ran (values are never read out); "
+        "only for the Remote account's approvers and administrators.",
     )
 
 
@@ -326,8 +350,14 @@ class RequestSummarySerializer(serializers.ModelSerializer):
 
 class RequestDetailSerializer(LifecycleFieldsMixin, RequestSummarySerializer):
     decisions = DecisionSerializer(many=True, read_only=True)
-    steps = StepSerializer(many=True, read_only=True)
-    preflight = serializers.SerializerMethodField()
+    steps = serializers.SerializerMethodField()
+    preflight = serializers.SerializerMethodField(
+        help_text="Each check passed or failed with its remediation. What preflight read in the Remote account "
+        "(messages, the secret's key, its key names) only for that account's approvers and administrators."
+    )
+    resolved_kms_key_arn = serializers.SerializerMethodField(
+        help_text="The secret's key as preflight resolved it; empty for a requester until the request is approved."
+    )
     diagnosis_detail = serializers.SerializerMethodField()
     cdc_checklist = serializers.SerializerMethodField(
         help_text="What the database itself needs for change data capture, for when the endpoint test passes "
@@ -365,7 +395,16 @@ class RequestDetailSerializer(LifecycleFieldsMixin, RequestSummarySerializer):
     @extend_schema_field(PreflightSerializer(allow_null=True))
     def get_preflight(self, request: AccessRequest):
         # An empty report means preflight has not run (yet): say so with null.
-        return request.preflight or None
+        return visibility.preflight_for(self.context["request"].user, request)
+
+    @extend_schema_field(StepSerializer(many=True))
+    def get_steps(self, request: AccessRequest):
+        context = {**self.context, "access_request": request}
+        return StepSerializer(request.steps.all(), many=True, context=context).data
+
+    def get_resolved_kms_key_arn(self, request: AccessRequest) -> str:
+        user = self.context["request"].user
+        return request.resolved_kms_key_arn if permissions.can_see_resolved_key(user, request) else ""
 
     @extend_schema_field(DiagnosisSerializer(allow_null=True))
     def get_diagnosis_detail(self, request: AccessRequest) -> dict | None:
@@ -404,7 +443,10 @@ class AuditEventSerializer(serializers.ModelSerializer):
     actor = serializers.CharField(source="actor_label", read_only=True, help_text="Username, or `worker`.")
     request = serializers.IntegerField(source="request_id", read_only=True, allow_null=True)
     account = serializers.SlugRelatedField(slug_field="account_id", read_only=True, allow_null=True)
-    details = serializers.JSONField(read_only=True)
+    details = serializers.SerializerMethodField(
+        help_text="What the event records; the documents a Remote step read and wrote only for that account's "
+        "approvers and administrators."
+    )
 
     class Meta:
         model = AuditEvent
@@ -422,3 +464,8 @@ class AuditEventSerializer(serializers.ModelSerializer):
             "hash",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(serializers.JSONField())
+    def get_details(self, event: AuditEvent):
+        accounts = self.context.get("document_accounts", frozenset())
+        return visibility.audit_details_for(self.context["request"].user, event, remote_account_ids=accounts)

@@ -18,7 +18,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from requests_app import permissions, selectors, services
+from requests_app import permissions, selectors, services, visibility
 from requests_app.actions import ACTIONS, RequestAction, action_arguments
 from requests_app.api import serializers as s
 from requests_app.api.filters import MAX_ID, AuditEventFilterSerializer, RequestFilterSerializer
@@ -76,10 +76,10 @@ def _detail(request, request_id: int) -> dict:
     return s.RequestDetailSerializer(access_request, context={"request": request}).data
 
 
-def _paginated(view: APIView, queryset, serializer_class) -> Response:
+def _paginated(view: APIView, queryset, serializer_class, context: dict | None = None) -> Response:
     paginator = view.pagination_class()
     page = paginator.paginate_queryset(queryset, view.request, view=view)
-    return paginator.get_paginated_response(serializer_class(page, many=True).data)
+    return paginator.get_paginated_response(serializer_class(page, many=True, context=context or {}).data)
 
 
 # --- accounts ----------------------------------------------------------------
@@ -158,6 +158,7 @@ class AccountDetailView(APIView):
 
 class RequestListView(APIView):
     pagination_class = PortalPagination
+    aws_call_methods = ("POST",)  # filing runs preflight
     @extend_schema(
         operation_id="requests_list",
         summary="Requests you may see",
@@ -243,13 +244,16 @@ class RequestPlanView(APIView):
     @extend_schema(
         operation_id="requests_plan",
         summary="The exact documents and settings the request will apply",
-        description="A document is null when it cannot be computed yet (e.g. the secret's KMS key is not known).",
+        description=(
+            "A document is null when it cannot be computed yet (e.g. the secret's KMS key is not known). Until the "
+            "request is approved, a requester who did not name the key sees a placeholder where the plan names it."
+        ),
         parameters=[REQUEST_ID],
         responses={200: s.PlanSerializer, 401: ERROR_401, 404: ERROR_404},
     )
     def get(self, request, id: str):
         access_request = selectors.request_detail_for(user=request.user, request_id=_request_id(id))
-        plan = access_request.plan or {}
+        plan = visibility.plan_for(request.user, access_request)
         document_names = [name for name in s.PlanSerializer().fields if name != "plan_hash"]
         body = {name: plan.get(name) for name in document_names}
         body["plan_hash"] = access_request.plan_hash
@@ -293,6 +297,8 @@ def _action_schema(action: RequestAction, operation_id: str, summary: str, *, wh
 
     def declare(view):
         view.action_name = action.name
+        if action.calls_aws:
+            view.aws_call_methods = ("POST",)  # drawn from the stricter budget (throttling.AwsCallThrottle)
         return extend_schema_view(post=operation)(view)
 
     return declare
@@ -359,7 +365,8 @@ class AuditEventListView(APIView):
         filters = AuditEventFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         queryset = selectors.audit_events_visible_to(user=request.user, **filters.selector_arguments())
-        return _paginated(self, queryset, s.AuditEventSerializer)
+        context = {"request": request, "document_accounts": visibility.document_accounts_of(request.user)}
+        return _paginated(self, queryset, s.AuditEventSerializer, context)
 
 
 class ApiNotFoundView(APIView):

@@ -14,6 +14,7 @@ from requests_app.services.expiry import (
     access_request_extension_reject,
     remind_expiring_grants,
 )
+from requests_app.services.logins import login_lockout_reset
 from requests_app.services.lifecycle import (
     access_request_cancel,
     access_request_expire,
@@ -49,6 +50,7 @@ __all__ = [
     "access_request_revoke",
     "access_request_submit",
     "grant_check_drift",
+    "login_lockout_reset",
     "grant_drift_record",
     "remind_expiring_grants",
     "sso_identity_remove",

@@ -6,12 +6,18 @@ the plan from it and stores everything with the audit event in one
 transaction. A request whose preflight fails is still filed, with the
 diagnosis, so the requester and the approvers see why; it cannot be approved
 until a re-run preflight passes.
+
+No database transaction is open while AWS answers: preflight runs first, then
+a short transaction checks again who may do this, writes and audits. (A
+transaction held across the round trip would hold row locks, and on SQLite
+the database's one write lock, for as long as AWS takes.)
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -46,6 +52,10 @@ def _run_preflight(request: AccessRequest) -> PreflightOutcome:
     # Preflight checks the key the requester named (if any) against the
     # secret's actual key, so it must not be handed an earlier resolution.
     spec = dataclasses.replace(grant_spec_for(request), kms_key_arn=request.kms_key_arn or None)
+    if request.pk is None:
+        # Not filed yet: CloudTrail shows whose filing read the Remote account, and
+        # each filing has a session of its own, as each request has.
+        spec = dataclasses.replace(spec, grant_id=f"filing-{request.requester_id}-{secrets.token_hex(4)}")
     try:
         report = preflight(
             spec, clients=grant_clients_for(spec), shape_check=request.remote_account.allow_secret_shape_check
@@ -67,9 +77,8 @@ def _run_preflight(request: AccessRequest) -> PreflightOutcome:
     )
 
 
-def _apply_preflight(request: AccessRequest) -> list[str]:
-    """Run preflight and rebuild the plan on ``request`` (not saved); returns the changed fields."""
-    outcome = _run_preflight(request)
+def _apply_preflight(request: AccessRequest, outcome: PreflightOutcome) -> list[str]:
+    """Store ``outcome`` and rebuild the plan on ``request`` (not saved); returns the changed fields."""
     # The plan uses the key as far as it is known: the secret's key as
     # preflight resolved it, else the one the requester named.
     key = outcome.kms_key_arn or request.kms_key_arn
@@ -175,16 +184,22 @@ def access_request_submit(
     if named is not None:
         _ensure_can_file(requester, named)
     cleaned = validate_request_input(**fields)
+    # Preflight reads AWS before the row exists: a request not yet filed owns no
+    # role or endpoint, so the id it will get changes none of its checks.
+    outcome = _run_preflight(AccessRequest(requester=requester, **cleaned))
     try:
         with transaction.atomic():
-            return _file(requester, cleaned, key=key, fingerprint=fingerprint, source_ip=source_ip)
+            return _file(requester, cleaned, outcome, key=key, fingerprint=fingerprint, source_ip=source_ip)
     except IntegrityError:
         if key and (existing := _replay(requester, key, fingerprint)) is not None:
             return existing
         raise ValidationFailed(_held_names(cleaned)) from None
 
 
-def _file(requester, cleaned: dict[str, Any], *, key: str, fingerprint: str, source_ip: str | None) -> AccessRequest:
+def _file(
+    requester, cleaned: dict[str, Any], outcome: PreflightOutcome, *, key: str, fingerprint: str, source_ip: str | None
+) -> AccessRequest:
+    # Checked again now that AWS has answered: a requester removed meanwhile files nothing.
     _ensure_can_file(requester, cleaned["datalake_account"])
     request = AccessRequest.objects.create(
         requester=requester,
@@ -194,7 +209,7 @@ def _file(requester, cleaned: dict[str, Any], *, key: str, fingerprint: str, sou
         **cleaned,
     )
     # The plan names the request (statement Sids, tags), so it is built once the row has its id.
-    request.save(update_fields=_apply_preflight(request))
+    request.save(update_fields=_apply_preflight(request, outcome))
     record_event(
         action="request.submitted",
         actor=requester,
@@ -220,18 +235,19 @@ def access_request_refresh_preflight(*, request_id, user, source_ip: str | None 
 
     If the plan changed (say the secret now uses another key), its new
     ``plan_hash`` is recorded and approvals of the old plan stop counting.
+    Preflight runs with no transaction open; who may and the state are checked
+    before it and again, on the locked row, before its result is stored.
     """
     with transaction.atomic():
+        _ensure_can_refresh(user, lock_request_for(user=user, request_id=request_id))
+    outcome = _run_preflight(
+        AccessRequest.objects.select_related("datalake_account", "remote_account").get(pk=request_id)
+    )
+    with transaction.atomic():
         request = lock_request_for(user=user, request_id=request_id)
-        if not permissions.can_refresh_preflight(user, request):
-            raise NotAllowed("Only the requester or an approver of the Remote account may re-run preflight.")
-        if request.state != RequestState.PENDING_APPROVAL:
-            raise InvalidTransition(
-                f"Request #{request.pk} is {RequestState(request.state).label.lower()}: "
-                "preflight is re-run only while a request awaits approval."
-            )
+        _ensure_can_refresh(user, request)
         previous_hash, previous_status = request.plan_hash, request.preflight_status
-        request.save(update_fields=_apply_preflight(request))
+        request.save(update_fields=_apply_preflight(request, outcome))
         record_event(
             action="request.preflight_refreshed",
             actor=user,
@@ -248,3 +264,13 @@ def access_request_refresh_preflight(*, request_id, user, source_ip: str | None 
             },
         )
     return request
+
+
+def _ensure_can_refresh(user, request: AccessRequest) -> None:
+    if not permissions.can_refresh_preflight(user, request):
+        raise NotAllowed("Only the requester or an approver of the Remote account may re-run preflight.")
+    if request.state != RequestState.PENDING_APPROVAL:
+        raise InvalidTransition(
+            f"Request #{request.pk} is {RequestState(request.state).label.lower()}: "
+            "preflight is re-run only while a request awaits approval."
+        )

@@ -11,6 +11,8 @@ import json
 from django.http import StreamingHttpResponse
 from django.utils import timezone
 
+from requests_app import visibility
+
 FORMATS = {"csv": "text/csv; charset=utf-8", "jsonl": "application/jsonl; charset=utf-8"}
 COLUMNS = (
     "id",
@@ -28,7 +30,7 @@ COLUMNS = (
 CHUNK_SIZE = 2000
 
 
-def _record(event) -> dict:
+def _record(event, details: dict) -> dict:
     return {
         "id": event.id,
         "created_at": event.created_at.isoformat(),
@@ -38,7 +40,7 @@ def _record(event) -> dict:
         "request_id": event.request_id,
         "account": event.account.account_id if event.account_id else None,
         "target_arn": event.target_arn,
-        "details": event.details,
+        "details": details,
         "prev_hash": event.prev_hash,
         "hash": event.hash,
     }
@@ -51,11 +53,11 @@ class _Echo:
         return value
 
 
-def _csv_lines(events):
+def _csv_lines(events, details_of):
     writer = csv.writer(_Echo())
     yield writer.writerow(COLUMNS)
     for event in events:
-        record = _record(event)
+        record = _record(event, details_of(event))
         record["details"] = json.dumps(record["details"], sort_keys=True)
         yield writer.writerow([_neutralise("" if record[c] is None else record[c]) for c in COLUMNS])
 
@@ -68,15 +70,21 @@ def _neutralise(value):
     return value
 
 
-def _jsonl_lines(events):
+def _jsonl_lines(events, details_of):
     for event in events:
-        yield json.dumps(_record(event), sort_keys=True) + "\n"
+        yield json.dumps(_record(event, details_of(event)), sort_keys=True) + "\n"
 
 
-def streaming_export(events, fmt: str) -> StreamingHttpResponse:
-    """Stream ``events`` (a queryset, already scoped and filtered) as ``fmt``."""
+def streaming_export(events, fmt: str, *, user) -> StreamingHttpResponse:
+    """Stream ``events`` (a queryset, already scoped and filtered) as ``fmt``, their
+    details as ``user`` may see them."""
+    accounts = visibility.document_accounts_of(user)
+
+    def details_of(event):
+        return visibility.audit_details_for(user, event, remote_account_ids=accounts)
+
     rows = events.select_related("account").iterator(chunk_size=CHUNK_SIZE)
-    lines = _csv_lines(rows) if fmt == "csv" else _jsonl_lines(rows)
+    lines = _csv_lines(rows, details_of) if fmt == "csv" else _jsonl_lines(rows, details_of)
     response = StreamingHttpResponse(lines, content_type=FORMATS[fmt])
     stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
     response["Content-Disposition"] = f'attachment; filename="audit-{stamp}.{fmt}"'

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from provisioning.diagnoses import cdc_checklist, get_diagnosis
+from requests_app import visibility
 from requests_app.models import AccessRequest, ProvisioningStep, RequestState
 
 # While the request is in one of these states the workers are (about to be)
@@ -62,6 +63,7 @@ class StepView:
     where: str
     diagnosis: object | None = None
     checklist: list[str] = field(default_factory=list)
+    error: str = ""
 
 
 @dataclass
@@ -83,10 +85,12 @@ def _diagnosis(code: str):
     return get_diagnosis(code) if code else None
 
 
-def _step_view(step: ProvisioningStep, engine: str) -> StepView:
+def _step_view(step: ProvisioningStep, engine: str, error: str) -> StepView:
     title, where = STEP_TITLES.get(step.name, (step.name, ""))
     checklist = cdc_checklist(engine) if step.diagnosis == "connection_failed" else []
-    return StepView(step=step, title=title, where=where, diagnosis=_diagnosis(step.diagnosis), checklist=checklist)
+    return StepView(
+        step=step, title=title, where=where, diagnosis=_diagnosis(step.diagnosis), checklist=checklist, error=error
+    )
 
 
 def _node_status(name: str, by_name: dict[tuple[str, str], ProvisioningStep]) -> str:
@@ -98,9 +102,11 @@ def _node_status(name: str, by_name: dict[tuple[str, str], ProvisioningStep]) ->
     return grant.status if grant is not None else "pending"
 
 
-def progress_for(access_request: AccessRequest) -> Progress:
-    """Steps of both phases with their diagnoses, and the status of each diagram box."""
+def progress_for(access_request: AccessRequest, *, user) -> Progress:
+    """Steps of both phases with their diagnoses (and errors as ``user`` may read them),
+    and the status of each diagram box."""
     steps = list(access_request.steps.all())
+    errors = {step.pk: visibility.step_documents_for(user, access_request, step)[2] for step in steps}
     by_name = {(step.phase, step.name): step for step in steps}
     nodes = {name: _node_status(name, by_name) for name in NODE_STEPS}
     for step in steps:
@@ -114,8 +120,8 @@ def progress_for(access_request: AccessRequest) -> Progress:
     verify = by_name.get((ProvisioningStep.Phase.GRANT, "verify"))
     engine = access_request.engine
     return Progress(
-        grant=[_step_view(s, engine) for s in steps if s.phase == ProvisioningStep.Phase.GRANT],
-        revoke=[_step_view(s, engine) for s in steps if s.phase == ProvisioningStep.Phase.REVOKE],
+        grant=[_step_view(s, engine, errors[s.pk]) for s in steps if s.phase == ProvisioningStep.Phase.GRANT],
+        revoke=[_step_view(s, engine, errors[s.pk]) for s in steps if s.phase == ProvisioningStep.Phase.REVOKE],
         nodes=nodes,
         verified=verify.status if verify is not None else "pending",
         diagnosis=_diagnosis(access_request.diagnosis),

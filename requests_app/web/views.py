@@ -10,19 +10,20 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, HttpResponseForbidden
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 from rest_framework.exceptions import ValidationError as BodyInvalid
 
-from requests_app import selectors, services
+from requests_app import selectors, services, visibility
 from requests_app.actions import ACTIONS, action_arguments, offered_actions
 from requests_app.errors import DomainError, NotAllowed, NotFoundForUser, PlanChanged, ValidationFailed
 from requests_app.models import AccessRequest, AwsAccount, RequestState
 from requests_app.pagination import cursor_page
-from requests_app.permissions import allowed_actions, can_file
+from requests_app.permissions import allowed_actions, can_file, can_see_remote_documents
+from requests_app.throttling import aws_call_refusal
 from requests_app.web import audit_export as exports
 from requests_app.validation import REQUEST_FIELDS
 from requests_app.web.forms import AccessRequestForm, AuditFilterForm
@@ -31,6 +32,9 @@ from requests_app.web.policy_diff import policy_diffs_for
 from requests_app.web.progress import POLLING_STATES, WAITING_STATES, progress_for
 
 PAGE_SIZE = 25
+
+
+# Actions that make the portal call AWS (now, or through the workers): rate-limited per user.
 
 
 def _page(request, items, size: int = PAGE_SIZE):
@@ -99,6 +103,8 @@ def request_new(request):
     if not can_file(request.user):
         # The empty form says why: no DataLake account lists them. Nothing they sent is read.
         return render(request, "web/request_form.html", {"form": _request_form(request)}, status=403)
+    if (refused := aws_call_refusal(request)) is not None:
+        return refused
     form = _request_form(request, request.POST)
     if form.is_valid():
         try:
@@ -158,8 +164,16 @@ def request_live(request, request_id: int):
 @login_required
 @require_GET
 def request_policies(request, request_id: int):
-    """The before/after diff of the two remote policies (may read AWS, so loaded on its own)."""
+    """The before/after diff of the two remote policies (may read AWS, so loaded on its own).
+
+    For the Remote account's approvers and administrators only: anyone else
+    who sees the request is refused before AWS is read.
+    """
     access_request = _detail(request, request_id)
+    if not can_see_remote_documents(request.user, access_request):
+        return HttpResponseForbidden("The Remote account's policies are shown to its approvers.")
+    if (refused := aws_call_refusal(request)) is not None:
+        return refused
     return render(
         request,
         "web/partials/policy_diffs.html",
@@ -170,13 +184,16 @@ def request_policies(request, request_id: int):
 def _detail_context(request, access_request: AccessRequest) -> dict:
     return {
         "request_obj": access_request,
-        "progress": progress_for(access_request),
+        "progress": progress_for(access_request, user=request.user),
         "actions": _actions(request.user, access_request),
         "polling": access_request.state in POLLING_STATES,
         "waiting": access_request.state in WAITING_STATES,
-        "plan_documents": _plan_documents(access_request.plan),
+        "plan_documents": _plan_documents(visibility.plan_for(request.user, access_request)),
+        "preflight": visibility.preflight_for(request.user, access_request),
+        "remote_documents": can_see_remote_documents(request.user, access_request),
+        "key_arn": visibility.kms_key_arn_for(request.user, access_request),
         "secret_name": access_request.secret_arn.split(":secret:", 1)[-1],
-        "key_name": (access_request.resolved_kms_key_arn or access_request.kms_key_arn).rsplit(":", 1)[-1],
+        "key_name": visibility.kms_key_arn_for(request.user, access_request).rsplit(":", 1)[-1],
         **lifecycle_context(request.user, access_request),
     }
 
@@ -210,6 +227,8 @@ def request_action(request, request_id: int, action: str):
     found = ACTIONS.get(action)
     if found is None:
         raise Http404("No such action.")
+    if found.calls_aws and (refused := aws_call_refusal(request)) is not None:
+        return refused
     failed = f"Could not {found.verb} request #{request_id}"
     try:
         found.check(user=request.user, request_id=request_id)
@@ -280,7 +299,7 @@ def audit_export(request, fmt: str):
         raise Http404("No such export format.")
     form = AuditFilterForm(request.GET or None)
     events = selectors.audit_events_visible_to(user=request.user, **form.selector_filters()).order_by("id")
-    return exports.streaming_export(events, fmt)
+    return exports.streaming_export(events, fmt, user=request.user)
 
 
 @login_required

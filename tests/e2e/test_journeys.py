@@ -89,14 +89,18 @@ def test_filed_in_the_form_approved_in_the_queue_and_followed_live_to_active(
     for node in ("endpoint", "role", "secret", "key"):
         assert requester.locator(f"[data-node={node}]").get_attribute("data-status") == "succeeded"
 
-    # The diff is reloaded once the workers are done: as they recorded it.
-    requester.wait_for_selector("#policies .policy-diff[data-policy=secret] pre.diff", timeout=SLOW)
-    secret_diff = requester.locator("#policies .policy-diff[data-policy=secret]").inner_text()
-    assert "right before writing" in secret_diff
-    assert "AuditorsMayDescribe" in secret_diff  # the foreign statement, kept
-    assert requester.locator("#policies .policy-diff[data-policy=secret] .add").count() > 0
+    # The Remote account's policies are its approvers' to read, not the requester's.
+    assert requester.locator("#policies").count() == 0
+    assert "AuditorsMayDescribe" not in requester.content()
     assert "Matches the runbook; go ahead." in requester.locator("#live-history").inner_text()
     screenshot(requester, "request-detail-active")
+    # The approver's page shows the diff as the workers recorded it.
+    approver.goto(f"/requests/{request_id}/")
+    approver.wait_for_selector("#policies .policy-diff[data-policy=secret] pre.diff", timeout=SLOW)
+    secret_diff = approver.locator("#policies .policy-diff[data-policy=secret]").inner_text()
+    assert "right before writing" in secret_diff
+    assert "AuditorsMayDescribe" in secret_diff  # the foreign statement, kept
+    assert approver.locator("#policies .policy-diff[data-policy=secret] .add").count() > 0
 
     request = AccessRequest.objects.get(pk=request_id)
     assert request.state == AccessRequest.State.ACTIVE

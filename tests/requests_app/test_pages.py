@@ -265,8 +265,11 @@ def test_the_live_part_polls_only_while_workers_run(site):
     AccessRequest.objects.filter(pk=request.pk).update(state=AccessRequest.State.ACTIVE)
     body = client.get(url).content.decode()
     assert 'hx-trigger="every 1s"' not in body
-    # The final answer reloads the policy diff once, as the workers recorded it.
-    assert reverse("web:request_policies", args=[request.pk]) in body
+    # The requester never loads the Remote account's policies; an approver's final
+    # answer reloads the policy diff once, as the workers recorded it.
+    assert reverse("web:request_policies", args=[request.pk]) not in body
+    approver_body = _client(users["approver"]).get(url).content.decode()
+    assert reverse("web:request_policies", args=[request.pk]) in approver_body
 
 
 def test_a_page_awaiting_approval_hears_nothing_until_the_state_moves(site):

@@ -82,7 +82,7 @@ def test_when_aws_cannot_be_read_the_page_says_so_and_still_shows_the_statement(
 
     monkeypatch.setattr("requests_app.web.policy_diff.read_live_policies", unreachable)
     client = Client()
-    client.force_login(request.users["requester"])
+    client.force_login(request.users["approver"])
     response = client.get(reverse("web:request_policies", args=[request.pk]))
     assert response.status_code == 200
     body = response.content.decode()

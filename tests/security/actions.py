@@ -11,18 +11,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from django.db import transaction
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 
-from requests_app.models import AccessRequest, ApiToken, AwsAccount
+from requests_app.audit import record_event
+from requests_app.models import AccessRequest, ApiToken, AwsAccount, ProvisioningStep
 from requests_app.services import access_request_extend, access_request_repair
-from tests.requests_app.page_rows import SECRET_ARN, make_request
+from tests.requests_app.page_rows import KEY_ARN, SECRET_ARN, make_request
 
 ROLES = ("anonymous", "other_requester", "requester", "other_approver", "approver", "staff")
 SIGNED_IN = frozenset(ROLES[1:])
 EVERYONE = frozenset(ROLES)
 VIEWERS = frozenset({"requester", "approver", "staff"})
 REQUESTERS = frozenset({"requester", "other_requester"})
+REMOTE_DOCUMENTS = frozenset({"approver", "staff"})
 S = AccessRequest.State
 
 
@@ -38,7 +41,7 @@ class Action:
     state: str = S.PENDING_APPROVAL
     # How "allowed" shows: "ok" (a 2xx answer), "listed" (the request appears
     # in the answer), "moved" (the request reached state ``to``), "created"
-    # (a new row of ``creates``).
+    # (a new row of ``creates``), "reveals" (the answer holds ``marker``).
     proof: str = "ok"
     to: str = ""
     creates: type | None = None
@@ -57,6 +60,7 @@ class Action:
     # ``asked`` audit event, and the request left in its state.
     asks: frozenset = frozenset()
     asked: str = ""
+    marker: str = ""
     token_of: str = ""  # the role whose API token {token} in the path names
     session_only: bool = False  # an API action refused (403) to a caller signed in with a token
 
@@ -84,6 +88,10 @@ LATER = (timezone.now() + timedelta(days=90)).strftime("%Y-%m-%dT%H:%M")
 EXTEND_BODY = {"expires_at": LATER, "justification": "the migration takes another quarter"}
 # An approval names the plan the approver was shown: "{plan_hash}" is the request's.
 SEEN = {"plan_hash": "{plan_hash}"}
+# A statement of the Remote account's own, in what the grant_secret_policy step read and wrote.
+REMOTE_POLICY = {"Version": "2012-10-17", "Statement": [{"Sid": "RemoteOwnersOwnStatement", "Effect": "Deny",
+                                                           "Principal": "*", "Action": "*", "Resource": "*"}]}
+REMOTE_MARKER = "RemoteOwnersOwnStatement"
 REGISTER_BODY = {
     "account_id": "444444444444",
     "name": "Registered in the matrix",
@@ -107,7 +115,9 @@ TABLE = [
            body={"endpoint_identifier": "ok-name"}, about_the_request=False),
     Action("request detail", "web:request_detail", "GET", "/requests/{id}/", VIEWERS),
     Action("live progress", "web:request_live", "GET", "/requests/{id}/live/", VIEWERS),
-    Action("policy diff", "web:request_policies", "GET", "/requests/{id}/policies/", VIEWERS, needs_aws=True),
+    # The Remote account's live policies and the diff: its approvers and administrators, not the requester.
+    Action("policy diff", "web:request_policies", "GET", "/requests/{id}/policies/", REMOTE_DOCUMENTS,
+           needs_aws=True),
     Action("approve", "web:request_action", "POST", "/requests/{id}/approve/", frozenset({"approver"}),
            proof="moved", to=S.APPROVED, body=SEEN),
     Action("reject", "web:request_action", "POST", "/requests/{id}/reject/", frozenset({"approver"}),
@@ -157,6 +167,12 @@ TABLE = [
     Action("revoke the requester's token", "web:api_token_revoke", "POST", "/tokens/{token}/revoke/",
            frozenset({"requester", "staff"}), proof="created", creates="token.revoked", token_of="requester",
            refused=404, about_the_request=False),
+    # What the portal read in the Remote account: its approvers' and administrators'. Until approval
+    # the requester does not learn the secret's key (they did not name it) from any page or answer.
+    Action("request page reveals the secret's key", "web:request_detail", "GET", "/requests/{id}/",
+           REMOTE_DOCUMENTS, proof="reveals", marker=KEY_ARN, refused=200),
+    Action("download reveals the secret's key", "web:request_export", "GET", "/requests/{id}/export/cli/",
+           REMOTE_DOCUMENTS, proof="reveals", marker=KEY_ARN, refused=200),
     # --- API ---------------------------------------------------------------------------------------------
     Action("list requests shows it", "api:requests", "GET", "/api/v1/requests/", VIEWERS, proof="listed",
            about_the_request=False),
@@ -166,6 +182,15 @@ TABLE = [
            proof="created", creates=AccessRequest, body=FILE_BODY, about_the_request=False, needs_aws=True),
     Action("request", "api:request-detail", "GET", "/api/v1/requests/{id}/", VIEWERS),
     Action("plan", "api:request-plan", "GET", "/api/v1/requests/{id}/plan/", VIEWERS),
+    Action("request reveals the secret's key", "api:request-detail", "GET", "/api/v1/requests/{id}/",
+           REMOTE_DOCUMENTS, proof="reveals", marker=KEY_ARN, refused=200),
+    Action("plan reveals the secret's key", "api:request-plan", "GET", "/api/v1/requests/{id}/plan/",
+           REMOTE_DOCUMENTS, proof="reveals", marker=KEY_ARN, refused=200),
+    Action("steps reveal the Remote policies", "api:request-detail", "GET", "/api/v1/requests/{id}/",
+           REMOTE_DOCUMENTS, state=S.ACTIVE, proof="reveals", marker=REMOTE_MARKER, refused=200),
+    Action("audit events reveal the Remote policies", "api:audit-events", "GET",
+           "/api/v1/audit-events/?request={id}", REMOTE_DOCUMENTS, state=S.ACTIVE, proof="reveals",
+           marker=REMOTE_MARKER, refused=200, about_the_request=False),
     Action("approve", "api:request-approve", "POST", "/api/v1/requests/{id}/approve/", frozenset({"approver"}),
            proof="moved", to=S.APPROVED, body=SEEN),
     Action("reject", "api:request-reject", "POST", "/api/v1/requests/{id}/reject/", frozenset({"approver"}),
@@ -257,6 +282,14 @@ def the_request(action: Action, people: dict, site: dict) -> AccessRequest:
         request.save(update_fields=["drift"])
     if action.pending_repair:
         access_request_repair(request_id=request.pk, user=people["requester"])
+    if action.marker == REMOTE_MARKER:
+        ProvisioningStep.objects.create(
+            request=request, phase="grant", name="grant_secret_policy", position=2, status="succeeded",
+            before=REMOTE_POLICY, after=REMOTE_POLICY,
+        )
+        with transaction.atomic():
+            record_event(action="aws.grant_secret_policy", request=request, target_arn=SECRET_ARN,
+                         details={"phase": "grant", "step": "grant_secret_policy", "before": REMOTE_POLICY})
     if action.pending_extension:
         access_request_extend(
             request_id=request.pk, user=people["requester"], expires_at=timezone.now() + timedelta(days=60)

@@ -134,6 +134,9 @@ def _done(action: Action, request: AccessRequest, response, counts_before: int) 
         text = body.decode()
         marker = rf'"id":\s*{request.pk}\b|/requests/{request.pk}/|"request":\s*{request.pk}\b|^{request.pk},|,{request.pk},'
         return status == 200 and re.search(marker, text, re.MULTILINE) is not None
+    if action.proof == "reveals":
+        body = b"".join(response.streaming_content) if response.streaming else response.content
+        return status == 200 and action.marker in body.decode()
     if action.proof == "moved":
         return request.state == action.to
     return _counts(action) > counts_before

@@ -51,6 +51,7 @@ def production_env(tmp_path) -> dict[str, str]:
         # Nothing here touches the database or the broker; no server is needed.
         "DATABASE_URL": f"sqlite:///{tmp_path / 'portal.sqlite3'}",
         "CELERY_BROKER_URL": "memory://",
+        "CACHE_URL": "",
         "PORTAL_VAR_DIR": str(tmp_path),
     }
     return env

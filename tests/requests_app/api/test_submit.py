@@ -23,7 +23,9 @@ def test_a_requester_files_and_gets_the_plan_hash_and_preflight(portal, client_f
     assert len(body["plan_hash"]) == 64
     assert body["preflight_status"] == "passed"
     assert body["preflight"]["ok"] is True
-    assert body["resolved_kms_key_arn"] == portal.key_arn
+    # The key found from the secret is the Remote account's: the requester learns it once approved.
+    assert body["resolved_kms_key_arn"] == ""
+    assert AccessRequest.objects.get(pk=body["id"]).resolved_kms_key_arn == portal.key_arn
     assert body["role_name"]  # derived from the endpoint identifier
     assert body["allowed_actions"] == ["cancel"]
     assert body["diagnosis_detail"] is None
