@@ -7,12 +7,12 @@ import dataclasses
 import pytest
 from django.test import Client
 from django.urls import URLPattern, get_resolver, reverse
-from rest_framework.authtoken.models import Token
 
 from requests_app import actions, permissions, services
 from requests_app.actions import ACTIONS
 from requests_app.api.views import _RequestActionView
 from requests_app.models import RequestState
+from tests.factories import api_token_for
 from tests.requests_app.page_rows import make_accounts, make_request, make_users
 
 pytestmark = pytest.mark.django_db
@@ -72,7 +72,7 @@ def test_a_rule_changed_in_the_table_holds_on_the_page_in_the_api_and_in_what_is
     assert 'value="cancel"' not in page.get(reverse("web:request_detail", args=[request.pk])).content.decode()
     assert page.post(reverse("web:request_action", args=[request.pk, "cancel"])).status_code == 403
     api = Client()
-    token = Token.objects.create(user=requester).key
+    token = api_token_for(requester)
     answer = api.post(f"/api/v1/requests/{request.pk}/cancel/", HTTP_AUTHORIZATION=f"Token {token}")
     assert answer.status_code == 403
     request.refresh_from_db()
@@ -86,7 +86,7 @@ def test_the_pages_and_the_api_refuse_with_the_same_words(site):
     page = Client()
     page.force_login(users["requester"])
     shown = page.post(reverse("web:request_action", args=[request.pk, "approve"]), {"plan_hash": request.plan_hash})
-    token = Token.objects.create(user=users["requester"]).key
+    token = api_token_for(users["requester"])
     answered = Client().post(
         f"/api/v1/requests/{request.pk}/approve/", {"plan_hash": request.plan_hash},
         content_type="application/json", HTTP_AUTHORIZATION=f"Token {token}",
