@@ -11,6 +11,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from provisioning.ownership import INSTANCE_ID_PATTERN, INSTANCE_ID_RULE, LEGACY_INSTANCE_ID
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("PORTAL_VAR_DIR", BASE_DIR / "var"))
 
@@ -49,6 +51,44 @@ if not SECRET_KEY:
     if env_bool("PORTAL_REQUIRE_SECRET_KEY", False):
         raise ImproperlyConfigured("SECRET_KEY must be set")
     SECRET_KEY = _local_secret_key()
+
+
+def _local_instance_id() -> str:
+    """The deployment's instance id kept in VAR_DIR, for the embedded quickstart.
+
+    A new VAR_DIR gets a random id. One that already holds a quickstart
+    database from before instance ids existed gets ``legacy``, so the roles,
+    endpoints and statements it made stay its own (see provisioning.ownership).
+    """
+    import secrets
+
+    path = VAR_DIR / "instance_id"
+    if not path.exists():
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        made_before = (VAR_DIR / "portal.sqlite3").exists()
+        value = LEGACY_INSTANCE_ID if made_before else secrets.token_hex(6)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process of the quickstart wrote it first
+        else:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(value)
+    return path.read_text().strip()
+
+
+# Which deployment of the portal this is: it goes into every owner tag and
+# statement Sid, so a second portal (staging, a restored backup) sharing an
+# account never takes this one's request #N for its own. Required where
+# SECRET_KEY is; see provisioning.ownership for its syntax and ``legacy``.
+PORTAL_INSTANCE_ID = os.environ.get("PORTAL_INSTANCE_ID", "").strip()
+if not PORTAL_INSTANCE_ID:
+    if env_bool("PORTAL_REQUIRE_SECRET_KEY", False):
+        raise ImproperlyConfigured("PORTAL_INSTANCE_ID must be set")
+    PORTAL_INSTANCE_ID = _local_instance_id()
+if not INSTANCE_ID_PATTERN.fullmatch(PORTAL_INSTANCE_ID):
+    raise ImproperlyConfigured(f"PORTAL_INSTANCE_ID {INSTANCE_ID_RULE} (got {PORTAL_INSTANCE_ID!r})")
+
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 

@@ -11,7 +11,8 @@ from provisioning.documents import key_policy_statement
 from provisioning.errors import InvalidInput
 from provisioning.resources import KEY_POLICY_NAME, read_key_policy, resolve_key_arn
 from provisioning.spec import GrantSpec
-from provisioning.statements import find_statement, merge_statement, remove_statement, statements_of
+from provisioning.ownership import owned_sids
+from provisioning.statements import find_owned_statement, merge_statement, remove_statement, statements_of
 from provisioning.steps.result import PolicyLock, StepResult, locked
 
 
@@ -67,7 +68,7 @@ def grant_key_policy(spec: GrantSpec, *, clients: GrantClients, lock: PolicyLock
     key_arn = resolve_key_arn(calls, kms, spec.kms_key_arn)
     with locked(lock, key_arn):
         _, current = read_key_policy(calls, kms, key_arn)
-        merged = merge_statement(current, statement)
+        merged = merge_statement(current, statement, replaces=owned_sids(spec))
         if merged == current:
             return StepResult(
                 name="grant_key_policy",
@@ -98,14 +99,14 @@ def revoke_key_policy(spec: GrantSpec, *, clients: GrantClients, lock: PolicyLoc
     """
     calls = AwsCalls()
     kms = clients.remote("kms")
-    sid = spec.statement_sid
+    sids = owned_sids(spec)
     # A grant that never got as far as knowing its key has no statement in one.
     key_arn = resolve_key_arn(calls, kms, spec.kms_key_arn, missing_ok=True) if spec.kms_key_arn else None
     if key_arn is None:
         return StepResult(name="revoke_key_policy", changed=False, aws_request_ids=calls.request_ids)
     with locked(lock, key_arn):
         exists, current = read_key_policy(calls, kms, key_arn, missing_ok=True)
-        if not exists or find_statement(current, sid) is None:
+        if not exists or find_owned_statement(current, sids) is None:
             return StepResult(
                 name="revoke_key_policy",
                 changed=False,
@@ -114,7 +115,7 @@ def revoke_key_policy(spec: GrantSpec, *, clients: GrantClients, lock: PolicyLoc
                 aws_request_ids=calls.request_ids,
                 outputs={"key_arn": key_arn},
             )
-        remaining = remove_statement(current, sid)
+        remaining = remove_statement(current, sids)
         if remaining is None:
             raise calls.permanent(
                 f"The key policy of {key_arn} holds only this grant's statement; removing it would leave the key "

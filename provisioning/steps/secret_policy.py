@@ -9,7 +9,8 @@ from provisioning.clients import GrantClients
 from provisioning.documents import secret_policy_statement
 from provisioning.resources import read_secret_policy
 from provisioning.spec import GrantSpec
-from provisioning.statements import find_statement, merge_statement, remove_statement
+from provisioning.ownership import owned_sids
+from provisioning.statements import find_owned_statement, merge_statement, remove_statement
 from provisioning.steps.result import PolicyLock, StepResult, locked
 
 
@@ -39,7 +40,7 @@ def grant_secret_policy(spec: GrantSpec, *, clients: GrantClients, lock: PolicyL
     statement = secret_policy_statement(spec)
     with locked(lock, spec.secret_arn):
         _, current = read_secret_policy(calls, secretsmanager, spec.secret_arn)
-        merged = merge_statement(current, statement)
+        merged = merge_statement(current, statement, replaces=owned_sids(spec))
         if merged == current:
             return StepResult(
                 name="grant_secret_policy",
@@ -63,10 +64,10 @@ def revoke_secret_policy(spec: GrantSpec, *, clients: GrantClients, lock: Policy
     """
     calls = AwsCalls()
     secretsmanager = clients.remote("secretsmanager")
-    sid = spec.statement_sid
+    sids = owned_sids(spec)
     with locked(lock, spec.secret_arn):
         exists, current = read_secret_policy(calls, secretsmanager, spec.secret_arn, missing_ok=True)
-        if not exists or find_statement(current, sid) is None:
+        if not exists or find_owned_statement(current, sids) is None:
             return StepResult(
                 name="revoke_secret_policy",
                 changed=False,
@@ -74,7 +75,7 @@ def revoke_secret_policy(spec: GrantSpec, *, clients: GrantClients, lock: Policy
                 after=current,
                 aws_request_ids=calls.request_ids,
             )
-        remaining = remove_statement(current, sid)
+        remaining = remove_statement(current, sids)
         if remaining is None:
             calls(secretsmanager, "DeleteResourcePolicy", missing_ok=True, SecretId=spec.secret_arn)
         else:

@@ -16,7 +16,7 @@ from django.utils import timezone
 from prometheus_client import generate_latest
 
 from provisioning.documents import ROLE_INLINE_POLICY_NAME, role_inline_policy, role_trust_policy
-from provisioning.spec import OWNER_TAG_KEY
+from provisioning.ownership import owner_tags
 from requests_app import runner, tasks
 from requests_app.audit import verify_chain
 from requests_app.grants import grant_spec_for
@@ -199,7 +199,7 @@ def test_a_role_created_again_is_flagged_and_repair_records_the_new_role(grant, 
     iam.delete_role_policy(RoleName=grant.role_name, PolicyName=ROLE_INLINE_POLICY_NAME)
     iam.delete_role(RoleName=grant.role_name)
     iam.create_role(RoleName=grant.role_name, AssumeRolePolicyDocument=json.dumps(role_trust_policy(spec)),
-                    Tags=[{"Key": OWNER_TAG_KEY, "Value": str(grant.pk)}])
+                    Tags=owner_tags(spec))
     iam.put_role_policy(RoleName=grant.role_name, PolicyName=ROLE_INLINE_POLICY_NAME,
                         PolicyDocument=json.dumps(role_inline_policy(spec)))
 
