@@ -153,4 +153,5 @@ def test_example_is_safe_for_production():
     example = _env_example()
     assert example["DEBUG"] == "false"
     assert example["SECRET_KEY"] == ""
+    assert example["PORTAL_INSTANCE_ID"] == ""  # chosen per deployment, never shared
     assert example["AWS_ENDPOINT_URL"] == ""
