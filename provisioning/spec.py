@@ -51,8 +51,13 @@ class GrantSpec:
 
     @property
     def session_name(self) -> str:
-        """``RoleSessionName`` for AssumeRole: CloudTrail shows which request acted."""
-        return f"portal-req-{self.grant_id}"
+        """``RoleSessionName`` for AssumeRole: CloudTrail shows which portal instance and request acted.
+
+        The provisioner roles' trust policies admit only sessions named
+        ``portal-<their instance id>-req-*``, so a second portal holding the
+        same role ARN and external id (a restored backup) is refused.
+        """
+        return f"portal-{self.instance_id}-req-{self.grant_id}"
 
     @property
     def statement_sid(self) -> str:
