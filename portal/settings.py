@@ -311,6 +311,11 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     # A drift finding's kind and a report's kinds are one choice set.
     "ENUM_NAME_OVERRIDES": {"DriftKindEnum": "provisioning.drift.DRIFT_KINDS"},
+    # The schema states the text rules every CharField applies (no NUL, not blank).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "requests_app.api.schema.constrain_text_inputs",
+    ],
 }
 
 # --- Operations -------------------------------------------------------------
