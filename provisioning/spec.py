@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# The owner tags and Sids are defined in provisioning.ownership; re-exported
-# here for the modules that build specs.
+# The owner tags and Sids are defined in provisioning.ownership; the names are
+# also importable from here, where they were before instance ids.
 from provisioning.ownership import INSTANCE_TAG_KEY, OWNER_TAG_KEY, SID_PREFIX, statement_sid  # noqa: F401
 
 
