@@ -32,7 +32,7 @@ from provisioning.documents import (
     role_trust_policy,
     secret_policy_statement,
 )
-from provisioning.resources import owner_tags
+from provisioning.ownership import owner_tags
 from provisioning.spec import AccountAccess, GrantSpec
 from provisioning.statements import merge_statement
 

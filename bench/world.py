@@ -105,10 +105,15 @@ def assume_role_calls(endpoint_url: str, session_names: Collection[str]) -> int:
     return sum(1 for role in assumed if role.get("session_name") in wanted)
 
 
+# The baseline runs the engine alone, as a portal deployment of its own.
+BASELINE_INSTANCE_ID = "benchbaseline"
+
+
 def baseline_spec(grant: Grant, *, datalake: AccountAccess, remote: AccountAccess, region: str) -> GrantSpec:
     """The engine's spec of a baseline grant: the one the portal builds for a request of the same grant."""
     return GrantSpec(
         grant_id=grant.name,
+        instance_id=BASELINE_INSTANCE_ID,
         datalake=datalake,
         remote=remote,
         region=region,

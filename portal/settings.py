@@ -11,6 +11,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from provisioning.ownership import INSTANCE_ID_PATTERN, INSTANCE_ID_RULE, LEGACY_INSTANCE_ID
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("PORTAL_VAR_DIR", BASE_DIR / "var"))
 
@@ -76,6 +78,44 @@ if not FIELD_ENCRYPTION_KEYS:
     if env_bool("PORTAL_REQUIRE_SECRET_KEY", False):
         raise ImproperlyConfigured("FIELD_ENCRYPTION_KEYS must be set")
     FIELD_ENCRYPTION_KEYS = [_local_field_encryption_key()]
+
+
+def _local_instance_id() -> str:
+    """The deployment's instance id kept in VAR_DIR, for the embedded quickstart.
+
+    A new VAR_DIR gets a random id. One that already holds a quickstart
+    database from before instance ids existed gets ``legacy``, so the roles,
+    endpoints and statements it made stay its own (see provisioning.ownership).
+    """
+    import secrets
+
+    path = VAR_DIR / "instance_id"
+    if not path.exists():
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        made_before = (VAR_DIR / "portal.sqlite3").exists()
+        value = LEGACY_INSTANCE_ID if made_before else secrets.token_hex(6)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process of the quickstart wrote it first
+        else:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(value)
+    return path.read_text().strip()
+
+
+# Which deployment of the portal this is: it goes into every owner tag and
+# statement Sid, so a second portal (staging, a restored backup) sharing an
+# account never takes this one's request #N for its own. Required where
+# SECRET_KEY is; see provisioning.ownership for its syntax and ``legacy``.
+PORTAL_INSTANCE_ID = os.environ.get("PORTAL_INSTANCE_ID", "").strip()
+if not PORTAL_INSTANCE_ID:
+    if env_bool("PORTAL_REQUIRE_SECRET_KEY", False):
+        raise ImproperlyConfigured("PORTAL_INSTANCE_ID must be set")
+    PORTAL_INSTANCE_ID = _local_instance_id()
+if not INSTANCE_ID_PATTERN.fullmatch(PORTAL_INSTANCE_ID):
+    raise ImproperlyConfigured(f"PORTAL_INSTANCE_ID {INSTANCE_ID_RULE} (got {PORTAL_INSTANCE_ID!r})")
+
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
@@ -367,9 +407,12 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     # A drift finding's kind and a report's kinds are one choice set.
     "ENUM_NAME_OVERRIDES": {"DriftKindEnum": "provisioning.drift.DRIFT_KINDS"},
+    # The schema states the text rules every CharField applies (no NUL, not blank),
+    # and the 429 of the rate limits.
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "requests_app.api.schema_hooks.document_throttling",
+        "requests_app.api.schema.constrain_text_inputs",
+        "requests_app.api.schema.document_throttling",
     ],
 }
 

@@ -29,6 +29,7 @@ from provisioning.names import (
     validate_region,
     validate_role_name,
 )
+from provisioning.ownership import validate_instance_id
 from provisioning.spec import GrantSpec
 
 POLICY_VERSION = "2012-10-17"
@@ -64,6 +65,7 @@ def validate_spec(spec: GrantSpec, *, require_key: bool = False) -> None:
     secret ARN and the Remote account or region carry the diagnosis
     ``account_mismatch`` / ``region_mismatch`` instead of ``invalid_input``.
     """
+    validate_instance_id(spec.instance_id)
     validate_account_id(spec.datalake.account_id, field="datalake_account_id")
     validate_account_id(spec.remote.account_id, field="remote_account_id")
     validate_region(spec.region, field="region", partition=spec.partition)

@@ -2,7 +2,7 @@
 
 ``check_drift`` only reads (GetRole with its tags, GetRolePolicy,
 GetResourcePolicy, DescribeKey when the key is named by alias, GetKeyPolicy,
-DescribeEndpoints). It compares exactly what the grant steps would compare
+DescribeEndpoints, ListTagsForResource). It compares exactly what the grant steps would compare
 before writing, so a drift finding is always something re-running the
 idempotent grant steps puts back, and after such a repair the check reports
 nothing.
@@ -12,6 +12,13 @@ stores the unique id of the role a policy names, so the secret and key
 statements of the old role then show its ``AROA...`` id instead of its ARN
 and no longer match the new role. That is reported as ``role_recreated``,
 as is a live RoleId that differs from the one recorded when the grant ran.
+
+A role or endpoint of the grant's name that is not the grant's (its owner
+tags name another request, or the same request id of another portal
+instance, see provisioning.ownership) is the grant's role or endpoint gone:
+``role_missing`` / ``endpoint_missing``, naming the owner, and not compared
+further. Re-running the grant steps then stops with ``role_name_taken`` /
+``endpoint_identifier_taken`` rather than touch it.
 """
 from __future__ import annotations
 
@@ -28,9 +35,18 @@ from provisioning.documents import (
     role_trust_policy,
     secret_policy_statement,
 )
-from provisioning.resources import find_endpoint, read_key_policy, read_role, read_role_policy, read_secret_policy, resolve_key_arn
+from provisioning.ownership import describe_owner, is_owned, owned_sids
+from provisioning.resources import (
+    endpoint_tags,
+    find_endpoint,
+    read_key_policy,
+    read_role,
+    read_role_policy,
+    read_secret_policy,
+    resolve_key_arn,
+)
 from provisioning.spec import GrantSpec
-from provisioning.statements import find_statement
+from provisioning.statements import find_owned_statement
 
 ROLE_MISSING = "role_missing"
 ROLE_TRUST_POLICY_CHANGED = "role_trust_policy_changed"
@@ -150,6 +166,11 @@ def _check_role(calls: AwsCalls, spec: GrantSpec, clients: GrantClients, expecte
             ROLE_MISSING, spec.role_arn, f"The role {spec.role_name} no longer exists in account "
             f"{spec.datalake.account_id}."))
         return
+    if not is_owned(role.tags, spec):
+        report.findings.append(DriftFinding(
+            ROLE_MISSING, spec.role_arn, f"The role {spec.role_name} in account {spec.datalake.account_id} now "
+            f"belongs to {describe_owner(role.tags)}, not to this request of this portal."))
+        return
     report.role_id = role.role_id
     if expected_role_id and role.role_id != expected_role_id:
         report.findings.append(DriftFinding(
@@ -171,9 +192,13 @@ def _check_role(calls: AwsCalls, spec: GrantSpec, clients: GrantClients, expecte
             expected=inline, actual=current_inline))
 
 
-def _check_statement(report: DriftReport, *, policy: dict | None, statement: dict, resource: str, what: str,
-                     missing_kind: str, changed_kind: str, role_arn: str) -> None:
-    current = find_statement(policy, statement["Sid"])
+def _check_statement(report: DriftReport, *, policy: dict | None, statement: dict, sids: tuple[str, ...],
+                     resource: str, what: str, missing_kind: str, changed_kind: str, role_arn: str) -> None:
+    current = find_owned_statement(policy, sids)
+    if current is not None and current.get("Sid") != statement["Sid"]:
+        # The grant's statement from before instance ids: in place if it
+        # grants the same; a repair gives it the new Sid.
+        current = {**current, "Sid": statement["Sid"]}
     if current is None:
         report.findings.append(DriftFinding(
             missing_kind, resource, f"The grant's statement {statement['Sid']} is no longer in the {what}.",
@@ -203,7 +228,7 @@ def _check_remote(calls: AwsCalls, spec: GrantSpec, clients: GrantClients, repor
             expected=secret_policy_statement(spec)))
     else:
         _check_statement(report, policy=secret_policy, statement=secret_policy_statement(spec),
-                         resource=spec.secret_arn, what="secret's resource policy",
+                         sids=owned_sids(spec), resource=spec.secret_arn, what="secret's resource policy",
                          missing_kind=SECRET_STATEMENT_MISSING, changed_kind=SECRET_STATEMENT_CHANGED,
                          role_arn=spec.role_arn)
 
@@ -215,7 +240,8 @@ def _check_remote(calls: AwsCalls, spec: GrantSpec, clients: GrantClients, repor
             KEY_STATEMENT_MISSING, key_arn or spec.kms_key_arn or "", "The KMS key no longer exists.",
             expected=key_policy_statement(spec)))
     else:
-        _check_statement(report, policy=key_policy, statement=key_policy_statement(spec), resource=key_arn,
+        _check_statement(report, policy=key_policy, statement=key_policy_statement(spec), sids=owned_sids(spec),
+                         resource=key_arn,
                          what="key policy", missing_kind=KEY_STATEMENT_MISSING, changed_kind=KEY_STATEMENT_CHANGED,
                          role_arn=spec.role_arn)
 
@@ -248,6 +274,12 @@ def _check_endpoint(calls: AwsCalls, spec: GrantSpec, clients: GrantClients, rep
     if endpoint is None:
         report.findings.append(DriftFinding(
             ENDPOINT_MISSING, resource, f"The DMS endpoint {spec.endpoint_identifier} no longer exists."))
+        return
+    tags = endpoint_tags(calls, dms, endpoint["EndpointArn"])
+    if not is_owned(tags, spec):
+        report.findings.append(DriftFinding(
+            ENDPOINT_MISSING, spec.endpoint_identifier, f"The DMS endpoint {spec.endpoint_identifier} now belongs "
+            f"to {describe_owner(tags)}, not to this request of this portal."))
         return
     differences = _setting_differences(endpoint, endpoint_settings(spec))
     if differences:

@@ -31,8 +31,9 @@ from provisioning.documents import (
     secret_policy_statement,
 )
 from provisioning.names import ENGINES
+from provisioning.ownership import owned_sids, owner_tags
 from provisioning.resources import read_key_policy, read_secret_policy, resolve_key_arn
-from provisioning.spec import OWNER_TAG_KEY, GrantSpec
+from provisioning.spec import GrantSpec
 from provisioning.statements import merge_statement
 
 # The runbook's logical id for the role.
@@ -64,7 +65,7 @@ def cloudformation_template(spec: GrantSpec) -> str:
         "Description": (
             f"IAM role in DataLake account {spec.datalake.account_id}, assumed by DMS, granting access to "
             f"the secret {spec.secret_arn} and its KMS key in Remote account {spec.remote.account_id} "
-            f"(dms-access-portal request {spec.grant_id})."
+            f"(dms-access-portal {spec.instance_id} request {spec.grant_id})."
         )[:CLOUDFORMATION_DESCRIPTION_MAX],
         "Resources": {
             ROLE_LOGICAL_ID: {
@@ -75,7 +76,7 @@ def cloudformation_template(spec: GrantSpec) -> str:
                     "Policies": [
                         {"PolicyName": ROLE_INLINE_POLICY_NAME, "PolicyDocument": plan["role_inline_policy"]}
                     ],
-                    "Tags": [{"Key": OWNER_TAG_KEY, "Value": spec.grant_id}],
+                    "Tags": owner_tags(spec),
                 },
             }
         },
@@ -119,8 +120,8 @@ def remote_documents(
     build_plan(spec)  # validates the spec, as every export does
     key_base = current_key_policy if current_key_policy else default_key_policy(spec)
     return {
-        "secret_policy": merge_statement(current_secret_policy, secret_policy_statement(spec)),
-        "key_policy": merge_statement(key_base, key_policy_statement(spec)),
+        "secret_policy": merge_statement(current_secret_policy, secret_policy_statement(spec), replaces=owned_sids(spec)),
+        "key_policy": merge_statement(key_base, key_policy_statement(spec), replaces=owned_sids(spec)),
     }
 
 
@@ -167,7 +168,7 @@ def cli_commands(spec: GrantSpec) -> str:
     settings_key = ENGINES[spec.engine]
     region = shlex.quote(spec.region)
     role = shlex.quote(spec.role_name)
-    tags = shlex.quote(json.dumps([{"Key": OWNER_TAG_KEY, "Value": spec.grant_id}], separators=(",", ":")))
+    tags = shlex.quote(json.dumps(owner_tags(spec), separators=(",", ":")))
     secret = shlex.quote(spec.secret_arn)
     key = shlex.quote(spec.kms_key_arn or "")
     secret_name = parse_secret_arn(spec.secret_arn).resource_id
@@ -185,7 +186,7 @@ def cli_commands(spec: GrantSpec) -> str:
         f"--region {region}",
     ]
     blocks = [
-        f"# dms-access-portal request {spec.grant_id}: DMS in {spec.datalake.account_id} reads {secret_name} "
+        f"# dms-access-portal {spec.instance_id} request {spec.grant_id}: DMS in {spec.datalake.account_id} reads {secret_name} "
         f"in {spec.remote.account_id} ({spec.region}).",
         "# 1. Create the IAM role (run in the DataLake account "
         f"{spec.datalake.account_id}).\n"

@@ -17,9 +17,10 @@ from provisioning.aws_calls import AwsCalls
 from provisioning.clients import GrantClients
 from provisioning.documents import build_plan, validate_spec
 from provisioning.errors import InvalidInput, PermanentAwsError
+from provisioning.ownership import is_owned, owned_sids
 from provisioning.resources import (
     describe_key,
-    endpoint_owner,
+    endpoint_tags,
     find_endpoint,
     read_key_policy,
     read_role,
@@ -194,7 +195,7 @@ def _role_free(calls: AwsCalls, iam, spec: GrantSpec):
     role = read_role(calls, iam, spec.role_name)
     if role is None:
         return None, f"No role named {spec.role_name} exists yet."
-    if role.owner != spec.grant_id:
+    if not is_owned(role.tags, spec):
         raise _Failed(
             f"A role named {spec.role_name} already exists and is not this request's; choose another role name.",
             "role_name_taken",
@@ -206,7 +207,7 @@ def _endpoint_free(calls: AwsCalls, dms, spec: GrantSpec):
     endpoint = find_endpoint(calls, dms, spec.endpoint_identifier)
     if endpoint is None:
         return None, f"No DMS endpoint named {spec.endpoint_identifier} exists yet."
-    if endpoint_owner(calls, dms, endpoint["EndpointArn"]) != spec.grant_id:
+    if not is_owned(endpoint_tags(calls, dms, endpoint["EndpointArn"]), spec):
         raise _Failed(
             f"A DMS endpoint named {spec.endpoint_identifier} already exists and is not this request's; "
             "choose another identifier.",
@@ -220,9 +221,9 @@ def _sizes(calls: AwsCalls, secretsmanager, kms, spec: GrantSpec, key_arn: str):
     calls.check_size("trust_policy", plan["role_trust_policy"])
     calls.check_size("role_inline_policies", [plan["role_inline_policy"]])
     _, secret_policy = read_secret_policy(calls, secretsmanager, spec.secret_arn)
-    secret_size = calls.check_size("secret_policy", merge_statement(secret_policy, plan["secret_policy_statement"]))
+    secret_size = calls.check_size("secret_policy", merge_statement(secret_policy, plan["secret_policy_statement"], replaces=owned_sids(spec)))
     _, key_policy = read_key_policy(calls, kms, key_arn)
-    key_size = calls.check_size("key_policy", merge_statement(key_policy, plan["key_policy_statement"]))
+    key_size = calls.check_size("key_policy", merge_statement(key_policy, plan["key_policy_statement"], replaces=owned_sids(spec)))
     return plan, (
         f"After the merge the secret policy is {secret_size} characters and the key policy "
         f"{key_size} bytes, within AWS limits."

@@ -16,7 +16,6 @@ from provisioning.arns import is_key_id_arn, parse_kms_key_arn
 from provisioning.aws_calls import AwsCalls
 from provisioning.documents import ROLE_INLINE_POLICY_NAME
 from provisioning.errors import InvalidInput
-from provisioning.spec import OWNER_TAG_KEY, GrantSpec
 
 KEY_POLICY_NAME = "default"
 # DMS reports an endpoint being deleted until it is gone; for the portal it is gone.
@@ -31,16 +30,6 @@ class RoleState:
     role_id: str
     trust_policy: dict | None
     tags: dict[str, str]
-
-    @property
-    def owner(self) -> str | None:
-        """The grant id the role is tagged with, if the portal created it."""
-        return self.tags.get(OWNER_TAG_KEY)
-
-
-def owner_tags(spec: GrantSpec) -> list[dict[str, str]]:
-    """The tag marking a resource as created for ``spec``'s grant."""
-    return [{"Key": OWNER_TAG_KEY, "Value": spec.grant_id}]
 
 
 def parse_policy(value: Any, *, what: str) -> dict | None:
@@ -172,10 +161,7 @@ def find_endpoint(calls: AwsCalls, dms: Any, endpoint_identifier: str) -> dict |
     return None
 
 
-def endpoint_owner(calls: AwsCalls, dms: Any, endpoint_arn: str) -> str | None:
-    """The grant id the endpoint is tagged with, if the portal created it."""
+def endpoint_tags(calls: AwsCalls, dms: Any, endpoint_arn: str) -> dict[str, str]:
+    """The endpoint's tags (provisioning.ownership says whose they make it)."""
     response = calls(dms, "ListTagsForResource", missing_ok=True, ResourceArn=endpoint_arn)
-    for tag in (response or {}).get("TagList", []):
-        if tag.get("Key") == OWNER_TAG_KEY:
-            return tag.get("Value")
-    return None
+    return {tag["Key"]: tag.get("Value", "") for tag in (response or {}).get("TagList", []) if "Key" in tag}

@@ -7,12 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-# Tag put on every resource the portal creates for a grant; its value is the
-# grant id. A role or endpoint without this tag (or with another value) is
-# never taken over.
-OWNER_TAG_KEY = "dms-access-portal:request-id"
-# Prefix of every statement Sid the portal owns; followed by the grant id.
-SID_PREFIX = "DmsAccessPortal"
+# The owner tags and Sids are defined in provisioning.ownership; the names are
+# also importable from here, where they were before instance ids.
+from provisioning.ownership import INSTANCE_TAG_KEY, OWNER_TAG_KEY, SID_PREFIX, statement_sid  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -27,9 +24,15 @@ class AccountAccess:
 
 @dataclass(frozen=True)
 class GrantSpec:
-    """One grant: DMS in ``datalake`` reads ``secret_arn`` in ``remote``."""
+    """One grant: DMS in ``datalake`` reads ``secret_arn`` in ``remote``.
+
+    ``instance_id`` names the portal deployment the grant belongs to; with
+    ``grant_id`` it is what marks the grant's resources and statements as its
+    own (see provisioning.ownership).
+    """
 
     grant_id: str
+    instance_id: str
     datalake: AccountAccess
     remote: AccountAccess
     region: str
@@ -49,10 +52,15 @@ class GrantSpec:
 
     @property
     def session_name(self) -> str:
-        """``RoleSessionName`` for AssumeRole: CloudTrail shows which request acted."""
-        return f"portal-req-{self.grant_id}"
+        """``RoleSessionName`` for AssumeRole: CloudTrail shows which portal instance and request acted.
+
+        The provisioner roles' trust policies admit only sessions named
+        ``portal-<their instance id>-req-*``, so a second portal holding the
+        same role ARN and external id (a restored backup) is refused.
+        """
+        return f"portal-{self.instance_id}-req-{self.grant_id}"
 
     @property
     def statement_sid(self) -> str:
         """The Sid of the statements this grant owns in the secret and key policies."""
-        return f"{SID_PREFIX}{''.join(ch for ch in self.grant_id if ch.isalnum())}"
+        return statement_sid(self.instance_id, self.grant_id)

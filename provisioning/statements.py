@@ -1,7 +1,9 @@
 """Merging the portal's statements into policies it shares with others, and size limits.
 
-The portal owns exactly the statements whose Sid it generated for a grant.
-Merge replaces that statement or appends it; remove deletes exactly that Sid.
+The portal owns exactly the statements whose Sid it generated for a grant
+(see provisioning.ownership). Merge replaces that statement or appends it;
+remove deletes exactly that Sid (or those Sids: a grant's statement of
+before instance ids had another Sid).
 Every other statement, its content and its position, and every other top-level
 key (Version, Id) are left as they were. A ``Statement`` given as one object
 (which AWS accepts) is returned as a list: the list form means the same and
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Iterable
 
 from provisioning.errors import PermanentAwsError
 
@@ -60,24 +63,35 @@ def find_statement(policy: dict | str | None, sid: str) -> dict | None:
     return None
 
 
-def merge_statement(policy: dict | str | None, statement: dict) -> dict:
+def find_owned_statement(policy: dict | str | None, sids: Iterable[str]) -> dict | None:
+    """The statement of ``policy`` with the first of ``sids`` found, or None."""
+    for sid in sids:
+        statement = find_statement(policy, sid)
+        if statement is not None:
+            return statement
+    return None
+
+
+def merge_statement(policy: dict | str | None, statement: dict, *, replaces: Iterable[str] = ()) -> dict:
     """Return ``policy`` with ``statement`` in it, keyed by the statement's Sid.
 
-    An existing statement with that Sid is replaced where it stands (later
-    duplicates of the Sid are dropped, so merging twice equals merging once);
-    otherwise the statement is appended. A missing or empty policy becomes a
-    new one with Version 2012-10-17. The input is never modified.
+    An existing statement with that Sid, or with one of the Sids in
+    ``replaces`` (older Sids of the same owner), is replaced where the first
+    of them stands (later ones are dropped, so merging twice equals merging
+    once); otherwise the statement is appended. A missing or empty policy
+    becomes a new one with Version 2012-10-17. The input is never modified.
     """
     sid = statement.get("Sid") if isinstance(statement, dict) else None
     if not isinstance(sid, str) or not sid:
         raise ValueError("the statement to merge must have a non-empty Sid: the Sid is what the portal owns")
+    owned = {sid, *replaces}
     loaded = _load(policy)
     if not loaded:
         return {"Version": POLICY_VERSION, "Statement": [copy.deepcopy(statement)]}
     merged: list = []
     placed = False
     for existing in statements_of(loaded):
-        if isinstance(existing, dict) and existing.get("Sid") == sid:
+        if isinstance(existing, dict) and isinstance(existing.get("Sid"), str) and existing["Sid"] in owned:
             if not placed:
                 merged.append(copy.deepcopy(statement))
                 placed = True
@@ -89,8 +103,8 @@ def merge_statement(policy: dict | str | None, statement: dict) -> dict:
     return loaded
 
 
-def remove_statement(policy: dict | str | None, sid: str) -> dict | None:
-    """Return ``policy`` without any statement whose Sid is ``sid``.
+def remove_statement(policy: dict | str | None, sid: str | Iterable[str]) -> dict | None:
+    """Return ``policy`` without any statement whose Sid is ``sid`` (or one of several Sids).
 
     Returns None when there is no policy or no statement is left (for a
     secret: delete the resource policy instead of putting an empty one).
@@ -99,7 +113,10 @@ def remove_statement(policy: dict | str | None, sid: str) -> dict | None:
     loaded = _load(policy)
     if loaded is None:
         return None
-    kept = [s for s in statements_of(loaded) if not (isinstance(s, dict) and s.get("Sid") == sid)]
+    sids = {sid} if isinstance(sid, str) else set(sid)
+    kept = [
+        s for s in statements_of(loaded) if not (isinstance(s, dict) and isinstance(s.get("Sid"), str) and s["Sid"] in sids)
+    ]
     if not kept:
         return None
     if isinstance(loaded.get("Statement"), dict) and len(kept) == 1:

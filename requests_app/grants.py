@@ -1,6 +1,8 @@
 """Turning a request row into the engine's ``GrantSpec``."""
 from __future__ import annotations
 
+from django.conf import settings
+
 from provisioning.arns import partition_of_region
 from provisioning.spec import AccountAccess, GrantSpec
 from requests_app.models import AccessRequest, AwsAccount
@@ -18,6 +20,7 @@ def grant_spec_for(request: AccessRequest, *, kms_key_arn: str | None = None) ->
     """The engine's view of ``request``: the key preflight resolved, else the one named."""
     return GrantSpec(
         grant_id=str(request.pk),
+        instance_id=settings.PORTAL_INSTANCE_ID,
         datalake=account_access(request.datalake_account),
         remote=account_access(request.remote_account),
         region=request.region,

@@ -28,6 +28,8 @@ DATALAKE_ID = "111111111111"
 REMOTE_ID = "222222222222"
 PROVISIONER_ROLE = "dms-access-portal-provisioner"
 GRANT_ID = "1042"
+# The suite's PORTAL_INSTANCE_ID (set in tests/conftest.py).
+INSTANCE_ID = "testportal"
 ROLE_NAME = "dms-cross-account-secret-access"
 ENDPOINT_ID = "source-db-mysql"
 SECRET_VALUE = {"username": "dms_reader", "password": "s3cr3t-Value!", "host": "db.remote.internal", "port": 3306}
@@ -104,6 +106,7 @@ class World:
         """The runbook's request: mysql source endpoint reading the CMK secret."""
         spec = GrantSpec(
             grant_id=GRANT_ID,
+            instance_id=INSTANCE_ID,
             datalake=self.datalake,
             remote=self.remote,
             region=REGION,

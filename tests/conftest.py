@@ -7,6 +7,13 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_SESSION_TOKEN", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "eu-west-1")
 os.environ.pop("AWS_PROFILE", None)
+# The suite's portal deployment, fixed (tests.aws_world.INSTANCE_ID): in the
+# environment for the processes the live system starts, and in the settings
+# of this process, which pytest-django may have loaded before this file.
+os.environ["PORTAL_INSTANCE_ID"] = "testportal"
+from django.conf import settings  # noqa: E402
+
+settings.PORTAL_INSTANCE_ID = os.environ["PORTAL_INSTANCE_ID"]
 
 # The suite files and logs in far more often than a person: rate limits so high
 # that no test meets them by accident, here and in the portals the tests start

@@ -5,7 +5,8 @@ from __future__ import annotations
 from provisioning.aws_calls import AwsCalls
 from provisioning.clients import GrantClients
 from provisioning.documents import endpoint_settings
-from provisioning.resources import endpoint_owner, find_endpoint, owner_tags
+from provisioning.ownership import describe_owner, instance_tag, is_owned, needs_adoption, owner_tags
+from provisioning.resources import endpoint_tags, find_endpoint
 from provisioning.spec import GrantSpec
 from provisioning.steps.result import StepResult
 
@@ -42,13 +43,21 @@ def _difference(current: dict, desired: dict) -> dict:
     return difference
 
 
-def _taken(calls: AwsCalls, spec: GrantSpec, owner: str | None):
-    whose = f"request {owner}" if owner else "someone outside the portal"
+def _taken(calls: AwsCalls, spec: GrantSpec, tags: dict[str, str]):
     return calls.permanent(
         f"A DMS endpoint named {spec.endpoint_identifier} already exists in account {spec.datalake.account_id} "
-        f"({spec.region}) and belongs to {whose}; the portal never takes it over. Choose another identifier.",
+        f"({spec.region}) and belongs to {describe_owner(tags)}; the portal never takes it over. "
+        "Choose another identifier.",
         diagnosis="endpoint_identifier_taken",
     )
+
+
+def _adopt(calls: AwsCalls, dms, spec: GrantSpec, endpoint_arn: str, tags: dict[str, str]) -> bool:
+    """Tag an endpoint this grant made before instance ids with the instance id; True if it did."""
+    if not needs_adoption(tags, spec):
+        return False
+    calls(dms, "AddTagsToResource", ResourceArn=endpoint_arn, Tags=instance_tag(spec))
+    return True
 
 
 def create_endpoint(spec: GrantSpec, *, clients: GrantClients) -> StepResult:
@@ -85,15 +94,16 @@ def create_endpoint(spec: GrantSpec, *, clients: GrantClients) -> StepResult:
         )
 
     endpoint_arn = current["EndpointArn"]
-    owner = endpoint_owner(calls, dms, endpoint_arn)
-    if owner != spec.grant_id:
-        raise _taken(calls, spec, owner)
+    tags = endpoint_tags(calls, dms, endpoint_arn)
+    if not is_owned(tags, spec):
+        raise _taken(calls, spec, tags)
+    adopted = _adopt(calls, dms, spec, endpoint_arn, tags)
     difference = _difference(current, desired)
     if difference:
         calls(dms, "ModifyEndpoint", EndpointArn=endpoint_arn, **difference)
     return StepResult(
         name="create_endpoint",
-        changed=bool(difference),
+        changed=adopted or bool(difference),
         before=_as_found(current, desired),
         after=desired,
         aws_request_ids=calls.request_ids,
@@ -113,13 +123,17 @@ def delete_endpoint(spec: GrantSpec, *, clients: GrantClients) -> StepResult:
     if current is None:
         return StepResult(name="delete_endpoint", changed=False, aws_request_ids=calls.request_ids)
     endpoint_arn = current["EndpointArn"]
-    if endpoint_owner(calls, dms, endpoint_arn) != spec.grant_id:
+    tags = endpoint_tags(calls, dms, endpoint_arn)
+    if not is_owned(tags, spec):
         return StepResult(
             name="delete_endpoint",
             changed=False,
             aws_request_ids=calls.request_ids,
-            outputs={"skipped": f"endpoint {spec.endpoint_identifier} is not owned by request {spec.grant_id}"},
+            outputs={
+                "skipped": f"endpoint {spec.endpoint_identifier} is not owned by request {spec.grant_id} of this portal"
+            },
         )
+    _adopt(calls, dms, spec, endpoint_arn, tags)
     calls(dms, "DeleteEndpoint", missing_ok=True, EndpointArn=endpoint_arn)
     return StepResult(
         name="delete_endpoint",

@@ -12,7 +12,8 @@ from provisioning.documents import key_policy_statement
 from provisioning.errors import InvalidInput
 from provisioning.resources import KEY_POLICY_NAME, read_key_policy, resolve_key_arn
 from provisioning.spec import GrantSpec
-from provisioning.statements import find_statement, merge_statement, remove_statement, statements_of
+from provisioning.ownership import owned_sids
+from provisioning.statements import find_owned_statement, merge_statement, remove_statement, statements_of
 from provisioning.steps.policy_write import PolicyWrite, write_policy
 from provisioning.steps.result import PolicyLock, StepResult, locked
 
@@ -107,8 +108,8 @@ def grant_key_policy(spec: GrantSpec, *, clients: GrantClients, lock: PolicyLock
     key_arn = resolve_key_arn(calls, kms, spec.kms_key_arn)
     with locked(lock, key_arn):
         write = _write(
-            calls, kms, key_arn, own_sids={statement["Sid"]},
-            change=lambda current: merge_statement(current, statement), grant=True,
+            calls, kms, key_arn, own_sids=set(owned_sids(spec)),
+            change=lambda current: merge_statement(current, statement, replaces=owned_sids(spec)), grant=True,
         )  # fmt: skip
     return StepResult(
         name="grant_key_policy",
@@ -124,10 +125,7 @@ def grant_key_policy(spec: GrantSpec, *, clients: GrantClients, lock: PolicyLock
 
 def _revoke_one(calls: AwsCalls, kms, key_arn: str, sids: list[str], lock: PolicyLock | None) -> PolicyWrite:
     def change(current: dict | None) -> dict | None:
-        for sid in sids:
-            if current is not None and find_statement(current, sid) is not None:
-                current = remove_statement(current, sid)
-        return current
+        return current if find_owned_statement(current, sids) is None else remove_statement(current, sids)
 
     with locked(lock, key_arn):
         return _write(calls, kms, key_arn, own_sids=set(sids), change=change, grant=False)
@@ -161,8 +159,9 @@ def revoke_key_policy(
     key_arn = resolve_key_arn(calls, kms, spec.kms_key_arn, missing_ok=True) if spec.kms_key_arn else None
     if key_arn is not None:
         by_key.setdefault(key_arn, [])
-        if spec.statement_sid not in by_key[key_arn]:
-            by_key[key_arn].append(spec.statement_sid)
+        for sid in owned_sids(spec):
+            if sid not in by_key[key_arn]:
+                by_key[key_arn].append(sid)
     if not by_key:
         return StepResult(name="revoke_key_policy", changed=False, aws_request_ids=calls.request_ids)
     results = {arn: _revoke_one(calls, kms, arn, sids, lock) for arn, sids in by_key.items()}

@@ -7,18 +7,31 @@ import json
 from provisioning.aws_calls import AwsCalls
 from provisioning.clients import GrantClients
 from provisioning.documents import ROLE_INLINE_POLICY_NAME, role_inline_policy, role_trust_policy
-from provisioning.resources import RoleState, owner_tags, read_role, read_role_policy
+from provisioning.ownership import describe_owner, instance_tag, is_owned, needs_adoption, owner_tags
+from provisioning.resources import RoleState, read_role, read_role_policy
 from provisioning.spec import GrantSpec
 from provisioning.steps.result import StepResult
 
 
 def _not_ours(calls: AwsCalls, spec: GrantSpec, role: RoleState):
-    owner = f"request {role.owner}" if role.owner else "someone outside the portal"
     return calls.permanent(
-        f"The role {spec.role_name} already exists in account {spec.datalake.account_id} and belongs to {owner}; "
-        "the portal never takes over a role it did not create for this request. Choose another role name.",
+        f"The role {spec.role_name} already exists in account {spec.datalake.account_id} and belongs to "
+        f"{describe_owner(role.tags)}; the portal never takes over a role it did not create for this request. "
+        "Choose another role name.",
         diagnosis="role_name_taken",
     )
+
+
+def _adopt(calls: AwsCalls, iam, spec: GrantSpec, role: RoleState) -> bool:
+    """Tag a role this grant made before instance ids with the instance id; True if it did.
+
+    The provisioner role may change only roles tagged with its instance id,
+    so the tag goes on before anything else is written.
+    """
+    if not needs_adoption(role.tags, spec):
+        return False
+    calls(iam, "TagRole", RoleName=spec.role_name, Tags=instance_tag(spec))
+    return True
 
 
 def create_role(spec: GrantSpec, *, clients: GrantClients) -> StepResult:
@@ -27,7 +40,8 @@ def create_role(spec: GrantSpec, *, clients: GrantClients) -> StepResult:
     A missing role is created with the trust policy and the owner tag, then
     given its inline policy. An existing role tagged for this grant has its
     trust and inline policies rewritten only where they differ. A role with
-    the same name and any other owner fails with ``role_name_taken``.
+    the same name and any other owner (another request, or the same request
+    id of another portal instance) fails with ``role_name_taken``.
     Outputs ``role_arn`` and ``role_id`` (the AROA... id AWS stores in
     resource policies), and ``target``: the role ARN and the documents written.
     """
@@ -49,7 +63,7 @@ def create_role(spec: GrantSpec, *, clients: GrantClients) -> StepResult:
             retry_codes={"EntityAlreadyExists": "role_name_taken"},
             RoleName=spec.role_name,
             AssumeRolePolicyDocument=json.dumps(trust),
-            Description=f"DMS reads {spec.secret_arn} (dms-access-portal request {spec.grant_id})"[:1000],
+            Description=f"DMS reads {spec.secret_arn} (dms-access-portal {spec.instance_id} request {spec.grant_id})"[:1000],
             Tags=owner_tags(spec),
         )["Role"]
         calls(
@@ -72,11 +86,11 @@ def create_role(spec: GrantSpec, *, clients: GrantClients) -> StepResult:
             },
         )
 
-    if role.owner != spec.grant_id:
+    if not is_owned(role.tags, spec):
         raise _not_ours(calls, spec, role)
+    changed = _adopt(calls, iam, spec, role)
     current_inline = read_role_policy(calls, iam, spec.role_name)
     before = {"trust_policy": role.trust_policy, "inline_policy": current_inline}
-    changed = False
     if role.trust_policy != trust:
         calls(iam, "UpdateAssumeRolePolicy", RoleName=spec.role_name, PolicyDocument=json.dumps(trust))
         changed = True
@@ -115,13 +129,14 @@ def delete_role(spec: GrantSpec, *, clients: GrantClients) -> StepResult:
     role = read_role(calls, iam, spec.role_name)
     if role is None:
         return StepResult(name="delete_role", changed=False, aws_request_ids=calls.request_ids)
-    if role.owner != spec.grant_id:
+    if not is_owned(role.tags, spec):
         return StepResult(
             name="delete_role",
             changed=False,
             aws_request_ids=calls.request_ids,
-            outputs={"skipped": f"role {spec.role_name} is not owned by request {spec.grant_id}"},
+            outputs={"skipped": f"role {spec.role_name} is not owned by request {spec.grant_id} of this portal"},
         )
+    _adopt(calls, iam, spec, role)
     inline = read_role_policy(calls, iam, spec.role_name)
     if inline is not None:
         calls(iam, "DeleteRolePolicy", missing_ok=True, RoleName=spec.role_name, PolicyName=ROLE_INLINE_POLICY_NAME)

@@ -10,7 +10,8 @@ from provisioning.clients import GrantClients
 from provisioning.documents import secret_policy_statement
 from provisioning.resources import read_secret_policy
 from provisioning.spec import GrantSpec
-from provisioning.statements import find_statement, merge_statement, remove_statement
+from provisioning.ownership import owned_sids
+from provisioning.statements import find_owned_statement, merge_statement, remove_statement
 from provisioning.steps.policy_write import PolicyWrite, write_policy
 from provisioning.steps.result import PolicyLock, StepResult, locked
 
@@ -49,9 +50,9 @@ def grant_secret_policy(spec: GrantSpec, *, clients: GrantClients, lock: PolicyL
         write = write_policy(
             calls,
             what=f"resource policy of {spec.secret_arn}",
-            own_sids={statement["Sid"]},
+            own_sids=set(owned_sids(spec)),
             read=lambda: read_secret_policy(calls, secretsmanager, spec.secret_arn)[1],
-            change=lambda current: merge_statement(current, statement),
+            change=lambda current: merge_statement(current, statement, replaces=owned_sids(spec)),
             check=lambda current, desired: calls.check_size("secret_policy", desired),
             put=lambda current, desired: _put(calls, secretsmanager, spec.secret_arn, desired),
         )
@@ -73,13 +74,6 @@ def _outputs(write: PolicyWrite, **outputs) -> dict:
     return outputs
 
 
-def _without(sid: str):
-    def change(current: dict | None) -> dict | None:
-        return current if find_statement(current, sid) is None else remove_statement(current, sid)
-
-    return change
-
-
 def revoke_secret_policy(
     spec: GrantSpec,
     *,
@@ -97,12 +91,10 @@ def revoke_secret_policy(
     calls = AwsCalls()
     secretsmanager = clients.remote("secretsmanager")
     recorded = [target["sid"] for target in written if target.get("arn") == spec.secret_arn and target.get("sid")]
-    sids = list(dict.fromkeys([*recorded, spec.statement_sid]))
+    sids = list(dict.fromkeys([*recorded, *owned_sids(spec)]))
 
     def change(current: dict | None) -> dict | None:
-        for sid in sids:
-            current = _without(sid)(current)
-        return current
+        return current if find_owned_statement(current, sids) is None else remove_statement(current, sids)
 
     def put(current: dict | None, desired: dict | None) -> None:
         if desired is None:

@@ -11,12 +11,12 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from provisioning.diagnoses import cdc_checklist, get_diagnosis
-from provisioning.names import ENGINES
+from provisioning.names import ENGINES, ROLE_NAME_MAX
 from requests_app import permissions, visibility
 from requests_app.actions import API_ACTION_NAMES
 from requests_app.api.lifecycle_serializers import LifecycleFieldsMixin
 from requests_app.models import AccessRequest, AuditEvent, AwsAccount, Decision, ProvisioningStep
-from requests_app.validation import EXTERNAL_ID_MAX_LENGTH
+from requests_app.validation import EXTERNAL_ID_MAX_LENGTH, JUSTIFICATION_MAX
 
 
 def _max_length(model, field: str) -> int:
@@ -29,14 +29,36 @@ USERNAME_MAX_LENGTH = get_user_model()._meta.get_field(get_user_model().USERNAME
 # --- shared pieces -----------------------------------------------------------
 
 
-@extend_schema_field(serializers.ChoiceField(choices=sorted(ENGINES)))
-class EngineField(serializers.CharField):
-    """The engine name; the services check it against the engine list."""
+class EngineField(serializers.ChoiceField):
+    """The engine name exactly as listed (a ChoiceField: no spaces trimmed, as the schema's enum says)."""
+
+    def __init__(self, **kwargs):
+        message = f"Must be one of {', '.join(ENGINES)} (got {{input!r}})."
+        super().__init__(choices=sorted(ENGINES), error_messages={"invalid_choice": message}, **kwargs)
 
 
-@extend_schema_field(serializers.ChoiceField(choices=AccessRequest.EndpointType.choices))
-class EndpointTypeField(serializers.CharField):
-    """``source`` or ``target``; the services check it."""
+class EndpointTypeField(serializers.ChoiceField):
+    """``source`` or ``target``, exactly."""
+
+    def __init__(self, **kwargs):
+        message = "Must be source or target (got {input!r})."
+        super().__init__(choices=AccessRequest.EndpointType.choices, error_messages={"invalid_choice": message}, **kwargs)
+
+
+# The schema states these patterns; the fields apply them to the text as sent
+# (no trimming), so what the schema forbids is refused and what it allows is
+# what the services accept.
+ACCOUNT_ID_PATTERN = r"^[0-9]{12}$"
+ENDPOINT_IDENTIFIER_PATTERN = r"^[A-Za-z][A-Za-z0-9]*(?:-[A-Za-z0-9]+)*$"
+# Blank is allowed besides the pattern where the field allows it (the schema
+# says "oneOf" the pattern or empty, so the pattern itself must not match "").
+ROLE_NAME_PATTERN = r"^[A-Za-z0-9_+=,.@-]+$"
+REGION_PATTERN = r"^[a-z]{2}(?:-[a-z]+)+-[0-9]{1,2}$"
+EXTERNAL_ID_PATTERN = r"^[A-Za-z0-9_+=,.@:/-]{2,1224}$"
+
+
+def _pattern_field(pattern: str, message: str, **kwargs) -> serializers.RegexField:
+    return serializers.RegexField(pattern, trim_whitespace=False, error_messages={"invalid": message}, **kwargs)
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -103,8 +125,8 @@ class AccountSerializer(serializers.ModelSerializer):
 
 
 class AccountRegisterSerializer(serializers.Serializer):
-    account_id = serializers.CharField(
-        max_length=_max_length(AwsAccount, "account_id"), help_text="The 12-digit AWS account id."
+    account_id = _pattern_field(
+        ACCOUNT_ID_PATTERN, "Must be a 12-digit AWS account id.", help_text="The 12-digit AWS account id."
     )
     name = serializers.CharField(max_length=_max_length(AwsAccount, "name"))
     is_datalake = serializers.BooleanField(default=False, help_text="DMS runs here; requesters file for it.")
@@ -113,7 +135,9 @@ class AccountRegisterSerializer(serializers.Serializer):
         max_length=_max_length(AwsAccount, "provisioner_role_arn"),
         help_text="A role in this account that the workers assume; its ARN must name this account.",
     )
-    external_id = serializers.CharField(
+    external_id = _pattern_field(
+        EXTERNAL_ID_PATTERN,
+        "Must be 2 to 1224 characters of letters, digits and +=,.@:/-_.",
         max_length=EXTERNAL_ID_MAX_LENGTH,
         required=False,
         default="",
@@ -129,8 +153,12 @@ class AccountRegisterSerializer(serializers.Serializer):
         default=True,
         help_text="Set to false to register a Remote account without an external id (not recommended).",
     )
-    default_region = serializers.CharField(
-        max_length=_max_length(AwsAccount, "default_region"), required=False, default="eu-west-1"
+    default_region = _pattern_field(
+        REGION_PATTERN,
+        "Must be an AWS region name like eu-west-1 (lower case, ends in a number).",
+        max_length=_max_length(AwsAccount, "default_region"),
+        required=False,
+        default="eu-west-1",
     )
     approvers = serializers.ListField(
         child=serializers.CharField(max_length=USERNAME_MAX_LENGTH),
@@ -179,8 +207,9 @@ class AccountMembersSerializer(serializers.Serializer):
 
 
 class RequestSubmitSerializer(serializers.Serializer):
-    datalake_account = serializers.CharField(
-        max_length=_max_length(AwsAccount, "account_id"),
+    datalake_account = _pattern_field(
+        ACCOUNT_ID_PATTERN,
+        "Must be a 12-digit AWS account id.",
         help_text="The 12-digit id of the registered DataLake account DMS runs in.",
     )
     secret_arn = serializers.CharField(
@@ -194,17 +223,21 @@ class RequestSubmitSerializer(serializers.Serializer):
         allow_blank=True,
         help_text="The secret's customer-managed KMS key; discovered from the secret when left out.",
     )
-    engine = EngineField(max_length=_max_length(AccessRequest, "engine"), help_text="The DMS engine name.")
-    endpoint_identifier = serializers.CharField(
+    engine = EngineField(help_text="The DMS engine name.")
+    endpoint_identifier = _pattern_field(
+        ENDPOINT_IDENTIFIER_PATTERN,
+        'Must start with a letter and use only letters, digits and hyphens, with no "--" and no trailing hyphen.',
         max_length=_max_length(AccessRequest, "endpoint_identifier"),
         help_text='The DMS endpoint identifier: starts with a letter; letters, digits and hyphens; no "--", no trailing hyphen.',
     )
-    endpoint_type = EndpointTypeField(required=False, default="source", max_length=16)
+    endpoint_type = EndpointTypeField(required=False, default="source")
     database_name = serializers.CharField(
         max_length=_max_length(AccessRequest, "database_name"), required=False, default="", allow_blank=True
     )
-    role_name = serializers.CharField(
-        max_length=255,
+    role_name = _pattern_field(
+        ROLE_NAME_PATTERN,
+        "Must use only ASCII letters, digits and _+=,.@-.",
+        max_length=ROLE_NAME_MAX,
         required=False,
         default="",
         allow_blank=True,
@@ -217,7 +250,7 @@ class RequestSubmitSerializer(serializers.Serializer):
         allow_blank=True,
         help_text="A replication instance in the DataLake account; when given, verify runs a DMS connection test.",
     )
-    justification = serializers.CharField(max_length=10000, help_text="Why DMS needs this secret.")
+    justification = serializers.CharField(max_length=JUSTIFICATION_MAX, help_text="Why DMS needs this secret.")
     expires_at = serializers.DateTimeField(
         required=False, allow_null=True, default=None, help_text="When the grant is revoked automatically."
     )

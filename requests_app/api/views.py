@@ -13,7 +13,6 @@ from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import exceptions, status
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -23,7 +22,7 @@ from requests_app.actions import ACTIONS, RequestAction, action_arguments
 from requests_app.api import serializers as s
 from requests_app.api.filters import MAX_ID, AuditEventFilterSerializer, RequestFilterSerializer
 from requests_app.models import AwsAccount
-from requests_app.pagination import NewestFirstCursorPagination
+from requests_app.pagination import NewestFirstCursorPagination, StrictPageNumberPagination
 
 ERRORS_400 = OpenApiResponse(s.ValidationErrorSerializer, description="Some fields are not valid; `errors` names them.")
 ERROR_401 = OpenApiResponse(s.ErrorSerializer, description="No valid token or session.")
@@ -52,7 +51,7 @@ _IDEMPOTENCY_KEY_RE = re.compile(IDEMPOTENCY_KEY_PATTERN)
 REQUEST_ID = OpenApiParameter("id", OpenApiTypes.INT64, OpenApiParameter.PATH, description="The request's id.")
 
 
-class PortalPagination(PageNumberPagination):
+class PortalPagination(StrictPageNumberPagination):
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 200

@@ -14,7 +14,7 @@ import pytest
 from cfnlint.api import ManualArgs, lint_file
 from cfnlint.decode import decode
 
-from provisioning.spec import OWNER_TAG_KEY
+from provisioning.spec import INSTANCE_TAG_KEY, OWNER_TAG_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -184,7 +184,9 @@ def test_datalake_iam_and_dms_resources_stay_in_the_datalake_account(datalake):
     for statement in _all_statements(datalake):
         for action in _as_list(statement["Action"]):
             if action.startswith("iam:"):
-                assert _resources(statement) == [ACCOUNT_ARNS["role"]], statement
+                own = "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/${RoleName}"
+                allowed = [[ACCOUNT_ARNS["role"]]] + ([[own]] if statement["Effect"] == "Deny" else [])
+                assert _resources(statement) in allowed, statement
             elif action.startswith("dms:") and action not in STAR_ONLY_ACTIONS:
                 assert set(_resources(statement)) <= {ACCOUNT_ARNS["endpoint"], ACCOUNT_ARNS["rep"]}
 
@@ -209,37 +211,76 @@ def test_remote_resources_stay_in_the_remote_account(remote):
         assert len(service) == 1 and _resources(statement) == [expected[service.pop()]], statement
 
 
+INSTANCE = {"Ref": "PortalInstanceId"}
+
+
 def test_pass_role_only_to_dms_and_only_owned_roles(datalake):
     statements = _allowing(_all_statements(datalake), "iam:PassRole")
     assert statements
     for statement in statements:
         condition = statement["Condition"]
-        assert condition["StringEquals"] == {"iam:PassedToService": "dms.amazonaws.com"}
-        assert condition["Null"] == {f"iam:ResourceTag/{OWNER_TAG_KEY}": "false"}
+        assert condition["StringEquals"] == {
+            "iam:PassedToService": "dms.amazonaws.com",
+            f"aws:ResourceTag/{INSTANCE_TAG_KEY}": INSTANCE,
+        }
+        assert condition["Null"] == {f"aws:ResourceTag/{OWNER_TAG_KEY}": "false"}
         assert _resources(statement) == [ACCOUNT_ARNS["role"]]
 
 
 @pytest.mark.parametrize(
-    ("action", "condition_key"),
+    ("action", "tag_condition", "needs_request_id"),
     [
-        ("iam:CreateRole", f"aws:RequestTag/{OWNER_TAG_KEY}"),
-        ("iam:TagRole", f"aws:RequestTag/{OWNER_TAG_KEY}"),
-        ("iam:UpdateAssumeRolePolicy", f"iam:ResourceTag/{OWNER_TAG_KEY}"),
-        ("iam:PutRolePolicy", f"iam:ResourceTag/{OWNER_TAG_KEY}"),
-        ("iam:DeleteRolePolicy", f"iam:ResourceTag/{OWNER_TAG_KEY}"),
-        ("iam:DeleteRole", f"iam:ResourceTag/{OWNER_TAG_KEY}"),
-        ("dms:CreateEndpoint", f"aws:RequestTag/{OWNER_TAG_KEY}"),
-        ("dms:ModifyEndpoint", f"aws:ResourceTag/{OWNER_TAG_KEY}"),
-        ("dms:DeleteEndpoint", f"aws:ResourceTag/{OWNER_TAG_KEY}"),
+        ("iam:CreateRole", "aws:RequestTag", True),
+        ("iam:TagRole", "aws:RequestTag", False),
+        ("iam:UpdateAssumeRolePolicy", "aws:ResourceTag", True),
+        ("iam:PutRolePolicy", "aws:ResourceTag", True),
+        ("iam:DeleteRolePolicy", "aws:ResourceTag", True),
+        ("iam:DeleteRole", "aws:ResourceTag", True),
+        ("dms:CreateEndpoint", "aws:RequestTag", True),
+        ("dms:ModifyEndpoint", "aws:ResourceTag", True),
+        ("dms:DeleteEndpoint", "aws:ResourceTag", True),
+        ("dms:AddTagsToResource", "aws:RequestTag", False),
     ],
 )
-def test_writes_need_the_portal_ownership_tag(datalake, action, condition_key):
+def test_writes_need_this_portal_instances_tag(datalake, action, tag_condition, needs_request_id):
     # Every statement granting the action must carry the condition: Allow
     # statements add up, so one unconditioned grant would open it to all.
+    # The instance-id tag must have this deployment's value, not just be
+    # there: another portal's roles and endpoints are out of reach.
     statements = _allowing(_all_statements(datalake), action)
     assert statements
     for statement in statements:
-        assert statement["Condition"]["Null"] == {condition_key: "false"}, statement
+        assert statement["Condition"]["StringEquals"][f"{tag_condition}/{INSTANCE_TAG_KEY}"] == INSTANCE, statement
+        if needs_request_id:
+            assert statement["Condition"]["Null"] == {f"{tag_condition}/{OWNER_TAG_KEY}": "false"}, statement
+
+
+@pytest.mark.parametrize(
+    ("action", "condition_key"),
+    [("iam:TagRole", "aws:ResourceTag"), ("dms:AddTagsToResource", "aws:ResourceTag")],
+)
+def test_another_instances_resources_are_never_retagged(datalake, action, condition_key):
+    key = f"{condition_key}/{INSTANCE_TAG_KEY}"
+    denies = [s for s in _all_statements(datalake) if s["Effect"] == "Deny" and action in _as_list(s["Action"])]
+    assert any(
+        s.get("Condition") == {"StringNotEquals": {key: INSTANCE}, "Null": {key: "false"}} for s in denies
+    ), denies
+
+
+def test_the_provisioner_role_never_tags_itself(datalake):
+    # Tagged with the instance id it could rewrite its own policy.
+    denies = [s for s in _all_statements(datalake) if s["Effect"] == "Deny" and "iam:TagRole" in _as_list(s["Action"])]
+    own_arn = "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/${RoleName}"
+    assert any(_resources(s) == [own_arn] and "Condition" not in s for s in denies)
+
+
+@pytest.mark.parametrize("path", [DATALAKE, REMOTE], ids=["datalake", "remote"])
+def test_the_instance_id_parameter_has_the_portals_syntax(path):
+    from provisioning.ownership import INSTANCE_ID_PATTERN
+
+    parameter = _load(path)["Parameters"]["PortalInstanceId"]
+    assert "Default" not in parameter
+    assert parameter["AllowedPattern"] == f"^{INSTANCE_ID_PATTERN.pattern}$"
 
 
 def test_secret_values_are_readable_only_after_opting_in(datalake, remote):
@@ -294,7 +335,11 @@ def test_only_the_portal_with_the_external_id_can_assume_the_role(path):
             "Effect": "Allow",
             "Principal": {"AWS": {"Ref": "PortalPrincipalArn"}},
             "Action": "sts:AssumeRole",
-            "Condition": {"StringEquals": {"sts:ExternalId": {"Ref": "ExternalId"}}},
+            "Condition": {
+                "StringEquals": {"sts:ExternalId": {"Ref": "ExternalId"}},
+                # Only this portal instance's sessions (GrantSpec.session_name).
+                "StringLike": {"sts:RoleSessionName": {"Fn::Sub": "portal-${PortalInstanceId}-req-*"}},
+            },
         }
     ]
     external_id = template["Parameters"]["ExternalId"]
@@ -316,7 +361,7 @@ def test_role_name_is_a_parameter_and_the_arn_an_output(path):
 def test_provisioner_role_is_not_marked_as_portal_owned(path):
     # A provisioner role carrying the ownership tag could rewrite or delete itself.
     (role,) = _roles(_load(path)).values()
-    assert OWNER_TAG_KEY not in {tag["Key"] for tag in role.get("Tags", [])}
+    assert not {OWNER_TAG_KEY, INSTANCE_TAG_KEY} & {tag["Key"] for tag in role.get("Tags", [])}
 
 
 @pytest.mark.parametrize("path", [DATALAKE, REMOTE], ids=["datalake", "remote"])
@@ -334,6 +379,8 @@ def _render(node, values: dict[str, str]):
             for name, value in values.items():
                 text = text.replace("${%s}" % name, value)
             return text
+        if set(node) == {"Ref"} and node["Ref"] in values:
+            return values[node["Ref"]]
         return {key: _render(value, values) for key, value in node.items()}
     if isinstance(node, list):
         return [_render(item, values) for item in node]
@@ -345,7 +392,8 @@ def test_policies_match_the_iam_action_and_resource_catalogue(path):
     # parliament checks each action exists and each resource ARN has a type
     # the action can be authorised against.
     template = _load(path)
-    values = {"AWS::Partition": "aws", "AWS::AccountId": "111111111111"}
+    values = {"AWS::Partition": "aws", "AWS::AccountId": "111111111111", "RoleName": "provisioner",
+              "PortalInstanceId": "prod1"}
     for conditions in _condition_choices(template):
         document = {
             "Version": "2012-10-17",

@@ -154,4 +154,5 @@ def test_example_is_safe_for_production():
     assert example["DEBUG"] == "false"
     assert example["SECRET_KEY"] == ""
     assert example["FIELD_ENCRYPTION_KEYS"] == ""
+    assert example["PORTAL_INSTANCE_ID"] == ""  # chosen per deployment, never shared
     assert example["AWS_ENDPOINT_URL"] == ""

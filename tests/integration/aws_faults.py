@@ -6,7 +6,7 @@ AWS call the engine makes (botocore's own retries included) passes here:
 
 - it is logged, one JSON line per attempt, to
   ``$PORTAL_TEST_FAULTS_DIR/aws-calls-<pid>.jsonl``: the request it was made
-  for (from the provisioner session name ``portal-req-<id>``), the operation,
+  for (from the provisioner session name ``portal-<instance>-req-<id>``), the operation,
   the worker process, and the fault injected, if any;
 - it may be answered with a fault instead of reaching moto, as configured in
   ``$PORTAL_TEST_FAULTS_DIR/aws.json`` (read again whenever it changes):
@@ -41,7 +41,7 @@ from botocore.httpsession import URLLib3Session
 FAULTS_DIR = Path(os.environ.get("PORTAL_TEST_FAULTS_DIR", "/nonexistent"))
 CONFIG = FAULTS_DIR / "aws.json"
 ROLES_CREATED = FAULTS_DIR / "aws-roles-created.jsonl"
-SESSION_NAME = re.compile(r"portal-req-(\d+)")
+SESSION_NAME = re.compile(r"portal-[a-z0-9]+-req-(\d+)")
 ROLE_ARN = re.compile(r"arn:aws[\w-]*:iam::\d{12}:role/[\w+=,.@/-]+")
 POLICY_PUTS = {"PutKeyPolicy": "Policy", "PutResourcePolicy": "ResourcePolicy"}
 

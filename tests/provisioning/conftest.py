@@ -4,13 +4,14 @@ from __future__ import annotations
 import pytest
 
 from provisioning.clients import ClientFactory, GrantClients
-from provisioning.spec import OWNER_TAG_KEY, GrantSpec
+from provisioning.spec import INSTANCE_TAG_KEY, OWNER_TAG_KEY, GrantSpec
 from tests.aws_world import (  # noqa: F401  (re-exported for the engine's tests)
     DATALAKE_ID,
     ENDPOINT_ID,
     FOREIGN_KEY_STATEMENT,
     FOREIGN_SECRET_STATEMENT,
     GRANT_ID,
+    INSTANCE_ID,
     PROVISIONER_ROLE,
     REGION,
     REMOTE_ID,
@@ -56,5 +57,5 @@ def clients(factory, spec) -> GrantClients:
 
 
 def owner_tags(grant_id: str = GRANT_ID) -> list[dict]:
-    """The tag the portal puts on what it creates for ``grant_id``."""
-    return [{"Key": OWNER_TAG_KEY, "Value": grant_id}]
+    """The tags the suite's portal puts on what it creates for ``grant_id``."""
+    return [{"Key": INSTANCE_TAG_KEY, "Value": INSTANCE_ID}, {"Key": OWNER_TAG_KEY, "Value": grant_id}]

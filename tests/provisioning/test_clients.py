@@ -37,7 +37,7 @@ def test_each_account_is_assumed_once_per_request_with_the_request_session_name(
     by_role = {params["RoleArn"]: params for params in assumed}
     datalake = by_role[world.datalake.provisioner_role_arn]
     remote = by_role[world.remote.provisioner_role_arn]
-    assert datalake["RoleSessionName"] == remote["RoleSessionName"] == f"portal-req-{spec.grant_id}"
+    assert datalake["RoleSessionName"] == remote["RoleSessionName"] == f"portal-testportal-req-{spec.grant_id}"
     assert datalake["ExternalId"] == "datalake-external-id"
     assert "ExternalId" not in remote
 
@@ -54,7 +54,7 @@ def test_another_request_assumes_the_role_again_under_its_own_session_name(world
     assumed = _assume_role_params(world.base_session)
     GrantClients(factory, world.spec(grant_id="1")).datalake("iam")
     GrantClients(factory, world.spec(grant_id="2")).datalake("iam")
-    assert [params["RoleSessionName"] for params in assumed] == ["portal-req-1", "portal-req-2"]
+    assert [params["RoleSessionName"] for params in assumed] == ["portal-testportal-req-1", "portal-testportal-req-2"]
 
 
 def test_credentials_are_renewed_five_minutes_before_they_expire(world, spec):

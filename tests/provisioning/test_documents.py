@@ -32,6 +32,7 @@ ROLE = "arn:aws:iam::111111111111:role/dms-cross-account-secret-access"
 def runbook_spec(**changes) -> GrantSpec:
     values = dict(
         grant_id="42",
+        instance_id="testportal",
         datalake=AccountAccess("111111111111", "arn:aws:iam::111111111111:role/portal-provisioner"),
         remote=AccountAccess("222222222222", "arn:aws:iam::222222222222:role/portal-provisioner"),
         region="eu-west-1",

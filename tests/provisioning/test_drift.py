@@ -29,7 +29,7 @@ from provisioning.drift import (
     finding_account,
 )
 from provisioning.errors import PermanentAwsError
-from provisioning.spec import OWNER_TAG_KEY
+from provisioning.ownership import owner_tags
 from provisioning.steps import GRANT_STEPS
 from tests.provisioning.botocore_hooks import inject_error, inject_response
 from tests.provisioning.conftest import (
@@ -210,7 +210,7 @@ def test_a_role_created_again_under_the_same_name_is_detected_by_its_id(world, s
     # Someone restores the role from their own copy of the template.
     iam = world.admin(DATALAKE_ID, "iam")
     iam.create_role(RoleName=ROLE_NAME, AssumeRolePolicyDocument=json.dumps(role_trust_policy(spec)),
-                    Tags=[{"Key": OWNER_TAG_KEY, "Value": spec.grant_id}])
+                    Tags=owner_tags(spec))
     iam.put_role_policy(RoleName=ROLE_NAME, PolicyName=ROLE_INLINE_POLICY_NAME,
                         PolicyDocument=json.dumps(role_inline_policy(spec)))
 

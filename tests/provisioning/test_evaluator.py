@@ -59,7 +59,7 @@ def test_portal_built_documents_allow_access():
     from provisioning.statements import merge_statement
 
     spec = GrantSpec(
-        grant_id="42", datalake=AccountAccess("111111111111", "arn:aws:iam::111111111111:role/p"),
+        grant_id="42", instance_id="testportal", datalake=AccountAccess("111111111111", "arn:aws:iam::111111111111:role/p"),
         remote=AccountAccess("222222222222", "arn:aws:iam::222222222222:role/p"), region="eu-west-1",
         secret_arn=SECRET, kms_key_arn=KEY, engine="postgres", endpoint_identifier="src",
         role_name="dms-secret-src",

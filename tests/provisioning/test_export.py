@@ -20,7 +20,7 @@ from provisioning.export import (
     default_key_policy,
     remote_documents,
 )
-from provisioning.spec import OWNER_TAG_KEY
+from provisioning.spec import INSTANCE_TAG_KEY, OWNER_TAG_KEY
 from provisioning.statements import find_statement
 from tests.provisioning.test_documents import KEY, SECRET, golden, runbook_spec
 
@@ -64,7 +64,7 @@ def test_template_role_documents_equal_the_plan():
     assert role["RoleName"] == "dms-cross-account-secret-access"
     assert role["AssumeRolePolicyDocument"] == plan["role_trust_policy"]
     assert role["Policies"] == [{"PolicyName": "ReadRemoteSecret", "PolicyDocument": plan["role_inline_policy"]}]
-    assert role["Tags"] == [{"Key": OWNER_TAG_KEY, "Value": "42"}]
+    assert role["Tags"] == [{"Key": INSTANCE_TAG_KEY, "Value": "testportal"}, {"Key": OWNER_TAG_KEY, "Value": "42"}]
 
 
 def test_template_inline_policy_is_the_runbooks():

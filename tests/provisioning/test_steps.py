@@ -13,7 +13,7 @@ import pytest
 
 from provisioning.clients import ClientFactory, GrantClients
 from provisioning.errors import PermanentAwsError
-from provisioning.spec import OWNER_TAG_KEY
+from provisioning.spec import INSTANCE_TAG_KEY, OWNER_TAG_KEY
 from provisioning.steps import (
     GRANT_STEPS,
     REVOKE_STEPS,
@@ -50,7 +50,7 @@ def test_the_grant_leaves_aws_in_the_runbooks_end_state(world, spec, clients):
 
     iam = world.admin(DATALAKE_ID, "iam")
     role = iam.get_role(RoleName=ROLE_NAME)["Role"]
-    assert {t["Key"]: t["Value"] for t in role["Tags"]} == {OWNER_TAG_KEY: spec.grant_id}
+    assert {t["Key"]: t["Value"] for t in role["Tags"]} == {INSTANCE_TAG_KEY: "testportal", OWNER_TAG_KEY: spec.grant_id}
     (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
     assert "dms.amazonaws.com" in json.dumps(trust["Principal"])
     assert trust["Action"] == "sts:AssumeRole"
@@ -85,7 +85,7 @@ def test_the_grant_leaves_aws_in_the_runbooks_end_state(world, spec, clients):
     }
     assert not {"Username", "Password", "ServerName", "Port", "DatabaseName"} & set(endpoint)
     tags = world.admin(DATALAKE_ID, "dms").list_tags_for_resource(ResourceArn=endpoint["EndpointArn"])["TagList"]
-    assert {(t["Key"], t["Value"]) for t in tags} == {(OWNER_TAG_KEY, spec.grant_id)}
+    assert {(t["Key"], t["Value"]) for t in tags} == {(INSTANCE_TAG_KEY, "testportal"), (OWNER_TAG_KEY, spec.grant_id)}
     assert results[3].outputs["endpoint_arn"] == endpoint["EndpointArn"]
     assert results[4].outputs["connection_status"] == "successful"
     for result in results:
@@ -231,7 +231,7 @@ def test_our_endpoint_with_other_settings_is_modified_with_only_the_difference(w
         EndpointType="source",
         EngineName="mysql",
         MySQLSettings={"SecretsManagerAccessRoleArn": old_role, "SecretsManagerSecretId": world.secret_arn},
-        Tags=[{"Key": OWNER_TAG_KEY, "Value": spec.grant_id}],
+        Tags=[{"Key": INSTANCE_TAG_KEY, "Value": spec.instance_id}, {"Key": OWNER_TAG_KEY, "Value": spec.grant_id}],
     )
     sent = []
     # moto has no ModifyEndpoint: answer it here and record what was asked.

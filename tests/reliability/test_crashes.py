@@ -19,7 +19,7 @@ import pytest
 from django.db import transaction
 from django.db.models import F
 
-from provisioning.spec import OWNER_TAG_KEY
+from provisioning.ownership import owner_tags
 from requests_app.audit import verify_chain
 from requests_app.grants import grant_spec_for
 from requests_app.models import AuditEvent, ProvisioningStep
@@ -56,7 +56,7 @@ def roles_tagged_for(moto_world, request) -> list[str]:
     names = []
     for role in iam.list_roles()["Roles"]:
         tags = iam.list_role_tags(RoleName=role["RoleName"])["Tags"]
-        if {"Key": OWNER_TAG_KEY, "Value": grant_spec_for(request).grant_id} in tags:
+        if all(tag in tags for tag in owner_tags(grant_spec_for(request))):
             names.append(role["RoleName"])
     return names
 

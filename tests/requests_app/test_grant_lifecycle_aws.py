@@ -16,7 +16,7 @@ from django.utils import timezone
 from prometheus_client import generate_latest
 
 from provisioning.documents import ROLE_INLINE_POLICY_NAME, role_inline_policy, role_trust_policy
-from provisioning.spec import OWNER_TAG_KEY
+from provisioning.ownership import owner_tags
 from requests_app import runner, tasks
 from requests_app.audit import verify_chain
 from requests_app.grants import grant_spec_for
@@ -220,7 +220,7 @@ def test_a_role_created_again_is_flagged_and_repair_records_the_new_role(grant, 
     iam.delete_role_policy(RoleName=grant.role_name, PolicyName=ROLE_INLINE_POLICY_NAME)
     iam.delete_role(RoleName=grant.role_name)
     iam.create_role(RoleName=grant.role_name, AssumeRolePolicyDocument=json.dumps(role_trust_policy(spec)),
-                    Tags=[{"Key": OWNER_TAG_KEY, "Value": str(grant.pk)}])
+                    Tags=owner_tags(spec))
     iam.put_role_policy(RoleName=grant.role_name, PolicyName=ROLE_INLINE_POLICY_NAME,
                         PolicyDocument=json.dumps(role_inline_policy(spec)))
 
@@ -278,3 +278,30 @@ def test_the_periodic_check_queues_one_check_per_active_grant(grant, cast, monke
     monkeypatch.setattr(tasks.check_grant_drift, "delay", queued.append)
     assert tasks.check_drift() == 2
     assert sorted(queued) == sorted([grant.pk, other.pk])
+
+
+def test_another_portal_instance_with_the_same_request_id_leaves_the_grant_alone(grant, portal_aws, drive, settings):
+    """A restored copy of this database running as another instance: its request
+    #N is not this portal's #N, so its drift check and revoke touch nothing."""
+    world = portal_aws
+    before = world.state()
+    ours = grant_spec_for(grant)
+    settings.PORTAL_INSTANCE_ID = "restoredcopy"
+    theirs = grant_spec_for(grant)
+    assert (theirs.instance_id, theirs.grant_id) == ("restoredcopy", ours.grant_id)
+    assert theirs.statement_sid != ours.statement_sid
+
+    assert set(tasks.check_grant_drift(grant.pk)) == {
+        "role_missing", "secret_statement_missing", "key_statement_missing", "endpoint_missing"
+    }
+    settings.PORTAL_INSTANCE_ID = ours.instance_id
+    assert tasks.check_grant_drift(grant.pk) == []
+
+    settings.PORTAL_INSTANCE_ID = "restoredcopy"
+    AccessRequest.objects.filter(pk=grant.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
+    assert tasks.sweep()["expired"] == 1
+    assert drive(AccessRequest.objects.get(pk=grant.pk), "revoke").state == RequestState.REVOKED
+    assert world.state() == before
+    assert world.secret_policy() is not None and ours.statement_sid in {
+        s.get("Sid") for s in world.secret_policy()["Statement"]
+    }

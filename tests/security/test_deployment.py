@@ -48,6 +48,7 @@ def production_env(tmp_path) -> dict[str, str]:
         "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
         "METRICS_TOKEN": secrets.token_urlsafe(32),
         "PORTAL_REQUIRE_SECRET_KEY": "true",
+        "PORTAL_INSTANCE_ID": "prod1",
         # Nothing here touches the database or the broker; no server is needed.
         "DATABASE_URL": f"sqlite:///{tmp_path / 'portal.sqlite3'}",
         "CELERY_BROKER_URL": "memory://",
@@ -80,6 +81,46 @@ def test_without_https_the_checklist_complains(production_env):
     assert result.returncode != 0
     for check in ("security.W004", "security.W008", "security.W012", "security.W016"):
         assert check in result.stdout + result.stderr
+
+
+INSTANCE_ID_PROBE = "from django.conf import settings; print('INSTANCE=' + settings.PORTAL_INSTANCE_ID)"
+
+
+def test_production_refuses_to_start_without_an_instance_id(production_env):
+    del production_env["PORTAL_INSTANCE_ID"]
+    result = manage(production_env, "shell", "-c", INSTANCE_ID_PROBE)
+    assert result.returncode != 0
+    assert "PORTAL_INSTANCE_ID must be set" in result.stderr
+
+
+@pytest.mark.parametrize("value", ["Prod", "prod-eu", "prod_1", "a" * 33, "pr\u00f6d"])
+def test_an_instance_id_that_cannot_go_into_a_sid_stops_the_process(production_env, value):
+    # A Sid holds letters and digits only; upper case would blur where the instance id ends.
+    production_env["PORTAL_INSTANCE_ID"] = value.encode().decode("unicode_escape")
+    result = manage(production_env, "shell", "-c", INSTANCE_ID_PROBE)
+    assert result.returncode != 0
+    assert "PORTAL_INSTANCE_ID must be 1 to 32 lower-case letters" in result.stderr
+
+
+def test_the_quickstart_makes_an_instance_id_once_and_keeps_it(production_env, tmp_path):
+    for name in ("PORTAL_REQUIRE_SECRET_KEY", "PORTAL_INSTANCE_ID"):
+        del production_env[name]
+    first = manage(production_env, "shell", "-c", INSTANCE_ID_PROBE)
+    second = manage(production_env, "shell", "-c", INSTANCE_ID_PROBE)
+    assert first.returncode == 0, first.stderr
+    value = first.stdout.split("INSTANCE=", 1)[1].strip()
+    assert second.stdout.split("INSTANCE=", 1)[1].strip() == value
+    assert (tmp_path / "instance_id").read_text() == value
+    assert value != "legacy" and value.isalnum() and value == value.lower()
+
+
+def test_a_quickstart_from_before_instance_ids_keeps_what_it_made_as_legacy(production_env, tmp_path):
+    for name in ("PORTAL_REQUIRE_SECRET_KEY", "PORTAL_INSTANCE_ID"):
+        del production_env[name]
+    (tmp_path / "portal.sqlite3").write_bytes(b"")  # the quickstart's database, from an earlier version
+    result = manage(production_env, "shell", "-c", INSTANCE_ID_PROBE)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("INSTANCE=", 1)[1].strip() == "legacy"
 
 
 # Runs in the production process: what a browser and a probe get back.

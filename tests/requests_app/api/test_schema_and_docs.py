@@ -98,3 +98,51 @@ def test_the_swagger_ui_is_served_by_the_portal_itself(client):
     assert "/api/schema/" in script.content.decode()
     bundle = next(source for source in sources if source.endswith("swagger-ui-bundle.js"))
     assert bundle.startswith("/static/drf_spectacular_sidecar/")
+
+
+def _body_schema(schema: dict, path: str) -> dict:
+    reference = schema["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    return schema["components"]["schemas"][reference.rsplit("/", 1)[1]]
+
+
+def _query(schema: dict, path: str, name: str) -> dict:
+    (parameter,) = [p for p in schema["paths"][path]["get"]["parameters"] if p["name"] == name]
+    return parameter["schema"]
+
+
+@pytest.mark.parametrize(
+    ("where", "value", "allowed"),
+    [
+        (("body", "/api/v1/requests/{id}/approve/", "comment"), "fine\x00", False),
+        (("body", "/api/v1/requests/{id}/approve/", "comment"), "   ", True),
+        (("body", "/api/v1/requests/{id}/reject/", "comment"), " \t\u3000", False),
+        (("body", "/api/v1/requests/{id}/reject/", "comment"), " no ", True),
+        (("items", "/api/v1/accounts/", "approvers"), "av\x00ery", False),
+        (("query", "/api/v1/audit-events/", "actor"), "\x00", False),
+        (("query", "/api/v1/audit-events/", "actor"), "sam", True),
+    ],
+)
+def test_the_schema_forbids_the_text_the_server_refuses(schema, where, value, allowed):
+    # DRF's CharField refuses NUL and, where a text is required, one that is
+    # blank once trimmed; the schema says the same with a pattern.
+    kind, path, name = where
+    if kind == "query":
+        field = _query(schema, path, name)
+    else:
+        field = _body_schema(schema, path)["properties"][name]
+        field = field["items"] if kind == "items" else field
+    assert bool(re.search(field["pattern"], value)) is allowed
+
+
+def test_the_schema_states_the_field_rules_the_server_applies(schema):
+    submit = _body_schema(schema, "/api/v1/requests/")["properties"]
+    assert submit["datalake_account"]["pattern"] == "^[0-9]{12}$"
+    assert submit["justification"]["maxLength"] == 4000
+    role_name, blank = submit["role_name"]["oneOf"]
+    assert role_name["maxLength"] == 64 and blank["maxLength"] == 0
+    assert not re.search(role_name["pattern"], "") and not re.search(role_name["pattern"], "a b")
+    assert re.search(submit["endpoint_identifier"]["pattern"], "db-1")
+    for bad in ("1db", "db--1", "db-", " db"):
+        assert not re.search(submit["endpoint_identifier"]["pattern"], bad)
+    assert _query(schema, "/api/v1/requests/", "page")["minimum"] == 1
+    assert _query(schema, "/api/v1/audit-events/", "page_size")["minimum"] == 1
