@@ -99,7 +99,9 @@ def _file(cast, world, **fields) -> AccessRequest:
 
 def _approve(request, user, django_capture_on_commit_callbacks) -> AccessRequest:
     with django_capture_on_commit_callbacks(execute=True):
-        return access_request_approve(request_id=request.pk, user=user, comment="ok")
+        # The approver approves the plan as the page shows it now.
+        seen = AccessRequest.objects.get(pk=request.pk).plan_hash
+        return access_request_approve(request_id=request.pk, user=user, plan_hash=seen, comment="ok")
 
 
 def _written_to_aws(world, key_arns, role_name) -> dict:
@@ -154,7 +156,9 @@ def test_secret_reencrypted_after_approval_needs_reapproval_then_grants_and_revo
 
     # Nobody approves their own request, also not the new plan.
     with pytest.raises(NotAllowed):
-        access_request_approve(request_id=request.pk, user=cast.requester)
+        access_request_approve(
+            request_id=request.pk, user=cast.requester, plan_hash=AccessRequest.objects.get(pk=request.pk).plan_hash
+        )
 
     _approve(request, cast.approver, django_capture_on_commit_callbacks)
     request = drive(request)
@@ -239,7 +243,14 @@ def test_revoke_cleans_the_key_written_even_after_the_secret_moved_to_another(
     sid = grant_spec_for(request).statement_sid
     first_key, second_key = world.key_arn, _second_key(world)
     _reencrypt(world, second_key)
-    # A repair now reads another plan: it is handed back, and nothing is written to the new key.
+    # Say a drift was found in the Remote account (a repair needs one) ...
+    AccessRequest.objects.filter(pk=request.pk).update(drift={
+        "drifted": True, "kinds": ["key_statement_missing"],
+        "findings": [{"kind": "key_statement_missing", "resource": second_key,
+                      "message": "The grant's statement is not in the key policy."}],
+    })
+    # ... an administrator's repair reads another plan: it is handed back, and nothing is
+    # written to the new key.
     with django_capture_on_commit_callbacks(execute=True):
         access_request_repair(request_id=request.pk, user=cast.staff)
     request = drive(request)
