@@ -49,6 +49,56 @@ if not SECRET_KEY:
     if env_bool("PORTAL_REQUIRE_SECRET_KEY", False):
         raise ImproperlyConfigured("SECRET_KEY must be set")
     SECRET_KEY = _local_secret_key()
+
+
+def _audit_chain_keys(value: str) -> list[tuple[str, bytes]]:
+    """``id:base64key,id:base64key``: the first signs new audit events, all verify."""
+    import base64
+    import binascii
+    import re
+
+    keys = []
+    for entry in (item.strip() for item in value.split(",") if item.strip()):
+        key_id, _, encoded = entry.partition(":")
+        if not re.fullmatch(r"[A-Za-z0-9._-]{1,32}", key_id) or key_id == "sha256-legacy":
+            raise ImproperlyConfigured(f"AUDIT_CHAIN_KEYS: bad key id {key_id!r} (letters, digits, . _ -; at most 32)")
+        try:
+            key = base64.b64decode(encoded, validate=True)
+        except binascii.Error:
+            raise ImproperlyConfigured(f"AUDIT_CHAIN_KEYS: key {key_id!r} is not base64") from None
+        if len(key) < 32:
+            raise ImproperlyConfigured(f"AUDIT_CHAIN_KEYS: key {key_id!r} is shorter than 32 bytes")
+        if key_id in dict(keys):
+            raise ImproperlyConfigured(f"AUDIT_CHAIN_KEYS: key id {key_id!r} appears twice")
+        keys.append((key_id, key))
+    return keys
+
+
+def _local_audit_chain_keys() -> str:
+    """A random audit chain key kept in VAR_DIR, like the local SECRET_KEY."""
+    import base64
+    import secrets
+    import time
+
+    path = VAR_DIR / "audit_chain_keys"
+    if not path.exists():
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(f"local-{int(time.time())}:{base64.b64encode(secrets.token_bytes(32)).decode()}")
+    return path.read_text().strip()
+
+
+# The key of the audit trail's HMAC chain (requests_app/audit.py) and of its
+# checkpoints. Like SECRET_KEY, deployments must set it.
+_audit_keys_value = os.environ.get("AUDIT_CHAIN_KEYS", "")
+if not _audit_keys_value:
+    if env_bool("PORTAL_REQUIRE_SECRET_KEY", False):
+        raise ImproperlyConfigured("AUDIT_CHAIN_KEYS must be set")
+    _audit_keys_value = _local_audit_chain_keys()
+AUDIT_CHAIN_KEYS = _audit_chain_keys(_audit_keys_value)
+if not AUDIT_CHAIN_KEYS:
+    raise ImproperlyConfigured("AUDIT_CHAIN_KEYS holds no key")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
@@ -146,6 +196,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # locked" halfway through a transaction (web and worker share the file).
     DATABASES["default"].setdefault("OPTIONS", {}).update({"transaction_mode": "IMMEDIATE", "timeout": 30})
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+# The owner of the tables, for `manage.py migrate` only (see
+# requests_app/management/commands/migrate.py); the running portal connects
+# with DATABASE_URL as a role that may not alter, empty or rewrite the audit
+# trail. Unset: migrations run with DATABASE_URL (SQLite, the quickstart).
+MIGRATION_DATABASE_URL = os.environ.get("MIGRATION_DATABASE_URL", "")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -218,6 +273,15 @@ EXPIRY_REMINDER_INTERVAL_SECONDS = float(os.environ.get("EXPIRY_REMINDER_INTERVA
 # Every active grant is compared with AWS this often (about six read calls each).
 DRIFT_CHECK_INTERVAL_SECONDS = float(os.environ.get("DRIFT_CHECK_INTERVAL_SECONDS", "3600"))
 
+# The audit trail is verified from where the last run stopped, and a signed
+# checkpoint of it written to the log (and to AUDIT_CHECKPOINT_BUCKET, an S3
+# bucket with Object Lock, when set), this often.
+AUDIT_CHECKPOINT_INTERVAL_SECONDS = float(os.environ.get("AUDIT_CHECKPOINT_INTERVAL_SECONDS", "900"))
+AUDIT_CHECKPOINT_BUCKET = os.environ.get("AUDIT_CHECKPOINT_BUCKET", "")
+AUDIT_CHECKPOINT_PREFIX = os.environ.get("AUDIT_CHECKPOINT_PREFIX", "audit-checkpoints/")
+# How long S3 keeps each checkpoint object locked (compliance mode).
+AUDIT_CHECKPOINT_RETENTION_DAYS = int(os.environ.get("AUDIT_CHECKPOINT_RETENTION_DAYS", "400"))
+
 CELERY_BEAT_SCHEDULE = {
     "provisioning-sweep": {
         "task": "provisioning.sweep",
@@ -234,6 +298,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "provisioning.check_drift",
         "schedule": DRIFT_CHECK_INTERVAL_SECONDS,
         "options": {"expires": DRIFT_CHECK_INTERVAL_SECONDS},
+    },
+    "audit-checkpoint": {
+        "task": "audit.verify_and_checkpoint",
+        "schedule": AUDIT_CHECKPOINT_INTERVAL_SECONDS,
+        "options": {"expires": AUDIT_CHECKPOINT_INTERVAL_SECONDS},
     },
 }
 
