@@ -5,7 +5,7 @@ FROM python:3.11-slim
 # PYTHONPATH: the source tree in /app wins over the installed copy, so
 # templates and other non-Python files resolve relative to /app in every
 # process. PORTAL_REQUIRE_SECRET_KEY=true: refuse to start without a real
-# SECRET_KEY instead of generating a local one.
+# SECRET_KEY (and AUDIT_CHAIN_KEYS) instead of generating a local one.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -26,9 +26,10 @@ COPY . .
 RUN pip install -c constraints.txt . \
     && rm -rf build ./*.egg-info
 
-# Settings refuse to load without a key in the image; collectstatic needs
-# none, so a throwaway one is given to this command only.
-RUN SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput \
+# Settings refuse to load without keys in the image; collectstatic needs
+# none, so throwaway ones are given to this command only.
+RUN SECRET_KEY=collectstatic-only AUDIT_CHAIN_KEYS=collectstatic-only:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= \
+    python manage.py collectstatic --noinput \
     && mkdir -p /app/var \
     && chown portal:portal /app/var
 
