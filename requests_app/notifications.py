@@ -190,3 +190,21 @@ def notify_drift(request: AccessRequest, kinds: list[str]) -> None:
     ]
     _mail(f"{SUBJECT_PREFIX} #{request.pk} drifted from its plan", "\n".join(lines), people)
     _webhook(f"Grant #{request.pk} drifted ({', '.join(kinds)}): {request_url(request)}")
+
+
+def notify_audit_chain_broken(report) -> None:
+    """Tell the portal's administrators that the audit chain no longer verifies."""
+    from django.contrib.auth import get_user_model
+
+    admins = _addresses(get_user_model().objects.filter(is_superuser=True, is_active=True))
+    where = f"at event {report.first_broken_id}" if report.first_broken_id else "at its end"
+    lines = [
+        f"The audit trail's chain does not verify {where}: {report.reason}.",
+        "",
+        "Someone may have altered, deleted or replaced audit events in the database. Compare the trail with the "
+        "latest checkpoint outside the database: manage.py verify_audit_chain --since-checkpoint",
+        "",
+        f"{settings.PORTAL_BASE_URL}{reverse('web:audit_log')}",
+    ]
+    _mail(f"{SUBJECT_PREFIX} The audit trail does not verify", "\n".join(lines), admins)
+    _webhook(f"The audit trail does not verify {where}: {report.reason}")

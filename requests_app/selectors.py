@@ -19,6 +19,7 @@ from requests_app import permissions
 from requests_app.errors import NotFoundForUser
 from requests_app.models import (
     AccessRequest,
+    AuditChainState,
     AuditEvent,
     AwsAccount,
     Decision,
@@ -172,6 +173,11 @@ def audit_events_visible_to(
     if until is not None:
         events = events.filter(created_at__lte=until)
     return events.order_by("-id")
+
+
+def audit_chain_status() -> AuditChainState | None:
+    """How the last verification of the audit chain went (None before the first)."""
+    return AuditChainState.objects.order_by("id").first()
 
 
 def dashboard_counts_for(*, user) -> dict[str, Any]:
