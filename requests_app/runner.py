@@ -265,17 +265,19 @@ def _store_step_result(request: AccessRequest, step: ProvisioningStep, result: A
         request.save(update_fields=[*changed_fields, "updated_at"])
 
     target_arn = _target_arn(request, step.name, outputs)
+    # Where CloudTrail records each call (requests_app.cloudtrail).
+    calls = {"aws_calls": list(result.aws_calls)} if result.aws_calls else {}
     if step.name == "verify":
         action = "step.verify.passed"
-        details = {"after": result.after, "aws_request_ids": step.aws_request_ids}
+        details = {"after": result.after, "aws_request_ids": step.aws_request_ids, **calls}
     elif result.changed:
         action = f"aws.{step.name}"
-        details = {"before": result.before, "after": result.after, "aws_request_ids": step.aws_request_ids}
+        details = {"before": result.before, "after": result.after, "aws_request_ids": step.aws_request_ids, **calls}
     else:
         # Nothing written (a re-run, or AWS already as planned): one line saying
         # so, without repeating the documents.
         action = f"step.{step.name}.unchanged"
-        details = {"aws_request_ids": step.aws_request_ids}
+        details = {"aws_request_ids": step.aws_request_ids, **calls}
     _audit_step(request, step, action, target_arn=target_arn, details=details)
 
 

@@ -107,7 +107,7 @@ def request_detail_for(*, user, request_id: Any) -> AccessRequest:
             .prefetch_related(
                 Prefetch("decisions", queryset=Decision.objects.select_related("approver").order_by("created_at", "id")),
                 Prefetch("steps", queryset=ProvisioningStep.objects.order_by("phase", "position")),
-                Prefetch("audit_events", queryset=AuditEvent.objects.order_by("id")),
+                Prefetch("audit_events", queryset=AuditEvent.objects.select_related("account").order_by("id")),
                 Prefetch(
                     "extensions",
                     queryset=ExpiryExtension.objects.filter(state=ExpiryExtension.State.PENDING)

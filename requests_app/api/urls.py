@@ -1,7 +1,7 @@
 """URL layout of /api/v1/ (the paths are part of the published contract)."""
 from django.urls import path, re_path
 
-from requests_app.api import lifecycle_views, views
+from requests_app.api import audit_export, lifecycle_views, views
 
 app_name = "api"
 
@@ -30,5 +30,6 @@ urlpatterns = [
     ),
     path("requests/<str:id>/export/", lifecycle_views.RequestExportView.as_view(), name="request-export"),
     path("audit-events/", views.AuditEventListView.as_view(), name="audit-events"),
+    path("audit-events/export/", audit_export.AuditEventExportView.as_view(), name="audit-events-export"),
     re_path(r"^.*$", views.ApiNotFoundView.as_view(), name="not-found"),
 ]
