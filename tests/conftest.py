@@ -21,9 +21,11 @@ os.environ["AUDIT_CHAIN_KEYS"] = TEST_AUDIT_CHAIN_KEYS
 pytest_plugins = ["tests.aws_world", "tests.live_system", "tests.figures"]
 
 
-@pytest.fixture(autouse=True)
-def _fixed_audit_chain_key(settings):
+@pytest.fixture(autouse=True, scope="session")
+def _fixed_audit_chain_key():
     # Django may have read its settings before this module set the variable.
+    from django.conf import settings
+
     settings.AUDIT_CHAIN_KEYS = [("test-1", b"audit chain key of the test suite")]
 
 
