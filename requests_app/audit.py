@@ -11,7 +11,7 @@ hash; they are accepted only as the chain's prefix.
 
 Appends are serialised (an advisory lock on Postgres, an immediate
 transaction on SQLite) so the chain never forks; inside the lock an append
-reads the last hash and inserts, nothing more.
+reads the last hash and inserts, no other query.
 """
 from __future__ import annotations
 
@@ -105,7 +105,6 @@ def record_event(
     if actor is not None and not actor_label:
         actor_label = actor.get_username()
     event = AuditEvent(
-        created_at=timezone.now(),
         actor=actor,
         actor_label=actor_label or WORKER_LABEL,
         source_ip=source_ip or None,
@@ -116,15 +115,16 @@ def record_event(
         details=_normalise(details or {}),
     )
     event.key_id, key = signing_key()
-    # Everything but the link is prepared before the lock, so the lock is
-    # held for one read and one insert.
-    canonical = canonical_event(event)
+    # The event is built (and its account read) before the lock; inside it,
+    # one read of the last hash and one insert. The time is taken under the
+    # lock so that times follow the chain's order.
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_AUDIT_LOCK_KEY])
+    event.created_at = timezone.now()
     last = AuditEvent.objects.order_by("-id").values_list("hash", flat=True).first()
     event.prev_hash = last or GENESIS_HASH
-    event.hash = keyed_chain_hash(key, event.key_id, event.prev_hash, canonical)
+    event.hash = keyed_chain_hash(key, event.key_id, event.prev_hash, canonical_event(event))
     event.save(force_insert=True)
     return event
 

@@ -267,3 +267,30 @@ def test_the_audit_page_shows_when_the_chain_was_last_verified_and_how_it_went(t
     page = client.get(reverse("web:audit_log")).content.decode()
     assert f"Chain broken</span> at event #{trail[-1].pk}" in page
     assert "is gone" in page
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_keeps_the_events_written_before_it_verifiable():
+    from django.db import transaction
+    from django.db.migrations.executor import MigrationExecutor
+    from django.utils import timezone
+
+    before, keyed = [("requests_app", "0005_sso")], [("requests_app", "0006_audit_keyed_chain")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    OldEvent = executor.loader.project_state(before).apps.get_model("requests_app", "AuditEvent")
+    prev = "0" * 64
+    for n in range(3):  # as the plain SHA-256 chain wrote them
+        event = OldEvent(created_at=timezone.now(), actor_label="old", action="request.submitted", details={"n": n})
+        event.prev_hash, event.hash = prev, legacy_chain_hash(prev, canonical_event(event))
+        event.save(force_insert=True)
+        prev = event.hash
+    MigrationExecutor(connection).migrate(keyed)
+
+    assert set(AuditEvent.objects.values_list("key_id", flat=True)) == {LEGACY_KEY_ID}
+    with transaction.atomic():
+        record_event(action="request.cancelled", actor_label="new")
+    report = verify_chain()
+    assert (report.ok, report.checked, report.last.key_id) == (True, 4, "test-1")
+    with pytest.raises(Exception, match="append-only: TRUNCATE refused"), connection.cursor() as cursor:
+        cursor.execute("TRUNCATE requests_app_auditevent")
