@@ -24,6 +24,7 @@ COLUMNS = (
     "details",
     "prev_hash",
     "hash",
+    "key_id",
 )
 CHUNK_SIZE = 2000
 
@@ -41,6 +42,7 @@ def _record(event) -> dict:
         "details": event.details,
         "prev_hash": event.prev_hash,
         "hash": event.hash,
+        "key_id": event.key_id,
     }
 
 
