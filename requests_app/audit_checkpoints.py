@@ -99,10 +99,8 @@ def checkpoint_from_json(text: str | bytes) -> Checkpoint:
 def publish_checkpoint(checkpoint: Checkpoint) -> str | None:
     """Write ``checkpoint`` to the log stream and, when AUDIT_CHECKPOINT_BUCKET is
     set, to that bucket; returns its s3:// address (None without a bucket)."""
-    logger.info(
-        "audit checkpoint: event %s, %s events", checkpoint.last_event_id, checkpoint.count,
-        extra={"audit_checkpoint": checkpoint.as_dict()},
-    )
+    # The whole checkpoint in the message too, for LOG_FORMAT=text.
+    logger.info("audit checkpoint %s", checkpoint.to_json(), extra={"audit_checkpoint": checkpoint.as_dict()})
     bucket = settings.AUDIT_CHECKPOINT_BUCKET
     if not bucket:
         return None

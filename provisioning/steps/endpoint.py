@@ -76,7 +76,8 @@ def create_endpoint(spec: GrantSpec, *, clients: GrantClients) -> StepResult:
             changed=True,
             before=None,
             after=desired,
-            aws_request_ids=calls.request_ids, aws_calls=calls.calls,
+            aws_request_ids=calls.request_ids,
+            aws_calls=calls.calls,
             outputs={"endpoint_arn": created["EndpointArn"]},
         )
 
@@ -92,7 +93,8 @@ def create_endpoint(spec: GrantSpec, *, clients: GrantClients) -> StepResult:
         changed=bool(difference),
         before=_as_found(current, desired),
         after=desired,
-        aws_request_ids=calls.request_ids, aws_calls=calls.calls,
+        aws_request_ids=calls.request_ids,
+        aws_calls=calls.calls,
         outputs={"endpoint_arn": endpoint_arn},
     )
 
@@ -107,13 +109,16 @@ def delete_endpoint(spec: GrantSpec, *, clients: GrantClients) -> StepResult:
     dms = clients.datalake("dms")
     current = find_endpoint(calls, dms, spec.endpoint_identifier)
     if current is None:
-        return StepResult(name="delete_endpoint", changed=False, aws_request_ids=calls.request_ids, aws_calls=calls.calls)
+        return StepResult(
+            name="delete_endpoint", changed=False, aws_request_ids=calls.request_ids, aws_calls=calls.calls
+        )
     endpoint_arn = current["EndpointArn"]
     if endpoint_owner(calls, dms, endpoint_arn) != spec.grant_id:
         return StepResult(
             name="delete_endpoint",
             changed=False,
-            aws_request_ids=calls.request_ids, aws_calls=calls.calls,
+            aws_request_ids=calls.request_ids,
+            aws_calls=calls.calls,
             outputs={"skipped": f"endpoint {spec.endpoint_identifier} is not owned by request {spec.grant_id}"},
         )
     calls(dms, "DeleteEndpoint", missing_ok=True, EndpointArn=endpoint_arn)
@@ -122,6 +127,7 @@ def delete_endpoint(spec: GrantSpec, *, clients: GrantClients) -> StepResult:
         changed=True,
         before=_as_found(current, endpoint_settings(spec)),
         after=None,
-        aws_request_ids=calls.request_ids, aws_calls=calls.calls,
+        aws_request_ids=calls.request_ids,
+        aws_calls=calls.calls,
         outputs={"endpoint_arn": endpoint_arn},
     )

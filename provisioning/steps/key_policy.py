@@ -74,7 +74,8 @@ def grant_key_policy(spec: GrantSpec, *, clients: GrantClients, lock: PolicyLock
                 changed=False,
                 before=current,
                 after=current,
-                aws_request_ids=calls.request_ids, aws_calls=calls.calls,
+                aws_request_ids=calls.request_ids,
+                aws_calls=calls.calls,
                 outputs={"key_arn": key_arn},
             )
         _ensure_administration_kept(calls, current, merged, key_arn)
@@ -85,7 +86,8 @@ def grant_key_policy(spec: GrantSpec, *, clients: GrantClients, lock: PolicyLock
         changed=True,
         before=current,
         after=merged,
-        aws_request_ids=calls.request_ids, aws_calls=calls.calls,
+        aws_request_ids=calls.request_ids,
+        aws_calls=calls.calls,
         outputs={"key_arn": key_arn},
     )
 
@@ -102,7 +104,9 @@ def revoke_key_policy(spec: GrantSpec, *, clients: GrantClients, lock: PolicyLoc
     # A grant that never got as far as knowing its key has no statement in one.
     key_arn = resolve_key_arn(calls, kms, spec.kms_key_arn, missing_ok=True) if spec.kms_key_arn else None
     if key_arn is None:
-        return StepResult(name="revoke_key_policy", changed=False, aws_request_ids=calls.request_ids, aws_calls=calls.calls)
+        return StepResult(
+            name="revoke_key_policy", changed=False, aws_request_ids=calls.request_ids, aws_calls=calls.calls
+        )
     with locked(lock, key_arn):
         exists, current = read_key_policy(calls, kms, key_arn, missing_ok=True)
         if not exists or find_statement(current, sid) is None:
@@ -111,7 +115,8 @@ def revoke_key_policy(spec: GrantSpec, *, clients: GrantClients, lock: PolicyLoc
                 changed=False,
                 before=current,
                 after=current,
-                aws_request_ids=calls.request_ids, aws_calls=calls.calls,
+                aws_request_ids=calls.request_ids,
+                aws_calls=calls.calls,
                 outputs={"key_arn": key_arn},
             )
         remaining = remove_statement(current, sid)
@@ -128,6 +133,7 @@ def revoke_key_policy(spec: GrantSpec, *, clients: GrantClients, lock: PolicyLoc
         changed=True,
         before=current,
         after=remaining,
-        aws_request_ids=calls.request_ids, aws_calls=calls.calls,
+        aws_request_ids=calls.request_ids,
+        aws_calls=calls.calls,
         outputs={"key_arn": key_arn},
     )

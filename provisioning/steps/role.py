@@ -64,7 +64,8 @@ def create_role(spec: GrantSpec, *, clients: GrantClients) -> StepResult:
             changed=True,
             before=None,
             after=desired,
-            aws_request_ids=calls.request_ids, aws_calls=calls.calls,
+            aws_request_ids=calls.request_ids,
+            aws_calls=calls.calls,
             outputs={"role_arn": created["Arn"], "role_id": created["RoleId"]},
         )
 
@@ -90,7 +91,8 @@ def create_role(spec: GrantSpec, *, clients: GrantClients) -> StepResult:
         changed=changed,
         before=before,
         after=desired,
-        aws_request_ids=calls.request_ids, aws_calls=calls.calls,
+        aws_request_ids=calls.request_ids,
+        aws_calls=calls.calls,
         outputs={"role_arn": role.arn, "role_id": role.role_id},
     )
 
@@ -111,7 +113,8 @@ def delete_role(spec: GrantSpec, *, clients: GrantClients) -> StepResult:
         return StepResult(
             name="delete_role",
             changed=False,
-            aws_request_ids=calls.request_ids, aws_calls=calls.calls,
+            aws_request_ids=calls.request_ids,
+            aws_calls=calls.calls,
             outputs={"skipped": f"role {spec.role_name} is not owned by request {spec.grant_id}"},
         )
     inline = read_role_policy(calls, iam, spec.role_name)
@@ -123,6 +126,7 @@ def delete_role(spec: GrantSpec, *, clients: GrantClients) -> StepResult:
         changed=True,
         before={"trust_policy": role.trust_policy, "inline_policy": inline},
         after=None,
-        aws_request_ids=calls.request_ids, aws_calls=calls.calls,
+        aws_request_ids=calls.request_ids,
+        aws_calls=calls.calls,
         outputs={"role_arn": role.arn, "role_id": role.role_id},
     )

@@ -46,12 +46,14 @@ def grant_secret_policy(spec: GrantSpec, *, clients: GrantClients, lock: PolicyL
                 changed=False,
                 before=current,
                 after=current,
-                aws_request_ids=calls.request_ids, aws_calls=calls.calls,
+                aws_request_ids=calls.request_ids,
+                aws_calls=calls.calls,
             )
         calls.check_size("secret_policy", merged)
         _put(calls, secretsmanager, spec.secret_arn, merged)
     return StepResult(
-        name="grant_secret_policy", changed=True, before=current, after=merged, aws_request_ids=calls.request_ids, aws_calls=calls.calls
+        name="grant_secret_policy", changed=True, before=current, after=merged, aws_request_ids=calls.request_ids,
+        aws_calls=calls.calls,
     )
 
 
@@ -72,7 +74,8 @@ def revoke_secret_policy(spec: GrantSpec, *, clients: GrantClients, lock: Policy
                 changed=False,
                 before=current,
                 after=current,
-                aws_request_ids=calls.request_ids, aws_calls=calls.calls,
+                aws_request_ids=calls.request_ids,
+                aws_calls=calls.calls,
             )
         remaining = remove_statement(current, sid)
         if remaining is None:
@@ -80,5 +83,6 @@ def revoke_secret_policy(spec: GrantSpec, *, clients: GrantClients, lock: Policy
         else:
             _put(calls, secretsmanager, spec.secret_arn, remaining)
     return StepResult(
-        name="revoke_secret_policy", changed=True, before=current, after=remaining, aws_request_ids=calls.request_ids, aws_calls=calls.calls
+        name="revoke_secret_policy", changed=True, before=current, after=remaining, aws_request_ids=calls.request_ids,
+        aws_calls=calls.calls,
     )

@@ -28,7 +28,7 @@ class Command(DjangoMigrateCommand):
         try:
             with connected_as_owner(url):
                 super().handle(*args, **options)
-                if connection.vendor == "postgresql" and runtime_user != connection.settings_dict["USER"]:
+                if connection.vendor == "postgresql" and runtime_user and runtime_user != connection.settings_dict["USER"]:
                     created = grant_runtime_role(runtime_user, password=runtime_password or None)
                     if options["verbosity"]:
                         verb = "Created and granted" if created else "Granted"
