@@ -5,7 +5,7 @@ FROM python:3.11-slim
 # PYTHONPATH: the source tree in /app wins over the installed copy, so
 # templates and other non-Python files resolve relative to /app in every
 # process. PORTAL_REQUIRE_SECRET_KEY=true: refuse to start without a real
-# SECRET_KEY and PORTAL_INSTANCE_ID instead of generating local ones.
+# SECRET_KEY, FIELD_ENCRYPTION_KEYS, AUDIT_CHAIN_KEYS and PORTAL_INSTANCE_ID instead of generating local ones.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -29,6 +29,7 @@ RUN pip install -c constraints.txt . \
 # Settings refuse to load without keys and an instance id in the image;
 # collectstatic needs none, so throwaway ones are given to this command only.
 RUN SECRET_KEY=collectstatic-only PORTAL_INSTANCE_ID=collectstatic \
+    AUDIT_CHAIN_KEYS=collectstatic-only:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= \
     FIELD_ENCRYPTION_KEYS="$(python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')" \
     python manage.py collectstatic --noinput \
     && mkdir -p /app/var \

@@ -55,8 +55,8 @@ def _bare(writer: int, number: int) -> None:
     digest = hashlib.sha256(f"{writer}-{number}-{time.time_ns()}".encode()).hexdigest()
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {SCRATCH_TABLE} (created_at, actor_label, action, target_arn, details, prev_hash, hash) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            f"INSERT INTO {SCRATCH_TABLE} (created_at, actor_label, action, target_arn, details, prev_hash, hash, key_id) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
             [timezone.now(), "bench", "bench.append", "arn:aws:kms:eu-west-1:222222222222:key/bench",
-             json.dumps(_details(writer, number)), "0" * 64, digest],
+             json.dumps(_details(writer, number)), "0" * 64, digest, "bench"],
         )

@@ -9,6 +9,7 @@ write audit events while a batch loads (the bench loads before anything runs).
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -20,7 +21,7 @@ from types import SimpleNamespace
 from django.db import connection, transaction
 
 from provisioning.documents import build_plan, plan_hash
-from requests_app.audit import GENESIS_HASH, chain_hash
+from requests_app.audit import GENESIS_HASH, chain_hash, signing_key
 from requests_app.grants import grant_spec_for
 from requests_app.models import AccessRequest, AuditEvent, Decision, ProvisioningStep, RequestState
 from requests_app.workflow import STEP_NAMES
@@ -185,6 +186,8 @@ def _event_rows(requests: Sequence[AccessRequest], per_request: int, people: dic
     the first events are checked against ``chain_hash`` itself.
     """
     checked = 0
+    key_id, key = signing_key()
+    keyed = hmac.new(key, digestmod=hashlib.sha256)
     who: dict[str, tuple] = {}
     for action in (*LIFECYCLE, "drift.checked"):
         human = action in ("request.submitted", "decision.approve", "request.approved")
@@ -211,23 +214,25 @@ def _event_rows(requests: Sequence[AccessRequest], per_request: int, people: dic
             created_at = request.created_at + timedelta(seconds=10 * number)
             canonical = (f'{head}{who_text}"created_at":"{created_at.isoformat(timespec="microseconds")}",'
                          f'"details":{details_json}{request_part}{ip_text},{tail}')
-            digest = hashlib.sha256(f"{prev_hash}\n{canonical}".encode()).hexdigest()
+            mac = keyed.copy()
+            mac.update(f"{prev_hash}\n{key_id}\n{canonical}".encode())
+            digest = mac.hexdigest()
             if checked < CHECKED_PER_BATCH:
                 event = SimpleNamespace(
                     created_at=created_at, actor_id=actor_id, actor_label=label, source_ip=source_ip, action=action,
                     request_id=request.pk, account_id=request.remote_account_id, target_arn=request.secret_arn,
-                    details=details,
+                    details=details, key_id=key_id,
                 )
                 if digest != chain_hash(prev_hash, event):
                     raise RuntimeError("the loader's canonical events no longer match requests_app.audit's")
                 checked += 1
             yield (created_at, actor_id, label, source_ip, action, request.pk, request.remote_account_id,
-                   request.secret_arn, details_json, prev_hash, digest)
+                   request.secret_arn, details_json, prev_hash, digest, key_id)
             prev_hash = digest
 
 
 EVENT_COLUMNS = ("created_at", "actor_id", "actor_label", "source_ip", "action", "request_id", "account_id",
-                 "target_arn", "details", "prev_hash", "hash")
+                 "target_arn", "details", "prev_hash", "hash", "key_id")
 
 
 @contextmanager

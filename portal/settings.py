@@ -31,17 +31,28 @@ def env_list(name: str, default: str = "") -> list[str]:
 DEBUG = env_bool("DEBUG", False)
 
 
-def _local_secret_key() -> str:
-    """A random key kept in VAR_DIR, for the embedded default and tests only."""
-    import secrets
-
-    path = VAR_DIR / "secret_key"
+def _kept_in_var(name: str, make) -> str:
+    """A value made once and kept in VAR_DIR/<name> (mode 0600), for the embedded
+    default and tests only: deployments give every such value in the environment
+    (PORTAL_REQUIRE_SECRET_KEY makes that compulsory)."""
+    path = VAR_DIR / name
     if not path.exists():
         VAR_DIR.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_urlsafe(50))
+        value = make()
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process of this installation made it first
+        else:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(value)
     return path.read_text().strip()
+
+
+def _local_secret_key() -> str:
+    import secrets
+
+    return _kept_in_var("secret_key", lambda: secrets.token_urlsafe(50))
 
 
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
@@ -54,20 +65,9 @@ if not SECRET_KEY:
 
 
 def _local_field_encryption_key() -> str:
-    """A Fernet key kept in VAR_DIR, for the embedded default and tests only."""
     import base64
 
-    path = VAR_DIR / "field_encryption_key"
-    if not path.exists():
-        VAR_DIR.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass  # another process of this installation made it first
-        else:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(base64.urlsafe_b64encode(os.urandom(32)).decode())
-    return path.read_text().strip()
+    return _kept_in_var("field_encryption_key", lambda: base64.urlsafe_b64encode(os.urandom(32)).decode())
 
 
 # Fernet keys for the values kept encrypted in the database (the accounts'
@@ -81,27 +81,13 @@ if not FIELD_ENCRYPTION_KEYS:
 
 
 def _local_instance_id() -> str:
-    """The deployment's instance id kept in VAR_DIR, for the embedded quickstart.
-
-    A new VAR_DIR gets a random id. One that already holds a quickstart
+    """A new VAR_DIR gets a random id. One that already holds a quickstart
     database from before instance ids existed gets ``legacy``, so the roles,
-    endpoints and statements it made stay its own (see provisioning.ownership).
-    """
+    endpoints and statements it made stay its own (see provisioning.ownership)."""
     import secrets
 
-    path = VAR_DIR / "instance_id"
-    if not path.exists():
-        VAR_DIR.mkdir(parents=True, exist_ok=True)
-        made_before = (VAR_DIR / "portal.sqlite3").exists()
-        value = LEGACY_INSTANCE_ID if made_before else secrets.token_hex(6)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass  # another process of the quickstart wrote it first
-        else:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(value)
-    return path.read_text().strip()
+    made_before = (VAR_DIR / "portal.sqlite3").exists()
+    return _kept_in_var("instance_id", lambda: LEGACY_INSTANCE_ID if made_before else secrets.token_hex(6))
 
 
 # Which deployment of the portal this is: it goes into every owner tag and
@@ -116,6 +102,50 @@ if not PORTAL_INSTANCE_ID:
 if not INSTANCE_ID_PATTERN.fullmatch(PORTAL_INSTANCE_ID):
     raise ImproperlyConfigured(f"PORTAL_INSTANCE_ID {INSTANCE_ID_RULE} (got {PORTAL_INSTANCE_ID!r})")
 
+
+def _audit_chain_keys(value: str) -> list[tuple[str, bytes]]:
+    """``id:base64key,id:base64key``: the first signs new audit events, all verify."""
+    import base64
+    import binascii
+    import re
+
+    keys = []
+    for entry in (item.strip() for item in value.split(",") if item.strip()):
+        key_id, _, encoded = entry.partition(":")
+        if not re.fullmatch(r"[A-Za-z0-9._-]{1,32}", key_id) or key_id == "sha256-legacy":
+            raise ImproperlyConfigured(f"AUDIT_CHAIN_KEYS: bad key id {key_id!r} (letters, digits, . _ -; at most 32)")
+        try:
+            key = base64.b64decode(encoded, validate=True)
+        except binascii.Error:
+            raise ImproperlyConfigured(f"AUDIT_CHAIN_KEYS: key {key_id!r} is not base64") from None
+        if len(key) < 32:
+            raise ImproperlyConfigured(f"AUDIT_CHAIN_KEYS: key {key_id!r} is shorter than 32 bytes")
+        if key_id in dict(keys):
+            raise ImproperlyConfigured(f"AUDIT_CHAIN_KEYS: key id {key_id!r} appears twice")
+        keys.append((key_id, key))
+    return keys
+
+
+def _local_audit_chain_keys() -> str:
+    import base64
+    import secrets
+    import time
+
+    return _kept_in_var(
+        "audit_chain_keys", lambda: f"local-{int(time.time())}:{base64.b64encode(secrets.token_bytes(32)).decode()}"
+    )
+
+
+# The key of the audit trail's HMAC chain (requests_app/audit.py) and of its
+# checkpoints. Like SECRET_KEY, deployments must set it.
+_audit_keys_value = os.environ.get("AUDIT_CHAIN_KEYS", "")
+if not _audit_keys_value:
+    if env_bool("PORTAL_REQUIRE_SECRET_KEY", False):
+        raise ImproperlyConfigured("AUDIT_CHAIN_KEYS must be set")
+    _audit_keys_value = _local_audit_chain_keys()
+AUDIT_CHAIN_KEYS = _audit_chain_keys(_audit_keys_value)
+if not AUDIT_CHAIN_KEYS:
+    raise ImproperlyConfigured("AUDIT_CHAIN_KEYS holds no key")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
@@ -219,6 +249,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # locked" halfway through a transaction (web and worker share the file).
     DATABASES["default"].setdefault("OPTIONS", {}).update({"transaction_mode": "IMMEDIATE", "timeout": 30})
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+# The owner of the tables, for `manage.py migrate` only (see
+# requests_app/management/commands/migrate.py); the running portal connects
+# with DATABASE_URL as a role that may not alter, empty or rewrite the audit
+# trail. Unset: migrations run with DATABASE_URL (SQLite, the quickstart).
+MIGRATION_DATABASE_URL = os.environ.get("MIGRATION_DATABASE_URL", "")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -313,6 +348,15 @@ EXPIRY_REMINDER_INTERVAL_SECONDS = float(os.environ.get("EXPIRY_REMINDER_INTERVA
 # Every active grant is compared with AWS this often (about six read calls each).
 DRIFT_CHECK_INTERVAL_SECONDS = float(os.environ.get("DRIFT_CHECK_INTERVAL_SECONDS", "3600"))
 
+# The audit trail is verified from where the last run stopped, and a signed
+# checkpoint of it written to the log (and to AUDIT_CHECKPOINT_BUCKET, an S3
+# bucket with Object Lock, when set), this often.
+AUDIT_CHECKPOINT_INTERVAL_SECONDS = float(os.environ.get("AUDIT_CHECKPOINT_INTERVAL_SECONDS", "900"))
+AUDIT_CHECKPOINT_BUCKET = os.environ.get("AUDIT_CHECKPOINT_BUCKET", "")
+AUDIT_CHECKPOINT_PREFIX = os.environ.get("AUDIT_CHECKPOINT_PREFIX", "audit-checkpoints/")
+# How long S3 keeps each checkpoint object locked (compliance mode).
+AUDIT_CHECKPOINT_RETENTION_DAYS = int(os.environ.get("AUDIT_CHECKPOINT_RETENTION_DAYS", "400"))
+
 CELERY_BEAT_SCHEDULE = {
     "provisioning-sweep": {
         "task": "provisioning.sweep",
@@ -329,6 +373,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "provisioning.check_drift",
         "schedule": DRIFT_CHECK_INTERVAL_SECONDS,
         "options": {"expires": DRIFT_CHECK_INTERVAL_SECONDS},
+    },
+    "audit-checkpoint": {
+        "task": "audit.verify_and_checkpoint",
+        "schedule": AUDIT_CHECKPOINT_INTERVAL_SECONDS,
+        "options": {"expires": AUDIT_CHECKPOINT_INTERVAL_SECONDS},
     },
 }
 

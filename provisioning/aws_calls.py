@@ -20,11 +20,33 @@ from provisioning.errors import PermanentAwsError, ProvisioningError, RetryableA
 from provisioning.statements import check_policy_size
 
 
+# Services whose CloudTrail events are recorded in us-east-1 whatever the
+# client's region.
+GLOBAL_SERVICES = frozenset({"iam"})
+
+
 class AwsCalls:
     """Makes the AWS calls of one step and remembers their request ids."""
 
     def __init__(self) -> None:
         self.request_ids: list[str] = []
+        # For each request id, where CloudTrail records the call: its event
+        # source and name, and the region (IAM's events are in us-east-1).
+        self.calls: list[dict[str, str]] = []
+
+    def _remember(self, request_id: str | None, client: Any, service: str, operation: str) -> None:
+        if not request_id:
+            return
+        self.request_ids.append(request_id)
+        region = "us-east-1" if service in GLOBAL_SERVICES else (client.meta.region_name or "")
+        self.calls.append(
+            {
+                "request_id": request_id,
+                "event_source": f"{client.meta.service_model.endpoint_prefix}.amazonaws.com",
+                "event_name": operation,
+                "region": region,
+            }
+        )
 
     def __call__(
         self,
@@ -48,12 +70,10 @@ class AwsCalls:
         except (ClientError, BotoCoreError) as error:
             request_id = request_id_of(error) if isinstance(error, ClientError) else None
             if missing_ok and is_not_found(error):
-                if request_id:
-                    self.request_ids.append(request_id)
+                self._remember(request_id, client, service, operation)
                 return None
             if isinstance(error, ClientError) and retry_codes and error_code(error) in retry_codes:
-                if request_id:
-                    self.request_ids.append(request_id)
+                self._remember(request_id, client, service, operation)
                 raise self.retryable(
                     f"{service}:{operation} hit {error_code(error)}; the retry reads the state again",
                     diagnosis=retry_codes[error_code(error)],
@@ -65,9 +85,7 @@ class AwsCalls:
                 request_ids=self.request_ids,
                 not_found_diagnosis=not_found_diagnosis,
             ) from error
-        request_id = request_id_of(response)
-        if request_id:
-            self.request_ids.append(request_id)
+        self._remember(request_id_of(response), client, service, operation)
         return response
 
     def permanent(self, message: str, *, diagnosis: str) -> PermanentAwsError:

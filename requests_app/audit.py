@@ -1,27 +1,54 @@
 """The audit trail: one function appends, one function verifies.
 
-Each event's ``hash`` is SHA-256 over the previous event's hash and the
-event's canonical JSON, so editing, deleting or re-ordering any row breaks
-the chain from that row on. Appends are serialised (an advisory lock on
-Postgres, an immediate transaction on SQLite) so the chain never forks.
+Each event's ``hash`` is an HMAC-SHA256, with a key from ``AUDIT_CHAIN_KEYS``
+(settings), over the previous event's hash, the key's id and the event's
+canonical JSON, so editing, deleting or re-ordering any row breaks the chain
+from that row on, and someone with the database but not the key cannot write
+a chain that verifies. Each event names its key (``key_id``), so a new key
+signs new events while the old ones stay verifiable. Events written before
+the chain was keyed have the key id ``sha256-legacy`` and a plain SHA-256
+hash; they are accepted only as the chain's prefix.
+
+Appends are serialised (an advisory lock on Postgres, an immediate
+transaction on SQLite) so the chain never forks; inside the lock an append
+reads the last hash and inserts, no other query.
 """
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections import namedtuple
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
 from requests_app.models import AccessRequest, AuditEvent, AwsAccount, api_token_in_use
 
 GENESIS_HASH = "0" * 64
+LEGACY_KEY_ID = "sha256-legacy"
 WORKER_LABEL = "worker"
 # Arbitrary constant key for the Postgres advisory lock that serialises appends.
 _AUDIT_LOCK_KEY = 0x4155444954  # "AUDIT"
+
+
+class UnknownChainKey(LookupError):
+    """An event or checkpoint names a key that AUDIT_CHAIN_KEYS does not hold."""
+
+
+def signing_key() -> tuple[str, bytes]:
+    """The key new events (and checkpoints) are signed with: the first of AUDIT_CHAIN_KEYS."""
+    return settings.AUDIT_CHAIN_KEYS[0]
+
+
+def chain_key(key_id: str) -> bytes:
+    for candidate_id, key in settings.AUDIT_CHAIN_KEYS:
+        if candidate_id == key_id:
+            return key
+    raise UnknownChainKey(key_id)
 
 
 def canonical_event(event: AuditEvent) -> str:
@@ -40,8 +67,20 @@ def canonical_event(event: AuditEvent) -> str:
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
 
 
+def legacy_chain_hash(prev_hash: str, canonical: str) -> str:
+    """The hash of an event written before the chain was keyed."""
+    return hashlib.sha256((prev_hash + "\n" + canonical).encode()).hexdigest()
+
+
+def keyed_chain_hash(key: bytes, key_id: str, prev_hash: str, canonical: str) -> str:
+    return hmac.new(key, f"{prev_hash}\n{key_id}\n{canonical}".encode(), hashlib.sha256).hexdigest()
+
+
 def chain_hash(prev_hash: str, event: AuditEvent) -> str:
-    return hashlib.sha256((prev_hash + "\n" + canonical_event(event)).encode()).hexdigest()
+    """What ``event.hash`` must be after ``prev_hash``, with the key ``event.key_id`` names."""
+    if event.key_id == LEGACY_KEY_ID:
+        return legacy_chain_hash(prev_hash, canonical_event(event))
+    return keyed_chain_hash(chain_key(event.key_id), event.key_id, prev_hash, canonical_event(event))
 
 
 def _normalise(details: dict[str, Any]) -> dict[str, Any]:
@@ -67,9 +106,6 @@ def record_event(
     """
     if not connection.in_atomic_block:
         raise RuntimeError("audit events are written in the same transaction as the change they record")
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_AUDIT_LOCK_KEY])
     if actor is not None and not actor_label:
         actor_label = actor.get_username()
     details = dict(details or {})
@@ -77,7 +113,6 @@ def record_event(
     if token is not None:
         details["via_token"] = {"id": token.pk, "name": token.name}
     event = AuditEvent(
-        created_at=timezone.now(),
         actor=actor,
         actor_label=actor_label or WORKER_LABEL,
         source_ip=source_ip or None,
@@ -87,11 +122,37 @@ def record_event(
         target_arn=target_arn,
         details=_normalise(details),
     )
+    event.key_id, key = signing_key()
+    # The event is built (and its account read) before the lock; inside it,
+    # one read of the last hash and one insert. The time is taken under the
+    # lock so that times follow the chain's order.
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_AUDIT_LOCK_KEY])
+    event.created_at = timezone.now()
     last = AuditEvent.objects.order_by("-id").values_list("hash", flat=True).first()
     event.prev_hash = last or GENESIS_HASH
-    event.hash = chain_hash(event.prev_hash, event)
+    event.hash = keyed_chain_hash(key, event.key_id, event.prev_hash, canonical_event(event))
     event.save(force_insert=True)
     return event
+
+
+@dataclass(frozen=True)
+class ChainPosition:
+    """A point of the chain: the event ``id``, its ``hash`` and ``key_id``, and
+    ``count``, the number of events up to and including it."""
+
+    id: int
+    hash: str
+    key_id: str
+    count: int
+
+    @property
+    def keyed(self) -> bool:
+        return self.key_id not in ("", LEGACY_KEY_ID)
+
+
+GENESIS = ChainPosition(id=0, hash=GENESIS_HASH, key_id="", count=0)
 
 
 @dataclass(frozen=True)
@@ -100,43 +161,96 @@ class ChainReport:
     checked: int
     first_broken_id: int | None = None
     reason: str = ""
+    # The last event that verified (GENESIS if none did).
+    last: ChainPosition = GENESIS
 
 
 # The columns ``chain_hash`` reads, plus the links: verifying reads only these.
 _CHAIN_COLUMNS = (
     "id", "created_at", "actor_id", "actor_label", "source_ip", "action",
-    "request_id", "account_id", "target_arn", "details", "prev_hash", "hash",
+    "request_id", "account_id", "target_arn", "details", "prev_hash", "hash", "key_id",
 )
 _ChainRow = namedtuple("_ChainRow", _CHAIN_COLUMNS)
 
 
-def verify_chain(*, batch_size: int = 5000) -> ChainReport:
-    """Walk the whole chain in id order; name the first event that does not verify.
+def verify_chain(
+    *, start: ChainPosition = GENESIS, expect: ChainPosition | None = None, batch_size: int = 5000
+) -> ChainReport:
+    """Walk the chain in id order from ``start``; name the first event that does not verify.
+
+    ``start`` is a position verified before (by an earlier run, or a signed
+    checkpoint): the event there must still have the hash it had, and the walk
+    goes on after it, so each run reads only the new events. ``expect`` is a
+    checkpoint's position the walk must pass through with the same hash and
+    count: a trail that ends before it lost its tail, one that differs there
+    was replaced.
 
     One query through a server-side cursor (one snapshot of the table, read
     ``batch_size`` rows at a time) yields plain tuples: no model instance is
     built, which at a million events is most of the time a walk would take.
     The rows carry the same converted values a model would, so
-    ``chain_hash`` sees exactly what it saw when the event was written.
+    ``canonical_event`` sees exactly what it saw when the event was written.
     """
-    prev_hash = GENESIS_HASH
+    macs: dict[str, Any] = {}
+    position = start
     checked = 0
-    last_id = 0
+
+    def broken(event_id: int | None, reason: str) -> ChainReport:
+        return ChainReport(False, checked, event_id, reason, position)
+
     with transaction.atomic():
-        rows = AuditEvent.objects.order_by("id").values_list(*_CHAIN_COLUMNS).iterator(chunk_size=batch_size)
+        if start.id:
+            anchor = AuditEvent.objects.filter(id=start.id).values_list("hash", flat=True).first()
+            if anchor is None:
+                return broken(start.id, f"event {start.id}, verified before, is gone (the trail was cut or replaced)")
+            if anchor != start.hash:
+                return broken(start.id, f"event {start.id} no longer has the hash it had when it was verified (the trail was rewritten or replaced)")
+        if expect is not None and expect.id < start.id:
+            expect = None
+        rows = (
+            AuditEvent.objects.filter(id__gt=start.id).order_by("id").values_list(*_CHAIN_COLUMNS)
+            .iterator(chunk_size=batch_size)
+        )
         for event in map(_ChainRow._make, rows):
-            if event.prev_hash != prev_hash:
-                before = f"event {last_id}" if last_id else "the start of the chain"
-                return ChainReport(
-                    False,
-                    checked,
+            if expect is not None and event.id > expect.id:
+                return broken(event.id, f"event {expect.id} of the checkpoint is missing (the trail was cut or replaced)")
+            if event.prev_hash != position.hash:
+                before = f"event {position.id}" if position.id else "the start of the chain"
+                return broken(
                     event.id,
                     f"prev_hash does not match the hash of {before}, the event before it "
                     "(an event in between was deleted, or an earlier one rewritten)",
                 )
-            if chain_hash(prev_hash, event) != event.hash:
-                return ChainReport(False, checked, event.id, "hash does not match the event's contents")
-            prev_hash = event.hash
+            canonical = canonical_event(event)
+            if event.key_id == LEGACY_KEY_ID:
+                if position.keyed:
+                    return broken(event.id, "an unkeyed (sha256-legacy) event after keyed ones (written without the chain key)")
+                expected = legacy_chain_hash(position.hash, canonical)
+            else:
+                mac = macs.get(event.key_id)
+                if mac is None:
+                    try:
+                        mac = macs[event.key_id] = hmac.new(chain_key(event.key_id), digestmod=hashlib.sha256)
+                    except UnknownChainKey:
+                        return broken(event.id, f"the event's key id {event.key_id!r} is not among AUDIT_CHAIN_KEYS")
+                mac = mac.copy()
+                mac.update(f"{position.hash}\n{event.key_id}\n{canonical}".encode())
+                expected = mac.hexdigest()
+            if not hmac.compare_digest(expected, event.hash):
+                return broken(event.id, "hash does not match the event's contents")
+            position = ChainPosition(event.id, event.hash, event.key_id, position.count + 1)
             checked += 1
-            last_id = event.id
-    return ChainReport(ok=True, checked=checked)
+            if expect is not None and event.id == expect.id:
+                if (event.hash, position.count) != (expect.hash, expect.count):
+                    return broken(
+                        event.id,
+                        f"event {expect.id} differs from the checkpoint (hash or count; the trail was replaced)",
+                    )
+                expect = None
+    if expect is not None:
+        return broken(
+            None,
+            f"the trail ends at event {position.id} ({position.count} events), before the checkpoint's "
+            f"event {expect.id} ({expect.count} events): its tail was deleted",
+        )
+    return ChainReport(ok=True, checked=checked, last=position)

@@ -27,7 +27,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from provisioning.drift import DRIFT_KINDS
-from requests_app.models import AccessRequest, RequestState
+from requests_app.models import AccessRequest, AuditChainState, RequestState
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +126,32 @@ class GrantDriftCollector:
         yield by_kind
 
 
+class AuditChainCollector:
+    """How far the audit chain has been verified, and whether it held, from
+    the state the periodic verification keeps in the database."""
+
+    def collect(self):
+        try:
+            state = AuditChainState.objects.order_by("id").first()
+        except DatabaseError:
+            logger.warning("metrics: cannot read the audit chain state", exc_info=True)
+            return
+        through = GaugeMetricFamily(
+            "portal_audit_chain_verified_through", "Id of the newest audit event the chain has been verified through."
+        )
+        through.add_metric([], state.verified_through_id if state else 0)
+        yield through
+        if state is not None and state.ok is not None:
+            ok = GaugeMetricFamily("portal_audit_chain_ok", "1 if the audit chain verified at the last check, 0 if not.")
+            ok.add_metric([], 1 if state.ok else 0)
+            yield ok
+            checked = GaugeMetricFamily(
+                "portal_audit_chain_checked_timestamp_seconds", "When the audit chain was last verified (Unix time)."
+            )
+            checked.add_metric([], state.checked_at.timestamp())
+            yield checked
+
+
 def _step_metrics_collector(registry: CollectorRegistry) -> None:
     if settings.PROMETHEUS_MULTIPROC_DIR:
         MultiProcessCollector(registry, path=settings.PROMETHEUS_MULTIPROC_DIR)
@@ -138,6 +164,7 @@ def scrape_registry() -> CollectorRegistry:
     registry = CollectorRegistry()
     registry.register(PortalStateCollector())
     registry.register(GrantDriftCollector())
+    registry.register(AuditChainCollector())
     _step_metrics_collector(registry)
     return registry
 

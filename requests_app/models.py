@@ -377,6 +377,9 @@ class AuditEvent(models.Model):
     details = models.JSONField(default=dict, blank=True)
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64, unique=True)
+    # Which AUDIT_CHAIN_KEYS key made ``hash`` (an HMAC), or "sha256-legacy"
+    # for the events written before the chain was keyed.
+    key_id = models.CharField(max_length=32)
 
     class Meta:
         ordering = ["id"]
@@ -386,6 +389,25 @@ class AuditEvent(models.Model):
             models.Index(fields=["actor_label", "id"], name="audit_actor_id"),
             models.Index(fields=["created_at"], name="audit_created_at"),
         ]
+
+
+class AuditChainState(models.Model):
+    """Where the incremental verification of the audit chain stopped, and how it went.
+
+    One row. Only a shortcut and a status for the pages and metrics: what an
+    operator with the database cannot rewrite are the signed checkpoints
+    outside it (the log, the S3 bucket).
+    """
+
+    verified_through_id = models.BigIntegerField(default=0)
+    verified_through_hash = models.CharField(max_length=64, blank=True)
+    verified_through_key_id = models.CharField(max_length=32, blank=True)
+    verified_count = models.BigIntegerField(default=0)
+    checked_at = models.DateTimeField(null=True, blank=True)
+    ok = models.BooleanField(null=True)
+    reason = models.TextField(blank=True)
+    first_broken_id = models.BigIntegerField(null=True, blank=True)
+    last_checkpoint = models.JSONField(default=dict, blank=True)
 
 
 class SsoIdentity(models.Model):

@@ -33,7 +33,7 @@ from django.urls import reverse
 
 from requests_app import visibility
 from requests_app.models import AccessRequest, Decision, RequestState
-from requests_app.permissions import has_remote_drift
+from requests_app.permissions import ADMINISTER_PORTAL, has_remote_drift
 
 logger = logging.getLogger(__name__)
 
@@ -376,3 +376,18 @@ def notify_plan_changed(request: AccessRequest, previous_plan: dict, previous_ha
     _mail(f"{SUBJECT_PREFIX} #{request.pk} needs re-approval", requester, _addresses([request.requester]))
     _webhook(f"Request #{request.pk} needs re-approval: its plan changed before the first write: {request_url(request)}")
 
+
+def notify_audit_chain_broken(report) -> None:
+    """Tell the portal's administrators that the audit chain no longer verifies."""
+    admins = _addresses(get_user_model().objects.with_perm(ADMINISTER_PORTAL).filter(is_active=True))
+    where = f"at event {report.first_broken_id}" if report.first_broken_id else "at its end"
+    lines = [
+        f"The audit trail's chain does not verify {where}: {report.reason}.",
+        "",
+        "Someone may have altered, deleted or replaced audit events in the database. Compare the trail with the "
+        "latest checkpoint outside the database: manage.py verify_audit_chain --since-checkpoint",
+        "",
+        f"{settings.PORTAL_BASE_URL}{reverse('web:audit_log')}",
+    ]
+    _mail(f"{SUBJECT_PREFIX} The audit trail does not verify", "\n".join(lines), admins)
+    _webhook(f"The audit trail does not verify {where}: {report.reason}")

@@ -363,23 +363,28 @@ def _store_step_result(request: AccessRequest, step: ProvisioningStep, result: A
 
     target_arn = _target_arn(request, step.name, outputs)
     concurrent = {key: outputs[key] for key in ("merges", "missing_after_put") if key in outputs}
+    # Where CloudTrail records each call (requests_app.cloudtrail).
+    calls = {"aws_calls": list(result.aws_calls)} if result.aws_calls else {}
     changed_elsewhere = [t for t in outputs.get("targets", []) if t.get("changed") and t.get("arn") != target_arn]
     for other in changed_elsewhere:
         # A revoke that also cleaned a key the grant wrote before the plan moved on.
         _audit_step(request, step, f"aws.{step.name}", target_arn=other["arn"],
                     details={"before": other["before"], "after": other["after"],
-                             "aws_request_ids": step.aws_request_ids})  # fmt: skip
+                             "aws_request_ids": step.aws_request_ids, **calls})  # fmt: skip
     if step.name == "verify":
         action = "step.verify.passed"
-        details = {"after": result.after, "aws_request_ids": step.aws_request_ids}
+        details = {"after": result.after, "aws_request_ids": step.aws_request_ids, **calls}
     elif result.changed and not (changed_elsewhere and result.before == result.after):
         action = f"aws.{step.name}"
-        details = {"before": result.before, "after": result.after, "aws_request_ids": step.aws_request_ids, **concurrent}
+        details = {
+            "before": result.before, "after": result.after, "aws_request_ids": step.aws_request_ids,
+            **concurrent, **calls,
+        }
     else:
         # Nothing written (a re-run, or AWS already as planned): one line saying
         # so, without repeating the documents.
         action = f"step.{step.name}.unchanged"
-        details = {"aws_request_ids": step.aws_request_ids}
+        details = {"aws_request_ids": step.aws_request_ids, **calls}
     _audit_step(request, step, action, target_arn=target_arn, details=details)
 
 

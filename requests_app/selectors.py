@@ -19,6 +19,7 @@ from requests_app import permissions
 from requests_app.errors import NotFoundForUser
 from requests_app.models import (
     AccessRequest,
+    AuditChainState,
     AuditEvent,
     AwsAccount,
     Decision,
@@ -131,7 +132,7 @@ def request_detail_for(*, user, request_id: Any) -> AccessRequest:
             .prefetch_related(
                 Prefetch("decisions", queryset=Decision.objects.select_related("approver").order_by("created_at", "id")),
                 Prefetch("steps", queryset=ProvisioningStep.objects.order_by("phase", "position")),
-                Prefetch("audit_events", queryset=AuditEvent.objects.order_by("id")),
+                Prefetch("audit_events", queryset=AuditEvent.objects.select_related("account").order_by("id")),
                 Prefetch(
                     "extensions",
                     queryset=ExpiryExtension.objects.filter(state=ExpiryExtension.State.PENDING)
@@ -217,6 +218,11 @@ def audit_events_visible_to(
     if until is not None:
         events = events.filter(created_at__lte=until)
     return events.order_by("-id")
+
+
+def audit_chain_status() -> AuditChainState | None:
+    """How the last verification of the audit chain went (None before the first)."""
+    return AuditChainState.objects.order_by("id").first()
 
 
 def dashboard_counts_for(*, user) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from django.conf import settings
 from provisioning.errors import PermanentAwsError, RetryableAwsError
 from requests_app import runner, sweeper
 from requests_app.aws import set_client_factory
-from requests_app.services import drift, expiry
+from requests_app.services import audit_chain, drift, expiry
 
 logger = logging.getLogger(__name__)
 
@@ -87,3 +87,10 @@ def check_grant_drift(request_id: int) -> list[str] | None:
         logger.warning("drift check of request %s could not read AWS (%s): %s", request_id, error.diagnosis, error.message)
         return None
     return None if request is None else list((request.drift or {}).get("kinds", []))
+
+
+@shared_task(name="audit.verify_and_checkpoint", acks_late=True)
+def verify_and_checkpoint() -> bool:
+    """Verify the audit events added since the last run and write a checkpoint (run by beat)."""
+    report, _ = audit_chain.audit_chain_verify()
+    return report.ok

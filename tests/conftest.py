@@ -1,5 +1,8 @@
 """Fixtures shared by the whole suite."""
+import base64
 import os
+
+import pytest
 
 # No test may ever reach real AWS: fake credentials, a fixed region.
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
@@ -33,8 +36,38 @@ def _generous_rate_limits() -> None:
 
 _generous_rate_limits()
 
+# A fixed audit chain key, for this process and the workers it starts.
+TEST_AUDIT_CHAIN_KEYS = "test-1:" + base64.b64encode(b"audit chain key of the test suite").decode()
+os.environ["AUDIT_CHAIN_KEYS"] = TEST_AUDIT_CHAIN_KEYS
+
 # The runbook's AWS world in moto (fixtures ``aws`` and ``world``), shared by
 # the engine's and the portal's tests; the live system (moto server, Celery
 # workers) shared by the integration, reliability and browser tests; the
 # ``figures`` the reliability and security tests report.
 pytest_plugins = ["tests.aws_world", "tests.live_system", "tests.figures"]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _fixed_audit_chain_key():
+    # Django may have read its settings before this module set the variable.
+    from django.conf import settings
+
+    settings.AUDIT_CHAIN_KEYS = [("test-1", b"audit chain key of the test suite")]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _flush_past_the_audit_trail_triggers():
+    """Transactional tests end with a flush (TRUNCATE), which the audit table's
+    trigger refuses; the suite's superuser flushes with triggers off, as only
+    a superuser can."""
+    from django.db.backends.postgresql.operations import DatabaseOperations
+
+    original = DatabaseOperations.sql_flush
+
+    def sql_flush(self, style, tables, *, reset_sequences=False, allow_cascade=False):
+        statements = original(self, style, tables, reset_sequences=reset_sequences, allow_cascade=allow_cascade)
+        return ["SET LOCAL session_replication_role = replica", *statements] if statements else statements
+
+    DatabaseOperations.sql_flush = sql_flush
+    yield
+    DatabaseOperations.sql_flush = original

@@ -86,7 +86,7 @@ def create_endpoint(spec: GrantSpec, *, clients: GrantClients) -> StepResult:
             changed=True,
             before=None,
             after=desired,
-            aws_request_ids=calls.request_ids,
+            aws_request_ids=calls.request_ids, aws_calls=calls.calls,
             outputs={
                 "endpoint_arn": created["EndpointArn"],
                 "target": {"arn": created["EndpointArn"], "sid": None, "document": desired},
@@ -106,7 +106,7 @@ def create_endpoint(spec: GrantSpec, *, clients: GrantClients) -> StepResult:
         changed=adopted or bool(difference),
         before=_as_found(current, desired),
         after=desired,
-        aws_request_ids=calls.request_ids,
+        aws_request_ids=calls.request_ids, aws_calls=calls.calls,
         outputs={"endpoint_arn": endpoint_arn, "target": {"arn": endpoint_arn, "sid": None, "document": desired}},
     )
 
@@ -121,14 +121,16 @@ def delete_endpoint(spec: GrantSpec, *, clients: GrantClients) -> StepResult:
     dms = clients.datalake("dms")
     current = find_endpoint(calls, dms, spec.endpoint_identifier)
     if current is None:
-        return StepResult(name="delete_endpoint", changed=False, aws_request_ids=calls.request_ids)
+        return StepResult(
+            name="delete_endpoint", changed=False, aws_request_ids=calls.request_ids, aws_calls=calls.calls
+        )
     endpoint_arn = current["EndpointArn"]
     tags = endpoint_tags(calls, dms, endpoint_arn)
     if not is_owned(tags, spec):
         return StepResult(
             name="delete_endpoint",
             changed=False,
-            aws_request_ids=calls.request_ids,
+            aws_request_ids=calls.request_ids, aws_calls=calls.calls,
             outputs={
                 "skipped": f"endpoint {spec.endpoint_identifier} is not owned by request {spec.grant_id} of this portal"
             },
@@ -141,5 +143,6 @@ def delete_endpoint(spec: GrantSpec, *, clients: GrantClients) -> StepResult:
         before=_as_found(current, endpoint_settings(spec)),
         after=None,
         aws_request_ids=calls.request_ids,
+        aws_calls=calls.calls,
         outputs={"endpoint_arn": endpoint_arn},
     )

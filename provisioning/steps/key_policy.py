@@ -116,7 +116,7 @@ def grant_key_policy(spec: GrantSpec, *, clients: GrantClients, lock: PolicyLock
         changed=write.changed,
         before=write.before,
         after=write.after,
-        aws_request_ids=calls.request_ids,
+        aws_request_ids=calls.request_ids, aws_calls=calls.calls,
         outputs=_outputs(
             write, key_arn=key_arn, target={"arn": key_arn, "sid": statement["Sid"], "document": statement}
         ),
@@ -163,7 +163,7 @@ def revoke_key_policy(
             if sid not in by_key[key_arn]:
                 by_key[key_arn].append(sid)
     if not by_key:
-        return StepResult(name="revoke_key_policy", changed=False, aws_request_ids=calls.request_ids)
+        return StepResult(name="revoke_key_policy", changed=False, aws_request_ids=calls.request_ids, aws_calls=calls.calls)
     results = {arn: _revoke_one(calls, kms, arn, sids, lock) for arn, sids in by_key.items()}
     changed = [arn for arn, write in results.items() if write.changed]
     # The step's before/after show the key that changed (the plan's key when none or several did).
@@ -178,6 +178,6 @@ def revoke_key_policy(
         changed=bool(changed),
         before=results[shown].before,
         after=results[shown].after,
-        aws_request_ids=calls.request_ids,
+        aws_request_ids=calls.request_ids, aws_calls=calls.calls,
         outputs=outputs,
     )

@@ -27,6 +27,9 @@ class StepResult:
     after: Any = None
     aws_request_ids: list[str] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
+    # The calls behind ``aws_request_ids``, for a CloudTrail lookup
+    # (``AwsCalls.calls``: request_id, event_source, event_name, region).
+    aws_calls: list[dict[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable copy, as the workflow stores it."""

@@ -78,7 +78,7 @@ def create_role(spec: GrantSpec, *, clients: GrantClients) -> StepResult:
             changed=True,
             before=None,
             after=desired,
-            aws_request_ids=calls.request_ids,
+            aws_request_ids=calls.request_ids, aws_calls=calls.calls,
             outputs={
                 "role_arn": created["Arn"],
                 "role_id": created["RoleId"],
@@ -108,7 +108,7 @@ def create_role(spec: GrantSpec, *, clients: GrantClients) -> StepResult:
         changed=changed,
         before=before,
         after=desired,
-        aws_request_ids=calls.request_ids,
+        aws_request_ids=calls.request_ids, aws_calls=calls.calls,
         outputs={
             "role_arn": role.arn,
             "role_id": role.role_id,
@@ -128,12 +128,12 @@ def delete_role(spec: GrantSpec, *, clients: GrantClients) -> StepResult:
     iam = clients.datalake("iam")
     role = read_role(calls, iam, spec.role_name)
     if role is None:
-        return StepResult(name="delete_role", changed=False, aws_request_ids=calls.request_ids)
+        return StepResult(name="delete_role", changed=False, aws_request_ids=calls.request_ids, aws_calls=calls.calls)
     if not is_owned(role.tags, spec):
         return StepResult(
             name="delete_role",
             changed=False,
-            aws_request_ids=calls.request_ids,
+            aws_request_ids=calls.request_ids, aws_calls=calls.calls,
             outputs={"skipped": f"role {spec.role_name} is not owned by request {spec.grant_id} of this portal"},
         )
     _adopt(calls, iam, spec, role)
@@ -147,5 +147,6 @@ def delete_role(spec: GrantSpec, *, clients: GrantClients) -> StepResult:
         before={"trust_policy": role.trust_policy, "inline_policy": inline},
         after=None,
         aws_request_ids=calls.request_ids,
+        aws_calls=calls.calls,
         outputs={"role_arn": role.arn, "role_id": role.role_id},
     )

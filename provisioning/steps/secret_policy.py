@@ -61,7 +61,7 @@ def grant_secret_policy(spec: GrantSpec, *, clients: GrantClients, lock: PolicyL
         changed=write.changed,
         before=write.before,
         after=write.after,
-        aws_request_ids=calls.request_ids,
+        aws_request_ids=calls.request_ids, aws_calls=calls.calls,
         outputs=_outputs(write, target=_target(spec, statement["Sid"], statement)),
     )
 
@@ -117,6 +117,6 @@ def revoke_secret_policy(
         changed=write.changed,
         before=write.before,
         after=write.after,
-        aws_request_ids=calls.request_ids,
+        aws_request_ids=calls.request_ids, aws_calls=calls.calls,
         outputs=_outputs(write, targets=[{"arn": spec.secret_arn, "sid": sid} for sid in sids]),
     )

@@ -148,5 +148,6 @@ def verify(
         outputs["connection_status"] = connection.get("Status")
         outputs["endpoint_arn"] = connection.get("EndpointArn")
     return StepResult(
-        name="verify", changed=False, before=None, after=documents, aws_request_ids=calls.request_ids, outputs=outputs
+        name="verify", changed=False, before=None, after=documents, aws_request_ids=calls.request_ids, outputs=outputs,
+        aws_calls=calls.calls,
     )

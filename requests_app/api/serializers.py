@@ -495,6 +495,7 @@ class AuditEventSerializer(serializers.ModelSerializer):
             "details",
             "prev_hash",
             "hash",
+            "key_id",
         ]
         read_only_fields = fields
 

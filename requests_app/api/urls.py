@@ -1,7 +1,7 @@
 """URL layout of /api/v1/ (the paths are part of the published contract)."""
 from django.urls import path, re_path
 
-from requests_app.api import lifecycle_views, token_views, views
+from requests_app.api import audit_export, lifecycle_views, token_views, views
 
 app_name = "api"
 
@@ -43,5 +43,6 @@ urlpatterns = [
     path("audit-events/", views.AuditEventListView.as_view(), name="audit-events"),
     path("tokens/", token_views.ApiTokenListView.as_view(), name="tokens"),
     path("tokens/<str:id>/", token_views.ApiTokenDetailView.as_view(), name="token-detail"),
+    path("audit-events/export/", audit_export.AuditEventExportView.as_view(), name="audit-events-export"),
     re_path(r"^.*$", views.ApiNotFoundView.as_view(), name="not-found"),
 ]

@@ -1,6 +1,7 @@
 """Template filters of the portal's pages."""
 from django import template
 
+from requests_app.cloudtrail import cloudtrail_hints as _cloudtrail_hints
 from requests_app.web.policy_diff import policy_json
 
 register = template.Library()
@@ -15,3 +16,9 @@ def pretty_json(value) -> str:
 @register.filter
 def get_item(mapping, key):
     return mapping.get(key) if mapping else None
+
+
+@register.filter
+def cloudtrail_hints(event) -> list:
+    """Where CloudTrail records each of the event's AWS calls (requests_app.cloudtrail)."""
+    return _cloudtrail_hints(event)

@@ -26,6 +26,7 @@ COLUMNS = (
     "details",
     "prev_hash",
     "hash",
+    "key_id",
 )
 CHUNK_SIZE = 2000
 
@@ -43,6 +44,7 @@ def _record(event, details: dict) -> dict:
         "details": details,
         "prev_hash": event.prev_hash,
         "hash": event.hash,
+        "key_id": event.key_id,
     }
 
 

@@ -288,7 +288,10 @@ def audit_log(request):
     return render(
         request,
         "web/audit_log.html",
-        {"form": form, "page": cursor_page(request, events), "query": query.urlencode()},
+        {
+            "form": form, "page": cursor_page(request, events), "query": query.urlencode(),
+            "chain": selectors.audit_chain_status(),
+        },
     )
 
 

@@ -126,19 +126,33 @@ def test_commands_run_gunicorn_celery_worker_and_beat(config):
 def test_app_services_get_the_example_environment(config):
     example = _env_example()
     for name in APP_SERVICES:
-        environment = config["services"][name]["environment"]
-        assert {k: str(v) for k, v in environment.items()} == example, name
+        environment = {k: str(v) for k, v in config["services"][name]["environment"].items()}
+        if name == "migrate":
+            # Only migrate knows the owner role's URL.
+            assert set(environment) - set(example) == {"MIGRATION_DATABASE_URL"}
+            environment.pop("MIGRATION_DATABASE_URL")
+        assert environment == example, name
 
 
 def test_example_urls_point_at_the_compose_services(config):
     example = _env_example()
     assert urlsplit(example["DATABASE_URL"]).hostname == "postgres"
     assert urlsplit(example["CELERY_BROKER_URL"]).hostname == "redis"
-    database = urlsplit(example["DATABASE_URL"])
+    owner = urlsplit(config["services"]["migrate"]["environment"]["MIGRATION_DATABASE_URL"])
     postgres = config["services"]["postgres"]["environment"]
-    assert (database.username, database.password, database.path.lstrip("/")) == (
-        postgres["POSTGRES_USER"], postgres["POSTGRES_PASSWORD"], postgres["POSTGRES_DB"]
+    assert (owner.hostname, owner.username, owner.password, owner.path.lstrip("/")) == (
+        "postgres", postgres["POSTGRES_USER"], postgres["POSTGRES_PASSWORD"], postgres["POSTGRES_DB"]
     )
+    # The running portal connects to the same database as another role.
+    runtime = urlsplit(example["DATABASE_URL"])
+    assert (runtime.hostname, runtime.port, runtime.path) == (owner.hostname, owner.port, owner.path)
+    assert runtime.username != owner.username
+
+
+def test_only_migrate_runs_as_the_owner_of_the_tables(config):
+    assert "MIGRATION_DATABASE_URL" not in _env_example()
+    for name in APP_SERVICES - {"migrate"}:
+        assert "MIGRATION_DATABASE_URL" not in config["services"][name]["environment"], name
 
 
 def test_example_holds_only_variables_the_code_reads():
@@ -155,4 +169,5 @@ def test_example_is_safe_for_production():
     assert example["SECRET_KEY"] == ""
     assert example["FIELD_ENCRYPTION_KEYS"] == ""
     assert example["PORTAL_INSTANCE_ID"] == ""  # chosen per deployment, never shared
+    assert example["AUDIT_CHAIN_KEYS"] == ""
     assert example["AWS_ENDPOINT_URL"] == ""

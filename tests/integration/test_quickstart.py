@@ -31,7 +31,7 @@ STOP_TIMEOUT = 90
 # Variables that would point the quickstart away from its embedded defaults.
 OUTSIDE_SETTINGS = (
     "DATABASE_URL", "CELERY_BROKER_URL", "AWS_ENDPOINT_URL", "PROMETHEUS_MULTIPROC_DIR",
-    "CELERY_TASK_ALWAYS_EAGER", "AWS_PROFILE", "SECRET_KEY", "NOTIFY_WEBHOOK_URL",
+    "CELERY_TASK_ALWAYS_EAGER", "AWS_PROFILE", "SECRET_KEY", "NOTIFY_WEBHOOK_URL", "AUDIT_CHAIN_KEYS",
 )  # fmt: skip
 
 
@@ -179,6 +179,8 @@ def test_quickstart_carries_the_runbooks_request_to_active_and_stops_everything_
         assert detail["endpoint_arn"].startswith("arn:aws:dms:eu-west-1:111111111111:endpoint:")
         assert [step["status"] for step in detail["steps"]] == ["succeeded"] * len(detail["steps"])
 
+        # The audit chain's key, generated at the first start, kept beside SECRET_KEY.
+        assert (var_dir / "audit_chain_keys").stat().st_mode & 0o777 == 0o600
         metrics = samples(requests.get(f"{base_url}/metrics", timeout=30).text)
         assert metrics[("portal_requests", (("state", "active"),))] == 1
         seen |= descendants(quickstart.pid)

@@ -26,7 +26,7 @@ DEFAULT_RESULTS: dict[str, dict] = {
 
 
 def step_result(name: str, **fields) -> SimpleNamespace:
-    values = {"changed": True, "before": None, "after": None, "aws_request_ids": [f"req-{name}"], "outputs": {}}
+    values = {"changed": True, "before": None, "after": None, "aws_request_ids": [f"req-{name}"], "outputs": {}, "aws_calls": []}
     values.update(fields)
     return SimpleNamespace(name=name, **values)
 

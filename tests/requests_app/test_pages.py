@@ -242,6 +242,7 @@ def test_audit_exports_stream_csv_and_json_lines_with_the_filters(site):
     assert response.streaming
     lines = [json.loads(line) for line in b"".join(response.streaming_content).decode().splitlines()]
     assert lines and {line["request_id"] for line in lines} == {first.pk}
+    assert {line["key_id"] for line in lines} == {"test-1"}
     csv_response = client.get(reverse("web:audit_export", args=["csv"]), {"request": first.pk})
     rows = b"".join(csv_response.streaming_content).decode().splitlines()
     assert rows[0].startswith("id,created_at,actor_label")

@@ -227,6 +227,8 @@ TABLE = [
            VIEWERS),
     Action("audit events show it", "api:audit-events", "GET", "/api/v1/audit-events/?request={id}", VIEWERS,
            proof="listed", about_the_request=False),
+    Action("audit event stream holds it", "api:audit-events-export", "GET", "/api/v1/audit-events/export/",
+           VIEWERS, proof="listed", about_the_request=False),
     Action("accounts", "api:accounts", "GET", "/api/v1/accounts/", SIGNED_IN, about_the_request=False),
     Action("register an account", "api:accounts", "POST", "/api/v1/accounts/", frozenset({"staff"}),
            proof="created", creates=AwsAccount, body=REGISTER_BODY, about_the_request=False),

@@ -10,6 +10,7 @@ process.
 from __future__ import annotations
 
 import json
+import base64
 import secrets
 import subprocess
 import sys
@@ -47,6 +48,7 @@ def production_env(tmp_path) -> dict[str, str]:
         "SECRET_KEY": secrets.token_urlsafe(50),
         "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
         "METRICS_TOKEN": secrets.token_urlsafe(32),
+        "AUDIT_CHAIN_KEYS": "prod-1:" + base64.b64encode(secrets.token_bytes(32)).decode(),
         "PORTAL_REQUIRE_SECRET_KEY": "true",
         "PORTAL_INSTANCE_ID": "prod1",
         # Nothing here touches the database or the broker; no server is needed.
@@ -70,6 +72,25 @@ def test_the_example_production_settings_pass_the_deployment_checklist(productio
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues (0 silenced)." in result.stdout
     assert "WARNING" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("value", "complaint"),
+    [
+        ("", "AUDIT_CHAIN_KEYS must be set"),
+        ("prod-1:" + base64.b64encode(b"short").decode(), "shorter than 32 bytes"),
+        ("sha256-legacy:" + base64.b64encode(bytes(32)).decode(), "bad key id"),
+        ("prod-1:not base64!", "not base64"),
+    ],
+)
+def test_production_refuses_to_start_without_a_usable_audit_chain_key(production_env, tmp_path, value, complaint):
+    production_env["AUDIT_CHAIN_KEYS"] = value
+
+    result = manage(production_env, "check")
+
+    assert result.returncode != 0
+    assert complaint in result.stderr
+    assert not (tmp_path / "audit_chain_keys").exists()
 
 
 def test_without_https_the_checklist_complains(production_env):

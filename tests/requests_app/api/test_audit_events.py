@@ -20,6 +20,7 @@ def test_people_around_a_request_see_its_events_and_outsiders_do_not(filed, clie
     assert seen[0]["actor"] == "riley"
     assert seen[0]["account"] == "222222222222"
     assert seen[1]["prev_hash"] == seen[0]["hash"]
+    assert {event["key_id"] for event in seen} == {"test-1"}
     assert _events(client_for("olive").get(URL)) == []
 
 
