@@ -379,7 +379,11 @@ def notify_plan_changed(request: AccessRequest, previous_plan: dict, previous_ha
 
 def notify_audit_chain_broken(report) -> None:
     """Tell the portal's administrators that the audit chain no longer verifies."""
-    admins = _addresses(get_user_model().objects.with_perm(ADMINISTER_PORTAL).filter(is_active=True))
+    # Portal administrators: the permission held directly, through a group, or as a superuser.
+    admins = _addresses(
+        get_user_model().objects.with_perm(ADMINISTER_PORTAL, backend="django.contrib.auth.backends.ModelBackend")
+        .filter(is_active=True)
+    )
     where = f"at event {report.first_broken_id}" if report.first_broken_id else "at its end"
     lines = [
         f"The audit trail's chain does not verify {where}: {report.reason}.",

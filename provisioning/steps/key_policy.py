@@ -150,8 +150,11 @@ def revoke_key_policy(
     calls = AwsCalls()
     kms = clients.remote("kms")
     by_key: dict[str, list[str]] = {}
+    # Only Sids this instance owns: a restored copy of the database (another
+    # instance) holds the original's records, and must not act on them.
+    owned = set(owned_sids(spec))
     for target in written:
-        if target.get("arn") and target.get("sid"):
+        if target.get("arn") and target.get("sid") in owned:
             by_key.setdefault(target["arn"], [])
             if target["sid"] not in by_key[target["arn"]]:
                 by_key[target["arn"]].append(target["sid"])

@@ -90,7 +90,10 @@ def revoke_secret_policy(
     """
     calls = AwsCalls()
     secretsmanager = clients.remote("secretsmanager")
-    recorded = [target["sid"] for target in written if target.get("arn") == spec.secret_arn and target.get("sid")]
+    # Only Sids this instance owns: a restored copy of the database (another
+    # instance) holds the original's records, and must not act on them.
+    owned = set(owned_sids(spec))
+    recorded = [target["sid"] for target in written if target.get("arn") == spec.secret_arn and target.get("sid") in owned]
     sids = list(dict.fromkeys([*recorded, *owned_sids(spec)]))
 
     def change(current: dict | None) -> dict | None:

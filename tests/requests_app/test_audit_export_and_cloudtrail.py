@@ -28,7 +28,7 @@ def granted(cast, portal_aws, enqueued, django_capture_on_commit_callbacks) -> A
         replication_instance_arn=portal_aws.replication_instance_arn,
     )  # fmt: skip
     with django_capture_on_commit_callbacks(execute=True):
-        access_request_approve(request_id=request.pk, user=cast.approver)
+        access_request_approve(request_id=request.pk, user=cast.approver, plan_hash=request.plan_hash)
     while True:
         with django_capture_on_commit_callbacks(execute=True):
             if runner.run_step(request.pk, "grant") is None:

@@ -92,7 +92,9 @@ def test_the_portal_files_and_approves_as_the_runtime_role(cast, enqueued, porta
             endpoint_identifier="source-db-mysql", justification="Replicate orders into the lake.",
             replication_instance_arn=world.replication_instance_arn, source_ip="10.0.0.5",
         )
-        approved = access_request_approve(request_id=request.pk, user=cast.approver, source_ip="10.0.0.7")
+        approved = access_request_approve(
+            request_id=request.pk, user=cast.approver, plan_hash=request.plan_hash, source_ip="10.0.0.7"
+        )
         with pytest.raises(DatabaseError, match="permission denied"), transaction.atomic():
             AuditEvent.objects.filter(request=request).delete()
     finally:

@@ -98,10 +98,15 @@ def test_the_pages_draw_from_the_same_budget(people, site, settings, fake_aws, a
 def test_repair_over_the_api_is_rate_limited(people, site, settings):
     settings.PORTAL_AWS_RATE = "1/min"
     request = make_request(people["requester"], site, state=AccessRequest.State.ACTIVE)
+    # Drift in the DataLake account: the requester repairs it directly.
+    drift = {"drifted": True, "kinds": ["endpoint_missing"], "findings": [
+        {"kind": "endpoint_missing", "resource": request.endpoint_identifier, "message": "The endpoint is gone."}]}
+    AccessRequest.objects.filter(pk=request.pk).update(drift=drift)
     client = _client(people, "requester")
-    assert client.post(f"/api/v1/requests/{request.pk}/repair/").status_code == 200
-    AccessRequest.objects.filter(pk=request.pk).update(state=AccessRequest.State.ACTIVE)
-    _assert_refused(client.post(f"/api/v1/requests/{request.pk}/repair/"))
+    url = f"/api/v1/requests/{request.pk}/repair/"
+    assert client.post(url, {}, content_type="application/json").status_code == 200
+    AccessRequest.objects.filter(pk=request.pk).update(state=AccessRequest.State.ACTIVE, drift=drift)
+    _assert_refused(client.post(url, {}, content_type="application/json"))
     request.refresh_from_db()
     assert request.state == AccessRequest.State.ACTIVE
 
