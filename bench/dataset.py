@@ -125,7 +125,7 @@ def _request_ids(template: AccessRequest, count: int, first: int, start: datetim
 
 def _load_steps_and_decisions(requests: Sequence[AccessRequest], approver_id: int) -> None:
     step_columns = ("request_id", "phase", "name", "position", "status", "attempts", "started_at", "finished_at",
-                    "error", "diagnosis", "aws_request_ids", "before", "after")
+                    "error", "diagnosis", "aws_request_ids", "before", "after", "targets")
 
     def steps() -> Iterator[tuple]:
         for request in requests:
@@ -145,17 +145,22 @@ def _load_steps_and_decisions(requests: Sequence[AccessRequest], approver_id: in
                         "connection_failed" if failed else "",
                         json.dumps([f"{request.pk:08d}-{position:04d}-0000-0000-000000000000"]),
                         None, json.dumps(document) if document is not None and phase == "grant" else None,
+                        json.dumps([]),
                     )
 
     _copy(ProvisioningStep, step_columns, steps())
     decisions = [
         (request.pk, approver_id, "reject" if request.state == RequestState.REJECTED else "approve",
          "Not for production data." if request.state == RequestState.REJECTED else "", request.plan_hash,
-         request.created_at + timedelta(minutes=2))
+         request.approval_round, request.created_at + timedelta(minutes=2))
         for request in requests
         if request.state in DECIDED_STATES
     ]
-    _copy(Decision, ("request_id", "approver_id", "outcome", "comment", "plan_hash", "created_at"), decisions)
+    _copy(
+        Decision,
+        ("request_id", "approver_id", "outcome", "comment", "plan_hash", "approval_round", "created_at"),
+        decisions,
+    )
 
 
 _compact = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str).encode

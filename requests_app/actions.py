@@ -52,14 +52,14 @@ class ApproveSerializer(CommentSerializer):
     )
 
 
+COMMENT_REQUIRED = "A comment is required to reject."
+
+
 class RejectSerializer(serializers.Serializer):
-    # Required, but the service says so (in its words: what is being rejected).
+    # Required and not blank, as the schema says (the services check again).
     comment = serializers.CharField(
-        required=False,
-        default="",
-        allow_blank=True,
         max_length=COMMENT_MAX,
-        error_messages={"max_length": COMMENT_TOO_LONG},
+        error_messages={"required": COMMENT_REQUIRED, "blank": COMMENT_REQUIRED, "max_length": COMMENT_TOO_LONG},
         help_text=f"Why (required), at most {COMMENT_MAX} characters.",
     )
 

@@ -65,9 +65,11 @@ def test_no_grant_is_lost_or_left_unfinished_under_concurrent_workers(results):
 
 def test_the_grant_makes_the_writes_of_the_minimal_script_and_assumes_each_role_once(results):
     # The baseline's seven calls are the least a grant can make; the portal's
-    # writing steps add only their reads before writing.
+    # writing steps add only their reads: one before each write, and for each
+    # policy one again right before its put and one after it (what narrows the
+    # window for edits made outside the portal).
     assert results["aws_calls_minimum"] == 7
-    assert results["aws_calls_minimum"] <= results["aws_calls_per_grant"] <= 12
+    assert results["aws_calls_minimum"] <= results["aws_calls_per_grant"] <= 13
     assert results["aws_assume_role_per_account"] == 1
 
 
