@@ -18,7 +18,7 @@ from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.views import APIView
 
 from requests_app import selectors
-from requests_app.api.filters import MAX_ID
+from requests_app.api.filters import MAX_ID, FilterSerializer
 from requests_app.api.views import ERROR_401, ERRORS_400
 from requests_app.cloudtrail import cloudtrail_hints
 
@@ -28,7 +28,7 @@ DEFAULT_LIMIT = 10_000
 MAX_LIMIT = 100_000
 
 
-class AuditExportQuerySerializer(serializers.Serializer):
+class AuditExportQuerySerializer(FilterSerializer):
     since = serializers.RegexField(
         r"^[0-9]{1,19}$", required=False, default="0",
         help_text="Cursor: the `cursor` of the last event received (or `next_cursor` of the last response). "
