@@ -129,7 +129,13 @@ def request_new(request):
 @login_required
 @require_POST
 def request_validate(request):
-    """Check the whole form, answer with the messages of the field that changed."""
+    """Check the whole form, answer with the messages of the field that changed.
+
+    The other fields that hold a value get their current messages too (out of
+    band): a change to one field can make another valid or invalid (the
+    account and the ARNs that must name it), and a mark stays only while its
+    field's value is wrong. Empty fields nobody reached yet stay quiet.
+    """
     if not can_file(request.user):
         return HttpResponse(status=403)
     field = request.headers.get("HX-Trigger-Name", "")
@@ -137,7 +143,14 @@ def request_validate(request):
         return HttpResponse(status=400)
     form = _request_form(request, request.POST)
     form.is_valid()
-    return render(request, "web/partials/field_errors.html", {"errors": form.errors.get(field, [])})
+    others = [
+        (name, form.errors.get(name, []))
+        for name in form.fields
+        if name != field and (request.POST.get(name) or "").strip()
+    ]
+    return render(
+        request, "web/partials/field_errors.html", {"errors": form.errors.get(field, []), "others": others}
+    )
 
 
 @login_required
