@@ -15,6 +15,10 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 CHROMIUM = os.environ.get("PORTAL_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
+# The README's pictures; refreshed only when asked (make screenshots), so a
+# test run never leaves the committed files changed.
+DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+REFRESH_DOCS_SCREENSHOTS = os.environ.get("PORTAL_DOCS_SCREENSHOTS") == "1"
 PASSWORD = "correct-horse-battery"
 
 
@@ -77,6 +81,29 @@ def screenshot():
         return path
 
     return _screenshot
+
+
+@pytest.fixture
+def docs_screenshot():
+    """``docs_screenshot(page, name, selector)``: the README's picture of that part of the
+    page (at most ``max_height`` pixels of it), written to docs/screenshots/<name>.png
+    under ``make screenshots`` only."""
+
+    def _docs_screenshot(page, name: str, selector: str = "main", *, max_height: int = 1000) -> Path | None:
+        if not REFRESH_DOCS_SCREENSHOTS:
+            return None
+        DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        path = DOCS_SCREENSHOTS / f"{name}.png"
+        box = page.locator(selector).first.evaluate(
+            "e => { const r = e.getBoundingClientRect();"
+            " return {x: r.left + scrollX, y: r.top + scrollY, width: r.width, height: r.height}; }"
+        )
+        box["height"] = min(box["height"], max_height)
+        # No blinking caret, no half-played transition in the picture.
+        page.screenshot(path=str(path), clip=box, full_page=True, animations="disabled", caret="hide", scale="css")
+        return path
+
+    return _docs_screenshot
 
 
 # --- The live system (tests/live_system.py): a moto server, real Celery
