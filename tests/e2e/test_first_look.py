@@ -80,7 +80,7 @@ def test_the_form_filled_top_to_bottom_marks_no_field_then_marks_and_explains_on
     assert {name for name, field in marks.items() if field["messages"] or field["border"] == marked_border} == {
         "endpoint_identifier"
     }
-    docs_screenshot(page, "new-request-form", "main", max_height=1400)
+    docs_screenshot(page, "new-request-form", "main", max_height=1200)
 
     # Corrected, the mark goes at once.
     type_in(page, "#id_endpoint_identifier", "orders-postgres")
