@@ -16,8 +16,8 @@ from requests_app.models import AuditEvent
 # checkpoints, accounts, tokens...) are on the audit page and in the logs.
 _SAID = {
     "request.submitted": "filed by {actor} ({engine} {endpoint}, preflight {preflight})",
+    # One line per approver; the grant's steps follow once enough approved.
     "decision.approve": "approved by {actor}",
-    "request.approved": "approved; provisioning starts",
     "decision.reject": "rejected by {actor}",
     "request.cancelled": "cancelled by {actor}",
     "request.needs_reapproval": "needs approval again: the plan changed",
