@@ -10,7 +10,7 @@ BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/portal_bench
 # full: the figures of the README; tiny: the smoke run of the test suite.
 BENCH_SIZE ?= full
 
-.PHONY: install run test test-slow bench lint clean
+.PHONY: install run test test-slow screenshots bench lint clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ test: install
 
 test-slow: install
 	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_REDIS_URL) $(BIN)/pytest -m slow $(PYTEST_ARGS)
+
+# The README's pictures (docs/screenshots/), taken by the browser tests that
+# walk through those pages; commit them when they change.
+screenshots: install
+	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_REDIS_URL) PORTAL_DOCS_SCREENSHOTS=1 \
+		$(BIN)/pytest -q tests/e2e/test_first_look.py tests/e2e/test_journeys.py $(PYTEST_ARGS)
 
 bench: install
 	BENCH_DATABASE_URL=$(BENCH_DATABASE_URL) CELERY_BROKER_URL=$(TEST_REDIS_URL) BENCH_SIZE=$(BENCH_SIZE) $(BIN)/python -m bench

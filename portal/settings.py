@@ -498,6 +498,9 @@ LOGGING = {
         "django.server": {"handlers": [], "level": "INFO", "propagate": True},
         "botocore": {"handlers": [], "level": AWS_SDK_LOG_LEVEL, "propagate": True},
         "boto3": {"handlers": [], "level": AWS_SDK_LOG_LEVEL, "propagate": True},
+        # Its one line at every process start repeats what settings.py says
+        # (the version, the lockout parameters); lockouts still log.
+        "axes.apps": {"handlers": [], "level": "WARNING", "propagate": True},
     },
 }
 

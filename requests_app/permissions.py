@@ -73,6 +73,11 @@ def can_file(user) -> bool:
     return is_active_user(user) and user.requester_for.filter(is_datalake=True).exists()
 
 
+def approves_for_any(user) -> bool:
+    """Listed as approver of some Remote account: has an approval queue at all."""
+    return is_active_user(user) and user.approver_for.filter(is_remote=True).exists()
+
+
 def can_approve(user, request: AccessRequest) -> bool:
     """An approver of the request's Remote account, and never its own requester."""
     return not _is_own(user, request) and is_approver_for(user, request.remote_account)

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
@@ -88,8 +89,19 @@ class ProcessGroup:
     def __init__(self) -> None:
         self.children: list[Child] = []
 
-    def start(self, name: str, argv: list[str], *, env: dict[str, str], cwd: str, stop_timeout: float = 10) -> Child:
-        process = subprocess.Popen(argv, env=env, cwd=cwd, start_new_session=True)
+    def start(
+        self, name: str, argv: list[str], *, env: dict[str, str], cwd: str, stop_timeout: float = 10,
+        output: Path | None = None,
+    ) -> Child:
+        """Start ``argv``; with ``output``, its stdout and stderr are appended to that file."""
+        if output is None:
+            process = subprocess.Popen(argv, env=env, cwd=cwd, start_new_session=True)
+        else:
+            with open(output, "ab") as sink:
+                process = subprocess.Popen(
+                    argv, env=env, cwd=cwd, start_new_session=True, stdin=subprocess.DEVNULL, stdout=sink,
+                    stderr=subprocess.STDOUT,
+                )
         child = Child(name=name, process=process, stop_timeout=stop_timeout)
         self.children.append(child)
         logger.info("started %s (pid %s)", name, process.pid)

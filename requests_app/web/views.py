@@ -22,7 +22,7 @@ from requests_app.actions import ACTIONS, action_arguments, offered_actions
 from requests_app.errors import DomainError, NotAllowed, NotFoundForUser, PlanChanged, ValidationFailed
 from requests_app.models import AccessRequest, AwsAccount, RequestState
 from requests_app.pagination import cursor_page
-from requests_app.permissions import allowed_actions, can_file, can_see_remote_documents
+from requests_app.permissions import allowed_actions, approves_for_any, can_file, can_see_remote_documents
 from requests_app.throttling import aws_call_refusal
 from requests_app.web import audit_export as exports
 from requests_app.validation import REQUEST_FIELDS
@@ -57,14 +57,22 @@ def _detail(request, request_id: int) -> AccessRequest:
 def dashboard(request):
     mine = selectors.requests_visible_to(user=request.user).filter(requester=request.user)
     counts = selectors.dashboard_counts_for(user=request.user)
+    # Panels by role: nobody sees a queue they can never be asked into, or a
+    # "my requests" list when they cannot file and never did.
+    approves = approves_for_any(request.user)
+    files = can_file(request.user)
+    my_requests = _page(request, mine, 10)
     return render(
         request,
         "web/dashboard.html",
         {
             "count_rows": [(state, label, counts["visible"][state]) for state, label in RequestState.choices],
             "awaiting_count": counts["awaiting_my_approval"],
-            "my_requests": _page(request, mine, 10),
-            "awaiting": list(selectors.approval_queue_for(user=request.user)[:10]),
+            "my_requests": my_requests,
+            "awaiting": list(selectors.approval_queue_for(user=request.user)[:10]) if approves else [],
+            "approves": approves,
+            "files": files,
+            "shows_mine": files or my_requests.paginator.count > 0,
         },
     )
 
@@ -129,7 +137,13 @@ def request_new(request):
 @login_required
 @require_POST
 def request_validate(request):
-    """Check the whole form, answer with the messages of the field that changed."""
+    """Check the whole form, answer with the messages of the field that changed.
+
+    The other fields that hold a value get their current messages too (out of
+    band): a change to one field can make another valid or invalid (the
+    account and the ARNs that must name it), and a mark stays only while its
+    field's value is wrong. Empty fields nobody reached yet stay quiet.
+    """
     if not can_file(request.user):
         return HttpResponse(status=403)
     field = request.headers.get("HX-Trigger-Name", "")
@@ -137,7 +151,14 @@ def request_validate(request):
         return HttpResponse(status=400)
     form = _request_form(request, request.POST)
     form.is_valid()
-    return render(request, "web/partials/field_errors.html", {"errors": form.errors.get(field, [])})
+    others = [
+        (name, form.errors.get(name, []))
+        for name in form.fields
+        if name != field and (request.POST.get(name) or "").strip()
+    ]
+    return render(
+        request, "web/partials/field_errors.html", {"errors": form.errors.get(field, []), "others": others}
+    )
 
 
 @login_required
@@ -275,7 +296,9 @@ def approval_queue(request):
     )
     page = _page(request, queue)
     rows = [(item, allowed_actions(request.user, item)) for item in page]
-    return render(request, "web/approval_queue.html", {"page": page, "rows": rows})
+    return render(
+        request, "web/approval_queue.html", {"page": page, "rows": rows, "approves": approves_for_any(request.user)}
+    )
 
 
 @login_required

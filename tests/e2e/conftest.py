@@ -15,6 +15,10 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 CHROMIUM = os.environ.get("PORTAL_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
+# The README's pictures; refreshed only when asked (make screenshots), so a
+# test run never leaves the committed files changed.
+DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+REFRESH_DOCS_SCREENSHOTS = os.environ.get("PORTAL_DOCS_SCREENSHOTS") == "1"
 PASSWORD = "correct-horse-battery"
 
 
@@ -77,6 +81,42 @@ def screenshot():
         return path
 
     return _screenshot
+
+
+@pytest.fixture
+def docs_screenshot():
+    """``docs_screenshot(page, name, *selectors)``: the README's picture of the part of the
+    page the selectors cover (at most ``max_height`` pixels of it, the page ``width`` wide),
+    written to docs/screenshots/<name>.png under ``make screenshots`` only."""
+
+    def _docs_screenshot(page, name: str, *selectors: str, max_height: int = 1000, width: int | None = None):
+        if not REFRESH_DOCS_SCREENSHOTS:
+            return None
+        DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        path = DOCS_SCREENSHOTS / f"{name}.png"
+        viewport = page.viewport_size
+        if width:
+            page.set_viewport_size({"width": width, "height": viewport["height"]})
+        boxes = [
+            page.locator(selector).first.evaluate(
+                "e => { const r = e.getBoundingClientRect();"
+                " return {x: r.left + scrollX, y: r.top + scrollY, right: r.right + scrollX, bottom: r.bottom + scrollY}; }"
+            )
+            for selector in selectors or ("main",)
+        ]
+        margin = 8  # a little of the page around the cards' borders
+        x, y = max(min(b["x"] for b in boxes) - margin, 0), max(min(b["y"] for b in boxes) - margin, 0)
+        clip = {
+            "x": x, "y": y, "width": max(b["right"] for b in boxes) + margin - x,
+            "height": min(max(b["bottom"] for b in boxes) + margin - y, max_height),
+        }  # fmt: skip
+        # No blinking caret, no half-played transition in the picture.
+        page.screenshot(path=str(path), clip=clip, full_page=True, animations="disabled", caret="hide", scale="css")
+        if width:
+            page.set_viewport_size(viewport)
+        return path
+
+    return _docs_screenshot
 
 
 # --- The live system (tests/live_system.py): a moto server, real Celery

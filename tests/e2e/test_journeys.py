@@ -45,7 +45,7 @@ def file_request(page, *, secret_arn: str, endpoint_identifier: str, replication
 
 
 def test_filed_in_the_form_approved_in_the_queue_and_followed_live_to_active(
-    people, portal_aws, moto_world, workers, faults, log_in, screenshot
+    people, portal_aws, moto_world, workers, faults, log_in, screenshot, docs_screenshot
 ):
     requester = log_in("dana.requester")
     request_id = file_request(
@@ -71,6 +71,7 @@ def test_filed_in_the_form_approved_in_the_queue_and_followed_live_to_active(
     assert request.plan["secret_policy_statement"]["Sid"] in row.locator("pre[data-statement=secret]").inner_text()
     assert request.plan["key_policy_statement"]["Sid"] in row.locator("pre[data-statement=key]").inner_text()
     screenshot(approver, "approval-queue")
+    docs_screenshot(approver, "approval-queue", "main", max_height=1100)
     row.locator("input[name=comment]").fill("Matches the runbook; go ahead.")
     row.locator("button:has-text('Approve')").click()
     approver.wait_for_selector(".messages .success")
@@ -79,6 +80,7 @@ def test_filed_in_the_form_approved_in_the_queue_and_followed_live_to_active(
     # The requester's page, still the same document, follows the grant.
     requester.wait_for_selector("[data-step=create_role][data-status=running]", timeout=SLOW)
     screenshot(requester, "request-detail-provisioning")
+    docs_screenshot(requester, "live-progress", "#live-diagram", "#live-steps", max_height=1000)
     requester.wait_for_selector("#live-summary[data-state=active]", timeout=SLOW)
     assert requester.evaluate("window.__sameDocument") is True
     statuses = dict(s.split(":") for s in requester.locator("[data-step]").evaluate_all("els => els.map(e => e.dataset.step + ':' + e.dataset.status)"))
@@ -101,6 +103,11 @@ def test_filed_in_the_form_approved_in_the_queue_and_followed_live_to_active(
     assert "right before writing" in secret_diff
     assert "AuditorsMayDescribe" in secret_diff  # the foreign statement, kept
     assert approver.locator("#policies .policy-diff[data-policy=secret] .add").count() > 0
+    approver.goto(f"/audit/?request={request_id}")
+    trail = approver.locator("table").first.inner_text()
+    for action in ("request.submitted", "request.approved", "aws.grant_secret_policy", "request.active"):
+        assert action in trail
+    docs_screenshot(approver, "audit-log", "main", max_height=900)
 
     request = AccessRequest.objects.get(pk=request_id)
     assert request.state == AccessRequest.State.ACTIVE

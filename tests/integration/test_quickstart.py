@@ -84,6 +84,16 @@ def wait_for(condition, *, timeout: float, what: str, process: subprocess.Popen,
     pytest.fail(f"timed out waiting for {what}:\n{log.read_text()[-4000:]}")
 
 
+def assert_short_and_human(output: str) -> None:
+    """What the terminal shows: fits on one screen, no log lines, nothing alarming."""
+    lines = output.splitlines()
+    assert len(lines) <= 40, output
+    assert not [line for line in lines if line.lstrip().startswith(("{", "[", "-"))], output
+    for noise in ("Warning", "WARNING", "development server", "No directory at", "celery@", "superuser privileges"):
+        assert noise not in output, (noise, output)
+    assert all(len(line) <= 160 for line in lines), output
+
+
 def printed_logins(output: str) -> dict[str, str]:
     return dict(re.findall(r"^\s+(requester|approver|admin)\s+(\S+)\s", output, re.MULTILINE))
 
@@ -135,6 +145,7 @@ def test_quickstart_carries_the_runbooks_request_to_active_and_stops_everything_
         assert ready.status_code == 200, ready.text
 
         output = log.read_text()
+        assert_short_and_human(output)
         logins = printed_logins(output)
         assert set(logins) == {"requester", "approver", "admin"}
         world = json.loads((var_dir / "demo-world.json").read_text())
@@ -178,6 +189,29 @@ def test_quickstart_carries_the_runbooks_request_to_active_and_stops_everything_
         assert detail["role_arn"] == "arn:aws:iam::111111111111:role/dms-cross-account-secret-access"
         assert detail["endpoint_arn"].startswith("arn:aws:dms:eu-west-1:111111111111:endpoint:")
         assert [step["status"] for step in detail["steps"]] == ["succeeded"] * len(detail["steps"])
+
+        # The console told the story, one line per event, each with the request's page.
+        page = f"{base_url}/requests/{request_id}/"
+        events = wait_for(
+            lambda: (lines := [line for line in log.read_text().splitlines() if page in line])
+            and "active" in lines[-1] and lines,
+            timeout=30, what="the console's events", process=quickstart, log=log,
+        )  # fmt: skip
+        said = [line.split(f"request #{request_id} ", 1)[1].split("   ")[0] for line in events]
+        assert said[0] == "filed by requester (mysql source-db-mysql, preflight passed)"
+        assert "approved by approver" in said
+        assert [s for s in said if s.startswith("step ")] == [f"step {name} done" for name in
+                                                               ("preflight", "create_role", "grant_secret_policy",
+                                                                "grant_key_policy", "create_endpoint", "verify")]
+        assert said[-1] == "active"
+        assert_short_and_human(log.read_text().split("Press Ctrl-C", 1)[1])
+        # Each process's JSON log lines are in var/log/, with the step context.
+        logs = {name: (var_dir / "log" / f"{name}.log").read_text() for name in ("quickstart", "web", "worker", "beat")}
+        json_lines = {name: [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+                      for name, text in logs.items()}  # fmt: skip
+        assert all(json_lines.values()), {name: text[:500] for name, text in logs.items()}
+        assert any(line.get("request_id") == request_id and line.get("step") for line in json_lines["worker"])
+        assert any(line["logger"] == "celery.beat" for line in json_lines["beat"])
 
         # The audit chain's key, generated at the first start, kept beside SECRET_KEY.
         assert (var_dir / "audit_chain_keys").stat().st_mode & 0o777 == 0o600

@@ -213,9 +213,17 @@ def test_inline_validation_answers_with_the_api_messages_for_the_field_that_chan
     assert expected.value.errors["secret_arn"]
     for message in expected.value.errors["secret_arn"]:
         assert _escaped(message) in body
-    # A field that is fine answers with no message.
+    # A field that is fine answers with nothing at all (whitespace would still
+    # mark it); the other filled fields get their current messages out of band.
     ok = client.post(reverse("web:request_validate"), data, HTTP_HX_TRIGGER_NAME="datalake_account")
-    assert ok.content.decode().strip() == ""
+    own, _, rest = ok.content.decode().partition('<div id="errors_')
+    assert own == ""
+    assert rest.startswith('secret_arn" hx-swap-oob="innerHTML">')
+    assert _escaped(expected.value.errors["secret_arn"][0]) in rest
+    # Once the secret ARN is valid, the answer clears its message too.
+    data["secret_arn"] = SECRET_ARN
+    cleared = client.post(reverse("web:request_validate"), data, HTTP_HX_TRIGGER_NAME="datalake_account").content.decode()
+    assert cleared == '<div id="errors_secret_arn" hx-swap-oob="innerHTML"></div>'
 
 
 def test_submitting_the_form_with_errors_shows_them_next_to_the_fields(site):

@@ -6,6 +6,10 @@ makes sure the demo users and accounts exist, then runs the web server, a
 Celery worker and Celery beat as child processes that talk to that moto.
 Ctrl-C (or SIGTERM) stops all of them together.
 
+The terminal shows the banner and then one line per notable event of a
+request (read from the audit trail); every process's own log lines go to
+var/log/ (quickstart.log, web.log, worker.log, beat.log) in LOG_FORMAT.
+
 This is only the embedded demo. Production runs the same code with
 DATABASE_URL, CELERY_BROKER_URL and real AWS (AWS_ENDPOINT_URL unset).
 """
@@ -28,8 +32,10 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
+from django.test.utils import override_settings
 
 from requests_app.demo import DEMO_USERS, demo_request, generate_passwords, seed_portal
+from requests_app.management.console_events import EventFeed
 from requests_app.management.process_group import ProcessGroup
 
 logger = logging.getLogger(__name__)
@@ -50,6 +56,8 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         var_dir = Path(settings.VAR_DIR).resolve()
         var_dir.mkdir(parents=True, exist_ok=True)
+        log_dir = var_dir / "log"
+        log_dir.mkdir(exist_ok=True)
         _ensure_port_free(options["host"], options["port"], option="--port")
         if options["aws_port"]:
             # moto would fail in its own thread and never report ready.
@@ -59,7 +67,13 @@ class Command(BaseCommand):
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, lambda *_: stop.set())
 
+        _log_to_file(log_dir / "quickstart.log")
         call_command("migrate", interactive=False, verbosity=0)
+        # WhiteNoise serves the collected files, as in production (and does
+        # not warn about a missing STATIC_ROOT).
+        static_root = os.environ.get("STATIC_ROOT") or str(var_dir / "static")
+        with override_settings(STATIC_ROOT=static_root):
+            call_command("collectstatic", interactive=False, verbosity=0)
         moto = _start_moto(options["aws_port"])
         children = ProcessGroup()
         try:
@@ -69,15 +83,23 @@ class Command(BaseCommand):
             if stop.is_set():
                 return
             env = self._child_env(var_dir, endpoint_url, world.region, options)
-            self._start_children(children, env, var_dir, options)
+            env["STATIC_ROOT"] = static_root
+            self._start_children(children, env, var_dir, log_dir, options)
             base_url = f"http://{options['host']}:{options['port']}"
-            self._wait_for_web(children, base_url, stop)
+            self._wait_for_web(children, base_url, stop, log_dir)
+            feed = EventFeed(base_url=base_url)
             if not stop.is_set():
-                self._print_banner(base_url, endpoint_url, world, passwords)
+                self._print_banner(base_url, endpoint_url, world, passwords, log_dir)
             while not stop.wait(0.5):
+                for line in feed.new_lines():
+                    self.stdout.write(line)
+                self.stdout.flush()
                 exited = children.first_exited()
                 if exited is not None:
-                    raise CommandError(f"{exited.name} exited unexpectedly (code {exited.process.poll()}); stopping")
+                    log = log_dir / f"{exited.name}.log"
+                    raise CommandError(
+                        f"{exited.name} exited unexpectedly (code {exited.process.poll()}); stopping. See {log}"
+                    )
         finally:
             self.stdout.write("Stopping the web server, beat and the worker...")
             self.stdout.flush()
@@ -131,18 +153,23 @@ class Command(BaseCommand):
         )
         return env
 
-    def _start_children(self, children: ProcessGroup, env: dict[str, str], var_dir: Path, options) -> None:
+    def _start_children(self, children: ProcessGroup, env: dict[str, str], var_dir: Path, log_dir: Path, options) -> None:
         cwd = str(settings.BASE_DIR)
         python = sys.executable
-        manage = str(Path(settings.BASE_DIR) / "manage.py")
         address = f"{options['host']}:{options['port']}"
+        # Each child writes all it prints (its JSON log lines, and what Celery
+        # and gunicorn print themselves) to a file of its own, appended
+        # across runs.
+        logs = {name: log_dir / f"{name}.log" for name in ("worker", "beat", "web")}
         # Started in this order and stopped in the reverse one: the web server
         # goes first, so nothing new is asked while the worker finishes.
         children.start(
             "worker",
             [
-                python, "-m", "celery", "-A", "portal", "worker",
-                "--loglevel", "INFO",
+                # --quiet: no start-up banner; the worker's settings are the
+                # portal's (portal/celery.py), not worth a screen each start.
+                python, "-m", "celery", "-A", "portal", "--quiet", "worker",
+                "--loglevel", env.get("LOG_LEVEL", "INFO"),
                 "--concurrency", str(options["concurrency"]),
                 "--hostname", "quickstart@%h",
                 # Gossip and mingle talk to other workers; there are none.
@@ -150,25 +177,38 @@ class Command(BaseCommand):
             ],
             env=env,
             cwd=cwd,
+            output=logs["worker"],
             # Warm shutdown lets a running step finish its AWS call.
             stop_timeout=30,
         )
         children.start(
             "beat",
-            [python, "-m", "celery", "-A", "portal", "beat", "--loglevel", "INFO",
+            [python, "-m", "celery", "-A", "portal", "--quiet", "beat", "--loglevel", env.get("LOG_LEVEL", "INFO"),
              "--schedule", str(var_dir / "celerybeat-schedule")],
             env=env,
             cwd=cwd,
+            output=logs["beat"],
         )
-        # WhiteNoise serves the static files, as in production.
-        children.start("web", [python, manage, "runserver", "--noreload", address], env=env, cwd=cwd)
+        # The server production runs (Dockerfile), not Django's development
+        # server; threads, so the pages' polling does not queue behind a
+        # request that is waiting on AWS.
+        children.start(
+            "web",
+            [python, "-m", "gunicorn", "portal.wsgi:application", "--bind", address,
+             "--workers", "1", "--threads", "8", "--graceful-timeout", "5"],
+            env=env,
+            cwd=cwd,
+            output=logs["web"],
+        )
 
-    def _wait_for_web(self, children: ProcessGroup, base_url: str, stop: threading.Event) -> None:
+    def _wait_for_web(self, children: ProcessGroup, base_url: str, stop: threading.Event, log_dir: Path) -> None:
         deadline = time.monotonic() + WEB_START_TIMEOUT
         while not stop.is_set():
             exited = children.first_exited()
             if exited is not None:
-                raise CommandError(f"{exited.name} exited during start-up (code {exited.process.poll()})")
+                raise CommandError(
+                    f"{exited.name} exited during start-up (code {exited.process.poll()}); see {log_dir / exited.name}.log"
+                )
             try:
                 with urllib.request.urlopen(base_url + "/healthz", timeout=2) as response:
                     if response.status == 200:
@@ -179,7 +219,7 @@ class Command(BaseCommand):
                 raise CommandError(f"the web server did not answer on {base_url} within {WEB_START_TIMEOUT}s")
             stop.wait(0.2)
 
-    def _print_banner(self, base_url: str, endpoint_url: str, world, passwords: dict[str, str]) -> None:
+    def _print_banner(self, base_url: str, endpoint_url: str, world, passwords: dict[str, str], log_dir: Path) -> None:
         request = demo_request(world)
         width = max(len(name) for name in DEMO_USERS)
         roles = {
@@ -201,11 +241,41 @@ class Command(BaseCommand):
             f"    replication instance ARN  {request['replication_instance_arn']}",
             f"  A secret under the AWS-managed key (preflight refuses it): {world.managed_secret_arn}",
             f"  Metrics: {base_url}/metrics   Health: {base_url}/healthz  {base_url}/readyz",
-            "  Press Ctrl-C to stop everything.",
+            f"  Logs:    {log_dir}/ (quickstart, web, worker, beat; LOG_FORMAT={settings.LOG_FORMAT}, LOG_LEVEL={settings.LOG_LEVEL})",
+            *_root_note(),
+            "  Press Ctrl-C to stop everything. What happens to requests is shown below.",
             "",
         ]
         self.stdout.write("\n".join(lines))
         self.stdout.flush()
+
+
+def _root_note() -> list[str]:
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return []
+    # Celery warns in worker.log about running as root. Dropping to another
+    # user here would leave the worker unable to write var/, which this user
+    # owns; the portal's workers accept only JSON (not pickle), which is what
+    # makes a root worker dangerous, and the Docker image runs as a user of
+    # its own.
+    return [
+        "  Note:    this shell is root (as in a container), so the worker is too; Celery's warning about it is",
+        "           in worker.log. Its tasks accept JSON only, never pickle; the Docker image runs as user portal.",
+    ]
+
+
+def _log_to_file(path: Path) -> None:
+    """Send this process's log lines to ``path`` instead of the terminal, same format."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+            file_handler = logging.FileHandler(path, encoding="utf-8")
+            file_handler.setFormatter(handler.formatter)
+            for log_filter in handler.filters:
+                file_handler.addFilter(log_filter)
+            file_handler.setLevel(handler.level)
+            root.removeHandler(handler)
+            root.addHandler(file_handler)
 
 
 def _ensure_port_free(host: str, port: int, *, option: str) -> None:
