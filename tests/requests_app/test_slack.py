@@ -15,13 +15,20 @@ import time
 
 import pytest
 from django.db import transaction
+from django.urls import reverse
 
 from provisioning.diagnoses import get_diagnosis
 from requests_app import notifications
 from requests_app.models import AccessRequest, AuditEvent, Decision, RequestState, SlackIdentity, SlackMessage
-from requests_app.services import access_request_approve, access_request_refresh_preflight
+from requests_app.errors import NotAllowed, ValidationFailed
+from requests_app.services import (
+    access_request_approve,
+    access_request_refresh_preflight,
+    slack_identity_remove,
+    slack_identity_save,
+)
 from requests_app.services.transitions import move
-from tests.factories import RemoteAccountFactory, UserFactory
+from tests.factories import RemoteAccountFactory, StaffFactory, UserFactory
 from tests.slack_api import CHANNEL, TEAM_ID, button_press, dialog_submission, fake_slack, form, signed  # noqa: F401
 
 URL = "/slack/interactions"
@@ -427,3 +434,44 @@ def test_a_refreshed_preflight_that_changes_the_plan_updates_the_message(slack_w
     with django_capture_on_commit_callbacks(execute=True):
         access_request_refresh_preflight(request_id=request.pk, user=slack_world.approver)
     assert "e" * 64 in _text(fake_slack.of("chat.update")[-1])
+
+
+# --- what administrators set: the channel and explicit links --------------------------
+
+
+def test_the_admin_sets_the_accounts_channel_through_the_audited_service(cast, client):
+    from tests.requests_app.test_account_members import admin_form
+
+    client.force_login(cast.staff)
+    url = reverse("admin:requests_app_awsaccount_change", args=[cast.remote.pk])
+    refused = client.post(url, admin_form(cast.remote, slack_channel="#approvals"))
+    assert refused.status_code == 200 and b"Slack channel id" in refused.content
+    response = client.post(url, admin_form(cast.remote, slack_channel=CHANNEL))
+    assert response.status_code == 302
+    cast.remote.refresh_from_db()
+    assert cast.remote.slack_channel == CHANNEL
+    event = AuditEvent.objects.get(action="account.slack_channel_changed")
+    assert (event.actor_label, event.details["after"]) == ("sam", CHANNEL)
+    assert not AuditEvent.objects.filter(action="account.changed").exists()
+
+
+def test_only_administrators_link_slack_users_and_only_superusers_link_staff(cast, client):
+    linked = slack_identity_save(actor=cast.staff, user=cast.approver, slack_user_id="U0LINKED01")
+    assert AuditEvent.objects.get(action="slack.linked").details == {"user": "rami", "slack_user_id": "U0LINKED01"}
+    with pytest.raises(NotAllowed):
+        slack_identity_save(actor=cast.approver, user=cast.approver, slack_user_id="U0LINKED02")
+    with pytest.raises(NotAllowed):
+        slack_identity_save(actor=cast.staff, user=StaffFactory(), slack_user_id="U0LINKED03")
+    with pytest.raises(ValidationFailed):
+        slack_identity_save(actor=cast.staff, user=cast.second_approver, slack_user_id="U0LINKED01")
+    with pytest.raises(ValidationFailed):
+        slack_identity_save(actor=cast.staff, user=cast.second_approver, slack_user_id="<@U0LINKED>")
+    slack_identity_remove(actor=cast.staff, identity_id=linked.pk)
+    assert not SlackIdentity.objects.exists() and AuditEvent.objects.filter(action="slack.unlinked").exists()
+
+    client.force_login(cast.staff)
+    response = client.post(reverse("admin:requests_app_slackidentity_add"),
+                           {"user": cast.approver.pk, "slack_user_id": "U0LINKED04"})
+    assert response.status_code == 302 and SlackIdentity.objects.get().user == cast.approver
+    client.force_login(cast.approver)
+    assert client.get(reverse("admin:requests_app_slackidentity_changelist")).status_code in (302, 403)
