@@ -153,6 +153,18 @@ def _name_what_exists(case, world) -> None:
         body["requesters"] = ["riley"] if body.get("requesters") and body.get("is_datalake") else []
         if body["approvers"]:
             body["required_approvals"] = 1
+        # A Remote account without an external id is registered only when the body says so.
+        if body.get("is_remote") and not body.get("external_id"):
+            body["external_id_required"] = False
+    elif operation == ("PATCH", "/api/v1/accounts/{account_id}/"):
+        # Members who exist and fit the account (requesters only for a DataLake account).
+        account = AwsAccount.objects.filter(account_id=(case.path_parameters or {}).get("account_id")).first()
+        if "approvers" in body:
+            body["approvers"] = ["avery"]
+        if "requesters" in body:
+            body["requesters"] = ["riley"] if body["requesters"] and account is not None and account.is_datalake else []
+        if "required_approvals" in body:
+            body["required_approvals"] = 1
     elif operation == ("POST", "/api/v1/requests/{id}/extend/"):
         body["expires_at"] = _future(60)
 
