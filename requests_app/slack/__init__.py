@@ -14,8 +14,15 @@ Slack's Web API is reached through the Slack SDK (``slack_sdk.WebClient``);
 """
 from __future__ import annotations
 
+import http.client
+
 from django.conf import settings
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackClientError
+
+# What a call to Slack may raise: Slack's answer was an error, or Slack could
+# not be reached (the SDK lets urllib's errors through), or it answered garbage.
+SLACK_ERRORS = (SlackClientError, OSError, http.client.HTTPException, ValueError)
 
 
 def enabled() -> bool:

@@ -28,7 +28,6 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
-from slack_sdk.errors import SlackClientError
 from slack_sdk.signature import SignatureVerifier
 
 from requests_app import slack
@@ -92,7 +91,7 @@ def _tell(channel: str, slack_user_id: str, text: str) -> None:
     """A message only ``slack_user_id`` sees, in the channel of the button they pressed."""
     try:
         slack.web_client().chat_postEphemeral(channel=channel, user=slack_user_id, text=text)
-    except SlackClientError as exc:
+    except slack.SLACK_ERRORS as exc:
         logger.warning("could not answer a Slack user: %s", exc)
 
 
@@ -173,7 +172,7 @@ def _open_reject_dialog(user, payload: dict, *, request_id: int, channel: str, s
     }
     try:
         slack.web_client().views_open(trigger_id=str(payload["trigger_id"]), view=dialog)
-    except SlackClientError as exc:
+    except slack.SLACK_ERRORS as exc:
         logger.warning("could not open the reject dialog in Slack: %s", exc)
         _tell(channel, slack_user_id, "Slack did not open the dialog; reject the request in the portal instead.")
 

@@ -20,7 +20,6 @@ import logging
 
 from django.db import transaction
 from django.utils import timezone
-from slack_sdk.errors import SlackClientError
 
 from provisioning.diagnoses import get_diagnosis
 from requests_app import notifications, slack
@@ -172,7 +171,7 @@ def post_request(request: AccessRequest) -> None:
     text, blocks = message_for(request)
     try:
         response = slack.web_client().chat_postMessage(channel=channel, text=text, blocks=blocks, unfurl_links=False)
-    except SlackClientError as exc:
+    except slack.SLACK_ERRORS as exc:
         logger.warning("could not post request %s to Slack: %s", request.pk, exc)
         return
     # The message's own channel id (chat.update needs it) and timestamp.
@@ -196,7 +195,7 @@ def refresh_request(request_id: int) -> None:
             slack.web_client().chat_update(channel=message.channel, ts=message.ts, text=text, blocks=blocks)
             message.updated_at = timezone.now()
             message.save(update_fields=["updated_at"])
-    except SlackClientError as exc:
+    except slack.SLACK_ERRORS as exc:
         logger.warning("could not update the Slack message of request %s: %s", request_id, exc)
 
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from slack_sdk.errors import SlackClientError
 
 from requests_app import slack
 from requests_app.models import SlackIdentity
@@ -43,7 +42,7 @@ def portal_user_for(slack_user_id: str, *, team_id: str = "") -> Match:
         return Match(link.user)
     try:
         info = slack.web_client().users_info(user=slack_user_id)
-    except SlackClientError:
+    except slack.SLACK_ERRORS:
         return Match(None, "Slack could not tell the portal who you are; nothing was done. Try again shortly.")
     profile_user = info.get("user") or {}
     email = (profile_user.get("profile") or {}).get("email") or ""

@@ -475,3 +475,19 @@ def test_only_administrators_link_slack_users_and_only_superusers_link_staff(cas
     assert response.status_code == 302 and SlackIdentity.objects.get().user == cast.approver
     client.force_login(cast.approver)
     assert client.get(reverse("admin:requests_app_slackidentity_changelist")).status_code in (302, 403)
+
+
+def test_slack_out_of_reach_fails_nobody_and_decides_nothing(slack_world, fake_slack, client, settings,
+                                                             django_capture_on_commit_callbacks):
+    request = slack_world.request()
+    message = posted(request, fake_slack)
+    settings.SLACK_API_URL = "http://127.0.0.1:9/api/"  # nothing listens there
+    notifications.notify_submitted(slack_world.request())  # the post is lost, the filer is not told of it
+    with django_capture_on_commit_callbacks(execute=True):
+        access_request_approve(request_id=request.pk, user=slack_world.approver, plan_hash=request.plan_hash)
+    assert _state(request) == RequestState.APPROVED  # the update is lost, the approval is not
+    other = slack_world.request()
+    SlackMessage.objects.create(request=other, channel=CHANNEL, ts="1700000000.777777")
+    response = press(client, "approve", other, SlackMessage.objects.get(request=other), slack_user=RAMI)
+    assert response.status_code == 200 and _state(other) == RequestState.PENDING_APPROVAL
+    assert SlackMessage.objects.count() == 2 and message.pk
