@@ -520,6 +520,18 @@ PORTAL_BASE_URL = os.environ.get("PORTAL_BASE_URL", "http://127.0.0.1:8000").rst
 # Optional Slack-compatible incoming webhook: POST {"text": ...}.
 NOTIFY_WEBHOOK_URL = os.environ.get("NOTIFY_WEBHOOK_URL", "")
 NOTIFY_WEBHOOK_TIMEOUT = float(os.environ.get("NOTIFY_WEBHOOK_TIMEOUT", "3"))
+# Optional Slack app (deploy/slack/manifest.yaml): posts each request to its
+# Remote account's channel with Approve / Reject buttons, and takes the
+# button presses at /slack/interactions. On when both the bot token and the
+# signing secret are set.
+SLACK_BOT_TOKEN = os.environ.get("SLACK_BOT_TOKEN", "")
+SLACK_SIGNING_SECRET = os.environ.get("SLACK_SIGNING_SECRET", "")
+if bool(SLACK_BOT_TOKEN) != bool(SLACK_SIGNING_SECRET):
+    raise ImproperlyConfigured("SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET are set together or not at all")
+SLACK_API_URL = os.environ.get("SLACK_API_URL", "https://slack.com/api/")
+SLACK_TIMEOUT = int(os.environ.get("SLACK_TIMEOUT", "5"))
+# When set, only people of this Slack workspace (team id T...) act through the app.
+SLACK_TEAM_ID = os.environ.get("SLACK_TEAM_ID", "")
 
 # When set, /metrics answers only scrapers that send "Authorization: Bearer
 # <METRICS_TOKEN>" (set it in production; Prometheus: authorization.credentials).

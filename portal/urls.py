@@ -5,6 +5,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from requests_app import health, metrics
+from requests_app.slack import interactions as slack_interactions
 
 login_view = auth_views.LoginView.as_view(
     redirect_authenticated_user=True, extra_context={"oidc_enabled": settings.OIDC_ENABLED}
@@ -22,6 +23,8 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     path("auth/login/", login_view, name="login"),
     path("auth/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # Signed by Slack, not a session route (requests_app/slack/interactions.py).
+    path("slack/interactions", slack_interactions.interactions, name="slack_interactions"),
     path("", include("requests_app.web.urls")),
 ]
 if settings.OIDC_ENABLED:

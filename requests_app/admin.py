@@ -14,11 +14,14 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.widgets import FilteredSelectMultiple
 from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
 
 from requests_app import permissions, services
 from requests_app.audit import record_event
 from requests_app.errors import DomainError, ValidationFailed
-from requests_app.models import AccessRequest, ApiToken, AuditEvent, AwsAccount, Decision, ProvisioningStep, SsoIdentity
+from requests_app.models import (
+    AccessRequest, ApiToken, AuditEvent, AwsAccount, Decision, ProvisioningStep, SlackIdentity, SsoIdentity,
+)
 from requests_app.services.sso import sso_identity_problems
 from requests_app.validation import (
     EXTERNAL_ID_MAX_LENGTH,
@@ -148,6 +151,7 @@ class AwsAccountAdmin(admin.ModelAdmin):
             },
         ),
         ("Who decides", {"fields": ("approvers", "requesters", "required_approvals", "allow_secret_shape_check")}),
+        ("Slack", {"fields": ("slack_channel",)}),
         (None, {"fields": ("created_at", "updated_at")}),
     )
 
@@ -174,7 +178,9 @@ class AwsAccountAdmin(admin.ModelAdmin):
         if change:
             # Only the account's own fields the form changed: the members and
             # the external id are the services' to write (save_related).
-            columns = {field.name for field in AwsAccount._meta.concrete_fields} - {"external_id", *MEMBER_FIELDS}
+            columns = {field.name for field in AwsAccount._meta.concrete_fields} - {
+                "external_id", "slack_channel", *MEMBER_FIELDS
+            }
             own = [name for name in form.changed_data if name in columns]
             if own:
                 obj.save(update_fields=[*own, "updated_at"])
@@ -195,6 +201,7 @@ class AwsAccountAdmin(admin.ModelAdmin):
             requesters=[user.get_username() for user in data["requesters"]],
             required_approvals=data["required_approvals"],
             allow_secret_shape_check=data["allow_secret_shape_check"],
+            slack_channel=data.get("slack_channel", ""),
         )
         # The admin goes on (its log entry, its redirect) with the registered row.
         vars(obj).update(vars(account))
@@ -205,7 +212,10 @@ class AwsAccountAdmin(admin.ModelAdmin):
         account = form.instance
         source_ip = request.META.get("REMOTE_ADDR")
         data = form.cleaned_data
-        own_fields = sorted(set(form.changed_data) - {*MEMBER_FIELDS, "new_external_id", "remove_external_id", "no_external_id"})
+        own_fields = sorted(
+            set(form.changed_data)
+            - {*MEMBER_FIELDS, "new_external_id", "remove_external_id", "no_external_id", "slack_channel"}
+        )
         if own_fields:
             record_event(
                 action="account.changed",
@@ -223,6 +233,11 @@ class AwsAccountAdmin(admin.ModelAdmin):
             requesters=[user.get_username() for user in data["requesters"]],
             required_approvals=data["required_approvals"],
         )
+        if "slack_channel" in form.changed_data:
+            services.account_slack_channel_set(
+                actor=request.user, source_ip=source_ip, account_id=account.account_id,
+                slack_channel=data["slack_channel"],
+            )
         external_id = form.external_id_after()
         if external_id is not None:
             services.account_external_id_set(
@@ -395,6 +410,60 @@ class SsoIdentityAdmin(admin.ModelAdmin):
 
     def delete_model(self, request, obj):
         services.sso_identity_remove(actor=request.user, identity_id=obj.pk, source_ip=request.META.get("REMOTE_ADDR"))
+
+    def delete_queryset(self, request, queryset):
+        for identity in queryset.select_related("user"):
+            try:
+                self.delete_model(request, identity)
+            except DomainError as error:
+                self.message_user(request, f"{identity}: {error.message}", level=messages.WARNING)
+
+
+@admin.register(SlackIdentity)
+class SlackIdentityAdmin(admin.ModelAdmin):
+    """Link a Slack user to a portal user (the Slack app then needs no e-mail
+    match for them); every save and delete goes through the audited services."""
+
+    list_display = ("user", "slack_user_id", "created_at")
+    search_fields = ("user__username", "slack_user_id")
+    list_select_related = ("user",)
+    raw_id_fields = ("user",)
+    fields = ("user", "slack_user_id", "created_at")
+    readonly_fields = ("created_at",)
+
+    def has_view_permission(self, request, obj=None):
+        return permissions.is_portal_admin(request.user)
+
+    def has_module_permission(self, request):
+        return permissions.is_portal_admin(request.user)
+
+    def has_add_permission(self, request):
+        return permissions.is_portal_admin(request.user)
+
+    def has_change_permission(self, request, obj=None):
+        allowed = permissions.is_portal_admin(request.user)
+        return allowed and (obj is None or permissions.can_link_slack_identity(request.user, obj.user))
+
+    def has_delete_permission(self, request, obj=None):
+        return self.has_change_permission(request, obj)
+
+    def save_model(self, request, obj, form, change):
+        try:
+            saved = services.slack_identity_save(
+                actor=request.user,
+                identity_id=obj.pk if change else None,
+                user=form.cleaned_data["user"],
+                slack_user_id=form.cleaned_data["slack_user_id"],
+                source_ip=request.META.get("REMOTE_ADDR"),
+            )
+        except DomainError as error:
+            # The form validated the id; what is left is who may link whom.
+            raise PermissionDenied(error.message) from None
+        obj.pk = saved.pk
+        obj.refresh_from_db()
+
+    def delete_model(self, request, obj):
+        services.slack_identity_remove(actor=request.user, identity_id=obj.pk, source_ip=request.META.get("REMOTE_ADDR"))
 
     def delete_queryset(self, request, queryset):
         for identity in queryset.select_related("user"):

@@ -26,7 +26,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from requests_app.models import AccessRequest, AuditEvent, AwsAccount, api_token_in_use
+from requests_app.models import AccessRequest, AuditEvent, AwsAccount, api_token_in_use, slack_origin
 
 GENESIS_HASH = "0" * 64
 LEGACY_KEY_ID = "sha256-legacy"
@@ -102,7 +102,9 @@ def record_event(
     """Append one event. Must run inside the transaction of the change it records.
 
     When ``actor`` signed in with an API token, ``details["via_token"]`` names
-    it (id and name; never the token).
+    it (id and name; never the token); when they acted through the Slack app,
+    ``details["via"]`` is ``"slack"`` and ``details["slack_user"]`` names the
+    Slack user (and workspace) who pressed the button.
     """
     if not connection.in_atomic_block:
         raise RuntimeError("audit events are written in the same transaction as the change they record")
@@ -112,6 +114,10 @@ def record_event(
     token = api_token_in_use(actor)
     if token is not None:
         details["via_token"] = {"id": token.pk, "name": token.name}
+    origin = slack_origin(actor)
+    if origin is not None:
+        details["via"] = "slack"
+        details["slack_user"] = dict(origin)
     event = AuditEvent(
         actor=actor,
         actor_label=actor_label or WORKER_LABEL,

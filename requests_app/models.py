@@ -24,6 +24,15 @@ API_TOKEN_NAME_PATTERN = r"^[^\x00-\x20\x7f][^\x00-\x1f\x7f]{0,%d}$" % (API_TOKE
 api_token_name_validator = RegexValidator(
     r"\A[^\x00-\x20\x7f][^\x00-\x1f\x7f]*\Z", "A name is printable text that does not start with a space."
 )
+# Slack's ids: a channel id (C... public, G... private; chat.update needs the
+# id, not a #name) and a user id (U... or W... on Enterprise Grid).
+SLACK_CHANNEL_PATTERN = r"^[CG][A-Z0-9]{8,20}$"
+slack_channel_validator = RegexValidator(
+    r"\A[CG][A-Z0-9]{8,20}\Z", "A Slack channel id: C or G and 8 to 20 capital letters or digits (not a #name)."
+)
+slack_user_id_validator = RegexValidator(
+    r"\A[UW][A-Z0-9]{8,20}\Z", "A Slack user id: U or W and 8 to 20 capital letters or digits."
+)
 
 
 class AwsAccount(models.Model):
@@ -42,6 +51,10 @@ class AwsAccount(models.Model):
     required_approvals = models.PositiveSmallIntegerField(default=1, validators=[MinValueValidator(1)])
     allow_secret_shape_check = models.BooleanField(
         default=False, help_text="Preflight may read the secret once to check its key names (values are never kept)."
+    )
+    slack_channel = models.CharField(
+        max_length=21, blank=True, validators=[slack_channel_validator],
+        help_text="Slack channel id where the portal's Slack app asks this (Remote) account's approvers; empty: none.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -475,6 +488,50 @@ class ApiToken(AbstractAuthToken):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.user})"
+
+
+class SlackIdentity(models.Model):
+    """A portal user's Slack account, linked by an administrator: a Slack user
+    acts as this portal user in the Slack app whatever e-mail Slack shows."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="slack_identities")
+    slack_user_id = models.CharField(max_length=21, unique=True, validators=[slack_user_id_validator])
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "Slack identity"
+        verbose_name_plural = "Slack identities"
+
+    def __str__(self) -> str:
+        return f"{self.user} as Slack user {self.slack_user_id}"
+
+
+class SlackMessage(models.Model):
+    """The Slack message that asks a request's Remote approvers, kept so it
+    can be updated in place as the request moves."""
+
+    request = models.OneToOneField(AccessRequest, on_delete=models.PROTECT, related_name="slack_message")
+    channel = models.CharField(max_length=21)
+    ts = models.CharField(max_length=32)
+    posted_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["channel", "ts"], name="slack_message_channel_ts_unique")]
+
+
+class SlackRequestSeen(models.Model):
+    """A signed Slack request the portal accepted: the same signature again,
+    within the five minutes a signature is valid, is a replay."""
+
+    signature = models.CharField(max_length=80, unique=True)
+    received_at = models.DateTimeField(db_index=True)
+
+
+def slack_origin(user) -> dict | None:
+    """The Slack user ``user`` acts through on this request ({"user_id", "team_id"}),
+    or None. Set by the Slack interactions endpoint."""
+    return getattr(user, "slack_origin", None)
 
 
 def api_token_in_use(user) -> ApiToken | None:

@@ -34,6 +34,7 @@ from django.urls import reverse
 from requests_app import visibility
 from requests_app.models import AccessRequest, Decision, RequestState
 from requests_app.permissions import ADMINISTER_PORTAL, has_remote_drift
+from requests_app.slack import messages as slack_messages
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +105,8 @@ def notify_submitted(request: AccessRequest) -> None:
         f"New request #{request.pk} from {slack_escape(_person(request.requester))} awaits approval: "
         f"{request_url(request)}"
     )
+    # With the Slack app: the message with Approve / Reject in the Remote account's channel.
+    slack_messages.post_request(request)
 
 
 def notify_decided(request: AccessRequest) -> None:

@@ -201,6 +201,12 @@ def can_link_sso_identity(actor, user) -> bool:
     return actor.is_superuser or not (user.is_staff or user.is_superuser or is_portal_admin(user))
 
 
+def can_link_slack_identity(actor, user) -> bool:
+    """A Slack link decides whom a Slack user approves as: the same people as
+    a single sign-on pre-link."""
+    return can_link_sso_identity(actor, user)
+
+
 def can_create_api_token(user) -> bool:
     """Anyone signed in makes tokens for themselves only, and only when signed in
     as a person: a token cannot mint a token (a stolen one would outlive its own

@@ -116,12 +116,23 @@ class AccountSerializer(serializers.ModelSerializer):
             "requesters",
             "required_approvals",
             "allow_secret_shape_check",
+            "slack_channel",
             "created_at",
         ]
         read_only_fields = fields
 
     def get_has_external_id(self, account: AwsAccount) -> bool:
         return bool(account.external_id)
+
+
+def _slack_channel_field() -> serializers.RegexField:
+    return _pattern_field(
+        r"^([CG][A-Z0-9]{8,20})?$",
+        "Must be a Slack channel id: C or G and 8 to 20 capital letters or digits (not a #name).",
+        required=False,
+        allow_blank=True,
+        help_text="The Slack channel id where the portal's Slack app asks this account's approvers; empty for none.",
+    )
 
 
 class AccountRegisterSerializer(serializers.Serializer):
@@ -181,6 +192,7 @@ class AccountRegisterSerializer(serializers.Serializer):
         default=False,
         help_text="Preflight may read the secret once to check its key names (values are never kept).",
     )
+    slack_channel = _slack_channel_field()
 
 
 class AccountMembersSerializer(serializers.Serializer):
@@ -201,6 +213,7 @@ class AccountMembersSerializer(serializers.Serializer):
     required_approvals = serializers.IntegerField(
         min_value=1, max_value=32767, required=False, help_text="Distinct approvals a request needs."
     )
+    slack_channel = _slack_channel_field()
 
 
 # --- requests ----------------------------------------------------------------

@@ -122,7 +122,7 @@ _ACCOUNT_ID_RE = re.compile(r"[0-9]{12}")
 class AccountDetailView(APIView):
     @extend_schema(
         operation_id="accounts_members_set",
-        summary="Change an account's approvers, requesters or required approvals (portal administrators)",
+        summary="Change an account's approvers, requesters, required approvals or Slack channel (portal administrators)",
         description=(
             "Each field given replaces the current value; the change is audited with before and after, and "
             "the account's approvers (before and after) are notified."
@@ -145,9 +145,16 @@ class AccountDetailView(APIView):
             raise exceptions.NotFound()
         body = s.AccountMembersSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        services.account_members_set(
-            actor=request.user, account_id=account_id, source_ip=_source_ip(request), **body.validated_data
-        )
+        members = dict(body.validated_data)
+        slack_channel = members.pop("slack_channel", None)
+        if members or slack_channel is None:
+            services.account_members_set(
+                actor=request.user, account_id=account_id, source_ip=_source_ip(request), **members
+            )
+        if slack_channel is not None:
+            services.account_slack_channel_set(
+                actor=request.user, account_id=account_id, source_ip=_source_ip(request), slack_channel=slack_channel
+            )
         account = AwsAccount.objects.prefetch_related("approvers", "requesters").get(account_id=account_id)
         return Response(s.AccountSerializer(account).data)
 

@@ -27,12 +27,14 @@ from requests_app.services.repair import (
     access_request_repair_approve,
     access_request_repair_reject,
 )
+from requests_app.services.slack import account_slack_channel_set, slack_identity_remove, slack_identity_save
 from requests_app.services.submission import access_request_refresh_preflight, access_request_submit
 
 __all__ = [
     "account_external_id_set",
     "account_members_set",
     "account_register",
+    "account_slack_channel_set",
     "api_token_create",
     "api_token_revoke",
     "access_request_approve",
@@ -53,6 +55,8 @@ __all__ = [
     "login_lockout_reset",
     "grant_drift_record",
     "remind_expiring_grants",
+    "slack_identity_remove",
+    "slack_identity_save",
     "sso_identity_remove",
     "sso_identity_save",
     "sso_login",

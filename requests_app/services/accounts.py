@@ -6,12 +6,13 @@ holds it, only whether one is set.
 """
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from requests_app import notifications, permissions
 from requests_app.audit import record_event
 from requests_app.errors import NotAllowed, NotFoundForUser, ValidationFailed
-from requests_app.models import AwsAccount
+from requests_app.models import AwsAccount, slack_channel_validator
 from requests_app.validation import (
     EXTERNAL_ID_RE,
     NO_EXTERNAL_ID,
@@ -35,11 +36,12 @@ def account_register(
     requesters=(),
     required_approvals: int = 1,
     allow_secret_shape_check: bool = False,
+    slack_channel: str = "",
     source_ip: str | None = None,
     actor_label: str | None = None,
 ) -> AwsAccount:
     """Register an account with its provisioner role, approvers and requesters
-    (given as usernames).
+    (given as usernames), and optionally the Slack channel its approvers are asked in.
 
     ``actor`` is the portal administrator doing it; None means an operator at
     the server's console (a management command), named by ``actor_label``.
@@ -55,9 +57,17 @@ def account_register(
     )
     approver_users = cleaned.pop("approvers")
     requester_users = cleaned.pop("requesters")
+    slack_channel = (slack_channel or "").strip()
+    if slack_channel:
+        try:
+            slack_channel_validator(slack_channel)
+        except ValidationError as error:
+            raise ValidationFailed({"slack_channel": list(error.messages)}) from None
     try:
         with transaction.atomic():
-            account = AwsAccount.objects.create(allow_secret_shape_check=bool(allow_secret_shape_check), **cleaned)
+            account = AwsAccount.objects.create(
+                allow_secret_shape_check=bool(allow_secret_shape_check), slack_channel=slack_channel, **cleaned
+            )
             account.approvers.set(approver_users)
             account.requesters.set(requester_users)
             details = {key: value for key, value in cleaned.items() if key != "external_id"}
@@ -72,6 +82,7 @@ def account_register(
                     **details,
                     "external_id_set": bool(account.external_id),
                     "allow_secret_shape_check": account.allow_secret_shape_check,
+                    "slack_channel": account.slack_channel,
                     "approvers": [user.get_username() for user in approver_users],
                     "requesters": [user.get_username() for user in requester_users],
                 },

@@ -16,6 +16,7 @@ from requests_app.audit import record_event
 from requests_app.errors import InvalidTransition, NotAllowed, PlanChanged, ValidationFailed
 from requests_app.models import AccessRequest, Decision, RequestState
 from requests_app.services.transitions import ensure_can_move, lock_request_for, move
+from requests_app.slack import messages as slack_messages
 from requests_app.validation import clean_comment
 
 
@@ -112,6 +113,9 @@ def access_request_approve(
                 decided_at=timezone.now(),
             )
             workflow.schedule_grant(request)
+        else:
+            # Not yet enough approvals: the Slack message shows who approved so far.
+            slack_messages.refresh_on_commit(request)
         transaction.on_commit(lambda: notifications.notify_decided(request))
     return request
 

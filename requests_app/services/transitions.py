@@ -12,6 +12,7 @@ from requests_app import permissions
 from requests_app.audit import record_event
 from requests_app.errors import InvalidTransition, NotFoundForUser
 from requests_app.models import AccessRequest, RequestState
+from requests_app.slack import messages as slack_messages
 
 
 def lock_request(request_id: Any) -> AccessRequest:
@@ -69,4 +70,6 @@ def move(
         target_arn=request.secret_arn,
         details={"from_state": previous, "to_state": state, "plan_hash": request.plan_hash, **(details or {})},
     )
+    # The request's Slack message (if it has one) shows every move, whoever made it.
+    slack_messages.refresh_on_commit(request)
     return request

@@ -92,6 +92,12 @@ SEEN = {"plan_hash": "{plan_hash}"}
 REMOTE_POLICY = {"Version": "2012-10-17", "Statement": [{"Sid": "RemoteOwnersOwnStatement", "Effect": "Deny",
                                                            "Principal": "*", "Action": "*", "Resource": "*"}]}
 REMOTE_MARKER = "RemoteOwnersOwnStatement"
+# An approval pressed in the request's Slack message ({id} and {plan_hash} are the request's).
+SLACK_APPROVE = (
+    '{"type": "block_actions", "user": {"id": "U0APPROVER1"}, "channel": {"id": "C0REMOTE0001"}, '
+    '"container": {"message_ts": "1.1"}, "actions": [{"action_id": "approve", '
+    '"value": "{\\"request\\": {id}, \\"plan_hash\\": \\"{plan_hash}\\"}"}]}'
+)
 REGISTER_BODY = {
     "account_id": "444444444444",
     "name": "Registered in the matrix",
@@ -241,6 +247,10 @@ TABLE = [
     Action("revoke the requester's token", "api:token-detail", "DELETE", "/api/v1/tokens/{token}/",
            frozenset({"requester", "staff"}), proof="created", creates="token.revoked", token_of="requester",
            refused=404, about_the_request=False),
+    # --- signed by Slack, not a session route: no session, token or CSRF token is a signature -------------
+    Action("Slack button press without Slack's signature", "slack_interactions", "POST", "/slack/interactions",
+           frozenset(), proof="moved", to=S.APPROVED, body={"payload": SLACK_APPROVE}, refused=401,
+           about_the_request=False),
     # --- open to everyone --------------------------------------------------------------------------------
     Action("API schema", "schema", "GET", "/api/schema/", EVERYONE, about_the_request=False),
     Action("API docs", "api-docs", "GET", "/api/docs/", EVERYONE, about_the_request=False),
@@ -304,4 +314,6 @@ def the_request(action: Action, people: dict, site: dict) -> AccessRequest:
 
 def body_for(action: Action, request: AccessRequest) -> dict:
     """The row's body for ``request`` (an approval names the request's current plan)."""
+    if "payload" in action.body:  # JSON: its braces are not format fields
+        return {"payload": action.body["payload"].replace("{id}", str(request.pk)).replace("{plan_hash}", request.plan_hash)}
     return {key: value.format(plan_hash=request.plan_hash) if key == "plan_hash" else value for key, value in action.body.items()}

@@ -93,7 +93,7 @@ def attempt(action: Action, role: str, auth: str, client: Client, headers: dict,
     request.refresh_from_db()
 
     served_by_the_api = action.route.startswith("api:") or action.route in ("schema", "api-docs")
-    is_page = not served_by_the_api and action.route not in ("healthz", "readyz", "metrics")
+    is_page = not served_by_the_api and action.route not in ("healthz", "readyz", "metrics", "slack_interactions")
     # Pages accept browser sessions only: a token is nobody to them.
     effective = "anonymous" if is_page and auth == "token" else role
     # A token that does not exist is refused everywhere in the API, its open parts included.

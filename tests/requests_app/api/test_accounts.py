@@ -111,3 +111,26 @@ def test_the_external_id_is_taken_but_never_given_back(people, client_for):
     assert "Sup3r-Secret-External-Id" not in client_for("avery").get(URL).content.decode()
     assert "Sup3r-Secret-External-Id" not in client_for("avery").get("/api/v1/audit-events/").content.decode()
     assert AwsAccount.objects.get(account_id="333333333333").external_id == "Sup3r-Secret-External-Id"
+
+
+def test_staff_sets_an_accounts_slack_channel_and_the_trail_records_it(accounts, client_for):
+    response = client_for("sam").patch(f"{URL}222222222222/", {"slack_channel": "C0REMOTE0001"}, format="json")
+
+    assert response.status_code == 200
+    assert response.json()["slack_channel"] == "C0REMOTE0001"
+    assert response.json()["approvers"] == ["avery"]  # the members stay as they were
+    assert AwsAccount.objects.get(account_id="222222222222").slack_channel == "C0REMOTE0001"
+    event = AuditEvent.objects.get(action="account.slack_channel_changed")
+    assert event.actor_label == "sam"
+    assert (event.details["before"], event.details["after"]) == ("", "C0REMOTE0001")
+
+
+def test_a_slack_channel_is_a_channel_id_and_only_staff_set_it(accounts, client_for):
+    for bad in ("#remote-approvals", "c0remote0001", "C0<!here>", "U0REMOTE0001"):
+        response = client_for("sam").patch(f"{URL}222222222222/", {"slack_channel": bad}, format="json")
+        assert response.status_code == 400 and "slack_channel" in response.json()["errors"]
+    refused = client_for("avery").patch(f"{URL}222222222222/", {"slack_channel": "C0REMOTE0001"}, format="json")
+    assert refused.status_code == 403
+    registered = client_for("sam").post(URL, _new_account(slack_channel="G0PRIVATE001"), format="json")
+    assert registered.status_code == 201 and registered.json()["slack_channel"] == "G0PRIVATE001"
+    assert AwsAccount.objects.get(account_id="222222222222").slack_channel == ""
