@@ -239,3 +239,21 @@ def test_the_api_shows_reminders_and_escalation_and_the_expired_state(cast, lead
     assert (remote["escalation_groups"], remote["escalation_users"]) == (["remote-leads"], ["kim"])
     response = admin.patch(f"/api/v1/accounts/{cast.remote.account_id}/", {"expire_pending_after_days": 0}, format="json")
     assert response.status_code == 400
+
+
+def test_the_command_sets_the_waiting_rules(cast, capsys):
+    from django.core.management import call_command
+
+    UserFactory(username="kim")
+    call_command(
+        "set_account_members", "--account-id", cast.remote.account_id, "--remind-after-hours", "6",
+        "--escalate-after-hours", "12", "--escalation-users", "kim", "--expire-after-days", "3",
+    )
+    cast.remote.refresh_from_db()
+    assert (cast.remote.approval_reminder_hours, cast.remote.escalate_after_hours, cast.remote.expire_pending_after_days) == (6, 12, 3)
+    assert list(cast.remote.escalation_users.values_list("username", flat=True)) == ["kim"]
+    event = AuditEvent.objects.get(action="account.members_changed")
+    assert event.details["before"]["approval_reminder_hours"] == 24 and event.details["after"]["approval_reminder_hours"] == 6
+    call_command("set_account_members", "--account-id", cast.remote.account_id, "--escalate-after-hours", "0")
+    cast.remote.refresh_from_db()
+    assert cast.remote.escalate_after_hours is None
