@@ -345,6 +345,9 @@ PROVISIONING_SWEEP_INTERVAL_SECONDS = float(os.environ.get("PROVISIONING_SWEEP_I
 # PROVISIONING_SWEEP_INTERVAL_SECONDS). The requester is reminded this long before a grant expires (once per expiry).
 EXPIRY_REMINDER_BEFORE = timedelta(hours=float(os.environ.get("EXPIRY_REMINDER_BEFORE_HOURS", "72")))
 EXPIRY_REMINDER_INTERVAL_SECONDS = float(os.environ.get("EXPIRY_REMINDER_INTERVAL_SECONDS", "900"))
+# Requests pending approval are reminded, escalated and expired (each
+# account's rules) by a sweep this often.
+PENDING_APPROVAL_SWEEP_INTERVAL_SECONDS = float(os.environ.get("PENDING_APPROVAL_SWEEP_INTERVAL_SECONDS", "600"))
 # Every active grant is compared with AWS this often (about six read calls each).
 DRIFT_CHECK_INTERVAL_SECONDS = float(os.environ.get("DRIFT_CHECK_INTERVAL_SECONDS", "3600"))
 
@@ -378,6 +381,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "audit.verify_and_checkpoint",
         "schedule": AUDIT_CHECKPOINT_INTERVAL_SECONDS,
         "options": {"expires": AUDIT_CHECKPOINT_INTERVAL_SECONDS},
+    },
+    "tend-pending-approvals": {
+        "task": "requests.tend_pending",
+        "schedule": PENDING_APPROVAL_SWEEP_INTERVAL_SECONDS,
+        "options": {"expires": PENDING_APPROVAL_SWEEP_INTERVAL_SECONDS},
     },
 }
 
@@ -549,6 +557,11 @@ WORKER_METRICS_PORT = int(os.environ.get("WORKER_METRICS_PORT", "0"))
 # Off unless a client id is configured; Django accounts keep working either way.
 OIDC_RP_CLIENT_ID = os.environ.get("OIDC_RP_CLIENT_ID", "")
 OIDC_ENABLED = bool(OIDC_RP_CLIENT_ID)
+# Groups from the provider: at each login a user's groups are set from this
+# claim (a list of names; "" turns it off), among the portal's existing groups
+# that hold no Django permission and, when set, start with the prefix.
+OIDC_GROUPS_CLAIM = os.environ.get("OIDC_GROUPS_CLAIM", "groups")
+OIDC_GROUPS_PREFIX = os.environ.get("OIDC_GROUPS_PREFIX", "")
 if OIDC_ENABLED:
     OIDC_RP_CLIENT_SECRET = os.environ.get("OIDC_RP_CLIENT_SECRET", "")
     OIDC_OP_AUTHORIZATION_ENDPOINT = os.environ.get("OIDC_OP_AUTHORIZATION_ENDPOINT", "")

@@ -15,6 +15,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.widgets import FilteredSelectMultiple
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
+from django.contrib.auth.models import Group
 
 from requests_app import permissions, services
 from requests_app.audit import record_event
@@ -28,12 +29,17 @@ from requests_app.validation import (
     NO_EXTERNAL_ID,
     account_setup_errors,
     validate_account_members,
+    validate_waiting_rules,
 )
 
 
 # Set only through the services (account_register, account_members_set,
 # account_external_id_set), never by the model form itself.
-MEMBER_FIELDS = ("approvers", "requesters", "required_approvals")
+MEMBER_FIELDS = (
+    "approvers", "requesters", "approver_groups", "requester_groups", "required_approvals",
+    "approval_reminder_hours", "escalate_after_hours", "escalation_groups", "escalation_users",
+    "expire_pending_after_days",
+)
 
 
 class AwsAccountForm(forms.ModelForm):
@@ -52,7 +58,38 @@ class AwsAccountForm(forms.ModelForm):
         widget=FilteredSelectMultiple("requesters", is_stacked=False),
         help_text="May file requests for this (DataLake) account.",
     )
+    approver_groups = forms.ModelMultipleChoiceField(
+        queryset=Group.objects.order_by("name"),
+        required=False,
+        widget=FilteredSelectMultiple("approver groups", is_stacked=False),
+        help_text="Their members approve as if listed one by one (groups follow the identity provider).",
+    )
+    requester_groups = forms.ModelMultipleChoiceField(
+        queryset=Group.objects.order_by("name"),
+        required=False,
+        widget=FilteredSelectMultiple("requester groups", is_stacked=False),
+        help_text="Their members may file for this (DataLake) account.",
+    )
     required_approvals = forms.IntegerField(min_value=1, max_value=32767, initial=1)
+    approval_reminder_hours = forms.IntegerField(
+        min_value=0, max_value=32767, initial=24, required=False,
+        help_text="Remind the approvers every this many hours a request waits (0 or empty: never).",
+    )
+    escalate_after_hours = forms.IntegerField(
+        min_value=0, max_value=32767, required=False,
+        help_text="Escalate a request still pending after this many hours (0 or empty: never).",
+    )
+    escalation_groups = forms.ModelMultipleChoiceField(
+        queryset=Group.objects.order_by("name"), required=False,
+        help_text="Told when a request is escalated (they gain no right to approve).",
+    )
+    escalation_users = forms.ModelMultipleChoiceField(
+        queryset=get_user_model().objects.filter(is_active=True).order_by("username"), required=False,
+        help_text="Told when a request is escalated (they gain no right to approve).",
+    )
+    expire_pending_after_days = forms.IntegerField(
+        min_value=1, max_value=32767, initial=14, help_text="A request still pending after this many days expires."
+    )
     new_external_id = forms.CharField(
         label="New external id",
         required=False,
@@ -80,6 +117,21 @@ class AwsAccountForm(forms.ModelForm):
             self.fields["approvers"].initial = list(self.instance.approvers.all())
             self.fields["requesters"].initial = list(self.instance.requesters.all())
             self.fields["required_approvals"].initial = self.instance.required_approvals
+            for name in ("approver_groups", "requester_groups", "escalation_groups", "escalation_users"):
+                self.fields[name].initial = list(getattr(self.instance, name).all())
+            for name in ("approval_reminder_hours", "escalate_after_hours", "expire_pending_after_days"):
+                self.fields[name].initial = getattr(self.instance, name)
+
+    def waiting_rules(self) -> dict:
+        """The waiting rules as the services take them (names, 0 for off)."""
+        cleaned = self.cleaned_data
+        return {
+            "approval_reminder_hours": cleaned.get("approval_reminder_hours") or 0,
+            "escalate_after_hours": cleaned.get("escalate_after_hours") or 0,
+            "escalation_groups": [group.name for group in cleaned.get("escalation_groups") or ()],
+            "escalation_users": [user.get_username() for user in cleaned.get("escalation_users") or ()],
+            "expire_pending_after_days": cleaned.get("expire_pending_after_days"),
+        }
 
     def external_id_after(self) -> str | None:
         """The external id to store, "" to remove it, or None to leave it as it is."""
@@ -116,7 +168,10 @@ class AwsAccountForm(forms.ModelForm):
                 approvers=[user.get_username() for user in cleaned.get("approvers") or ()],
                 requesters=[user.get_username() for user in cleaned.get("requesters") or ()],
                 required_approvals=cleaned.get("required_approvals"),
+                approver_groups=[group.name for group in cleaned.get("approver_groups") or ()],
+                requester_groups=[group.name for group in cleaned.get("requester_groups") or ()],
             )
+            validate_waiting_rules(**self.waiting_rules())
         except ValidationFailed as error:
             for field, messages in error.errors.items():
                 problems.setdefault(field, []).extend(messages)
@@ -150,7 +205,24 @@ class AwsAccountAdmin(admin.ModelAdmin):
                 )
             },
         ),
-        ("Who decides", {"fields": ("approvers", "requesters", "required_approvals", "allow_secret_shape_check")}),
+        (
+            "Who decides",
+            {
+                "fields": (
+                    "approvers", "approver_groups", "requesters", "requester_groups", "required_approvals",
+                    "allow_secret_shape_check",
+                )
+            },
+        ),
+        (
+            "Nothing waits forever",
+            {
+                "fields": (
+                    "approval_reminder_hours", "escalate_after_hours", "escalation_groups", "escalation_users",
+                    "expire_pending_after_days",
+                )
+            },
+        ),
         ("Slack", {"fields": ("slack_channel",)}),
         (None, {"fields": ("created_at", "updated_at")}),
     )
@@ -199,9 +271,15 @@ class AwsAccountAdmin(admin.ModelAdmin):
             default_region=data["default_region"],
             approvers=[user.get_username() for user in data["approvers"]],
             requesters=[user.get_username() for user in data["requesters"]],
+            approver_groups=[group.name for group in data["approver_groups"]],
+            requester_groups=[group.name for group in data["requester_groups"]],
             required_approvals=data["required_approvals"],
             allow_secret_shape_check=data["allow_secret_shape_check"],
             slack_channel=data.get("slack_channel", ""),
+        )
+        services.account_members_set(
+            actor=request.user, source_ip=request.META.get("REMOTE_ADDR"), account_id=account.account_id,
+            **form.waiting_rules(),
         )
         # The admin goes on (its log entry, its redirect) with the registered row.
         vars(obj).update(vars(account))
@@ -231,7 +309,10 @@ class AwsAccountAdmin(admin.ModelAdmin):
             account_id=account.account_id,
             approvers=[user.get_username() for user in data["approvers"]],
             requesters=[user.get_username() for user in data["requesters"]],
+            approver_groups=[group.name for group in data["approver_groups"]],
+            requester_groups=[group.name for group in data["requester_groups"]],
             required_approvals=data["required_approvals"],
+            **form.waiting_rules(),
         )
         if "slack_channel" in form.changed_data:
             services.account_slack_channel_set(

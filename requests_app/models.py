@@ -48,6 +48,10 @@ class AwsAccount(models.Model):
     default_region = models.CharField(max_length=32, default="eu-west-1")
     approvers = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="approver_for", blank=True)
     requesters = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="requester_for", blank=True)
+    # Groups (kept in step with the identity provider at each SSO login): their
+    # members approve or file for the account as if listed one by one.
+    approver_groups = models.ManyToManyField("auth.Group", related_name="approver_for", blank=True)
+    requester_groups = models.ManyToManyField("auth.Group", related_name="requester_for", blank=True)
     required_approvals = models.PositiveSmallIntegerField(default=1, validators=[MinValueValidator(1)])
     allow_secret_shape_check = models.BooleanField(
         default=False, help_text="Preflight may read the secret once to check its key names (values are never kept)."
@@ -55,6 +59,24 @@ class AwsAccount(models.Model):
     slack_channel = models.CharField(
         max_length=21, blank=True, validators=[slack_channel_validator],
         help_text="Slack channel id where the portal's Slack app asks this (Remote) account's approvers; empty: none.",
+    )
+    # Nothing waits forever: a request pending approval reminds the approvers
+    # every ``approval_reminder_hours``, is escalated (announced to the
+    # escalation groups and users, who gain no right to approve) after
+    # ``escalate_after_hours``, and expires after ``expire_pending_after_days``.
+    approval_reminder_hours = models.PositiveSmallIntegerField(
+        null=True, blank=True, default=24, validators=[MinValueValidator(1)],
+        help_text="Remind the approvers every this many hours a request waits (blank: never).",
+    )
+    escalate_after_hours = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)],
+        help_text="Escalate a request still pending after this many hours (blank: never).",
+    )
+    escalation_groups = models.ManyToManyField("auth.Group", related_name="escalation_for", blank=True)
+    escalation_users = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="escalation_for", blank=True)
+    expire_pending_after_days = models.PositiveSmallIntegerField(
+        default=14, validators=[MinValueValidator(1)],
+        help_text="A request still pending approval after this many days expires.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -64,6 +86,9 @@ class AwsAccount(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(required_approvals__gte=1), name="account_required_approvals_gte_1"),
             models.CheckConstraint(condition=Q(account_id__regex=r"^[0-9]{12}$"), name="account_id_12_digits"),
+            models.CheckConstraint(
+                condition=Q(expire_pending_after_days__gte=1), name="account_expire_pending_after_days_gte_1"
+            ),
         ]
         permissions = [
             (
@@ -89,6 +114,8 @@ class RequestState(models.TextChoices):
     # The worker found, before its first write, that AWS now gives another plan
     # than the approved one: nothing was written, the approvers decide again.
     NEEDS_REAPPROVAL = "needs_reapproval", "Needs re-approval"
+    # Nobody decided within the Remote account's expire_pending_after_days.
+    EXPIRED = "expired", "Expired"
 
 
 # States in which a request holds (or is about to hold) a role name and an
@@ -98,7 +125,9 @@ LIVE_STATES = ("pending_approval", "approved", "provisioning", "active", "failed
 # The lifecycle of DESIGN.md section 3: the only moves a request can make.
 # Services check every change of state against this table.
 ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
-    RequestState.PENDING_APPROVAL: frozenset({RequestState.APPROVED, RequestState.REJECTED, RequestState.CANCELLED}),
+    RequestState.PENDING_APPROVAL: frozenset(
+        {RequestState.APPROVED, RequestState.REJECTED, RequestState.CANCELLED, RequestState.EXPIRED}
+    ),
     RequestState.APPROVED: frozenset({RequestState.PROVISIONING}),
     RequestState.PROVISIONING: frozenset({RequestState.ACTIVE, RequestState.FAILED, RequestState.NEEDS_REAPPROVAL}),
     # Approving the new plan (quorum again) resumes the grant; revoking takes
@@ -112,6 +141,7 @@ ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
     RequestState.REJECTED: frozenset(),
     RequestState.CANCELLED: frozenset(),
     RequestState.REVOKED: frozenset(),
+    RequestState.EXPIRED: frozenset(),
 }
 
 
@@ -168,6 +198,12 @@ class AccessRequest(models.Model):
     # The latest drift check of an active grant (provisioning.drift.DriftReport.to_dict()).
     drift = models.JSONField(default=dict, blank=True)
     drift_checked_at = models.DateTimeField(null=True, blank=True)
+    # While pending approval: how often the approvers were reminded, and when
+    # the request was escalated (and to whom, by name, as then listed).
+    approval_reminders = models.PositiveSmallIntegerField(default=0)
+    approval_reminded_at = models.DateTimeField(null=True, blank=True)
+    escalated_at = models.DateTimeField(null=True, blank=True)
+    escalated_to = models.JSONField(default=list, blank=True)
 
     # API retries: the same key from the same requester gives the same request.
     idempotency_key = models.CharField(max_length=255, blank=True)
@@ -443,6 +479,9 @@ class SsoIdentity(models.Model):
         help_text="Pre-link by e-mail: the first login whose verified e-mail is this one is linked to the user.",
     )
     linked_at = models.DateTimeField(null=True, blank=True, help_text="First single sign-on through this identity.")
+    # The provider's refresh token of the latest login (encrypted at rest, never
+    # shown or logged), so an operator can re-read the groups between logins.
+    refresh_token = EncryptedTextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

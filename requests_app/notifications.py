@@ -32,6 +32,7 @@ from django.core.validators import validate_email
 from django.urls import reverse
 
 from requests_app import visibility
+from requests_app.membership import approvers_of
 from requests_app.models import AccessRequest, Decision, RequestState
 from requests_app.permissions import ADMINISTER_PORTAL, has_remote_drift
 from requests_app.slack import messages as slack_messages
@@ -87,7 +88,7 @@ def _summary(request: AccessRequest) -> str:
 def notify_submitted(request: AccessRequest) -> None:
     """Tell the approvers of the request's Remote account that it awaits them."""
     approvers = _addresses(
-        request.remote_account.approvers.exclude(pk=request.requester_id).filter(is_active=True)
+        approvers_of(request.remote_account_id).exclude(pk=request.requester_id).filter(is_active=True)
     )
     body = "\n".join(
         [
@@ -213,7 +214,7 @@ def notify_extension_requested(extension) -> None:
     """Tell the Remote account's approvers that a grant's requester asks for a later expiry."""
     request = extension.request
     approvers = _addresses(
-        request.remote_account.approvers.exclude(pk=request.requester_id).filter(is_active=True)
+        approvers_of(request.remote_account_id).exclude(pk=request.requester_id).filter(is_active=True)
     )
     lines = [
         f"{_person(extension.requested_by)} asks to keep grant #{request.pk} until "
@@ -244,7 +245,7 @@ def notify_extension_decided(extension) -> None:
 def notify_drift(request: AccessRequest, kinds: list[str]) -> None:
     """Tell the requester and the Remote account's approvers that a grant no longer matches AWS."""
     people = _addresses(
-        [request.requester, *request.remote_account.approvers.filter(is_active=True)]
+        [request.requester, *approvers_of(request.remote_account_id).filter(is_active=True)]
     )
     findings = (request.drift or {}).get("findings", [])
     if has_remote_drift(request.drift):
@@ -273,7 +274,7 @@ def notify_repair_requested(repair) -> None:
     """Tell the Remote account's approvers that a grant's requester asks them to put its statements back."""
     request = repair.request
     approvers = _addresses(
-        request.remote_account.approvers.exclude(pk=request.requester_id).filter(is_active=True)
+        approvers_of(request.remote_account_id).exclude(pk=request.requester_id).filter(is_active=True)
     )
     lines = [
         f"{_person(repair.requested_by)} asks to repair grant #{request.pk}: to put back what drifted in the "
@@ -317,9 +318,12 @@ def notify_account_members_changed(account, *, before: dict, after: dict, change
         return one_line(", ".join(names) or "nobody")
 
     lines = [f"{one_line(changed_by)} changed who decides for {name} ({account.account_id}).", ""]
-    for part, label in (("approvers", "Approvers"), ("requesters", "Requesters")):
-        if before[part] != after[part]:
-            lines.append(f"{label}: {listed(after[part])} (were: {listed(before[part])})")
+    for part, label in (
+        ("approvers", "Approvers"), ("approver_groups", "Approver groups"),
+        ("requesters", "Requesters"), ("requester_groups", "Requester groups"),
+    ):
+        if before.get(part, []) != after.get(part, []):
+            lines.append(f"{label}: {listed(after.get(part, []))} (were: {listed(before.get(part, []))})")
     if before["required_approvals"] != after["required_approvals"]:
         lines.append(
             f"Required approvals: {after['required_approvals']} (was: {before['required_approvals']})"
@@ -348,7 +352,7 @@ def notify_plan_changed(request: AccessRequest, previous_plan: dict, previous_ha
     """Tell the Remote account's approvers that the worker found another plan than they approved,
     with the difference; tell the requester that the grant waits for them."""
     approvers = _addresses(
-        request.remote_account.approvers.exclude(pk=request.requester_id).filter(is_active=True)
+        approvers_of(request.remote_account_id).exclude(pk=request.requester_id).filter(is_active=True)
     )
     body = "\n".join(
         [
@@ -398,3 +402,66 @@ def notify_audit_chain_broken(report) -> None:
     ]
     _mail(f"{SUBJECT_PREFIX} The audit trail does not verify", "\n".join(lines), admins)
     _webhook(f"The audit trail does not verify {where}: {report.reason}")
+
+
+def _waited(request: AccessRequest, now) -> str:
+    hours = int((now - request.created_at).total_seconds() // 3600)
+    return f"{hours // 24} days {hours % 24} hours" if hours >= 24 else f"{hours} hours"
+
+
+def notify_approval_reminder(request: AccessRequest, *, now) -> None:
+    """Remind the Remote account's approvers (not the requester) that a request still waits for them."""
+    approvers = _addresses(
+        approvers_of(request.remote_account_id).exclude(pk=request.requester_id).filter(is_active=True)
+    )
+    body = "\n".join(
+        [
+            f"Reminder {request.approval_reminders}: this request has waited {_waited(request, now)} for a decision.",
+            "",
+            _summary(request),
+            "",
+            f"Review it: {request_url(request)}",
+        ]
+    )
+    _mail(f"{SUBJECT_PREFIX} #{request.pk} still awaits your approval", body, approvers)
+    _webhook(f"Request #{request.pk} has waited {_waited(request, now)} for approval: {request_url(request)}")
+
+
+def notify_escalated(request: AccessRequest, contacts: Iterable, *, now) -> None:
+    """Tell the account's escalation contacts that a request waits too long.
+
+    They may not be able to see the request, so the message names only the
+    request, the account, how long it waited and who decides: no secret, no
+    justification."""
+    approver_names = sorted(user.get_username() for user in approvers_of(request.remote_account_id))
+    account = request.remote_account
+    body = "\n".join(
+        [
+            f"Request #{request.pk} for account {one_line(account.name)} ({account.account_id}) has waited "
+            f"{_waited(request, now)} for its approvers, and is escalated to you.",
+            f"Its approvers: {one_line(', '.join(approver_names) or 'nobody')}.",
+            f"It expires unanswered after {account.expire_pending_after_days} days.",
+            "",
+            f"The request (for its approvers and administrators): {request_url(request)}",
+        ]
+    )
+    _mail(f"{SUBJECT_PREFIX} #{request.pk} escalated: waiting for approval", body, _addresses(contacts))
+    _webhook(
+        f"Request #{request.pk} for account {slack_escape(account.name)} escalated after waiting "
+        f"{_waited(request, now)} for approval"
+    )
+
+
+def notify_pending_expired(request: AccessRequest) -> None:
+    """Tell the requester that nobody decided on their request in time."""
+    days = request.remote_account.expire_pending_after_days
+    body = "\n".join(
+        [
+            f"Nobody decided on your request within {days} days: it expired and grants nothing.",
+            "",
+            _summary(request),
+            "",
+            f"File it again if you still need the access: {request_url(request)}",
+        ]
+    )
+    _mail(f"{SUBJECT_PREFIX} #{request.pk} expired unanswered", body, _addresses([request.requester]))

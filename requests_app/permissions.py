@@ -12,7 +12,10 @@ this request"; whether the request's state still allows it is the services'
 """
 from __future__ import annotations
 
+from django.db.models import Q
+
 from provisioning.drift import REMOTE, finding_account
+from requests_app.membership import accounts_approved_by, accounts_requested_by
 from requests_app.models import AccessRequest, ApiToken, AwsAccount, Decision, RequestState, api_token_in_use
 
 
@@ -31,19 +34,40 @@ def is_portal_admin(user) -> bool:
     return is_active_user(user) and user.has_perm(ADMINISTER_PORTAL)
 
 
+def _group_ids(user) -> frozenset[int]:
+    # Read once per user object (a request's user, a service's actor): pages
+    # that ask about many accounts make one query for the person's groups.
+    cached = getattr(user, "_portal_group_ids", None)
+    if cached is None:
+        cached = frozenset(user.groups.values_list("pk", flat=True))
+        user._portal_group_ids = cached
+    return cached
+
+
 def _listed(user, account: AwsAccount, relation: str) -> bool:
-    manager = getattr(account, relation)
+    """Listed by name in ``relation`` (approvers, requesters) or a member of a
+    group listed in ``<relation minus s>_groups``."""
+    groups = relation[:-1] + "_groups"
     prefetched = getattr(account, "_prefetched_objects_cache", {})
-    if relation in prefetched:
-        return any(member.pk == user.pk for member in prefetched[relation])
-    return manager.filter(pk=user.pk).exists()
+    if relation in prefetched and groups in prefetched:
+        if any(member.pk == user.pk for member in prefetched[relation]):
+            return True
+        listed_groups = {group.pk for group in prefetched[groups]}
+        return bool(listed_groups) and not listed_groups.isdisjoint(_group_ids(user))
+    return (
+        AwsAccount.objects.filter(pk=account.pk)
+        .filter(Q(**{relation: user}) | Q(**{f"{groups}__user": user}))
+        .exists()
+    )
 
 
 def is_approver_for(user, account: AwsAccount) -> bool:
+    """Listed as an approver of ``account``, or in a group listed as its approvers."""
     return is_active_user(user) and _listed(user, account, "approvers")
 
 
 def is_requester_for(user, account: AwsAccount) -> bool:
+    """Listed as a requester of ``account``, or in a group listed as its requesters."""
     return is_active_user(user) and _listed(user, account, "requesters")
 
 
@@ -70,12 +94,12 @@ def can_file_for(user, account: AwsAccount) -> bool:
 
 def can_file(user) -> bool:
     """Whoever some DataLake account lists as requester may file (and check a form) at all."""
-    return is_active_user(user) and user.requester_for.filter(is_datalake=True).exists()
+    return is_active_user(user) and accounts_requested_by(user).filter(is_datalake=True).exists()
 
 
 def approves_for_any(user) -> bool:
-    """Listed as approver of some Remote account: has an approval queue at all."""
-    return is_active_user(user) and user.approver_for.filter(is_remote=True).exists()
+    """Listed as approver of some Remote account (by name or group): has an approval queue at all."""
+    return is_active_user(user) and accounts_approved_by(user).filter(is_remote=True).exists()
 
 
 def can_approve(user, request: AccessRequest) -> bool:

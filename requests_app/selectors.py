@@ -15,7 +15,7 @@ from typing import Any
 from django.db.models import Count, Exists, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 
-from requests_app import permissions
+from requests_app import membership, permissions
 from requests_app.errors import NotFoundForUser
 from requests_app.models import (
     AccessRequest,
@@ -34,7 +34,7 @@ def _approver_accounts(user) -> list[int]:
     """The ids of the accounts ``user`` approves for, read once: as a list of
     ids rather than a subquery, the list queries that use them take Postgres
     a fraction of the time to plan."""
-    return list(AwsAccount.objects.filter(approvers=user).values_list("pk", flat=True))
+    return list(membership.accounts_approved_by(user).values_list("pk", flat=True))
 
 
 def requests_visible_to(*, user) -> QuerySet[AccessRequest]:
@@ -61,9 +61,9 @@ def _current_approvals() -> Coalesce:
             outcome=Decision.Outcome.APPROVE,
             plan_hash=OuterRef("plan_hash"),
             approval_round=OuterRef("approval_round"),
-            # Counted as the approval service counts: only people approving for the account now.
-            approver__approver_for=OuterRef("remote_account"),
         )
+        # Counted as the approval service counts: only people approving for the account now.
+        .filter(membership.approver_q("approver__", OuterRef("remote_account")))
         .order_by()
         .values("request")
         .annotate(n=Count("approver", distinct=True))
@@ -80,7 +80,7 @@ def plan_approvals(request: AccessRequest) -> int:
             outcome=Decision.Outcome.APPROVE,
             plan_hash=request.plan_hash,
             approval_round=request.approval_round,
-            approver__approver_for=request.remote_account_id,
+            approver__in=membership.approvers_of(request.remote_account_id),
         )
         .exclude(approver_id=request.requester_id)
         .order_by()
@@ -148,7 +148,9 @@ def request_detail_for(*, user, request_id: Any) -> AccessRequest:
                     to_attr="pending_repairs",
                 ),
                 "remote_account__approvers",
+                "remote_account__approver_groups",
                 "datalake_account__approvers",
+                "datalake_account__approver_groups",
             )
             .get(pk=request_id)
         )
@@ -203,7 +205,10 @@ def audit_events_visible_to(
         return events.none()
     if not permissions.is_portal_admin(user):
         visible_requests = requests_visible_to(user=user).order_by().values("pk")
-        own_accounts = AwsAccount.objects.filter(Q(approvers=user) | Q(requesters=user)).values("pk")
+        own_accounts = AwsAccount.objects.filter(
+            Q(pk__in=membership.accounts_approved_by(user).values("pk"))
+            | Q(pk__in=membership.accounts_requested_by(user).values("pk"))
+        ).values("pk")
         events = events.filter(
             Q(request__in=visible_requests) | Q(request__isnull=True, account__in=own_accounts)
         )
@@ -242,3 +247,18 @@ def dashboard_counts_for(*, user) -> dict[str, Any]:
         "mine": {state: counts[f"mine__{state}"] or 0 for state in RequestState.values},
         "awaiting_my_approval": _approval_queue(user, accounts).count(),
     }
+
+
+def oldest_pending_by_account(*, user) -> list[AccessRequest]:
+    """For each Remote account ``user`` approves for, its oldest request still
+    waiting for approval (one query after the user's accounts; Postgres'
+    DISTINCT ON), oldest first."""
+    if not permissions.is_active_user(user):
+        return []
+    oldest = (
+        AccessRequest.objects.select_related("requester", "remote_account")
+        .filter(state=RequestState.PENDING_APPROVAL, remote_account__in=_approver_accounts(user))
+        .order_by("remote_account_id", "created_at", "id")
+        .distinct("remote_account_id")
+    )
+    return sorted(oldest, key=lambda request: (request.created_at, request.pk))

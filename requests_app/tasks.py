@@ -15,7 +15,7 @@ from django.conf import settings
 from provisioning.errors import PermanentAwsError, RetryableAwsError
 from requests_app import runner, sweeper
 from requests_app.aws import set_client_factory
-from requests_app.services import audit_chain, drift, expiry
+from requests_app.services import audit_chain, drift, expiry, waiting
 
 logger = logging.getLogger(__name__)
 
@@ -94,3 +94,10 @@ def verify_and_checkpoint() -> bool:
     """Verify the audit events added since the last run and write a checkpoint (run by beat)."""
     report, _ = audit_chain.audit_chain_verify()
     return report.ok
+
+
+@shared_task(name="requests.tend_pending", acks_late=True)
+def tend_pending() -> dict[str, int]:
+    """Remind, escalate and expire requests pending approval, by each account's rules (run by beat)."""
+    outcomes = waiting.pending_approvals_tend()
+    return {outcome: len(ids) for outcome, ids in outcomes.items()}

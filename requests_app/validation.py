@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.utils import timezone
 
 from provisioning import arns, names
@@ -294,12 +295,30 @@ NO_EXTERNAL_ID = (
 )
 
 
-def _members(errors: _Errors, *, is_datalake, approvers, requesters, required_approvals) -> dict[str, Any]:
+def _groups(errors: _Errors, field: str, names) -> list:
+    wanted = []
+    for name in names or ():
+        name = _text(name)
+        if name and name not in wanted:
+            wanted.append(name)
+    found = {group.name: group for group in Group.objects.filter(name__in=wanted)}
+    missing = [name for name in wanted if name not in found]
+    if missing:
+        errors.add(field, f"No group named {', '.join(missing)}.")
+    return [found[name] for name in wanted if name in found]
+
+
+def _members(
+    errors: _Errors, *, is_datalake, approvers, requesters, required_approvals, approver_groups=(), requester_groups=()
+) -> dict[str, Any]:
     # Who approves and files for an account, and how many approvals it needs.
     approver_users = _users(errors, "approvers", approvers)
     requester_users = _users(errors, "requesters", requesters)
-    if requester_users and not is_datalake:
-        errors.add("requesters", "Requesters file for DataLake accounts; this account is not one.")
+    approver_group_rows = _groups(errors, "approver_groups", approver_groups)
+    requester_group_rows = _groups(errors, "requester_groups", requester_groups)
+    if (requester_users or requester_group_rows) and not is_datalake:
+        field = "requesters" if requester_users else "requester_groups"
+        errors.add(field, "Requesters file for DataLake accounts; this account is not one.")
     try:
         required = int(required_approvals)
     except (TypeError, ValueError):
@@ -310,22 +329,81 @@ def _members(errors: _Errors, *, is_datalake, approvers, requesters, required_ap
             errors.add("required_approvals", "Must be at least 1.")
         elif required > 32767:
             errors.add("required_approvals", "Must be at most 32767.")
-        elif approver_users and required > len(approver_users):
+        # Groups fill from the identity provider at each login: who is in them
+        # today says little about who approves tomorrow, so only a list of
+        # people alone is checked against the quorum.
+        elif approver_users and not approver_group_rows and required > len(approver_users):
             errors.add(
                 "required_approvals",
                 f"{required} approvals are required but only {len(approver_users)} approvers are listed: "
                 "no request could ever be approved.",
             )
-    return {"approvers": approver_users, "requesters": requester_users, "required_approvals": required}
+    return {
+        "approvers": approver_users,
+        "requesters": requester_users,
+        "approver_groups": approver_group_rows,
+        "requester_groups": requester_group_rows,
+        "required_approvals": required,
+    }
 
 
-def validate_account_members(*, is_datalake: bool, approvers, requesters, required_approvals: Any) -> dict[str, Any]:
-    """Check an account's new approvers, requesters (usernames) and required
-    approvals; return them cleaned (users as rows). Raises ValidationFailed."""
+
+def _hours_or_off(errors: _Errors, field: str, value: Any) -> int | None:
+    # 0 or None: off.
+    if value in (None, "", 0, "0"):
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        errors.add(field, "Must be a whole number of hours (0 for never).")
+        return None
+    if not 0 <= number <= 32767:
+        errors.add(field, "Must be between 0 (never) and 32767 hours.")
+        return None
+    return number or None
+
+
+def validate_waiting_rules(
+    *, approval_reminder_hours: Any, escalate_after_hours: Any, escalation_groups, escalation_users,
+    expire_pending_after_days: Any,
+) -> dict[str, Any]:
+    """Check how long a request of the account may wait: reminders, escalation
+    (to groups and/or people), expiry. Returns them cleaned (rows for the groups
+    and people). Raises ValidationFailed."""
+    errors = _Errors()
+    remind = _hours_or_off(errors, "approval_reminder_hours", approval_reminder_hours)
+    escalate = _hours_or_off(errors, "escalate_after_hours", escalate_after_hours)
+    groups = _groups(errors, "escalation_groups", escalation_groups)
+    users = _users(errors, "escalation_users", escalation_users)
+    if escalate and not (groups or users):
+        errors.add("escalate_after_hours", "Name the groups or people a request is escalated to.")
+    try:
+        days = int(expire_pending_after_days)
+    except (TypeError, ValueError):
+        days = None
+    if days is None or not 1 <= days <= 32767:
+        errors.add("expire_pending_after_days", "Must be a whole number of days, at least 1.")
+    if errors.by_field:
+        raise ValidationFailed(errors.by_field)
+    return {
+        "approval_reminder_hours": remind,
+        "escalate_after_hours": escalate,
+        "escalation_groups": groups,
+        "escalation_users": users,
+        "expire_pending_after_days": days,
+    }
+
+
+def validate_account_members(
+    *, is_datalake: bool, approvers, requesters, required_approvals: Any, approver_groups=(), requester_groups=()
+) -> dict[str, Any]:
+    """Check an account's new approvers, requesters (usernames), approver and
+    requester groups (group names) and required approvals; return them cleaned
+    (users and groups as rows). Raises ValidationFailed."""
     errors = _Errors()
     cleaned = _members(
         errors, is_datalake=is_datalake, approvers=approvers, requesters=requesters,
-        required_approvals=required_approvals,
+        required_approvals=required_approvals, approver_groups=approver_groups, requester_groups=requester_groups,
     )
     if errors.by_field:
         raise ValidationFailed(errors.by_field)
@@ -345,6 +423,8 @@ def validate_account_input(
     approvers=(),
     requesters=(),
     required_approvals: Any = 1,
+    approver_groups=(),
+    requester_groups=(),
 ) -> dict[str, Any]:
     """Check a new account's fields; return the cleaned values (approvers and
     requesters as user rows). Raises ValidationFailed with every broken field.
@@ -367,7 +447,7 @@ def validate_account_input(
         errors.add("name", f"Must be at most {ACCOUNT_NAME_MAX} characters.")
     members = _members(
         errors, is_datalake=is_datalake, approvers=approvers, requesters=requesters,
-        required_approvals=required_approvals,
+        required_approvals=required_approvals, approver_groups=approver_groups, requester_groups=requester_groups,
     )
     if errors.by_field:
         raise ValidationFailed(errors.by_field)

@@ -17,6 +17,7 @@ from typing import Any
 
 from provisioning.diagnoses import get_diagnosis
 from requests_app import permissions
+from requests_app.membership import accounts_approved_by
 from requests_app.models import AccessRequest, AuditEvent, ProvisioningStep
 
 # Plain enough to stand in a JSON document, a YAML template and a shell command alike.
@@ -185,4 +186,4 @@ def document_accounts_of(user) -> frozenset[int] | None:
         return None
     if not permissions.is_active_user(user):
         return frozenset()
-    return frozenset(user.approver_for.values_list("pk", flat=True))
+    return frozenset(accounts_approved_by(user).values_list("pk", flat=True))

@@ -7,6 +7,7 @@ so the API and the pages refuse the same things with the same words.
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -24,6 +25,13 @@ def _max_length(model, field: str) -> int:
 
 
 USERNAME_MAX_LENGTH = get_user_model()._meta.get_field(get_user_model().USERNAME_FIELD).max_length
+GROUP_NAME_MAX_LENGTH = Group._meta.get_field("name").max_length
+
+
+def _names(what: str, max_length: int, **kwargs) -> serializers.ListField:
+    return serializers.ListField(
+        child=serializers.CharField(max_length=max_length), max_length=500, help_text=what, **kwargs
+    )
 
 
 # --- shared pieces -----------------------------------------------------------
@@ -98,6 +106,10 @@ def _diagnosis(code: str) -> dict | None:
 class AccountSerializer(serializers.ModelSerializer):
     approvers = serializers.SlugRelatedField(slug_field="username", many=True, read_only=True)
     requesters = serializers.SlugRelatedField(slug_field="username", many=True, read_only=True)
+    approver_groups = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
+    requester_groups = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
+    escalation_groups = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
+    escalation_users = serializers.SlugRelatedField(slug_field="username", many=True, read_only=True)
     has_external_id = serializers.SerializerMethodField(
         help_text="Whether the workers pass an ExternalId when they assume the provisioner role (the value is not shown)."
     )
@@ -114,7 +126,14 @@ class AccountSerializer(serializers.ModelSerializer):
             "default_region",
             "approvers",
             "requesters",
+            "approver_groups",
+            "requester_groups",
             "required_approvals",
+            "approval_reminder_hours",
+            "escalate_after_hours",
+            "escalation_groups",
+            "escalation_users",
+            "expire_pending_after_days",
             "allow_secret_shape_check",
             "slack_channel",
             "created_at",
@@ -185,6 +204,14 @@ class AccountRegisterSerializer(serializers.Serializer):
         max_length=500,
         help_text="Usernames of the people who may file requests for this (DataLake) account.",
     )
+    approver_groups = _names(
+        "Names of groups whose members approve for this (Remote) account.", GROUP_NAME_MAX_LENGTH,
+        required=False, default=list,
+    )
+    requester_groups = _names(
+        "Names of groups whose members may file for this (DataLake) account.", GROUP_NAME_MAX_LENGTH,
+        required=False, default=list,
+    )
     required_approvals = serializers.IntegerField(
         min_value=1, max_value=32767, required=False, default=1, help_text="Distinct approvals a request needs."
     )
@@ -210,10 +237,38 @@ class AccountMembersSerializer(serializers.Serializer):
         max_length=500,
         help_text="Usernames: the account's requesters from now on (replaces the list).",
     )
+    approver_groups = _names(
+        "Group names: the account's approver groups from now on (replaces the list).", GROUP_NAME_MAX_LENGTH,
+        required=False,
+    )
+    requester_groups = _names(
+        "Group names: the account's requester groups from now on (replaces the list).", GROUP_NAME_MAX_LENGTH,
+        required=False,
+    )
     required_approvals = serializers.IntegerField(
         min_value=1, max_value=32767, required=False, help_text="Distinct approvals a request needs."
     )
     slack_channel = _slack_channel_field()
+    approval_reminder_hours = serializers.IntegerField(
+        min_value=0, max_value=32767, required=False,
+        help_text="Remind the approvers every this many hours a request waits (0: never).",
+    )
+    escalate_after_hours = serializers.IntegerField(
+        min_value=0, max_value=32767, required=False,
+        help_text="Escalate a request still pending after this many hours (0: never).",
+    )
+    escalation_groups = _names(
+        "Group names a pending request is escalated to (told; they gain no right to approve).",
+        GROUP_NAME_MAX_LENGTH, required=False,
+    )
+    escalation_users = _names(
+        "Usernames a pending request is escalated to (told; they gain no right to approve).",
+        USERNAME_MAX_LENGTH, required=False,
+    )
+    expire_pending_after_days = serializers.IntegerField(
+        min_value=1, max_value=32767, required=False,
+        help_text="A request still pending approval after this many days expires.",
+    )
 
 
 # --- requests ----------------------------------------------------------------
@@ -369,6 +424,16 @@ class RequestSummarySerializer(serializers.ModelSerializer):
     requester = serializers.SlugRelatedField(slug_field="username", read_only=True)
     datalake_account = serializers.SlugRelatedField(slug_field="account_id", read_only=True)
     remote_account = serializers.SlugRelatedField(slug_field="account_id", read_only=True)
+    approval_reminders = serializers.IntegerField(
+        read_only=True, help_text="How many times the approvers were reminded while it waited for them."
+    )
+    escalated_at = serializers.DateTimeField(
+        read_only=True, allow_null=True, help_text="When it was escalated for waiting too long (null: not escalated)."
+    )
+    escalated_to = serializers.ListField(
+        child=serializers.CharField(), read_only=True,
+        help_text='Who it was escalated to ("group <name>" or a username), as the account listed them then.',
+    )
 
     class Meta:
         model = AccessRequest
@@ -388,6 +453,9 @@ class RequestSummarySerializer(serializers.ModelSerializer):
             "preflight_status",
             "diagnosis",
             "expires_at",
+            "approval_reminders",
+            "escalated_at",
+            "escalated_to",
             "created_at",
             "updated_at",
         ]

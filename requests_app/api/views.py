@@ -21,6 +21,7 @@ from requests_app import permissions, selectors, services, visibility
 from requests_app.actions import ACTIONS, RequestAction, action_arguments
 from requests_app.api import serializers as s
 from requests_app.api.filters import MAX_ID, AuditEventFilterSerializer, RequestFilterSerializer
+from requests_app.membership import ACCOUNT_PREFETCH
 from requests_app.models import AwsAccount
 from requests_app.pagination import NewestFirstCursorPagination, StrictPageNumberPagination
 
@@ -91,7 +92,7 @@ class AccountListView(APIView):
         responses={200: s.AccountSerializer(many=True), 401: ERROR_401},
     )
     def get(self, request):
-        accounts = AwsAccount.objects.prefetch_related("approvers", "requesters").order_by("name", "id")
+        accounts = AwsAccount.objects.prefetch_related(*ACCOUNT_PREFETCH).order_by("name", "id")
         return Response(s.AccountSerializer(accounts, many=True).data)
 
     @extend_schema(
@@ -106,7 +107,7 @@ class AccountListView(APIView):
         body = s.AccountRegisterSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         account = services.account_register(actor=request.user, source_ip=_source_ip(request), **body.validated_data)
-        account = AwsAccount.objects.prefetch_related("approvers", "requesters").get(pk=account.pk)
+        account = AwsAccount.objects.prefetch_related(*ACCOUNT_PREFETCH).get(pk=account.pk)
         return Response(s.AccountSerializer(account).data, status=status.HTTP_201_CREATED)
 
 
@@ -122,7 +123,7 @@ _ACCOUNT_ID_RE = re.compile(r"[0-9]{12}")
 class AccountDetailView(APIView):
     @extend_schema(
         operation_id="accounts_members_set",
-        summary="Change an account's approvers, requesters, required approvals or Slack channel (portal administrators)",
+        summary="Change an account's approvers, requesters, groups, required approvals, waiting rules or Slack channel (portal administrators)",
         description=(
             "Each field given replaces the current value; the change is audited with before and after, and "
             "the account's approvers (before and after) are notified."
@@ -155,7 +156,7 @@ class AccountDetailView(APIView):
             services.account_slack_channel_set(
                 actor=request.user, account_id=account_id, source_ip=_source_ip(request), slack_channel=slack_channel
             )
-        account = AwsAccount.objects.prefetch_related("approvers", "requesters").get(account_id=account_id)
+        account = AwsAccount.objects.prefetch_related(*ACCOUNT_PREFETCH).get(account_id=account_id)
         return Response(s.AccountSerializer(account).data)
 
 

@@ -18,6 +18,7 @@ from requests_app.validation import (
     NO_EXTERNAL_ID,
     validate_account_input,
     validate_account_members,
+    validate_waiting_rules,
 )
 
 
@@ -35,13 +36,16 @@ def account_register(
     approvers=(),
     requesters=(),
     required_approvals: int = 1,
+    approver_groups=(),
+    requester_groups=(),
     allow_secret_shape_check: bool = False,
     slack_channel: str = "",
     source_ip: str | None = None,
     actor_label: str | None = None,
 ) -> AwsAccount:
     """Register an account with its provisioner role, approvers and requesters
-    (given as usernames), and optionally the Slack channel its approvers are asked in.
+    (given as usernames), approver and requester groups (group names), and optionally the
+    Slack channel its approvers are asked in.
 
     ``actor`` is the portal administrator doing it; None means an operator at
     the server's console (a management command), named by ``actor_label``.
@@ -54,6 +58,7 @@ def account_register(
         provisioner_role_arn=provisioner_role_arn, external_id=external_id,
         external_id_required=external_id_required, default_region=default_region,
         approvers=approvers, requesters=requesters, required_approvals=required_approvals,
+        approver_groups=approver_groups, requester_groups=requester_groups,
     )
     approver_users = cleaned.pop("approvers")
     requester_users = cleaned.pop("requesters")
@@ -63,6 +68,7 @@ def account_register(
             slack_channel_validator(slack_channel)
         except ValidationError as error:
             raise ValidationFailed({"slack_channel": list(error.messages)}) from None
+    group_rows = {"approver_groups": cleaned.pop("approver_groups"), "requester_groups": cleaned.pop("requester_groups")}
     try:
         with transaction.atomic():
             account = AwsAccount.objects.create(
@@ -70,6 +76,8 @@ def account_register(
             )
             account.approvers.set(approver_users)
             account.requesters.set(requester_users)
+            account.approver_groups.set(group_rows["approver_groups"])
+            account.requester_groups.set(group_rows["requester_groups"])
             details = {key: value for key, value in cleaned.items() if key != "external_id"}
             record_event(
                 action="account.registered",
@@ -85,6 +93,7 @@ def account_register(
                     "slack_channel": account.slack_channel,
                     "approvers": [user.get_username() for user in approver_users],
                     "requesters": [user.get_username() for user in requester_users],
+                    **{part: [group.name for group in rows] for part, rows in group_rows.items()},
                 },
             )
     except IntegrityError:
@@ -96,7 +105,22 @@ def _members(account: AwsAccount) -> dict:
     return {
         "approvers": sorted(user.get_username() for user in account.approvers.all()),
         "requesters": sorted(user.get_username() for user in account.requesters.all()),
+        "approver_groups": sorted(group.name for group in account.approver_groups.all()),
+        "requester_groups": sorted(group.name for group in account.requester_groups.all()),
         "required_approvals": account.required_approvals,
+    }
+
+
+WAITING_FIELDS = ("approval_reminder_hours", "escalate_after_hours", "expire_pending_after_days")
+
+
+def _waiting_rules(account: AwsAccount) -> dict:
+    return {
+        "approval_reminder_hours": account.approval_reminder_hours,
+        "escalate_after_hours": account.escalate_after_hours,
+        "escalation_groups": sorted(group.name for group in account.escalation_groups.all()),
+        "escalation_users": sorted(user.get_username() for user in account.escalation_users.all()),
+        "expire_pending_after_days": account.expire_pending_after_days,
     }
 
 
@@ -114,11 +138,23 @@ def account_members_set(
     approvers=None,
     requesters=None,
     required_approvals: int | None = None,
+    approver_groups=None,
+    requester_groups=None,
+    approval_reminder_hours=None,
+    escalate_after_hours=None,
+    escalation_groups=None,
+    escalation_users=None,
+    expire_pending_after_days=None,
     source_ip: str | None = None,
     actor_label: str | None = None,
 ) -> AwsAccount:
-    """Replace an account's approvers and/or requesters (usernames) and/or its
-    required approvals; None leaves that part as it is.
+    """Replace an account's approvers and/or requesters (usernames), approver
+    and/or requester groups (group names), its required approvals and/or how
+    long its requests may wait (remind the approvers every
+    ``approval_reminder_hours``, escalate to ``escalation_groups`` and
+    ``escalation_users`` after ``escalate_after_hours`` -- 0 switches either
+    off -- and expire after ``expire_pending_after_days``); None leaves that
+    part as it is.
 
     The one way these change, from the admin, the API and the command line:
     audited with before and after, and the account's approvers (those before
@@ -129,25 +165,45 @@ def account_members_set(
         raise NotAllowed("Only portal administrators may change an account's approvers, requesters and rules.")
     with transaction.atomic():
         account = _locked_account(account_id)
-        before = _members(account)
+        before = {**_members(account), **_waiting_rules(account)}
         cleaned = validate_account_members(
             is_datalake=account.is_datalake,
             approvers=before["approvers"] if approvers is None else approvers,
             requesters=before["requesters"] if requesters is None else requesters,
             required_approvals=before["required_approvals"] if required_approvals is None else required_approvals,
+            approver_groups=before["approver_groups"] if approver_groups is None else approver_groups,
+            requester_groups=before["requester_groups"] if requester_groups is None else requester_groups,
         )
         after = {
             "approvers": sorted(user.get_username() for user in cleaned["approvers"]),
             "requesters": sorted(user.get_username() for user in cleaned["requesters"]),
+            "approver_groups": sorted(group.name for group in cleaned["approver_groups"]),
+            "requester_groups": sorted(group.name for group in cleaned["requester_groups"]),
             "required_approvals": cleaned["required_approvals"],
         }
+        given = {
+            "approval_reminder_hours": approval_reminder_hours,
+            "escalate_after_hours": escalate_after_hours,
+            "escalation_groups": escalation_groups,
+            "escalation_users": escalation_users,
+            "expire_pending_after_days": expire_pending_after_days,
+        }
+        rules = validate_waiting_rules(**{part: before[part] if value is None else value for part, value in given.items()})
+        after.update({part: rules[part] for part in WAITING_FIELDS})
+        after["escalation_groups"] = sorted(group.name for group in rules["escalation_groups"])
+        after["escalation_users"] = sorted(user.get_username() for user in rules["escalation_users"])
         if after == before:
             return account
         account.approvers.set(cleaned["approvers"])
         account.requesters.set(cleaned["requesters"])
-        if after["required_approvals"] != before["required_approvals"]:
-            account.required_approvals = after["required_approvals"]
-            account.save(update_fields=["required_approvals", "updated_at"])
+        account.approver_groups.set(cleaned["approver_groups"])
+        account.requester_groups.set(cleaned["requester_groups"])
+        account.escalation_groups.set(rules["escalation_groups"])
+        account.escalation_users.set(rules["escalation_users"])
+        account.required_approvals = after["required_approvals"]
+        for field in WAITING_FIELDS:
+            setattr(account, field, after[field])
+        account.save(update_fields=["required_approvals", *WAITING_FIELDS, "updated_at"])
         event = record_event(
             action="account.members_changed",
             actor=actor,

@@ -11,7 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from provisioning.diagnoses import get_diagnosis
-from requests_app import notifications, permissions, workflow
+from requests_app import membership, notifications, permissions, workflow
 from requests_app.audit import record_event
 from requests_app.errors import InvalidTransition, NotAllowed, PlanChanged, ValidationFailed
 from requests_app.models import AccessRequest, Decision, RequestState
@@ -74,7 +74,7 @@ def _current_approvals(request: AccessRequest) -> int:
             outcome=Decision.Outcome.APPROVE,
             plan_hash=request.plan_hash,
             approval_round=request.approval_round,
-            approver__in=request.remote_account.approvers.all(),
+            approver__in=membership.approvers_of(request.remote_account_id),
         )
         .order_by()
         .values("approver_id")

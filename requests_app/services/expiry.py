@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from requests_app import notifications, permissions
+from requests_app import membership, notifications, permissions
 from requests_app.audit import record_event
 from requests_app.errors import InvalidTransition, NotAllowed, ValidationFailed
 from requests_app.models import AccessRequest, ExpiryExtension, RequestState
@@ -154,7 +154,7 @@ def _decidable_extension(*, request_id, user, verb: str) -> tuple[AccessRequest,
 def _current_approvals(request: AccessRequest, extension: ExpiryExtension) -> int:
     # As for approvals: only people who are approvers now count.
     return (
-        extension.approved_by.filter(pk__in=request.remote_account.approvers.values("pk"))
+        extension.approved_by.filter(pk__in=membership.approvers_of(request.remote_account_id).values("pk"))
         .exclude(pk=request.requester_id)
         .count()
     )

@@ -37,7 +37,7 @@ from provisioning.drift import (
     SECRET_STATEMENT_MISSING,
     finding_account,
 )
-from requests_app import notifications, permissions, workflow
+from requests_app import membership, notifications, permissions, workflow
 from requests_app.audit import record_event
 from requests_app.errors import InvalidTransition, NotAllowed, ValidationFailed
 from requests_app.models import AccessRequest, RepairRequest, RequestState
@@ -134,7 +134,7 @@ def _audit_repair(action: str, request: AccessRequest, repair: RepairRequest, *,
 def _current_approvals(request: AccessRequest, repair: RepairRequest) -> int:
     # As for approvals: only people who are approvers now count, never the requester.
     return (
-        repair.approved_by.filter(pk__in=request.remote_account.approvers.values("pk"))
+        repair.approved_by.filter(pk__in=membership.approvers_of(request.remote_account_id).values("pk"))
         .exclude(pk=request.requester_id)
         .count()
     )

@@ -28,6 +28,7 @@ from requests_app import permissions
 from requests_app.audit import record_event
 from requests_app.errors import NotAllowed, SsoLoginRefused, ValidationFailed
 from requests_app.models import SsoIdentity
+from requests_app.services.sso_groups import sso_groups_apply, sso_refresh_token_store
 
 logger = logging.getLogger(__name__)
 
@@ -95,21 +96,39 @@ def _active(user, *, issuer: str, subject: str):
     return user
 
 
-def sso_login(*, issuer: str, subject: str, claims: dict, source_ip: str | None = None):
+def sso_login(
+    *, issuer: str, subject: str, claims: dict, source_ip: str | None = None, refresh_token: str = ""
+):
     """The portal user the provider's identity ``(issuer, subject)`` signs in as,
-    linking it at its first login. ``claims`` are the provider's user info."""
+    linking it at its first login. ``claims`` are the provider's user info
+    (with the groups claim: see ``sso_groups``); ``refresh_token`` is kept so
+    an operator can re-read the groups between logins."""
     if not issuer or not subject:
         raise SsoLoginRefused("The single sign-on provider did not say who you are.", reason="no_subject")
     try:
         with transaction.atomic():
-            return _linked_user(issuer=issuer, subject=subject, claims=claims, source_ip=source_ip)
+            user = _linked_user(issuer=issuer, subject=subject, claims=claims, source_ip=source_ip)
+            _after_login(user, issuer=issuer, subject=subject, claims=claims, source_ip=source_ip,
+                         refresh_token=refresh_token)
+            return user
     except IntegrityError:
         # Two first logins of one identity at once: the other one linked it.
         identity = SsoIdentity.objects.select_related("user").filter(issuer=issuer, subject=subject).first()
         if identity is None:
             _refuse("Single sign-on could not link your identity; try again. " + ASK_AN_ADMINISTRATOR,
                     reason="conflict", issuer=issuer, subject=subject)
-        return _active(identity.user, issuer=issuer, subject=subject)
+        user = _active(identity.user, issuer=issuer, subject=subject)
+        with transaction.atomic():
+            _after_login(user, issuer=issuer, subject=subject, claims=claims, source_ip=source_ip,
+                         refresh_token=refresh_token)
+        return user
+
+
+def _after_login(user, *, issuer: str, subject: str, claims: dict, source_ip: str | None, refresh_token: str) -> None:
+    # The roles that come with the provider's groups follow it at every login.
+    sso_groups_apply(user=user, claims=claims, via="login", source_ip=source_ip)
+    identity = SsoIdentity.objects.select_for_update().get(issuer=issuer, subject=subject)
+    sso_refresh_token_store(identity=identity, refresh_token=refresh_token)
 
 
 def _linked_user(*, issuer: str, subject: str, claims: dict, source_ip: str | None):

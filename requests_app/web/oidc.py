@@ -33,6 +33,12 @@ def _refused(reason: str) -> SsoLoginRefused:
 
 
 class PortalOIDCBackend(OIDCAuthenticationBackend):
+    def get_token(self, payload):
+        token_info = super().get_token(payload)
+        # Kept (encrypted) with the identity, for an operator's re-sync of its groups.
+        self._refresh_token = token_info.get("refresh_token") or ""
+        return token_info
+
     def get_or_create_user(self, access_token, id_token, payload):
         try:
             issuer, subject = self._identity(payload)
@@ -40,8 +46,13 @@ class PortalOIDCBackend(OIDCAuthenticationBackend):
             if claims.get("sub") != subject:
                 # OpenID Connect Core 5.3.2: the user info is about the id token's subject, or is not used.
                 raise _refused("userinfo_subject_mismatch")
+            groups_claim = getattr(settings, "OIDC_GROUPS_CLAIM", "groups")
+            if groups_claim and groups_claim not in claims and groups_claim in payload:
+                # Some providers put the groups in the (verified) id token only.
+                claims = {**claims, groups_claim: payload[groups_claim]}
             return services.sso_login(
-                issuer=issuer, subject=subject, claims=claims, source_ip=self.request.META.get("REMOTE_ADDR") or None
+                issuer=issuer, subject=subject, claims=claims, source_ip=self.request.META.get("REMOTE_ADDR") or None,
+                refresh_token=getattr(self, "_refresh_token", ""),
             )
         except SsoLoginRefused as refusal:
             setattr(self.request, _REFUSAL_ATTRIBUTE, refusal.message)
@@ -64,3 +75,34 @@ class PortalOIDCCallbackView(OIDCAuthenticationCallbackView):
     def login_failure(self):
         messages.error(self.request, getattr(self.request, _REFUSAL_ATTRIBUTE, None) or NOT_SIGNED_IN)
         return super().login_failure()
+
+
+class GroupsResyncUnavailable(Exception):
+    """The provider cannot be asked now; the groups follow at the next login."""
+
+
+def userinfo_by_refresh_token(refresh_token: str) -> tuple[dict, str]:
+    """The provider's current user info for the holder of ``refresh_token``,
+    and the refresh token to keep (providers may rotate it). Raises
+    GroupsResyncUnavailable when there is none or the provider refuses it."""
+    if not refresh_token:
+        raise GroupsResyncUnavailable("no refresh token is stored (the provider gave none at the last login)")
+    backend = PortalOIDCBackend()
+    try:
+        token_info = backend.get_token(
+            {
+                "client_id": backend.OIDC_RP_CLIENT_ID,
+                "client_secret": backend.OIDC_RP_CLIENT_SECRET,
+                "grant_type": "refresh_token",
+                "refresh_token": refresh_token,
+            }
+        )
+        access_token = token_info.get("access_token")
+        if not access_token:
+            raise GroupsResyncUnavailable("the provider gave no access token for the stored refresh token")
+        claims = backend.get_userinfo(access_token, None, None)
+    except GroupsResyncUnavailable:
+        raise
+    except Exception as error:  # HTTP errors, refused or expired tokens: say which, never the token
+        raise GroupsResyncUnavailable(f"the provider refused the stored refresh token ({type(error).__name__})") from None
+    return claims, token_info.get("refresh_token") or refresh_token

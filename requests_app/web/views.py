@@ -20,6 +20,7 @@ from rest_framework.exceptions import ValidationError as BodyInvalid
 from requests_app import selectors, services, visibility
 from requests_app.actions import ACTIONS, action_arguments, offered_actions
 from requests_app.errors import DomainError, NotAllowed, NotFoundForUser, PlanChanged, ValidationFailed
+from requests_app.membership import ACCOUNT_PREFETCH, accounts_requested_by
 from requests_app.models import AccessRequest, AwsAccount, RequestState
 from requests_app.pagination import cursor_page
 from requests_app.permissions import allowed_actions, approves_for_any, can_file, can_see_remote_documents
@@ -73,6 +74,7 @@ def dashboard(request):
             "approves": approves,
             "files": files,
             "shows_mine": files or my_requests.paginator.count > 0,
+            "oldest_pending": selectors.oldest_pending_by_account(user=request.user) if approves else [],
         },
     )
 
@@ -99,7 +101,7 @@ def request_list(request):
 def _request_form(request, data=None) -> AccessRequestForm:
     return AccessRequestForm(
         data,
-        datalake_accounts=request.user.requester_for.filter(is_datalake=True).order_by("name"),
+        datalake_accounts=accounts_requested_by(request.user).filter(is_datalake=True).order_by("name"),
         validate_url=reverse("web:request_validate"),
     )
 
@@ -292,7 +294,8 @@ def approval_queue(request):
     # The permission functions read these relations from the prefetch cache, so the
     # buttons of every row cost no query.
     queue = selectors.approval_queue_for(user=request.user).prefetch_related(
-        "remote_account__approvers", "datalake_account__approvers", "decisions"
+        "remote_account__approvers", "remote_account__approver_groups",
+        "datalake_account__approvers", "datalake_account__approver_groups", "decisions",
     )
     page = _page(request, queue)
     rows = [(item, allowed_actions(request.user, item)) for item in page]
@@ -331,5 +334,5 @@ def audit_export(request, fmt: str):
 @login_required
 @require_GET
 def account_list(request):
-    accounts = AwsAccount.objects.prefetch_related("approvers", "requesters").order_by("name")
+    accounts = AwsAccount.objects.prefetch_related(*ACCOUNT_PREFETCH).order_by("name")
     return render(request, "web/accounts.html", {"page": _page(request, accounts, 50)})

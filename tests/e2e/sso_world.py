@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import requests
+from django.conf import settings as django_settings
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -147,6 +148,9 @@ def start_sso_world(tmp: Path, *, broker_url: str) -> SsoWorld:
             "OIDC_OP_TOKEN_ENDPOINT": f"{issuer}/token/",
             "OIDC_OP_USER_ENDPOINT": f"{issuer}/userinfo/",
             "OIDC_OP_JWKS_ENDPOINT": f"{issuer}/.well-known/jwks.json",
+            "OIDC_RP_SCOPES": "openid email profile groups",
+            # The test reads what the portal encrypted (the kept refresh token).
+            "FIELD_ENCRYPTION_KEYS": ",".join(django_settings.FIELD_ENCRYPTION_KEYS),
         },
         tmp / "portal.log",
     )

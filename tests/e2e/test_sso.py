@@ -180,3 +180,63 @@ def test_a_user_with_a_local_password_is_linked_only_to_the_subject_an_administr
     assert signed_in_as(page) == "lee"
     assert links() == [{"user": "lee", "issuer": sso.issuer, "subject": "subject-lee", "via": "expected_subject"}]
     assert users.count() == 2
+
+
+def test_groups_follow_the_provider_at_each_login_and_an_operator_re_syncs_them_between(sso, sign_in, settings):
+    from django.contrib.auth.models import Group
+    from django.core.management import call_command
+
+    from requests_app import permissions
+    from requests_app.errors import NotFoundForUser
+    from requests_app.services import access_request_approve
+    from tests.factories import AccessRequestFactory
+
+    datalake, remote = portal_accounts()
+    approvers = Group.objects.create(name="remote-approvers")
+    Group.objects.create(name="other-team")
+    remote.approver_groups.add(approvers)
+    request = AccessRequestFactory(datalake_account=datalake, remote_account=remote)
+    sso.directory.put("gale", password=IDP_PASSWORD, sub="subject-gale", preferred_username="gale",
+                      groups=["remote-approvers", "not-a-portal-group"])
+
+    page = sign_in("gale")
+    assert signed_in_as(page) == "gale"
+    gale = get_user_model().objects.get(username="gale")
+    assert list(gale.groups.values_list("name", flat=True)) == ["remote-approvers"]
+    assert permissions.can_approve(gale, request)
+    # The approval queue the provider's group opened shows the request.
+    page.goto("/approvals/")
+    assert page.query_selector(f'tr[data-request="{request.pk}"]') is not None
+    events = [event.details for event in AuditEvent.objects.filter(action="sso.groups_changed")]
+    assert events == [{"user": "gale", "added": ["remote-approvers"], "removed": [], "via": "login"}]
+    # The provider's refresh token is kept for a re-sync (encrypted, never shown).
+    assert SsoIdentity.objects.get(subject="subject-gale").refresh_token
+
+    # Moved to another team at the provider: an operator re-syncs now, through
+    # the provider's user info with the kept refresh token.
+    sso.directory.put("gale", password=IDP_PASSWORD, sub="subject-gale", preferred_username="gale",
+                      groups=["other-team"])
+    settings.OIDC_ENABLED = True
+    settings.OIDC_OP_ISSUER = sso.issuer
+    settings.OIDC_RP_CLIENT_ID = "dms-access-portal"
+    settings.OIDC_RP_CLIENT_SECRET = sso.client_secret
+    settings.OIDC_OP_TOKEN_ENDPOINT = f"{sso.issuer}/token/"
+    settings.OIDC_OP_USER_ENDPOINT = f"{sso.issuer}/userinfo/"
+    settings.OIDC_OP_JWKS_ENDPOINT = f"{sso.issuer}/.well-known/jwks.json"
+    settings.OIDC_RP_SIGN_ALGO = "RS256"
+    call_command("sync_sso_groups", "--username", "gale")
+    gale = get_user_model().objects.get(username="gale")
+    assert list(gale.groups.values_list("name", flat=True)) == ["other-team"]
+    assert not permissions.can_approve(gale, request)
+    with pytest.raises(NotFoundForUser):  # she no longer even sees it
+        access_request_approve(request_id=request.pk, user=gale, plan_hash=request.plan_hash)
+    resync = AuditEvent.objects.filter(action="sso.groups_changed").last()
+    assert resync.details == {"user": "gale", "added": ["other-team"], "removed": ["remote-approvers"], "via": "resync"}
+    assert resync.actor_label.startswith("console")
+
+    # Removed from every group at the provider: the next login takes the last one away.
+    sso.directory.put("gale", password=IDP_PASSWORD, sub="subject-gale", preferred_username="gale", groups=[])
+    page = sign_in("gale")
+    assert signed_in_as(page) == "gale"
+    assert not get_user_model().objects.get(username="gale").groups.exists()
+    assert AuditEvent.objects.filter(action="sso.groups_changed").last().details["removed"] == ["other-team"]

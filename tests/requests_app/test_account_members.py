@@ -40,6 +40,12 @@ def api(user) -> APIClient:
 
 # --- the service --------------------------------------------------------------
 
+# What the change left as it was: no groups, the default waiting rules.
+UNCHANGED = {
+    "approver_groups": [], "requester_groups": [], "approval_reminder_hours": 24, "escalate_after_hours": None,
+    "escalation_groups": [], "escalation_users": [], "expire_pending_after_days": 14,
+}
+
 
 def test_a_change_is_audited_with_before_and_after_and_told_to_old_and_new_approvers(
     cast, mailoutbox, django_capture_on_commit_callbacks
@@ -55,8 +61,8 @@ def test_a_change_is_audited_with_before_and_after_and_told_to_old_and_new_appro
     event = AuditEvent.objects.get(action="account.members_changed")
     assert (event.account, event.actor_label, event.source_ip) == (cast.remote, "sam", "10.1.1.1")
     assert event.details == {
-        "before": {"approvers": ["rami", "rhea"], "requesters": [], "required_approvals": 1},
-        "after": {"approvers": ["nina", "rami"], "requesters": [], "required_approvals": 2},
+        "before": {"approvers": ["rami", "rhea"], "requesters": [], "required_approvals": 1, **UNCHANGED},
+        "after": {"approvers": ["nina", "rami"], "requesters": [], "required_approvals": 2, **UNCHANGED},
     }
     (message,) = mailoutbox
     # rhea, who was just removed, hears of it too; so does the newcomer.
@@ -170,6 +176,9 @@ def admin_form(account: AwsAccount, **changes) -> dict:
         "approvers": [user.pk for user in account.approvers.all()],
         "requesters": [user.pk for user in account.requesters.all()],
         "required_approvals": str(account.required_approvals),
+        "approval_reminder_hours": str(account.approval_reminder_hours or ""),
+        "escalate_after_hours": str(account.escalate_after_hours or ""),
+        "expire_pending_after_days": str(account.expire_pending_after_days),
     }
     form.update(changes)
     return {key: value for key, value in form.items() if value != ""}

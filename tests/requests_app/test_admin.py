@@ -67,6 +67,8 @@ def test_an_account_added_in_the_admin_is_checked_and_audited(admin_client, cast
         "provisioner_role_arn": "arn:aws:iam::444444444444:role/portal",
         "default_region": "eu-west-1",
         "required_approvals": "1",
+        "approval_reminder_hours": "24",
+        "expire_pending_after_days": "14",
         "approvers": [cast.approver.pk],
     }
     refused = admin_client.post(url, form)

@@ -91,10 +91,10 @@ def test_detail_answers_the_page_and_its_buttons_in_a_fixed_number_of_queries(
     cast.remote.save()
     request = cast.request()
     access_request_approve(request_id=request.pk, plan_hash=request.plan_hash, user=cast.approver)
-    # Ten: the request, its decisions, steps, events, pending extension and
-    # repair, both accounts' approvers, and the user's permissions
-    # (is_portal_admin: read once per user, not per row).
-    with django_assert_max_num_queries(10):
+    # Twelve: the request, its decisions, steps, events, pending extension and
+    # repair, both accounts' approvers and approver groups, and the user's
+    # permissions (is_portal_admin: read once per user, not per row).
+    with django_assert_max_num_queries(12):
         detail = request_detail_for(user=cast.second_approver, request_id=request.pk)
         actions = permissions.allowed_actions(cast.second_approver, detail)
         decisions = [(d.approver.username, d.outcome) for d in detail.decisions.all()]

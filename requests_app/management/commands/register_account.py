@@ -51,6 +51,14 @@ class Command(BaseCommand):
         parser.add_argument(
             "--requester", dest="requesters", action="append", metavar="USERNAME", help="repeat, or comma-separate"
         )
+        parser.add_argument(
+            "--approver-group", dest="approver_groups", action="append", metavar="GROUP",
+            help="a group whose members approve; repeat, or comma-separate",
+        )
+        parser.add_argument(
+            "--requester-group", dest="requester_groups", action="append", metavar="GROUP",
+            help="a group whose members file; repeat, or comma-separate",
+        )
         parser.add_argument("--required-approvals", type=int, default=1)
         parser.add_argument(
             "--allow-secret-shape-check",
@@ -73,6 +81,8 @@ class Command(BaseCommand):
                 default_region=options["default_region"],
                 approvers=_usernames(options["approvers"]),
                 requesters=_usernames(options["requesters"]),
+                approver_groups=_usernames(options["approver_groups"]),
+                requester_groups=_usernames(options["requester_groups"]),
                 required_approvals=options["required_approvals"],
                 allow_secret_shape_check=options["allow_secret_shape_check"],
             )

@@ -6,8 +6,9 @@ tests.e2e.oidc_provider``). Its people are listed in a JSON directory file
 the tests rewrite between logins::
 
     {"kim": {"password": "...", "claims": {"sub": "...", "preferred_username": "...",
-                                           "email": "...", "email_verified": true}}}
+                                           "email": "...", "email_verified": true,
+                                           "groups": ["remote-approvers"]}}}
 
 so a test can change what the provider says about a person (their name, their
-e-mail, whether it is verified) while the subject stays.
+e-mail, whether it is verified, their groups) while the subject stays.
 """

@@ -28,7 +28,11 @@ class DirectoryBackend(BaseBackend):
 
 
 class DirectoryValidator(OAuth2Validator):
-    """Id token and user info carry the directory's claims, its ``sub`` included."""
+    """Id token and user info carry the directory's claims, its ``sub`` included;
+    ``groups`` (a list of group names) with the ``groups`` scope, as Okta,
+    Keycloak and others send it."""
+
+    oidc_claim_scope = {**OAuth2Validator.oidc_claim_scope, "groups": "groups"}
 
     def get_additional_claims(self, request):
         return dict(_person(request.user.get_username())["claims"])

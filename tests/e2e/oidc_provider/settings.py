@@ -41,7 +41,7 @@ OAUTH2_PROVIDER = {
     "OIDC_RSA_PRIVATE_KEY": Path(os.environ["IDP_RSA_KEY_FILE"]).read_text(),
     "OIDC_ISS_ENDPOINT": os.environ["IDP_ISSUER"],
     "OAUTH2_VALIDATOR_CLASS": "tests.e2e.oidc_provider.directory.DirectoryValidator",
-    "SCOPES": {"openid": "OpenID Connect", "profile": "Profile", "email": "E-mail"},
+    "SCOPES": {"openid": "OpenID Connect", "profile": "Profile", "email": "E-mail", "groups": "Groups"},
     "PKCE_REQUIRED": True,
 }
 LOGGING = {

@@ -26,6 +26,7 @@ from datetime import timedelta
 
 import pytest
 import schemathesis
+from django.contrib.auth.models import Group
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from django.utils import timezone
@@ -52,6 +53,7 @@ DRIFTED = {
 def seeded(portal, accounts, people, client_for, submit_body) -> list[int]:
     accounts["datalake"].requesters.add(people["sam"])
     accounts["remote"].approvers.add(people["sam"])
+    Group.objects.create(name=FUZZ_GROUP)
     riley = client_for("riley")
     ids = []
     for index, secret in enumerate([portal.secret_arn, portal.secret_arn, portal.managed_secret_arn, portal.secret_arn]):
@@ -124,6 +126,17 @@ def _free_name(name: str, taken) -> str:
     return name
 
 
+def _name_groups(body: dict, *, is_datalake) -> None:
+    # Group names must name a group the portal knows; requester groups only a DataLake account has.
+    for field in ("approver_groups", "requester_groups", "escalation_groups"):
+        if field in body:
+            wanted = body[field] and (field != "requester_groups" or is_datalake)
+            body[field] = [FUZZ_GROUP] if wanted else []
+
+
+FUZZ_GROUP = "fuzz-group"
+
+
 def _name_what_exists(case, world) -> None:
     """Point a positive case's references at real, consistent values (see the module docstring)."""
     if case.meta is None or not case.meta.generation.mode.is_positive or not isinstance(case.body, dict):
@@ -149,20 +162,26 @@ def _name_what_exists(case, world) -> None:
         body["provisioner_role_arn"] = f"arn:aws:iam::{body['account_id']}:role/provisioner"
         if not (body.get("is_datalake") or body.get("is_remote")):
             body["is_datalake"] = True
+        if body.get("is_remote") and body.get("external_id_required", True) and not body.get("external_id"):
+            body["external_id"] = "fuzz-external-id"  # a Remote account needs one unless told otherwise
         body["approvers"] = ["avery"] if body.get("approvers") else []
         body["requesters"] = ["riley"] if body.get("requesters") and body.get("is_datalake") else []
         if body["approvers"]:
             body["required_approvals"] = 1
-        if body.get("is_remote") and body.get("external_id_required", True) and not body.get("external_id"):
-            body["external_id"] = "portal-external-id"  # a Remote account names one unless told not to
-    elif case.method.upper() == "PATCH" and case.path == "/api/v1/accounts/{account_id}/":
+        _name_groups(body, is_datalake=body.get("is_datalake"))
+    elif operation == ("PATCH", "/api/v1/accounts/{account_id}/"):
         account = AwsAccount.objects.filter(account_id=(case.path_parameters or {}).get("account_id")).first()
-        if "approvers" in body:
-            body["approvers"] = ["avery", "sam"] if body["approvers"] else []
+        is_datalake = account is not None and account.is_datalake
+        for field, names in (("approvers", ["avery", "sam"]), ("escalation_users", ["avery"])):
+            if field in body:
+                body[field] = names if body[field] else []
         if "requesters" in body:
-            body["requesters"] = ["riley", "sam"] if body["requesters"] and account and account.is_datalake else []
+            body["requesters"] = ["riley", "sam"] if body["requesters"] and is_datalake else []
         if "required_approvals" in body:
             body["required_approvals"] = 1
+        _name_groups(body, is_datalake=is_datalake)
+        if body.get("escalate_after_hours") and not (body.get("escalation_users") or body.get("escalation_groups")):
+            body["escalation_users"] = ["avery"]
     elif operation == ("POST", "/api/v1/requests/{id}/extend/"):
         body["expires_at"] = _future(60)
 
