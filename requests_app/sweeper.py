@@ -1,9 +1,11 @@
 """The periodic sweep: queue lost work again, and revoke expired grants.
 
 Work is lost when the broker was down as a transition committed, when a
-worker was killed in the middle of a step (its message comes back only after
-the broker's visibility timeout), or when a worker holding a delayed retry
-died. The database says what is left to do, so re-enqueueing is always safe:
+worker was killed in the middle of a step (its lease stops being renewed and
+runs out within PROVISIONING_STEP_LEASE_SECONDS; its message would come back
+only after the broker's visibility timeout), or when a worker holding a
+queued message or a delayed retry died. Beat runs the sweep every
+PROVISIONING_SWEEP_INTERVAL_SECONDS, a fraction of the lease. The database says what is left to do, so re-enqueueing is always safe:
 a task that finds its step claimed by a live worker does nothing.
 """
 from __future__ import annotations
@@ -17,6 +19,7 @@ from django.utils import timezone
 
 from requests_app import workflow
 from requests_app.errors import InvalidTransition
+from requests_app.leases import lapsed_leases_q
 from requests_app.models import AccessRequest, ProvisioningStep, RequestState
 from requests_app.services import access_request_expire
 
@@ -32,12 +35,16 @@ IN_FLIGHT = {
 def requests_with_lost_work(*, now=None) -> list[tuple[int, str]]:
     """(request id, phase) of every in-flight request nobody is working on.
 
-    That is a step running for longer than the lease, or no step running and
-    nothing happening (no transition, no attempt started or ended) for longer
-    than the stall time.
+    That is a running step whose lease ran out (its worker stopped renewing
+    it), or no step running and nothing happening (no transition, no attempt
+    started or ended) for longer than the stall time.
     """
     now = now or timezone.now()
-    lease_cutoff = now - timedelta(seconds=settings.PROVISIONING_STEP_LEASE_SECONDS)
+    lapsed = set(
+        ProvisioningStep.objects.filter(status=ProvisioningStep.Status.RUNNING)
+        .filter(lapsed_leases_q())
+        .values_list("pk", flat=True)
+    )
     stall_cutoff = now - timedelta(seconds=settings.PROVISIONING_STALL_SECONDS)
     in_flight = AccessRequest.objects.filter(state__in=list(IN_FLIGHT)).prefetch_related(
         Prefetch("steps", queryset=ProvisioningStep.objects.order_by("position"))
@@ -48,7 +55,7 @@ def requests_with_lost_work(*, now=None) -> list[tuple[int, str]]:
         steps = [step for step in request.steps.all() if step.phase == phase]
         running = [step for step in steps if step.status == ProvisioningStep.Status.RUNNING]
         if running:
-            if any(step.started_at is None or step.started_at < lease_cutoff for step in running):
+            if any(step.pk in lapsed for step in running):
                 lost.append((request.pk, phase))
             continue
         activity = [request.updated_at]

@@ -36,11 +36,11 @@ def test_freshly_approved_request_is_left_to_its_queued_task(enqueued):
     assert sweeper.sweep_lost_work() == []
 
 
-def test_step_running_past_its_lease_means_its_worker_died(enqueued, settings):
+def test_step_whose_lease_ran_out_means_its_worker_died(enqueued, settings):
     request = approved_request(endpoint_identifier="orders")
     quiet_since(request, 3600)
     ProvisioningStep.objects.filter(request=request, name="create_role").update(
-        status="running", started_at=seconds_ago(settings.PROVISIONING_STEP_LEASE_SECONDS + 5)
+        status="running", started_at=seconds_ago(8), lease_expires_at=seconds_ago(1)
     )
 
     assert sweeper.requests_with_lost_work() == [(request.pk, "grant")]
@@ -49,11 +49,24 @@ def test_step_running_past_its_lease_means_its_worker_died(enqueued, settings):
 def test_step_running_within_its_lease_is_left_alone(enqueued, settings):
     request = approved_request(endpoint_identifier="orders")
     quiet_since(request, 3600)
+    # Started long before (a slow step), its lease renewed a moment ago.
     ProvisioningStep.objects.filter(request=request, name="create_role").update(
-        status="running", started_at=seconds_ago(settings.PROVISIONING_STEP_LEASE_SECONDS - 30)
+        status="running", started_at=seconds_ago(3600), lease_expires_at=seconds_ago(-20)
     )
 
     assert sweeper.requests_with_lost_work() == []
+
+
+def test_sweep_and_stall_follow_the_lease_not_minutes(settings):
+    """A dead worker's step is noticed a fraction of a lease after it lapses,
+    and a lost message soon after, while a step waiting out its longest retry
+    backoff is not taken for lost."""
+    lease = settings.PROVISIONING_STEP_LEASE_SECONDS
+    assert 20 <= lease <= 30
+    assert settings.PROVISIONING_STEP_HEARTBEAT_SECONDS <= lease / 4
+    assert settings.PROVISIONING_SWEEP_INTERVAL_SECONDS <= lease / 2
+    assert settings.PROVISIONING_RETRY_BACKOFF_MAX < settings.PROVISIONING_STALL_SECONDS <= 2 * lease
+    assert settings.PROVISIONING_STEP_WRITE_MARGIN_SECONDS < lease - 2 * settings.PROVISIONING_STEP_HEARTBEAT_SECONDS
 
 
 def test_step_waiting_for_its_retry_is_left_alone_until_it_stalls(enqueued, settings):

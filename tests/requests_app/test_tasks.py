@@ -16,7 +16,7 @@ pytestmark = pytest.mark.django_db
 def engine(monkeypatch):
     fake = FakeEngine()
     monkeypatch.setattr(runner, "engine_step", fake.step)
-    monkeypatch.setattr(runner, "grant_clients_for", lambda spec: object())
+    monkeypatch.setattr(runner, "grant_clients_for", lambda spec, **_: object())
     fake.enqueued = []
     monkeypatch.setattr(workflow, "enqueue_next_step", lambda request_id, phase: fake.enqueued.append((request_id, phase)))
     return fake
