@@ -374,6 +374,9 @@ PROVISIONING_STALL_SECONDS = int(
 PROVISIONING_SWEEP_INTERVAL_SECONDS = float(
     os.environ.get("PROVISIONING_SWEEP_INTERVAL_SECONDS", PROVISIONING_STEP_LEASE_SECONDS / 3)
 )
+# Each worker also runs that sweep itself (beside beat), so a dead beat does not
+# leave a dead worker's steps stranded.
+PROVISIONING_WORKER_SWEEP = env_bool("PROVISIONING_WORKER_SWEEP", True)
 # --- Grant lifecycle ----------------------------------------------------------
 # Active grants past expires_at are revoked by the sweep above (every
 # PROVISIONING_SWEEP_INTERVAL_SECONDS). The requester is reminded this long before a grant expires (once per expiry).

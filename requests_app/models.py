@@ -164,6 +164,9 @@ class AccessRequest(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     decided_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
+    # When the sweep last re-sent this request's lost work: it is not re-sent
+    # again before a worker could have picked it up (requests_app.sweeper).
+    lost_work_sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -11,9 +11,12 @@ a task that finds its step claimed by a live worker does nothing.
 from __future__ import annotations
 
 import logging
+import random
+import threading
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import close_old_connections, connection
 from django.db.models import Prefetch
 from django.utils import timezone
 
@@ -37,9 +40,13 @@ def requests_with_lost_work(*, now=None) -> list[tuple[int, str]]:
 
     That is a running step whose lease ran out (its worker stopped renewing
     it), or no step running and nothing happening (no transition, no attempt
-    started or ended) for longer than the stall time.
+    started or ended, no re-send) for longer than the stall time. Work the
+    sweep re-sent is not counted lost again before a worker had a lease's
+    time to pick it up: with a backlog in the queue, every sweep (beat's and
+    each worker's) would otherwise add a message per waiting request.
     """
     now = now or timezone.now()
+    resent_cutoff = now - timedelta(seconds=settings.PROVISIONING_STEP_LEASE_SECONDS)
     lapsed = set(
         ProvisioningStep.objects.filter(status=ProvisioningStep.Status.RUNNING)
         .filter(lapsed_leases_q())
@@ -55,10 +62,11 @@ def requests_with_lost_work(*, now=None) -> list[tuple[int, str]]:
         steps = [step for step in request.steps.all() if step.phase == phase]
         running = [step for step in steps if step.status == ProvisioningStep.Status.RUNNING]
         if running:
-            if any(step.pk in lapsed for step in running):
+            resent = request.lost_work_sent_at is not None and request.lost_work_sent_at > resent_cutoff
+            if any(step.pk in lapsed for step in running) and not resent:
                 lost.append((request.pk, phase))
             continue
-        activity = [request.updated_at]
+        activity = [request.updated_at, request.lost_work_sent_at or request.updated_at]
         activity += [moment for step in steps for moment in (step.started_at, step.finished_at) if moment]
         if max(activity) < stall_cutoff:
             lost.append((request.pk, phase))
@@ -82,7 +90,44 @@ def expire_due_grants(*, now=None) -> list[int]:
 def sweep_lost_work() -> list[tuple[int, str]]:
     """Enqueue the next step of every request whose work was lost; returns them."""
     lost = requests_with_lost_work()
+    # Bookkeeping of the sweep, not a change of the request: no audit event,
+    # and updated_at (auto_now) stays as it was.
+    AccessRequest.objects.filter(pk__in=[request_id for request_id, _ in lost]).update(lost_work_sent_at=timezone.now())
     for request_id, phase in lost:
         logger.warning("request %s: %s work was lost; enqueueing it again", request_id, phase)
         workflow.enqueue_next_step(request_id, phase)
     return lost
+
+
+class WorkerSweep:
+    """The lost-work sweep, run by a worker's main process itself every
+    ``PROVISIONING_SWEEP_INTERVAL_SECONDS`` beside beat's: a dead beat (or one
+    not yet restarted after the host died) leaves no lapsed lease unnoticed
+    while any worker lives. Re-sends are throttled per request, so beat and
+    several workers sweeping add no more messages than one sweeper."""
+
+    def __init__(self, interval: float | None = None):
+        self.interval = float(interval or settings.PROVISIONING_SWEEP_INTERVAL_SECONDS)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lost-work-sweep", daemon=True)
+
+    def start(self) -> WorkerSweep:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            # Spread over the interval, so workers started together do not sweep together.
+            while not self._stop.wait(self.interval * random.uniform(0.8, 1.2)):
+                close_old_connections()
+                try:
+                    sweep_lost_work()
+                except Exception:  # the next round tries again; a worker must not die of it
+                    logger.exception("the worker's lost-work sweep failed")
+                    connection.close()
+        finally:
+            connection.close()

@@ -6,6 +6,11 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.AddField(
+            model_name="accessrequest",
+            name="lost_work_sent_at",
+            field=models.DateTimeField(blank=True, null=True),
+        ),
+        migrations.AddField(
             model_name="provisioningstep",
             name="lease_expires_at",
             field=models.DateTimeField(blank=True, null=True),

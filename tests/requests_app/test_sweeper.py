@@ -1,6 +1,7 @@
 """The sweeper finds in-flight requests nobody is working on, and only those."""
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -109,3 +110,53 @@ def test_active_grant_past_its_expiry_is_revoked(enqueued):
     assert (expired.state, current.state) == ("revoking", "active")
     assert expired.steps.filter(phase="revoke", status="pending").count() == 4
     assert expired.audit_events.filter(action="request.expired").exists()
+
+
+def test_work_the_sweep_resent_is_not_resent_by_every_sweep(enqueued, settings):
+    """Beat and every worker sweep; a request whose re-sent task waits in a
+    long queue gets one more message per lease at most, not one per sweep."""
+    request = approved_request(endpoint_identifier="orders")
+    quiet_since(request, 3600)
+    ProvisioningStep.objects.filter(request=request, name="create_role").update(
+        status="running", started_at=seconds_ago(60), lease_expires_at=seconds_ago(5)
+    )
+
+    assert sweeper.sweep_lost_work() == [(request.pk, "grant")]
+    assert sweeper.sweep_lost_work() == [] and sweeper.sweep_lost_work() == []
+    assert enqueued == [(request.pk, "grant")]
+    request.refresh_from_db()
+    assert request.updated_at < seconds_ago(3000)  # bookkeeping, not a change of the request
+
+    AccessRequest.objects.filter(pk=request.pk).update(
+        lost_work_sent_at=seconds_ago(settings.PROVISIONING_STEP_LEASE_SECONDS + 1)
+    )
+    assert sweeper.sweep_lost_work() == [(request.pk, "grant")]
+
+
+def test_stalled_work_resent_waits_a_stall_time_before_the_next_resend(enqueued, settings):
+    request = approved_request(endpoint_identifier="orders")
+    quiet_since(request, settings.PROVISIONING_STALL_SECONDS + 5)
+
+    assert sweeper.sweep_lost_work() == [(request.pk, "grant")]
+    assert sweeper.sweep_lost_work() == []
+
+    AccessRequest.objects.filter(pk=request.pk).update(lost_work_sent_at=seconds_ago(settings.PROVISIONING_STALL_SECONDS + 1))
+    assert sweeper.sweep_lost_work() == [(request.pk, "grant")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_sweeps_by_itself_so_a_dead_beat_strands_nothing(enqueued):
+    request = approved_request(endpoint_identifier="orders")
+    ProvisioningStep.objects.filter(request=request, name="preflight").update(
+        status="running", attempts=1, started_at=seconds_ago(40), lease_expires_at=seconds_ago(2)
+    )
+
+    worker_sweep = sweeper.WorkerSweep(interval=0.2).start()
+    try:
+        deadline = time.monotonic() + 10
+        while not enqueued and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        worker_sweep.stop()
+
+    assert enqueued == [(request.pk, "grant")]
