@@ -311,6 +311,10 @@ if CELERY_BROKER_URL == "filesystem://":
         # The worker looks for new messages this often (kombu's default is 1 s,
         # which would add a second between each step of a grant).
         "polling_interval": 0.2,
+        # This transport deletes a message as the worker takes it (there is
+        # no visibility timeout): a killed worker's messages die with it, and
+        # the sweep re-sends their work once the step's lease lapses or the
+        # request stalls, as with Redis.
     }
     # kombu never creates these, and the first process to touch the broker
     # (web, worker or beat, in any order) must find them.
