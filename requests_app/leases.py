@@ -22,6 +22,7 @@ import time
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, close_old_connections, connection
 from django.db.models import DateTimeField, DurationField, ExpressionWrapper, Q, Value
 from django.db.models.functions import Now
@@ -32,6 +33,25 @@ from requests_app.models import ProvisioningStep
 logger = logging.getLogger(__name__)
 
 Status = ProvisioningStep.Status
+
+
+def check_lease_timing(settings) -> None:
+    """Refuse timing settings under which a live worker would lose its steps,
+    or the sweep would mistake a waiting retry for lost work."""
+    lease = float(settings.PROVISIONING_STEP_LEASE_SECONDS)
+    heartbeat = float(settings.PROVISIONING_STEP_HEARTBEAT_SECONDS)
+    margin = float(settings.PROVISIONING_STEP_WRITE_MARGIN_SECONDS)
+    problems = []
+    if not 0 < heartbeat <= lease / 3:
+        problems.append("PROVISIONING_STEP_HEARTBEAT_SECONDS must be above 0 and at most a third of the lease")
+    if not 0 <= margin <= lease - 2 * heartbeat:
+        problems.append("PROVISIONING_STEP_WRITE_MARGIN_SECONDS must leave two heartbeats of the lease")
+    if float(settings.PROVISIONING_STALL_SECONDS) <= float(settings.PROVISIONING_RETRY_BACKOFF_MAX):
+        problems.append("PROVISIONING_STALL_SECONDS must exceed PROVISIONING_RETRY_BACKOFF_MAX")
+    if float(settings.PROVISIONING_SWEEP_INTERVAL_SECONDS) <= 0:
+        problems.append("PROVISIONING_SWEEP_INTERVAL_SECONDS must be above 0")
+    if problems:
+        raise ImproperlyConfigured("; ".join(problems) + f" (lease {lease:g} s).")
 
 
 class LeaseLost(ProvisioningError):

@@ -165,3 +165,24 @@ def test_a_worker_overtaken_mid_step_writes_nothing_to_aws(cast, portal_aws, enq
     assert not AuditEvent.objects.filter(request=request, details__step="grant_secret_policy").exists()
     assert AccessRequest.objects.get(pk=request.pk).state == "provisioning"
     assert json.loads(after or "{}") == json.loads(policy_before or "{}")
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"PROVISIONING_STEP_HEARTBEAT_SECONDS": 15},  # one missed beat and the lease is gone
+        {"PROVISIONING_STEP_HEARTBEAT_SECONDS": 0},
+        {"PROVISIONING_STEP_WRITE_MARGIN_SECONDS": 25},  # no write would ever start
+        {"PROVISIONING_STALL_SECONDS": 30},  # a retry waiting out its backoff looks lost
+    ],
+)
+def test_timing_that_would_lose_live_steps_is_refused_at_start(settings, overrides):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from requests_app.leases import check_lease_timing
+
+    check_lease_timing(settings)  # the defaults hold
+    for name, value in overrides.items():
+        setattr(settings, name, value)
+    with pytest.raises(ImproperlyConfigured):
+        check_lease_timing(settings)
