@@ -109,7 +109,9 @@ class StepLease:
     def __exit__(self, *exc_info) -> None:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join()
+            # Not forever: a renewal stuck on an unreachable database must not
+            # hold the worker; once the step is recorded it renews nothing.
+            self._thread.join(timeout=lease_seconds())
 
     @property
     def lost(self) -> bool:

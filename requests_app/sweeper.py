@@ -16,7 +16,7 @@ import threading
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import DatabaseError, close_old_connections, connection
 from django.db.models import Prefetch
 from django.utils import timezone
 
@@ -90,12 +90,15 @@ def expire_due_grants(*, now=None) -> list[int]:
 def sweep_lost_work() -> list[tuple[int, str]]:
     """Enqueue the next step of every request whose work was lost; returns them."""
     lost = requests_with_lost_work()
-    # Bookkeeping of the sweep, not a change of the request: no audit event,
-    # and updated_at (auto_now) stays as it was.
-    AccessRequest.objects.filter(pk__in=[request_id for request_id, _ in lost]).update(lost_work_sent_at=timezone.now())
+    sent = []
     for request_id, phase in lost:
         logger.warning("request %s: %s work was lost; enqueueing it again", request_id, phase)
-        workflow.enqueue_next_step(request_id, phase)
+        if workflow.enqueue_next_step(request_id, phase):
+            sent.append(request_id)
+    # Only what reached the broker waits before the next re-send. Bookkeeping
+    # of the sweep, not a change of the request: no audit event, and
+    # updated_at (auto_now) stays as it was.
+    AccessRequest.objects.filter(pk__in=sent).update(lost_work_sent_at=timezone.now())
     return lost
 
 
@@ -126,6 +129,9 @@ class WorkerSweep:
                 close_old_connections()
                 try:
                     sweep_lost_work()
+                except DatabaseError as error:
+                    logger.warning("the worker's lost-work sweep could not read the database: %s", error)
+                    connection.close()
                 except Exception:  # the next round tries again; a worker must not die of it
                     logger.exception("the worker's lost-work sweep failed")
                     connection.close()

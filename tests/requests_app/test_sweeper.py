@@ -162,3 +162,17 @@ def test_a_worker_sweeps_by_itself_so_a_dead_beat_strands_nothing(enqueued):
         worker_sweep.stop()
 
     assert enqueued == [(request.pk, "grant")]
+
+
+def test_a_resend_the_broker_refused_is_tried_again_at_the_next_sweep(monkeypatch, settings):
+    """Redis down: the re-send failed, so nothing holds the next sweep back."""
+    request = approved_request(endpoint_identifier="orders")
+    quiet_since(request, settings.PROVISIONING_STALL_SECONDS + 5)
+    attempts = []
+    monkeypatch.setattr(
+        "requests_app.workflow.enqueue_next_step", lambda request_id, phase: attempts.append(request_id) and False
+    )
+
+    assert sweeper.sweep_lost_work() == [(request.pk, "grant")]
+    assert sweeper.sweep_lost_work() == [(request.pk, "grant")]
+    assert attempts == [request.pk, request.pk]
