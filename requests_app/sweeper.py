@@ -4,9 +4,10 @@ Work is lost when the broker was down as a transition committed, when a
 worker was killed in the middle of a step (its lease stops being renewed and
 runs out within PROVISIONING_STEP_LEASE_SECONDS; its message would come back
 only after the broker's visibility timeout), or when a worker holding a
-queued message or a delayed retry died. Beat runs the sweep every
-PROVISIONING_SWEEP_INTERVAL_SECONDS, a fraction of the lease. The database says what is left to do, so re-enqueueing is always safe:
-a task that finds its step claimed by a live worker does nothing.
+queued message or a delayed retry died. Beat and every worker run the sweep
+every PROVISIONING_SWEEP_INTERVAL_SECONDS, a fraction of the lease. The
+database says what is left to do, so re-enqueueing is always safe: a task
+that finds its step claimed by a live worker does nothing.
 """
 from __future__ import annotations
 
@@ -120,7 +121,7 @@ class WorkerSweep:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join()
+        self._thread.join(timeout=self.interval * 2)
 
     def _run(self) -> None:
         try:
