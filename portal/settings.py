@@ -364,12 +364,13 @@ PROVISIONING_STEP_WRITE_MARGIN_SECONDS = float(
 )
 # A request in flight with no step running and no activity for this long has
 # lost its queued task (broker down at approval, a worker killed while it held
-# the message or a delayed retry): the sweeper enqueues it again. Longer than
-# the longest retry backoff (a step waiting for its retry is quiet that long)
-# and than a lease.
+# the message or a delayed retry): the sweeper enqueues it again. A third of a
+# lease longer than the longest retry backoff (a step waiting for its retry is
+# quiet that long) or than a lease, whichever is longer.
 PROVISIONING_STALL_SECONDS = int(
     os.environ.get(
-        "PROVISIONING_STALL_SECONDS", 1.5 * max(PROVISIONING_STEP_LEASE_SECONDS, PROVISIONING_RETRY_BACKOFF_MAX)
+        "PROVISIONING_STALL_SECONDS",
+        max(PROVISIONING_STEP_LEASE_SECONDS, PROVISIONING_RETRY_BACKOFF_MAX) + PROVISIONING_STEP_LEASE_SECONDS / 3,
     )
 )
 # The sweep looks for lapsed leases and lost work this often: a third of a
