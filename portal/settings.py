@@ -311,6 +311,10 @@ if CELERY_BROKER_URL == "filesystem://":
         # The worker looks for new messages this often (kombu's default is 1 s,
         # which would add a second between each step of a grant).
         "polling_interval": 0.2,
+        # This transport deletes a message as the worker takes it (there is
+        # no visibility timeout): a killed worker's messages die with it, and
+        # the sweep re-sends their work once the step's lease lapses or the
+        # request stalls, as with Redis.
     }
     # kombu never creates these, and the first process to touch the broker
     # (web, worker or beat, in any order) must find them.
@@ -322,6 +326,16 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # A message a worker took and never acknowledged (it was killed) goes back
+    # to the queue after this long, not after kombu's default hour. The sweep
+    # (below) re-sends lost work much sooner; this is the backstop. Longer than
+    # the longest retry countdown, so a delayed retry is not handed out twice;
+    # a task still running when it comes back finds its step leased and does
+    # nothing.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT_SECONDS", "300")),
+    }
 
 # --- Provisioning workflow ----------------------------------------------------
 # Retryable AWS errors (IAM propagation, throttling, 5xx) are retried with
@@ -331,15 +345,43 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 PROVISIONING_RETRY_BACKOFF = int(os.environ.get("PROVISIONING_RETRY_BACKOFF", "2"))
 PROVISIONING_RETRY_BACKOFF_MAX = int(os.environ.get("PROVISIONING_RETRY_BACKOFF_MAX", "30"))
 PROVISIONING_RETRY_MAX_RETRIES = int(os.environ.get("PROVISIONING_RETRY_MAX_RETRIES", "10"))
-# A step marked running for longer than this is taken to be lost (its worker
-# died) and is run again. It must exceed the slowest step: verify may poll a
-# DMS connection test for up to five minutes.
-PROVISIONING_STEP_LEASE_SECONDS = int(os.environ.get("PROVISIONING_STEP_LEASE_SECONDS", "600"))
+# A step's claim is a lease in the database that the worker running it renews
+# every PROVISIONING_STEP_HEARTBEAT_SECONDS while the step runs (however long
+# AWS takes, e.g. two minutes of IAM retries or a five-minute connection
+# test), so only a claim whose worker died, hangs or lost the database lapses.
+# A lapsed claim is taken over by the next task for the request; the worker
+# that lost it writes nothing more to AWS (it checks its lease right before
+# each write) and its result is refused. Short, so a killed worker's steps
+# resume within seconds; several heartbeats long, so a slow database round
+# trip does not lose a live worker its step.
+PROVISIONING_STEP_LEASE_SECONDS = int(os.environ.get("PROVISIONING_STEP_LEASE_SECONDS", "30"))
+PROVISIONING_STEP_HEARTBEAT_SECONDS = float(
+    os.environ.get("PROVISIONING_STEP_HEARTBEAT_SECONDS", PROVISIONING_STEP_LEASE_SECONDS / 6)
+)
+# A write to AWS starts only while the lease has at least this much left.
+PROVISIONING_STEP_WRITE_MARGIN_SECONDS = float(
+    os.environ.get("PROVISIONING_STEP_WRITE_MARGIN_SECONDS", PROVISIONING_STEP_LEASE_SECONDS / 3)
+)
 # A request in flight with no step running and no activity for this long has
 # lost its queued task (broker down at approval, a worker killed while it held
-# a retry): the sweeper enqueues it again. Longer than the longest backoff.
-PROVISIONING_STALL_SECONDS = int(os.environ.get("PROVISIONING_STALL_SECONDS", "120"))
-PROVISIONING_SWEEP_INTERVAL_SECONDS = float(os.environ.get("PROVISIONING_SWEEP_INTERVAL_SECONDS", "60"))
+# the message or a delayed retry): the sweeper enqueues it again. A third of a
+# lease longer than the longest retry backoff (a step waiting for its retry is
+# quiet that long) or than a lease, whichever is longer.
+PROVISIONING_STALL_SECONDS = int(
+    os.environ.get(
+        "PROVISIONING_STALL_SECONDS",
+        max(PROVISIONING_STEP_LEASE_SECONDS, PROVISIONING_RETRY_BACKOFF_MAX) + PROVISIONING_STEP_LEASE_SECONDS / 3,
+    )
+)
+# The sweep looks for lapsed leases and lost work this often: a third of a
+# lease, so a dead worker's step is re-sent at most a lease and a third after
+# its last heartbeat.
+PROVISIONING_SWEEP_INTERVAL_SECONDS = float(
+    os.environ.get("PROVISIONING_SWEEP_INTERVAL_SECONDS", PROVISIONING_STEP_LEASE_SECONDS / 3)
+)
+# Each worker also runs that sweep itself (beside beat), so a dead beat does not
+# leave a dead worker's steps stranded.
+PROVISIONING_WORKER_SWEEP = env_bool("PROVISIONING_WORKER_SWEEP", True)
 # --- Grant lifecycle ----------------------------------------------------------
 # Active grants past expires_at are revoked by the sweep above (every
 # PROVISIONING_SWEEP_INTERVAL_SECONDS). The requester is reminded this long before a grant expires (once per expiry).

@@ -178,22 +178,66 @@ def _epoch(value: datetime | str) -> float:
     return value.timestamp()
 
 
+# AWS operations that only read (every other operation changes something).
+READ_OPERATION_PREFIXES = ("Get", "Describe", "List")
+
+
 class GrantClients:
     """The clients one grant uses: its DataLake and Remote provisioner roles,
-    in the grant's region, under the grant's session name."""
+    in the grant's region, under the grant's session name.
 
-    def __init__(self, factory: ClientFactory, spec: GrantSpec):
+    ``before_write(service, operation)``, when given, is called right before
+    every operation that changes something (not a Get, Describe or List) and
+    may raise to stop it: the portal checks there that the worker still holds
+    the step it runs.
+    """
+
+    def __init__(self, factory: ClientFactory, spec: GrantSpec, *, before_write: Callable[[str, str], None] | None = None):
         self.factory = factory
         self.spec = spec
+        self.before_write = before_write
 
     def datalake(self, service: str) -> Any:
         """A client acting as the DataLake account's provisioner role."""
-        return self.factory.client(
-            service, account=self.spec.datalake, session_name=self.spec.session_name, region=self.spec.region
+        return self._guarded(
+            self.factory.client(
+                service, account=self.spec.datalake, session_name=self.spec.session_name, region=self.spec.region
+            )
         )
 
     def remote(self, service: str) -> Any:
         """A client acting as the Remote account's provisioner role."""
-        return self.factory.client(
-            service, account=self.spec.remote, session_name=self.spec.session_name, region=self.spec.region
+        return self._guarded(
+            self.factory.client(
+                service, account=self.spec.remote, session_name=self.spec.session_name, region=self.spec.region
+            )
         )
+
+    def _guarded(self, client: Any) -> Any:
+        return client if self.before_write is None else WriteGuardedClient(client, self.before_write)
+
+
+class WriteGuardedClient:
+    """A boto3 client that calls ``before_write`` before each operation that is not a read.
+
+    Everything else (``meta``, waiters, paginators, reads) passes through to
+    the client unchanged. A wrapper per step rather than a botocore event
+    handler: the client is cached and shared, the guard belongs to one run.
+    """
+
+    def __init__(self, client: Any, before_write: Callable[[str, str], None]):
+        self._client = client
+        self._before_write = before_write
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        operation = self._client.meta.method_to_api_mapping.get(name)
+        if operation is None or operation.startswith(READ_OPERATION_PREFIXES):
+            return attribute
+        service = self._client.meta.service_model.service_name
+
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            self._before_write(service, operation)
+            return attribute(*args, **kwargs)
+
+        return guarded

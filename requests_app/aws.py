@@ -8,6 +8,7 @@ moto with :func:`set_client_factory`.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from django.conf import settings
 
@@ -34,6 +35,7 @@ def set_client_factory(factory: ClientFactory | None) -> None:
         _factory = factory
 
 
-def grant_clients_for(spec: GrantSpec) -> GrantClients:
-    """The DataLake and Remote clients for one grant, from this process's factory."""
-    return GrantClients(client_factory(), spec)
+def grant_clients_for(spec: GrantSpec, *, before_write: Callable[[str, str], None] | None = None) -> GrantClients:
+    """The DataLake and Remote clients for one grant, from this process's factory;
+    ``before_write`` is called before each AWS write (see GrantClients)."""
+    return GrantClients(client_factory(), spec, before_write=before_write)

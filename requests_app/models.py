@@ -213,6 +213,9 @@ class AccessRequest(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     decided_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
+    # When the sweep last re-sent this request's lost work: it is not re-sent
+    # again before a worker could have picked it up (requests_app.sweeper).
+    lost_work_sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -369,6 +372,10 @@ class ProvisioningStep(models.Model):
     status = models.CharField(max_length=9, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     started_at = models.DateTimeField(null=True, blank=True)
+    # While running: until when the claim of attempt ``attempts`` holds (the
+    # database's clock). The worker renews it while the step runs; once it has
+    # passed, another worker may take the step over.
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
     diagnosis = models.CharField(max_length=64, blank=True)

@@ -6,7 +6,10 @@ Running one step:
    step that has not succeeded, claim it (running, attempts + 1) and commit,
    so the claim is visible to every other worker before AWS is touched.
 2. Call the engine step with no transaction open: AWS calls can be slow, and
-   a transaction held across them would hold row locks just as long.
+   a transaction held across them would hold row locks just as long. The
+   claim is a short lease (requests_app.leases) that a heartbeat renews while
+   the step runs; right before each AWS write the step checks that it still
+   holds it, and stops if another worker took the step over.
 3. In one transaction: record the result, the audit events and the request's
    new state.
 
@@ -18,7 +21,8 @@ hands the next to a new task.
 
 Running a step twice is harmless: the engine's steps are idempotent, a step
 that succeeded is never picked again, and a task that finds its step claimed
-by a live worker (or nothing left to do) returns without doing anything.
+by a live worker (its lease not run out) or nothing left to do returns
+without doing anything.
 """
 from __future__ import annotations
 
@@ -26,11 +30,10 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from provisioning.documents import build_plan, plan_hash
@@ -41,6 +44,7 @@ from requests_app import notifications, workflow
 from requests_app.audit import record_event
 from requests_app.aws import grant_clients_for
 from requests_app.grants import grant_spec_for
+from requests_app.leases import LeaseLost, StepLease, lease_expiry
 from requests_app.locks import arn_lock
 from requests_app.logging_context import log_context
 from requests_app.metrics import observe_step
@@ -121,7 +125,14 @@ def _run_next_step(request_id: int, phase: str, *, final_attempt: bool) -> tuple
     with log_context(request_id=request_id, step=step.name, phase=phase):
         started = time.monotonic()
         try:
-            result = _call_engine(request, step)
+            with StepLease(step) as lease:
+                result = _call_engine(request, step, before_write=lease.check_before_write)
+        except LeaseLost as error:
+            # Another worker has the step (or will, once the lease runs out):
+            # nothing more from this attempt, not even its failure.
+            observe_step(step.name, time.monotonic() - started, False, diagnosis="lease_lost")
+            logger.warning("%s", error.message)
+            return step.name, False
         except RetryableAwsError as error:
             observe_step(step.name, time.monotonic() - started, False, diagnosis=error.diagnosis or "aws_unavailable")
             if final_attempt:
@@ -163,19 +174,39 @@ def _claim_next_step(request_id: int, phase: str) -> tuple[AccessRequest, Provis
             # Every step is done but the request never moved on: close it now.
             _finish_phase(request, phase)
             return None
-        lease = timedelta(seconds=settings.PROVISIONING_STEP_LEASE_SECONDS)
-        if step.status == Status.RUNNING and step.started_at and step.started_at > now - lease:
-            return None  # a live worker has it
         if step.status == Status.RUNNING:
-            logger.warning("step %s of request %s outlived its lease; running it again", step.name, request_id)
+            if ProvisioningStep.objects.filter(pk=step.pk, lease_expires_at__gt=Now()).exists():
+                return None  # a live worker has it
+            _take_over(request, step)
         step.status = Status.RUNNING
         step.attempts += 1
         step.started_at = now
         step.finished_at = None
-        step.save(update_fields=["status", "attempts", "started_at", "finished_at"])
+        step.lease_expires_at = lease_expiry()
+        step.save(update_fields=["status", "attempts", "started_at", "finished_at", "lease_expires_at"])
+        step.refresh_from_db(fields=["lease_expires_at"])
         if request.state == RequestState.APPROVED:
             _start_provisioning(request)
     return request, step
+
+
+def _take_over(request: AccessRequest, step: ProvisioningStep) -> None:
+    """Record that ``step``'s running attempt lost its lease and is replaced by a new one."""
+    logger.warning(
+        "step %s of request %s: attempt %s lost its lease; running it again", step.name, request.pk, step.attempts
+    )
+    _audit_step(
+        request,
+        step,
+        "step.lease_lapsed",
+        target_arn="",
+        details={
+            "lapsed_attempt": step.attempts,
+            "attempt": step.attempts + 1,
+            "lapsed_attempt_started_at": step.started_at.isoformat() if step.started_at else None,
+            "lease_expired_at": step.lease_expires_at.isoformat() if step.lease_expires_at else None,
+        },
+    )
 
 
 def _start_provisioning(request: AccessRequest) -> None:
@@ -204,9 +235,11 @@ def approval_of(request: AccessRequest, plan: dict) -> str | None:
     return None
 
 
-def _call_engine(request: AccessRequest, step: ProvisioningStep) -> Any:
+def _call_engine(
+    request: AccessRequest, step: ProvisioningStep, *, before_write: Callable[[str, str], None] | None = None
+) -> Any:
     spec = grant_spec_for(request)
-    clients = grant_clients_for(spec)
+    clients = grant_clients_for(spec, before_write=before_write)
     function = engine_step(step.phase, step.name)
     if step.name == "preflight":
         # The worker resolves the secret's key as it is now (not as approved):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
 from django.conf import settings
 
 from provisioning.errors import PermanentAwsError, RetryableAwsError
@@ -50,6 +50,24 @@ def sweep() -> dict[str, int]:
 def _fresh_clients_in_each_child(**_kwargs) -> None:
     # boto3 sessions and their connection pools must not cross a fork.
     set_client_factory(None)
+
+
+_worker_sweep: sweeper.WorkerSweep | None = None
+
+
+@worker_ready.connect
+def _sweep_lost_work_in_the_worker(**_kwargs) -> None:
+    # In the worker's main process (the pool's children are forked before
+    # this): lapsed leases are found even while beat is down.
+    global _worker_sweep
+    if settings.PROVISIONING_WORKER_SWEEP:
+        _worker_sweep = sweeper.WorkerSweep().start()
+
+
+@worker_shutdown.connect
+def _stop_worker_sweep(**_kwargs) -> None:
+    if _worker_sweep is not None:
+        _worker_sweep.stop()
 
 
 @shared_task(name="provisioning.remind_expiring", acks_late=True)

@@ -35,8 +35,9 @@ STEP_NAMES = {
 }
 
 
-def enqueue_next_step(request_id: int, phase: str) -> None:
-    """Ask a worker to run the request's next pending step of ``phase``.
+def enqueue_next_step(request_id: int, phase: str) -> bool:
+    """Ask a worker to run the request's next pending step of ``phase``;
+    False when the broker could not be reached.
 
     Runs after the transition committed, so a broker that cannot be reached
     must not turn a recorded decision into an error page: the failure is
@@ -48,6 +49,8 @@ def enqueue_next_step(request_id: int, phase: str) -> None:
         app.send_task(RUN_STEP_TASK, args=[request_id, phase])
     except (KombuOperationalError, OSError):
         logger.exception("could not enqueue %s work for request %s; the sweep will retry", phase, request_id)
+        return False
+    return True
 
 
 def _enqueue_after_commit(request: AccessRequest, phase: str) -> None:

@@ -135,6 +135,18 @@ def faults(portal_env):
                     raise AssertionError(f"step {step} of request {request_id} never reached its sleep")
                 time.sleep(0.05)
 
+        def sleeper(self, request_id: int, step: str) -> dict:
+            """The pool process sleeping in ``step`` ({"pid", "ppid": its worker's pid})."""
+            marker = directory / f"{request_id}.{step}.sleeping"
+            deadline = time.monotonic() + 5
+            while True:
+                try:
+                    return json.loads(marker.read_text())
+                except (FileNotFoundError, json.JSONDecodeError):
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+
     return Faults()
 
 

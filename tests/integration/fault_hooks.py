@@ -8,6 +8,11 @@ in ``$PORTAL_TEST_FAULTS_DIR/<request id>.json``:
     {"<step name>": {"permanent": "<code>"}} raise PermanentAwsError every time
     {"<step name>": {"sleep_after": S}}      on attempt 1, do the step, then sleep S
                                              seconds before its result is recorded
+    {"<step name>": {"sleep_before": S}}     on attempt 1, sleep S seconds after the
+                                             claim, then do the step
+
+While it sleeps, ``<request id>.<step name>.sleeping`` holds the pool
+process's pid and its worker's (parent's) pid.
 
 Attempts are counted by the workflow itself (the step row), so the count
 holds across worker processes and Celery retries.
@@ -38,6 +43,11 @@ def sleeping_marker(grant_id: str, name: str) -> Path:
     return FAULTS_DIR / f"{grant_id}.{name}.sleeping"
 
 
+def _sleep(grant_id: str, name: str, seconds: float) -> None:
+    sleeping_marker(grant_id, name).write_text(json.dumps({"pid": os.getpid(), "ppid": os.getppid()}))
+    time.sleep(seconds)
+
+
 def faulty_engine_step(phase: str, name: str):
     step = _engine_step(phase, name)
 
@@ -52,10 +62,11 @@ def faulty_engine_step(phase: str, name: str):
             )
         if "permanent" in fault:
             raise PermanentAwsError(f"injected: {name} refused", diagnosis=fault["permanent"])
+        if attempt == 1 and "sleep_before" in fault:
+            _sleep(spec.grant_id, name, fault["sleep_before"])
         result = step(spec, **kwargs)
         if attempt == 1 and "sleep_after" in fault:
-            sleeping_marker(spec.grant_id, name).touch()
-            time.sleep(fault["sleep_after"])
+            _sleep(spec.grant_id, name, fault["sleep_after"])
         return result
 
     return run

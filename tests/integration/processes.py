@@ -49,6 +49,13 @@ class CeleryProcess:
         self.process.wait(timeout=10)
         self._log.close()
 
+    def pause(self) -> None:
+        """SIGSTOP the process and its pool, as a frozen VM or a stalled container would be."""
+        self._signal_group(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self._signal_group(signal.SIGCONT)
+
     def terminate(self) -> None:
         """Ask for a warm shutdown (SIGTERM: running tasks finish first)."""
         if self.process.poll() is None:

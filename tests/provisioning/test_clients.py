@@ -136,3 +136,47 @@ def test_aws_endpoint_url_from_the_environment_reaches_a_moto_server(monkeypatch
         assert sts.get_caller_identity()["Account"] == REMOTE_ID
     finally:
         server.stop()
+
+
+def test_before_write_runs_before_every_write_and_can_stop_it(world, factory, spec):
+    """Reads go straight through; a write asks ``before_write`` first, and
+    nothing reaches AWS when it raises (the portal's lease check)."""
+    asked: list[tuple[str, str]] = []
+    refuse = {"now": False}
+
+    def before_write(service: str, operation: str) -> None:
+        asked.append((service, operation))
+        if refuse["now"]:
+            raise RuntimeError("lease lost")
+
+    clients = GrantClients(factory, spec, before_write=before_write)
+    secretsmanager = clients.remote("secretsmanager")
+    iam = clients.datalake("iam")
+    secretsmanager.describe_secret(SecretId=world.secret_arn)
+    secretsmanager.get_resource_policy(SecretId=world.secret_arn)
+    iam.list_roles()
+    assert asked == []
+    assert secretsmanager.meta.region_name == REGION
+
+    secretsmanager.put_resource_policy(SecretId=world.secret_arn, ResourcePolicy=_policy_allowing_root())
+    assert asked == [("secretsmanager", "PutResourcePolicy")]
+
+    refuse["now"] = True
+    with pytest.raises(RuntimeError, match="lease lost"):
+        iam.create_role(RoleName="never-created", AssumeRolePolicyDocument=_policy_allowing_root())
+    assert asked[-1] == ("iam", "CreateRole")
+    admin_iam = world.admin(DATALAKE_ID, "iam")
+    assert "never-created" not in [role["RoleName"] for role in admin_iam.list_roles()["Roles"]]
+
+
+def _policy_allowing_root() -> str:
+    import json
+
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{DATALAKE_ID}:root"}, "Action": "sts:AssumeRole"}
+            ],
+        }
+    )

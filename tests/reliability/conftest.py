@@ -8,8 +8,10 @@ module starts its own beat, so no sweep runs while a module that brings its
 own workers and broker (test_outages) is on. The shared workers are
 configured for every module at once: three pool processes each (one request
 can stop at each grant step at the same moment), the production retry budget
-with shortened waits, a step lease long enough that a test decides when
-a killed worker's step counts as lost, and logging at DEBUG.
+with shortened waits, a long step lease (these modules kill no worker, and
+fifty grants on two cores may delay a heartbeat), and logging at DEBUG.
+test_crashes stops them and runs workers and beat of its own with the
+production timing of portal/settings.py.
 """
 from __future__ import annotations
 

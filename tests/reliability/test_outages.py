@@ -200,8 +200,9 @@ def test_database_connection_dropped_mid_step_reruns_the_step_without_repeating_
         audit_events_of_the_step=key_events,
     )
     assert request.state == "active", (request.diagnosis, step.error)
-    # Run again, once: the re-run found the statement the first run had put and wrote nothing.
+    # Run again, once, after the first attempt's lease lapsed: the re-run found
+    # the statement the first run had put and wrote nothing.
     assert step.attempts == 2
-    assert key_events == ["step.grant_key_policy.unchanged"]
+    assert key_events == ["step.lease_lapsed", "step.grant_key_policy.unchanged"]
     assert_granted_once_each(moto_world, [request])
     assert verify_chain().ok

@@ -290,11 +290,15 @@ def test_the_migration_keeps_the_events_written_before_it_verifiable():
         event.save(force_insert=True)
         prev = event.hash
     MigrationExecutor(connection).migrate(keyed)
-
-    assert set(AuditEvent.objects.values_list("key_id", flat=True)) == {LEGACY_KEY_ID}
-    with transaction.atomic():
-        record_event(action="request.cancelled", actor_label="new")
-    report = verify_chain()
-    assert (report.ok, report.checked, report.last.key_id) == (True, 4, "test-1")
-    with pytest.raises(Exception, match="append-only: TRUNCATE refused"), connection.cursor() as cursor:
-        cursor.execute("TRUNCATE requests_app_auditevent")
+    try:
+        assert set(AuditEvent.objects.values_list("key_id", flat=True)) == {LEGACY_KEY_ID}
+        with transaction.atomic():
+            record_event(action="request.cancelled", actor_label="new")
+        report = verify_chain()
+        assert (report.ok, report.checked, report.last.key_id) == (True, 4, "test-1")
+        with pytest.raises(Exception, match="append-only: TRUNCATE refused"), connection.cursor() as cursor:
+            cursor.execute("TRUNCATE requests_app_auditevent")
+    finally:
+        # The later migrations back, for the tests after this one.
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())

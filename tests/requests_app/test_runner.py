@@ -25,7 +25,7 @@ REVOKE = ProvisioningStep.Phase.REVOKE
 def engine(monkeypatch):
     fake = FakeEngine()
     monkeypatch.setattr(runner, "engine_step", fake.step)
-    monkeypatch.setattr(runner, "grant_clients_for", lambda spec: object())
+    monkeypatch.setattr(runner, "grant_clients_for", lambda spec, **_: object())
     return fake
 
 
@@ -115,7 +115,7 @@ def test_first_step_moves_approved_to_provisioning(engine, enqueued, django_capt
 def test_duplicate_task_finds_the_step_claimed_and_does_nothing(engine, enqueued, django_capture_on_commit_callbacks):
     request = approved_request(endpoint_identifier="orders")
     ProvisioningStep.objects.filter(request=request, name="preflight").update(
-        status="running", attempts=1, started_at=timezone.now()
+        status="running", attempts=1, started_at=timezone.now(), lease_expires_at=timezone.now() + timedelta(seconds=20)
     )
 
     assert run(request.pk, capture=django_capture_on_commit_callbacks) is None
@@ -126,15 +126,41 @@ def test_duplicate_task_finds_the_step_claimed_and_does_nothing(engine, enqueued
 
 def test_step_running_past_its_lease_is_run_again(engine, enqueued, django_capture_on_commit_callbacks, settings):
     request = approved_request(endpoint_identifier="orders")
-    long_ago = timezone.now() - timedelta(seconds=settings.PROVISIONING_STEP_LEASE_SECONDS + 1)
+    started = timezone.now() - timedelta(seconds=settings.PROVISIONING_STEP_LEASE_SECONDS + 3)
+    lapsed = timezone.now() - timedelta(seconds=1)
     ProvisioningStep.objects.filter(request=request, name="preflight").update(
-        status="running", attempts=1, started_at=long_ago
+        status="running", attempts=1, started_at=started, lease_expires_at=lapsed
     )
 
     assert run(request.pk, capture=django_capture_on_commit_callbacks) == "preflight"
 
     step = steps_of(request)["preflight"]
     assert (step.status, step.attempts) == ("succeeded", 2)
+    # The trail says which attempt was given up, when its lease ran out, and which one replaced it.
+    takeover = AuditEvent.objects.get(request=request, action="step.lease_lapsed")
+    assert takeover.details["step"] == "preflight"
+    assert (takeover.details["lapsed_attempt"], takeover.details["attempt"]) == (1, 2)
+    assert takeover.details["lease_expired_at"] == lapsed.isoformat()
+    assert takeover.created_at > lapsed
+    assert verify_chain().ok
+
+
+def test_step_started_long_ago_whose_lease_is_renewed_is_left_alone(engine, enqueued, django_capture_on_commit_callbacks):
+    """A slow but live step (minutes of AWS retries) keeps its worker: the
+    heartbeat renews its lease, however long ago it started."""
+    request = approved_request(endpoint_identifier="orders")
+    ProvisioningStep.objects.filter(request=request, name="preflight").update(
+        status="running",
+        attempts=1,
+        started_at=timezone.now() - timedelta(minutes=15),
+        lease_expires_at=timezone.now() + timedelta(seconds=25),
+    )
+
+    assert run(request.pk, capture=django_capture_on_commit_callbacks) is None
+
+    assert engine.calls == []
+    assert steps_of(request)["preflight"].attempts == 1
+    assert not AuditEvent.objects.filter(request=request, action="step.lease_lapsed").exists()
 
 
 def test_finished_request_never_reruns_a_step(engine, enqueued, django_capture_on_commit_callbacks):

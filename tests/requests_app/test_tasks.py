@@ -16,7 +16,7 @@ pytestmark = pytest.mark.django_db
 def engine(monkeypatch):
     fake = FakeEngine()
     monkeypatch.setattr(runner, "engine_step", fake.step)
-    monkeypatch.setattr(runner, "grant_clients_for", lambda spec: object())
+    monkeypatch.setattr(runner, "grant_clients_for", lambda spec, **_: object())
     fake.enqueued = []
     monkeypatch.setattr(workflow, "enqueue_next_step", lambda request_id, phase: fake.enqueued.append((request_id, phase)))
     return fake
@@ -121,3 +121,19 @@ def test_retry_policy_comes_from_settings(settings):
     assert task.max_retries == settings.PROVISIONING_RETRY_MAX_RETRIES
     assert task.retry_backoff_max == settings.PROVISIONING_RETRY_BACKOFF_MAX
     assert settings.CELERY_BEAT_SCHEDULE["provisioning-sweep"]["task"] == tasks.sweep.name == "provisioning.sweep"
+
+
+def test_broker_hands_back_a_dead_workers_messages_in_minutes_not_an_hour(settings):
+    """acks late and reject on worker lost keep a killed worker's message; one
+    message reserved per pool process at a time; Redis returns an unacknowledged
+    message after minutes (kombu's default is an hour), yet never before the
+    longest retry countdown, so a delayed retry is not handed out twice."""
+    from portal.celery import app
+
+    assert app.conf.task_acks_late is True and app.conf.task_reject_on_worker_lost is True
+    assert app.conf.worker_prefetch_multiplier == 1
+    if settings.CELERY_BROKER_URL.startswith("redis://"):
+        visibility = app.conf.broker_transport_options["visibility_timeout"]
+        assert settings.PROVISIONING_RETRY_BACKOFF_MAX < visibility <= 600
+    sweep = settings.CELERY_BEAT_SCHEDULE["provisioning-sweep"]
+    assert sweep["schedule"] == settings.PROVISIONING_SWEEP_INTERVAL_SECONDS <= settings.PROVISIONING_STEP_LEASE_SECONDS / 2
