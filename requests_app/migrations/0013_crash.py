@@ -2,7 +2,7 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-    dependencies = [("requests_app", "0010_audit_keyed_chain")]
+    dependencies = [("requests_app", "0012_groups")]
 
     operations = [
         migrations.AddField(
