@@ -173,11 +173,11 @@ class AwsAccountForm(forms.ModelForm):
             )
             validate_waiting_rules(**self.waiting_rules())
         except ValidationFailed as error:
-            for field, messages in error.errors.items():
-                problems.setdefault(field, []).extend(messages)
-        for field, messages in problems.items():
+            for field, field_messages in error.errors.items():
+                problems.setdefault(field, []).extend(field_messages)
+        for field, field_messages in problems.items():
             if field not in self.errors:  # the model's own validators may have spoken already
-                for message in messages:
+                for message in field_messages:
                     self.add_error(field if field in self.fields else None, message)
         return cleaned
 
@@ -446,8 +446,20 @@ class SsoIdentityForm(forms.ModelForm):
         return cleaned
 
 
+class _IdentityLinkAdmin(admin.ModelAdmin):
+    """A link of a portal user to an outside identity: deleting many goes one
+    by one through ``delete_model`` (the audited service), each refusal said."""
+
+    def delete_queryset(self, request, queryset):
+        for identity in queryset.select_related("user"):
+            try:
+                self.delete_model(request, identity)
+            except DomainError as error:
+                self.message_user(request, f"{identity}: {error.message}", level=messages.WARNING)
+
+
 @admin.register(SsoIdentity)
-class SsoIdentityAdmin(admin.ModelAdmin):
+class SsoIdentityAdmin(_IdentityLinkAdmin):
     """Pre-link a portal user to a single sign-on identity, or change or remove a link.
 
     Every save and delete goes through the audited services.
@@ -492,16 +504,9 @@ class SsoIdentityAdmin(admin.ModelAdmin):
     def delete_model(self, request, obj):
         services.sso_identity_remove(actor=request.user, identity_id=obj.pk, source_ip=request.META.get("REMOTE_ADDR"))
 
-    def delete_queryset(self, request, queryset):
-        for identity in queryset.select_related("user"):
-            try:
-                self.delete_model(request, identity)
-            except DomainError as error:
-                self.message_user(request, f"{identity}: {error.message}", level=messages.WARNING)
-
 
 @admin.register(SlackIdentity)
-class SlackIdentityAdmin(admin.ModelAdmin):
+class SlackIdentityAdmin(_IdentityLinkAdmin):
     """Link a Slack user to a portal user (the Slack app then needs no e-mail
     match for them); every save and delete goes through the audited services."""
 
@@ -545,13 +550,6 @@ class SlackIdentityAdmin(admin.ModelAdmin):
 
     def delete_model(self, request, obj):
         services.slack_identity_remove(actor=request.user, identity_id=obj.pk, source_ip=request.META.get("REMOTE_ADDR"))
-
-    def delete_queryset(self, request, queryset):
-        for identity in queryset.select_related("user"):
-            try:
-                self.delete_model(request, identity)
-            except DomainError as error:
-                self.message_user(request, f"{identity}: {error.message}", level=messages.WARNING)
 
 
 @admin.register(ApiToken)
