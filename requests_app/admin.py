@@ -366,17 +366,9 @@ def _run_on_selected(modeladmin, request, queryset, service, verb: str) -> None:
         modeladmin.message_user(request, f"{verb} {done} request(s).", level=messages.SUCCESS)
 
 
-@admin.register(AccessRequest)
-class AccessRequestAdmin(admin.ModelAdmin):
-    list_display = ("id", "endpoint_identifier", "state", "requester", "datalake_account", "remote_account", "created_at")
-    list_filter = ("state", "preflight_status", "remote_account", "datalake_account")
-    search_fields = ("endpoint_identifier", "role_name", "secret_arn", "requester__username")
-    list_select_related = ("requester", "datalake_account", "remote_account")
-    inlines = (DecisionInline, ProvisioningStepInline)
-    actions = ("revoke_selected", "retry_selected")
-
-    def has_view_permission(self, request, obj=None):
-        return permissions.is_portal_admin(request.user) or super().has_view_permission(request, obj)
+class _ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows the admin shows but never adds, changes or deletes: what changes
+    them goes through the audited services (as the admin's actions do)."""
 
     def has_add_permission(self, request):
         return False
@@ -386,6 +378,19 @@ class AccessRequestAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+@admin.register(AccessRequest)
+class AccessRequestAdmin(_ReadOnlyAdmin):
+    list_display = ("id", "endpoint_identifier", "state", "requester", "datalake_account", "remote_account", "created_at")
+    list_filter = ("state", "preflight_status", "remote_account", "datalake_account")
+    search_fields = ("endpoint_identifier", "role_name", "secret_arn", "requester__username")
+    list_select_related = ("requester", "datalake_account", "remote_account")
+    inlines = (DecisionInline, ProvisioningStepInline)
+    actions = ("revoke_selected", "retry_selected")
+
+    def has_view_permission(self, request, obj=None):
+        return permissions.is_portal_admin(request.user) or super().has_view_permission(request, obj)
 
     def has_break_glass_permission(self, request):
         return permissions.is_portal_admin(request.user)
@@ -400,7 +405,7 @@ class AccessRequestAdmin(admin.ModelAdmin):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(_ReadOnlyAdmin):
     list_display = ("id", "created_at", "actor_label", "action", "request", "account", "target_arn")
     list_filter = ("action",)
     search_fields = ("actor_label", "action", "target_arn")
@@ -408,15 +413,6 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_view_permission(self, request, obj=None):
         return permissions.is_portal_admin(request.user) or super().has_view_permission(request, obj)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class SsoIdentityForm(forms.ModelForm):
@@ -553,7 +549,7 @@ class SlackIdentityAdmin(_IdentityLinkAdmin):
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
+class ApiTokenAdmin(_ReadOnlyAdmin):
     """Staff list and revoke API tokens; nobody makes or changes one here: a
     token is made by its owner (or for a service account at the console)."""
 
@@ -563,16 +559,6 @@ class ApiTokenAdmin(admin.ModelAdmin):
     fields = ("name", "user", "created", "expiry")
     readonly_fields = fields
     actions = ("revoke_selected",)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        # Revoking goes through the service (audited), as the action below.
-        return False
 
     def has_revoke_permission(self, request):
         return request.user.has_perm("requests_app.delete_apitoken")
@@ -591,7 +577,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
 
 @admin.register(AccessAttempt)
-class LoginLockoutAdmin(admin.ModelAdmin):
+class LoginLockoutAdmin(_ReadOnlyAdmin):
     """Failed logins as django-axes counts them; lifting a lockout goes through the
     audited service, never a bare delete."""
 
@@ -605,15 +591,6 @@ class LoginLockoutAdmin(admin.ModelAdmin):
 
     def has_module_permission(self, request):
         return permissions.can_unlock_logins(request.user)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def has_unlock_permission(self, request):
         return permissions.can_unlock_logins(request.user)
