@@ -22,7 +22,9 @@ Exit codes:
 
   4  timed out — --wait --timeout ran out first (the request goes on)
 
-With several requests (request --file), the highest code of them.
+  130  interrupted (Ctrl-C)
+
+With several requests (request --file), the highest code of them. With --json, standard output holds one JSON document for every code but 2: the API's answer, or its error body with its HTTP "status".
 """
 
 
@@ -32,6 +34,7 @@ class ExitCode(IntEnum):
     USAGE = 2
     REFUSED = 3
     TIMED_OUT = 4
+    INTERRUPTED = 130
 
 
 class CliError(Exception):

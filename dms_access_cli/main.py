@@ -26,7 +26,7 @@ from dms_access_cli.output import (
     request_view,
     requests_table,
 )
-from dms_access_cli.request_file import read_requests
+from dms_access_cli.request_file import SUBMIT_FIELDS, read_requests
 
 app = typer.Typer(
     name="dms-access",
@@ -98,7 +98,7 @@ def command(function=None, *, name: str | None = None):
         try:
             code = function(*args, **kwargs)
         except CliError as exc:
-            if json_output:
+            if json_output and exc.exit_code != ExitCode.USAGE:  # a usage error, like typer's own, is for a person
                 emit_json(exc.body)
             err.print(f"[red]Error:[/] {escape(exc.message)}")
             raise typer.Exit(int(exc.exit_code)) from None
@@ -106,7 +106,7 @@ def command(function=None, *, name: str | None = None):
             raise
         except KeyboardInterrupt:
             err.print("Interrupted.", markup=False)
-            raise typer.Exit(int(ExitCode.FAILED)) from None
+            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
         except Exception as exc:  # a defect of the client: one line, not a traceback
             err.print(f"[red]Error:[/] unexpected {type(exc).__name__}: {escape(str(exc))}")
             raise typer.Exit(int(ExitCode.FAILED)) from None
@@ -222,20 +222,8 @@ def request(
     With --json: the request as the API answered (a file: a list, one item per entry, the
     request or the API's error with its HTTP status).
     """
-    flags = {
-        "datalake_account": datalake_account,
-        "secret_arn": secret_arn,
-        "kms_key_arn": kms_key_arn,
-        "engine": engine,
-        "endpoint_identifier": endpoint_identifier,
-        "endpoint_type": endpoint_type,
-        "database_name": database_name,
-        "role_name": role_name,
-        "replication_instance_arn": replication_instance_arn,
-        "justification": justification,
-        "expires_at": expires_at,
-    }
-    given = {name: value for name, value in flags.items() if value is not None}
+    arguments = locals()  # the flags named as the API's fields (SUBMIT_FIELDS)
+    given = {name: arguments[name] for name in SUBMIT_FIELDS if arguments[name] is not None}
     if file is not None and given:
         raise UsageProblem("Give the request's fields as flags or in --file, not both.")
     if file is None and not given:
@@ -270,7 +258,7 @@ def request(
         if wait and filed:
             follow(portal, filed, console=out, timeout=timeout, interval=interval)
             by_id = {item.request_id: item for item in filed}
-            results = [by_id[row["id"]].detail if "id" in row and row.get("id") in by_id else row for row in results]
+            results = [by_id[row["id"]].detail if row.get("id") in by_id else row for row in results]
             codes.extend(item.exit_code for item in filed)
         else:
             codes.extend(ExitCode.DONE for _ in filed)

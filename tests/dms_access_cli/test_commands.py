@@ -7,15 +7,18 @@ import inspect
 import json
 import stat
 import tomllib
+from io import StringIO
 from pathlib import Path
 
 import httpx
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from dms_access_cli import config
 from dms_access_cli.client import Portal
 from dms_access_cli.errors import ApiError, ExitCode, Unreachable
+from dms_access_cli.follow import Followed, follow
 from dms_access_cli.main import ExportFormat, State, app
 from dms_access_cli.request_file import SUBMIT_FIELDS, read_requests
 
@@ -203,3 +206,60 @@ def test_the_console_script_is_declared_and_packaged():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert project["project"]["scripts"]["dms-access"] == "dms_access_cli.main:app"
     assert "dms_access_cli*" in project["tool"]["setuptools"]["packages"]["find"]["include"]
+
+
+# --- following a request -------------------------------------------------------------
+
+
+class ScriptedPortal:
+    """Answers each read of a request with the next of ``states`` (then the last one again)."""
+
+    def __init__(self, *states: str):
+        self.states = list(states)
+        self.reads = 0
+
+    def get(self, path: str) -> dict:
+        self.reads += 1
+        state = self.states[min(self.reads, len(self.states) - 1)]
+        return detail(state)
+
+
+def detail(state: str) -> dict:
+    done = state in ("active", "failed")
+    steps = [
+        {"phase": "grant", "name": "create_role", "status": "succeeded" if state != "approved" else "pending", "attempts": 1, "error": None},
+        {"phase": "grant", "name": "create_endpoint", "status": {"active": "succeeded", "failed": "failed"}.get(state, "pending"), "attempts": 1 if done else 0, "error": "refused" if state == "failed" else None},
+    ]
+    return {"id": 9, "state": state, "steps": steps}
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+@pytest.mark.parametrize(
+    ("states", "goal", "code"),
+    [
+        (("approved", "provisioning", "active"), "active", ExitCode.DONE),
+        (("approved", "provisioning", "failed"), "active", ExitCode.FAILED),
+        (("pending_approval", "rejected"), "active", ExitCode.FAILED),
+        (("revoking", "revoked"), "revoked", ExitCode.DONE),
+    ],
+)
+def test_following_ends_with_the_goal_or_a_failure(states, goal, code, terminal):
+    screen = StringIO()
+    console = Console(file=screen, force_terminal=terminal, width=120)
+    portal = ScriptedPortal(*states)
+    (item,) = follow(portal, [Followed(9, goal, detail(states[0]))], console=console, timeout=10, interval=0.1)
+    assert item.exit_code == code and item.detail["state"] == states[-1]
+    assert portal.reads == len(states) - 1  # one read per change here, none after it settled
+    if not terminal:
+        assert f"request 9: {states[-1]}" in screen.getvalue()
+
+
+def test_following_stops_at_the_timeout_and_says_so():
+    (item,) = follow(
+        ScriptedPortal("pending_approval"),
+        [Followed(9, "active", detail("pending_approval"))],
+        console=Console(file=StringIO()),
+        timeout=0.3,
+        interval=0.1,
+    )
+    assert item.exit_code == ExitCode.TIMED_OUT
