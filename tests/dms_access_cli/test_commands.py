@@ -19,7 +19,8 @@ from dms_access_cli import config
 from dms_access_cli.client import Portal
 from dms_access_cli.errors import ApiError, ExitCode, Unreachable
 from dms_access_cli.follow import Followed, follow
-from dms_access_cli.main import ExportFormat, State, app
+from dms_access_cli.main import app
+from dms_access_cli.reading import ExportFormat, State
 from dms_access_cli.request_file import SUBMIT_FIELDS, read_requests
 
 ROOT = Path(__file__).resolve().parents[2]
