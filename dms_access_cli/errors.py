@@ -14,7 +14,7 @@ Exit codes:
 
   0  done — the call succeeded; with --wait, the request reached the state waited for (active; revoked for revoke)
 
-  1  failed — the request ended failed, rejected, cancelled, expired or revoked while waited for; or the portal could not be reached, answered 5xx, or answered something that is not the API's
+  1  failed — the request ended failed, rejected, cancelled, expired or revoked while waited for; or the portal could not be reached, answered 5xx, or answered something that is not the API's; or you answered no to a confirmation
 
   2  usage — bad flags or arguments, an unreadable request file, not logged in, or a confirmation needed with no terminal (pass --yes)
 
