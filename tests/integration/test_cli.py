@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from requests_app.models import AccessRequest
 from tests.factories import api_token_for
 from tests.requests_app.rows import APPROVER, DATALAKE_ID, REQUESTER, portal_accounts, user
 
@@ -46,12 +47,12 @@ class Cli:
         env.update(extra)
         return env
 
-    def popen(self, *args: str, as_user: str | None, **extra: str) -> subprocess.Popen:
+    def popen(self, *args: str, as_user: str | None, stdin=subprocess.DEVNULL, **extra: str) -> subprocess.Popen:
         return subprocess.Popen(
             [*console_script(), *args],
             cwd=ROOT,
             env=self.env(as_user, **extra),
-            stdin=subprocess.DEVNULL,
+            stdin=stdin,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -60,6 +61,18 @@ class Cli:
     def run(self, *args: str, as_user: str | None = REQUESTER, timeout: float = 180, **extra: str):
         process = self.popen(*args, as_user=as_user, **extra)
         stdout, stderr = process.communicate(timeout=timeout)
+        return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+    def answering(self, answer: str, *args: str, as_user: str, timeout: float = 180):
+        """Run with a terminal on standard input, answering ``answer`` to the confirmation."""
+        terminal, process_side = os.openpty()
+        try:
+            process = self.popen(*args, as_user=as_user, stdin=process_side)
+            os.write(terminal, answer.encode() + b"\n")
+            stdout, stderr = process.communicate(timeout=timeout)
+        finally:
+            os.close(terminal)
+            os.close(process_side)
         return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
     def json(self, *args: str, expect: int = 0, **kwargs):
@@ -97,14 +110,11 @@ def test_request_waits_while_the_approver_approves_the_plan_hash_then_active_the
         "--wait", "--timeout", "150", "--interval", "0.5", "--json", as_user=REQUESTER,
     )  # fmt: skip
     try:
-        queue = []
-        for _ in range(100):
-            queue = cli.json("list", "--awaiting-my-approval", as_user=APPROVER)
-            if queue:
-                break
-            assert waiting.poll() is None, waiting.communicate()
-            time.sleep(0.2)
-        (row,) = queue
+        deadline = time.monotonic() + 60
+        while not AccessRequest.objects.filter(endpoint_identifier="cli-orders").exists():
+            assert waiting.poll() is None and time.monotonic() < deadline, waiting.communicate()
+            time.sleep(0.1)
+        (row,) = cli.json("list", "--awaiting-my-approval", as_user=APPROVER)
         request_id = row["id"]
         plan = cli.json("plan", str(request_id), as_user=APPROVER)
         assert plan["endpoint_settings"]["PostgreSQLSettings"]["SecretsManagerSecretId"] == cli.world.secret_arn
@@ -157,6 +167,12 @@ def test_refusals_exit_3_with_the_apis_words(cli):
     assert body["status"] == 409 and body["code"] == "plan_changed" and body["current_plan_hash"] == filed["plan_hash"]
     assert cli.json("status", request_id)["decisions"] == []
 
+    # Without --yes: no terminal to ask on is a usage error (2); "no" on a terminal decides nothing (1).
+    assert cli.run("approve", request_id, as_user=APPROVER).returncode == 2
+    declined = cli.answering("n", "approve", request_id, as_user=APPROVER)
+    assert declined.returncode == 1 and f"Approve request {request_id} with plan hash {filed['plan_hash']}?" in declined.stdout
+    assert cli.json("status", request_id)["decisions"] == []
+
     # 400: each field's message listed.
     invalid = cli.run("request", *request_flags(cli.world, "bad--identifier", engine="not-an-engine"))
     assert invalid.returncode == 3, invalid
@@ -166,9 +182,8 @@ def test_refusals_exit_3_with_the_apis_words(cli):
     unknown = cli.run("status", request_id, DMS_ACCESS_TOKEN="0" * 64)
     assert unknown.returncode == 3 and "HTTP 401" in unknown.stderr
 
-    # 404, and a usage error (2) is caught before any call.
+    # 404: no such request (or not one you may see).
     assert cli.run("status", "999999").returncode == 3
-    assert cli.run("reject", request_id, as_user=APPROVER).returncode == 2  # --reason is required
     rejected = cli.json("reject", request_id, "--reason", "not this quarter", as_user=APPROVER)
     assert rejected["state"] == "rejected"
     # Waiting for a request that can no longer become active: failed (1) at once.
@@ -186,8 +201,9 @@ def test_wait_times_out_with_4_and_the_request_as_it_is(cli):
 def test_a_grant_that_fails_exits_1(cli, faults):
     filed = cli.json("request", *request_flags(cli.world, "cli-failing"))
     faults.set(filed["id"], create_endpoint={"permanent": "provisioner_access_denied"})
-    approved = cli.run(
-        "approve", str(filed["id"]), "--yes", "--wait", "--timeout", "120", "--interval", "0.5", "--json", as_user=APPROVER
+    # Confirmed on a terminal; with --json the plan and the question go to standard error.
+    approved = cli.answering(
+        "y", "approve", str(filed["id"]), "--wait", "--timeout", "120", "--interval", "0.5", "--json", as_user=APPROVER
     )
     assert approved.returncode == 1, (approved, cli.workers.logs())
     failed = json.loads(approved.stdout)
