@@ -264,3 +264,11 @@ def test_following_stops_at_the_timeout_and_says_so():
         interval=0.1,
     )
     assert item.exit_code == ExitCode.TIMED_OUT
+
+
+def test_every_command_takes_json_and_documents_the_exit_codes():
+    names = [command.name or command.callback.__name__ for command in app.registered_commands]
+    assert len(names) == 14
+    for name in names:
+        result = invoke(name, "--help")
+        assert result.exit_code == 0 and "--json" in result.output and "3  refused" in result.output, name
