@@ -12,12 +12,12 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from provisioning.diagnoses import cdc_checklist, get_diagnosis
-from provisioning.names import ENGINES, ROLE_NAME_MAX
 from requests_app import permissions, visibility
 from requests_app.actions import API_ACTION_NAMES
 from requests_app.api.lifecycle_serializers import LifecycleFieldsMixin
+from requests_app.grant_input import ACCOUNT_ID_PATTERN
 from requests_app.models import AccessRequest, AuditEvent, AwsAccount, Decision, ProvisioningStep
-from requests_app.validation import EXTERNAL_ID_MAX_LENGTH, JUSTIFICATION_MAX
+from requests_app.validation import EXTERNAL_ID_MAX_LENGTH
 
 
 def _max_length(model, field: str) -> int:
@@ -37,30 +37,9 @@ def _names(what: str, max_length: int, **kwargs) -> serializers.ListField:
 # --- shared pieces -----------------------------------------------------------
 
 
-class EngineField(serializers.ChoiceField):
-    """The engine name exactly as listed (a ChoiceField: no spaces trimmed, as the schema's enum says)."""
-
-    def __init__(self, **kwargs):
-        message = f"Must be one of {', '.join(ENGINES)} (got {{input!r}})."
-        super().__init__(choices=sorted(ENGINES), error_messages={"invalid_choice": message}, **kwargs)
-
-
-class EndpointTypeField(serializers.ChoiceField):
-    """``source`` or ``target``, exactly."""
-
-    def __init__(self, **kwargs):
-        message = "Must be source or target (got {input!r})."
-        super().__init__(choices=AccessRequest.EndpointType.choices, error_messages={"invalid_choice": message}, **kwargs)
-
-
 # The schema states these patterns; the fields apply them to the text as sent
 # (no trimming), so what the schema forbids is refused and what it allows is
 # what the services accept.
-ACCOUNT_ID_PATTERN = r"^[0-9]{12}$"
-ENDPOINT_IDENTIFIER_PATTERN = r"^[A-Za-z][A-Za-z0-9]*(?:-[A-Za-z0-9]+)*$"
-# Blank is allowed besides the pattern where the field allows it (the schema
-# says "oneOf" the pattern or empty, so the pattern itself must not match "").
-ROLE_NAME_PATTERN = r"^[A-Za-z0-9_+=,.@-]+$"
 REGION_PATTERN = r"^[a-z]{2}(?:-[a-z]+)+-[0-9]{1,2}$"
 EXTERNAL_ID_PATTERN = r"^[A-Za-z0-9_+=,.@:/-]{2,1224}$"
 
@@ -272,56 +251,6 @@ class AccountMembersSerializer(serializers.Serializer):
 
 
 # --- requests ----------------------------------------------------------------
-
-
-class RequestSubmitSerializer(serializers.Serializer):
-    datalake_account = _pattern_field(
-        ACCOUNT_ID_PATTERN,
-        "Must be a 12-digit AWS account id.",
-        help_text="The 12-digit id of the registered DataLake account DMS runs in.",
-    )
-    secret_arn = serializers.CharField(
-        max_length=_max_length(AccessRequest, "secret_arn"),
-        help_text="Full ARN of the secret in a registered Remote account; it gives the Remote account and region.",
-    )
-    kms_key_arn = serializers.CharField(
-        max_length=_max_length(AccessRequest, "kms_key_arn"),
-        required=False,
-        default="",
-        allow_blank=True,
-        help_text="The secret's customer-managed KMS key; discovered from the secret when left out.",
-    )
-    engine = EngineField(help_text="The DMS engine name.")
-    endpoint_identifier = _pattern_field(
-        ENDPOINT_IDENTIFIER_PATTERN,
-        'Must start with a letter and use only letters, digits and hyphens, with no "--" and no trailing hyphen.',
-        max_length=_max_length(AccessRequest, "endpoint_identifier"),
-        help_text='The DMS endpoint identifier: starts with a letter; letters, digits and hyphens; no "--", no trailing hyphen.',
-    )
-    endpoint_type = EndpointTypeField(required=False, default="source")
-    database_name = serializers.CharField(
-        max_length=_max_length(AccessRequest, "database_name"), required=False, default="", allow_blank=True
-    )
-    role_name = _pattern_field(
-        ROLE_NAME_PATTERN,
-        "Must use only ASCII letters, digits and _+=,.@-.",
-        max_length=ROLE_NAME_MAX,
-        required=False,
-        default="",
-        allow_blank=True,
-        help_text="Name of the IAM role DMS assumes (at most 64 characters); derived from the endpoint identifier when left out.",
-    )
-    replication_instance_arn = serializers.CharField(
-        max_length=_max_length(AccessRequest, "replication_instance_arn"),
-        required=False,
-        default="",
-        allow_blank=True,
-        help_text="A replication instance in the DataLake account; when given, verify runs a DMS connection test.",
-    )
-    justification = serializers.CharField(max_length=JUSTIFICATION_MAX, help_text="Why DMS needs this secret.")
-    expires_at = serializers.DateTimeField(
-        required=False, allow_null=True, default=None, help_text="When the grant is revoked automatically."
-    )
 
 
 class DecisionSerializer(serializers.ModelSerializer):

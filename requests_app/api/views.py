@@ -21,6 +21,8 @@ from requests_app import permissions, selectors, services, visibility
 from requests_app.actions import ACTIONS, RequestAction, action_arguments
 from requests_app.api import serializers as s
 from requests_app.api.filters import MAX_ID, AuditEventFilterSerializer, RequestFilterSerializer
+from requests_app.api.submit_serializers import RequestSubmitSerializer
+from requests_app.grant_input import arguments_from
 from requests_app.membership import ACCOUNT_PREFETCH
 from requests_app.models import AwsAccount
 from requests_app.pagination import NewestFirstCursorPagination, StrictPageNumberPagination
@@ -190,7 +192,7 @@ class RequestListView(APIView):
             "Remote account's approval queue. With an `Idempotency-Key`, a retry with the same body returns "
             "the request filed the first time (200)."
         ),
-        request=s.RequestSubmitSerializer,
+        request=RequestSubmitSerializer,
         parameters=[IDEMPOTENCY_KEY],
         responses={
             201: OpenApiResponse(s.RequestDetailSerializer, description="Filed; `Location` names the new request."),
@@ -207,25 +209,14 @@ class RequestListView(APIView):
         key = request.headers.get("Idempotency-Key", "")
         if key and not _IDEMPOTENCY_KEY_RE.match(key):
             raise exceptions.ValidationError({"Idempotency-Key": ["must be 1 to 255 printable ASCII characters"]})
-        body = s.RequestSubmitSerializer(data=request.data)
+        body = RequestSubmitSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        data = body.validated_data
         started = timezone.now()
         access_request = services.access_request_submit(
             requester=request.user,
-            datalake_account_id=data["datalake_account"],
-            secret_arn=data["secret_arn"],
-            kms_key_arn=data["kms_key_arn"],
-            engine=data["engine"],
-            endpoint_identifier=data["endpoint_identifier"],
-            endpoint_type=data["endpoint_type"],
-            database_name=data["database_name"],
-            role_name=data["role_name"],
-            replication_instance_arn=data["replication_instance_arn"],
-            justification=data["justification"],
-            expires_at=data["expires_at"],
             idempotency_key=key,
             source_ip=_source_ip(request),
+            **arguments_from(body.validated_data),
         )
         # A retry with the same key gets back the request filed before this call began.
         replayed = bool(key) and access_request.created_at < started
