@@ -22,9 +22,9 @@ def _api_field(field: InputField) -> serializers.Field:
     if field.kind is Kind.DATETIME:
         return serializers.DateTimeField(allow_null=True, **options)
     if field.kind is Kind.CHOICE:
-        # As listed, exactly: a ChoiceField trims no spaces, as the schema's enum says.
+        # As listed, exactly: a ChoiceField trims no spaces, as the schema's enum (sorted) says.
         return serializers.ChoiceField(
-            choices=field.choices, error_messages={"invalid_choice": field.choice_message}, **options
+            choices=sorted(field.choices), error_messages={"invalid_choice": field.choice_message}, **options
         )
     options.update(max_length=field.longest, allow_blank=not field.required)
     if field.pattern:

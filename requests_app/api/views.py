@@ -20,6 +20,7 @@ from rest_framework.views import APIView
 from requests_app import permissions, selectors, services, visibility
 from requests_app.actions import ACTIONS, RequestAction, action_arguments
 from requests_app.api import serializers as s
+from requests_app.api.account_serializers import AccountMembersSerializer, AccountRegisterSerializer, AccountSerializer
 from requests_app.api.filters import MAX_ID, AuditEventFilterSerializer, RequestFilterSerializer
 from requests_app.api.submit_serializers import RequestSubmitSerializer
 from requests_app.grant_input import arguments_from
@@ -91,26 +92,26 @@ class AccountListView(APIView):
     @extend_schema(
         operation_id="accounts_list",
         summary="The accounts registry",
-        responses={200: s.AccountSerializer(many=True), 401: ERROR_401},
+        responses={200: AccountSerializer(many=True), 401: ERROR_401},
     )
     def get(self, request):
         accounts = AwsAccount.objects.prefetch_related(*ACCOUNT_PREFETCH).order_by("name", "id")
-        return Response(s.AccountSerializer(accounts, many=True).data)
+        return Response(AccountSerializer(accounts, many=True).data)
 
     @extend_schema(
         operation_id="accounts_register",
         summary="Register an account (portal administrators)",
-        request=s.AccountRegisterSerializer,
-        responses={201: OpenApiResponse(s.AccountSerializer, description="Registered."), 400: ERRORS_400, 401: ERROR_401, 403: ERROR_403},
+        request=AccountRegisterSerializer,
+        responses={201: OpenApiResponse(AccountSerializer, description="Registered."), 400: ERRORS_400, 401: ERROR_401, 403: ERROR_403},
     )
     def post(self, request):
         if not permissions.can_register_account(request.user):
             raise exceptions.PermissionDenied("Only administrators may register accounts.")
-        body = s.AccountRegisterSerializer(data=request.data)
+        body = AccountRegisterSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         account = services.account_register(actor=request.user, source_ip=_source_ip(request), **body.validated_data)
         account = AwsAccount.objects.prefetch_related(*ACCOUNT_PREFETCH).get(pk=account.pk)
-        return Response(s.AccountSerializer(account).data, status=status.HTTP_201_CREATED)
+        return Response(AccountSerializer(account).data, status=status.HTTP_201_CREATED)
 
 
 ACCOUNT_ID = OpenApiParameter(
@@ -131,9 +132,9 @@ class AccountDetailView(APIView):
             "the account's approvers (before and after) are notified."
         ),
         parameters=[ACCOUNT_ID],
-        request=s.AccountMembersSerializer,
+        request=AccountMembersSerializer,
         responses={
-            200: s.AccountSerializer,
+            200: AccountSerializer,
             400: ERRORS_400,
             401: ERROR_401,
             403: ERROR_403,
@@ -146,7 +147,7 @@ class AccountDetailView(APIView):
             raise exceptions.PermissionDenied("Only portal administrators may change an account's members.")
         if not _ACCOUNT_ID_RE.fullmatch(account_id):
             raise exceptions.NotFound()
-        body = s.AccountMembersSerializer(data=request.data)
+        body = AccountMembersSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         members = dict(body.validated_data)
         slack_channel = members.pop("slack_channel", None)
@@ -159,7 +160,7 @@ class AccountDetailView(APIView):
                 actor=request.user, account_id=account_id, source_ip=_source_ip(request), slack_channel=slack_channel
             )
         account = AwsAccount.objects.prefetch_related(*ACCOUNT_PREFETCH).get(account_id=account_id)
-        return Response(s.AccountSerializer(account).data)
+        return Response(AccountSerializer(account).data)
 
 
 # --- requests ----------------------------------------------------------------
