@@ -50,7 +50,7 @@ class AccessRequestForm(input_form("AccessRequestFields", SUBMIT_INPUT)):
         self.has_accounts = bool(account_choices)
         for field in self.declared_input:
             if field.kind is Kind.ACCOUNT:
-                self.fields[field.name].choices = [("", field.placeholder)] + account_choices
+                self.fields[field.name].choices = [*self.fields[field.name].choices, *account_choices]
         for name, field in self.fields.items():
             field.widget.attrs.setdefault("id", f"id_{name}")
             field.widget.attrs["aria-describedby"] = f"errors_{name}"
