@@ -1,46 +1,34 @@
 """Field-level validation of a new request, shared by the API, the form and
 the submit service so all three give the same messages.
 
-Syntax rules come from the engine (``provisioning.arns``, ``provisioning.names``);
-this module adds what only the portal knows: which accounts are registered,
-how the ARNs must agree with them, and which names live requests already hold.
+A new request's fields and their own rules are declared in
+``requests_app.grant_input`` (syntax rules come from the engine,
+``provisioning.arns`` and ``provisioning.names``); this module runs them and
+adds what only the portal knows: which accounts are registered, how the ARNs
+must agree with them and with each other, and which names live requests
+already hold.
 """
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.utils import timezone
 
 from provisioning import arns, names
 from provisioning.errors import InvalidInput
 from requests_app.errors import ValidationFailed
+from requests_app.grant_input import FIELD_NAMES, SUBMIT_INPUT, submit_arguments
 from requests_app.models import LIVE_STATES, AccessRequest, AwsAccount
 
-JUSTIFICATION_MAX = 4000
-DATABASE_NAME_MAX = 255
 # A decision's comment (approve, reject, an extension's): one limit and one
 # message for the pages, the API and the services.
 COMMENT_MAX = 2000
 COMMENT_TOO_LONG = f"A comment may be at most {COMMENT_MAX} characters."
 
-# Field names as the API and the form spell them.
-REQUEST_FIELDS = (
-    "datalake_account",
-    "secret_arn",
-    "kms_key_arn",
-    "engine",
-    "endpoint_identifier",
-    "endpoint_type",
-    "database_name",
-    "role_name",
-    "replication_instance_arn",
-    "justification",
-    "expires_at",
-)
+# A new request's field names as the API, the form and the messages spell them.
+REQUEST_FIELDS = FIELD_NAMES
 
 
 def clean_comment(comment: str | None) -> str:
@@ -77,8 +65,8 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value).strip()
 
 
-def _datalake_account(errors: _Errors, account_id: str) -> AwsAccount | None:
-    if errors.check("datalake_account", names.validate_account_id, account_id) is None:
+def _datalake_account(errors: _Errors, account_id: str | None) -> AwsAccount | None:
+    if account_id is None:
         return None
     account = AwsAccount.objects.filter(account_id=account_id).first()
     if account is None:
@@ -137,106 +125,69 @@ def _taken_names(
         )
 
 
-def validate_request_input(
-    *,
-    datalake_account_id: Any,
-    secret_arn: Any,
-    engine: Any,
-    endpoint_identifier: Any,
-    justification: Any,
-    kms_key_arn: Any = "",
-    endpoint_type: Any = "source",
-    database_name: Any = "",
-    role_name: Any = "",
-    replication_instance_arn: Any = "",
-    expires_at: datetime | None = None,
-    now: datetime | None = None,
-) -> dict[str, Any]:
+def validate_request_input(**arguments: Any) -> dict[str, Any]:
     """Check every field of a new request; return the cleaned values.
 
-    Raises ValidationFailed with every broken field at once. The cleaned dict
-    has the request's model fields plus ``datalake_account`` and
-    ``remote_account`` (rows) and ``region`` (the secret ARN's region).
+    Takes the submit service's keywords (``grant_input.SUBMIT_INPUT``). Raises
+    ValidationFailed with every broken field at once. The cleaned dict has
+    the request's model fields, with ``datalake_account`` and
+    ``remote_account`` as rows and ``region`` (the secret ARN's region).
     A blank role name is derived from the endpoint identifier.
     """
+    arguments = submit_arguments(arguments)
+    given = {field.name: field.given(arguments[field.argument]) for field in SUBMIT_INPUT}
     errors = _Errors()
-    account_id = _text(datalake_account_id)
-    secret_text = _text(secret_arn)
-    key_text = _text(kms_key_arn)
-    replication_text = _text(replication_instance_arn)
-    role_text = _text(role_name)
-    database_text = _text(database_name)
-    justification_text = _text(justification)
+    # Each field's own rule; a field left blank that need not be given keeps its default.
+    checked = {
+        field.name: errors.check(field.name, field.clean, given[field.name])
+        for field in SUBMIT_INPUT
+        if field.required or given[field.name] != field.default
+    }
+    datalake = _datalake_account(errors, checked.get("datalake_account"))
+    grant = _grant(errors, given, checked, datalake=datalake)
+    if errors.by_field:
+        raise ValidationFailed(errors.by_field)
+    return {
+        **{name: value.raw if isinstance(value, arns.Arn) else value for name, value in {**given, **checked}.items()},
+        "datalake_account": datalake,
+        **grant,
+    }
 
-    datalake = _datalake_account(errors, account_id)
-    secret = errors.check("secret_arn", arns.parse_secret_arn, secret_text)
+
+def _grant(
+    errors: _Errors, given: dict[str, Any], checked: dict[str, Any], *, datalake: AwsAccount | None
+) -> dict[str, Any]:
+    """The rules across one grant's fields and the request's DataLake account;
+    returns what they settle (the Remote account, the region, the role name)."""
+    secret = checked.get("secret_arn")
     remote = region = None
     if secret is not None:
         region = errors.check("secret_arn", names.validate_region, secret.region, partition=secret.partition)
         remote = _remote_account(errors, secret)
-
-    if key_text:
-        key = errors.check("kms_key_arn", arns.parse_kms_key_arn, key_text)
-        if key is not None and secret is not None:
+        if (key := checked.get("kms_key_arn")) is not None:
             _same_place(errors, "kms_key_arn", key, secret=secret, account_id=secret.account, side="Remote")
-    if replication_text:
-        replication = errors.check("replication_instance_arn", arns.parse_replication_instance_arn, replication_text)
-        if replication is not None and secret is not None and datalake is not None:
+        if (replication := checked.get("replication_instance_arn")) is not None and datalake is not None:
             _same_place(
                 errors, "replication_instance_arn", replication,
                 secret=secret, account_id=datalake.account_id, side="DataLake",
             )
 
-    engine_name = errors.check("engine", names.validate_engine, _text(engine))
-    kind = errors.check("endpoint_type", names.validate_endpoint_type, _text(endpoint_type) or "source")
-    identifier = errors.check("endpoint_identifier", names.validate_endpoint_identifier, _text(endpoint_identifier))
-    if role_text:
-        role = errors.check("role_name", names.validate_role_name, role_text)
+    engine = checked.get("engine")
+    if given["database_name"] and engine in names.MYSQL_FAMILY:
+        errors.add("database_name", f"Must be left empty for {engine}: DMS refuses a database name for MySQL-family engines.")
+
+    identifier = checked.get("endpoint_identifier")
+    role_named = "role_name" in checked
+    if role_named:
+        role = checked["role_name"]
     else:
         role = names.derive_role_name(identifier) if identifier else None
-
-    if len(database_text) > DATABASE_NAME_MAX:
-        errors.add("database_name", f"Must be at most {DATABASE_NAME_MAX} characters.")
-    if database_text and engine_name in names.MYSQL_FAMILY:
-        errors.add("database_name", f"Must be left empty for {engine_name}: DMS refuses a database name for MySQL-family engines.")
-
-    if not justification_text:
-        errors.add("justification", "A justification is required.")
-    elif len(justification_text) > JUSTIFICATION_MAX:
-        errors.add("justification", f"Must be at most {JUSTIFICATION_MAX} characters (got {len(justification_text)}).")
-
-    if expires_at is not None:
-        if not isinstance(expires_at, datetime):
-            errors.add("expires_at", "Must be a date and time.")
-        else:
-            if timezone.is_naive(expires_at):
-                expires_at = timezone.make_aware(expires_at)
-            if expires_at <= (now or timezone.now()):
-                errors.add("expires_at", "Must be in the future.")
-
     if datalake is not None:
         _taken_names(
             errors, account=datalake, region=region, role_name=role,
-            role_name_derived=not role_text, endpoint_identifier=identifier,
+            role_name_derived=not role_named, endpoint_identifier=identifier,
         )
-
-    if errors.by_field:
-        raise ValidationFailed(errors.by_field)
-    return {
-        "datalake_account": datalake,
-        "remote_account": remote,
-        "region": region,
-        "secret_arn": secret.raw,
-        "kms_key_arn": key_text,
-        "engine": engine_name,
-        "endpoint_identifier": identifier,
-        "endpoint_type": kind,
-        "database_name": database_text,
-        "role_name": role,
-        "replication_instance_arn": replication_text,
-        "justification": justification_text,
-        "expires_at": expires_at,
-    }
+    return {"remote_account": remote, "region": region, "role_name": role}
 
 
 EXTERNAL_ID_MAX_LENGTH = 1224

@@ -20,7 +20,10 @@ from rest_framework.views import APIView
 from requests_app import permissions, selectors, services, visibility
 from requests_app.actions import ACTIONS, RequestAction, action_arguments
 from requests_app.api import serializers as s
+from requests_app.api.account_serializers import AccountMembersSerializer, AccountRegisterSerializer, AccountSerializer
 from requests_app.api.filters import MAX_ID, AuditEventFilterSerializer, RequestFilterSerializer
+from requests_app.api.submit_serializers import RequestSubmitSerializer
+from requests_app.grant_input import arguments_from
 from requests_app.membership import ACCOUNT_PREFETCH
 from requests_app.models import AwsAccount
 from requests_app.pagination import NewestFirstCursorPagination, StrictPageNumberPagination
@@ -89,26 +92,26 @@ class AccountListView(APIView):
     @extend_schema(
         operation_id="accounts_list",
         summary="The accounts registry",
-        responses={200: s.AccountSerializer(many=True), 401: ERROR_401},
+        responses={200: AccountSerializer(many=True), 401: ERROR_401},
     )
     def get(self, request):
         accounts = AwsAccount.objects.prefetch_related(*ACCOUNT_PREFETCH).order_by("name", "id")
-        return Response(s.AccountSerializer(accounts, many=True).data)
+        return Response(AccountSerializer(accounts, many=True).data)
 
     @extend_schema(
         operation_id="accounts_register",
         summary="Register an account (portal administrators)",
-        request=s.AccountRegisterSerializer,
-        responses={201: OpenApiResponse(s.AccountSerializer, description="Registered."), 400: ERRORS_400, 401: ERROR_401, 403: ERROR_403},
+        request=AccountRegisterSerializer,
+        responses={201: OpenApiResponse(AccountSerializer, description="Registered."), 400: ERRORS_400, 401: ERROR_401, 403: ERROR_403},
     )
     def post(self, request):
         if not permissions.can_register_account(request.user):
             raise exceptions.PermissionDenied("Only administrators may register accounts.")
-        body = s.AccountRegisterSerializer(data=request.data)
+        body = AccountRegisterSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         account = services.account_register(actor=request.user, source_ip=_source_ip(request), **body.validated_data)
         account = AwsAccount.objects.prefetch_related(*ACCOUNT_PREFETCH).get(pk=account.pk)
-        return Response(s.AccountSerializer(account).data, status=status.HTTP_201_CREATED)
+        return Response(AccountSerializer(account).data, status=status.HTTP_201_CREATED)
 
 
 ACCOUNT_ID = OpenApiParameter(
@@ -129,9 +132,9 @@ class AccountDetailView(APIView):
             "the account's approvers (before and after) are notified."
         ),
         parameters=[ACCOUNT_ID],
-        request=s.AccountMembersSerializer,
+        request=AccountMembersSerializer,
         responses={
-            200: s.AccountSerializer,
+            200: AccountSerializer,
             400: ERRORS_400,
             401: ERROR_401,
             403: ERROR_403,
@@ -144,7 +147,7 @@ class AccountDetailView(APIView):
             raise exceptions.PermissionDenied("Only portal administrators may change an account's members.")
         if not _ACCOUNT_ID_RE.fullmatch(account_id):
             raise exceptions.NotFound()
-        body = s.AccountMembersSerializer(data=request.data)
+        body = AccountMembersSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         members = dict(body.validated_data)
         slack_channel = members.pop("slack_channel", None)
@@ -157,7 +160,7 @@ class AccountDetailView(APIView):
                 actor=request.user, account_id=account_id, source_ip=_source_ip(request), slack_channel=slack_channel
             )
         account = AwsAccount.objects.prefetch_related(*ACCOUNT_PREFETCH).get(account_id=account_id)
-        return Response(s.AccountSerializer(account).data)
+        return Response(AccountSerializer(account).data)
 
 
 # --- requests ----------------------------------------------------------------
@@ -190,7 +193,7 @@ class RequestListView(APIView):
             "Remote account's approval queue. With an `Idempotency-Key`, a retry with the same body returns "
             "the request filed the first time (200)."
         ),
-        request=s.RequestSubmitSerializer,
+        request=RequestSubmitSerializer,
         parameters=[IDEMPOTENCY_KEY],
         responses={
             201: OpenApiResponse(s.RequestDetailSerializer, description="Filed; `Location` names the new request."),
@@ -207,25 +210,14 @@ class RequestListView(APIView):
         key = request.headers.get("Idempotency-Key", "")
         if key and not _IDEMPOTENCY_KEY_RE.match(key):
             raise exceptions.ValidationError({"Idempotency-Key": ["must be 1 to 255 printable ASCII characters"]})
-        body = s.RequestSubmitSerializer(data=request.data)
+        body = RequestSubmitSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        data = body.validated_data
         started = timezone.now()
         access_request = services.access_request_submit(
             requester=request.user,
-            datalake_account_id=data["datalake_account"],
-            secret_arn=data["secret_arn"],
-            kms_key_arn=data["kms_key_arn"],
-            engine=data["engine"],
-            endpoint_identifier=data["endpoint_identifier"],
-            endpoint_type=data["endpoint_type"],
-            database_name=data["database_name"],
-            role_name=data["role_name"],
-            replication_instance_arn=data["replication_instance_arn"],
-            justification=data["justification"],
-            expires_at=data["expires_at"],
             idempotency_key=key,
             source_ip=_source_ip(request),
+            **arguments_from(body.validated_data),
         )
         # A retry with the same key gets back the request filed before this call began.
         replayed = bool(key) and access_request.created_at < started

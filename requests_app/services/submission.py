@@ -31,6 +31,7 @@ from requests_app import notifications, permissions
 from requests_app.audit import record_event
 from requests_app.aws import grant_clients_for
 from requests_app.errors import IdempotencyConflict, InvalidTransition, NotAllowed, ValidationFailed
+from requests_app.grant_input import submit_arguments
 from requests_app.grants import grant_spec_for
 from requests_app.models import LIVE_STATES, AccessRequest, AwsAccount, RequestState
 from requests_app.plan_lint import lint_into_preflight
@@ -145,35 +146,19 @@ def _held_names(cleaned: dict[str, Any]) -> dict[str, list[str]]:
 
 
 def access_request_submit(
-    *,
-    requester,
-    datalake_account_id,
-    secret_arn: str,
-    engine: str,
-    endpoint_identifier: str,
-    justification: str,
-    kms_key_arn: str = "",
-    endpoint_type: str = "source",
-    database_name: str = "",
-    role_name: str = "",
-    replication_instance_arn: str = "",
-    expires_at: datetime | None = None,
-    idempotency_key: str = "",
-    source_ip: str | None = None,
+    *, requester, idempotency_key: str = "", source_ip: str | None = None, **grant_input: Any
 ) -> AccessRequest:
     """File a request for DMS in a DataLake account to read a Remote secret.
 
-    The same requester sending the same idempotency key with the same body
-    gets the request filed the first time; with another body, IdempotencyConflict.
+    ``grant_input`` is the request's fields as keywords (``grant_input.SUBMIT_INPUT``:
+    ``datalake_account_id``, ``secret_arn``, ``engine``, ``endpoint_identifier``,
+    ``justification`` and the optional ones). The same requester sending the same
+    idempotency key with the same body gets the request filed the first time;
+    with another body, IdempotencyConflict.
     """
+    fields = submit_arguments(grant_input)
     if not permissions.is_active_user(requester):
         raise NotAllowed("Sign in to file a request.")
-    fields = {
-        "datalake_account_id": datalake_account_id, "secret_arn": secret_arn, "engine": engine,
-        "endpoint_identifier": endpoint_identifier, "justification": justification, "kms_key_arn": kms_key_arn,
-        "endpoint_type": endpoint_type, "database_name": database_name, "role_name": role_name,
-        "replication_instance_arn": replication_instance_arn, "expires_at": expires_at,
-    }
     key = _text(idempotency_key)
     if len(key) > IDEMPOTENCY_KEY_MAX:
         raise ValidationFailed({"idempotency_key": [f"Must be at most {IDEMPOTENCY_KEY_MAX} characters."]})
@@ -181,7 +166,7 @@ def access_request_submit(
     if key and (existing := _replay(requester, key, fingerprint)) is not None:
         return existing
 
-    named = AwsAccount.objects.filter(account_id=_text(datalake_account_id), is_datalake=True).first()
+    named = AwsAccount.objects.filter(account_id=_text(fields["datalake_account_id"]), is_datalake=True).first()
     if named is not None:
         _ensure_can_file(requester, named)
     cleaned = validate_request_input(**fields)

@@ -1,61 +1,56 @@
 """Forms of the browser pages.
 
 The forms only parse what the browser sent; the rules and their messages come
-from ``requests_app.validation`` (the same function the API's serializers
-call), so a field is refused with the same words on both interfaces.
+from ``requests_app.validation`` (the same function the submit service runs
+for the API), so a field is refused with the same words on both interfaces.
+The request form's fields are built from their declaration
+(``requests_app.grant_input``).
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from django import forms
 
-from provisioning.names import ENGINES
 from requests_app.errors import ValidationFailed
+from requests_app.grant_input import SUBMIT_INPUT, InputField, Kind, arguments_from
 from requests_app.services.expiry import JUSTIFICATION_MAX
-from requests_app.validation import REQUEST_FIELDS, validate_request_input
+from requests_app.validation import validate_request_input
 
 
+def _form_field(field: InputField) -> forms.Field:
+    # Whether a field must be given is the validation's rule (and message), not the form's.
+    options = {"label": field.label, "required": False, "help_text": field.hint}
+    if field.kind is Kind.DATETIME:
+        return forms.DateTimeField(
+            widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"), **options
+        )
+    if field.kind in (Kind.CHOICE, Kind.ACCOUNT):
+        if field.default:
+            # It starts on its default and offers no empty choice, so none is taken.
+            options.update(required=True, initial=field.default)
+            return forms.ChoiceField(choices=field.choices, **options)
+        return forms.ChoiceField(choices=[("", field.placeholder), *field.choices], **options)
+    if field.kind is Kind.LONG_TEXT:
+        return forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), **options)
+    return forms.CharField(**options)
 
-class AccessRequestForm(forms.Form):
-    datalake_account = forms.ChoiceField(
-        label="DataLake account", help_text="The account where DMS runs. Only accounts that list you as requester."
-    )
-    secret_arn = forms.CharField(
-        label="Remote secret ARN",
-        required=False,
-        help_text="The full ARN of the database credentials secret; it names the Remote account and region.",
-    )
-    kms_key_arn = forms.CharField(
-        label="KMS key ARN", required=False, help_text="Optional: found from the secret when left empty."
-    )
-    engine = forms.ChoiceField(label="DMS engine")
-    endpoint_identifier = forms.CharField(label="Endpoint identifier", required=False)
-    endpoint_type = forms.ChoiceField(
-        label="Endpoint type", choices=[("source", "Source"), ("target", "Target")], initial="source"
-    )
-    database_name = forms.CharField(label="Database name", required=False)
-    role_name = forms.CharField(
-        label="Role name", required=False, help_text="Optional: derived from the endpoint identifier when left empty."
-    )
-    replication_instance_arn = forms.CharField(
-        label="Replication instance ARN", required=False, help_text="Optional: enables a DMS connection test."
-    )
-    justification = forms.CharField(label="Justification", required=False, widget=forms.Textarea(attrs={"rows": 4}))
-    expires_at = forms.DateTimeField(
-        label="Expires at (UTC)",
-        required=False,
-        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
-        help_text="Optional: the grant is revoked automatically then.",
-    )
 
+def input_form(name: str, fields: Iterable[InputField]) -> type[forms.Form]:
+    """A form class named ``name`` with one form field per declared field."""
+    fields = tuple(fields)
+    declared = {field.name: _form_field(field) for field in fields}
+    return type(name, (forms.Form,), {"__module__": __name__, "declared_input": fields, **declared})
+
+
+class AccessRequestForm(input_form("AccessRequestFields", SUBMIT_INPUT)):
     def __init__(self, *args, datalake_accounts, validate_url: str = "", **kwargs):
         super().__init__(*args, **kwargs)
         account_choices = [(a.account_id, f"{a.name} ({a.account_id})") for a in datalake_accounts]
         self.has_accounts = bool(account_choices)
-        self.fields["datalake_account"].choices = [("", "Choose an account…")] + account_choices
-        self.fields["engine"].choices = [("", "Choose an engine…")] + [(name, name) for name in ENGINES]
-        # Required-ness is the validation module's rule (and message), not the form's.
-        self.fields["datalake_account"].required = False
-        self.fields["engine"].required = False
+        for field in self.declared_input:
+            if field.kind is Kind.ACCOUNT:
+                self.fields[field.name].choices = [*self.fields[field.name].choices, *account_choices]
         for name, field in self.fields.items():
             field.widget.attrs.setdefault("id", f"id_{name}")
             field.widget.attrs["aria-describedby"] = f"errors_{name}"
@@ -73,31 +68,28 @@ class AccessRequestForm(forms.Form):
                     }
                 )
 
+    def rows(self) -> list[list[forms.BoundField]]:
+        """The fields in the order declared, consecutive short ones side by side."""
+        rows: list[list[forms.BoundField]] = []
+        pairing = False
+        for field in self.declared_input:
+            if field.short and pairing:
+                rows[-1].append(self[field.name])
+                pairing = False
+            else:
+                rows.append([self[field.name]])
+                pairing = field.short
+        return rows
+
     def clean(self):
         data = super().clean()
         try:
-            self.validated = validate_request_input(**self.service_arguments(data))
+            validate_request_input(**arguments_from(data))
         except ValidationFailed as failure:
             for field, messages in failure.errors.items():
                 for message in messages:
                     self.add_error(field if field in self.fields else None, message)
         return data
-
-    @staticmethod
-    def service_arguments(data: dict) -> dict:
-        return {
-            "datalake_account_id": data.get("datalake_account") or "",
-            "secret_arn": (data.get("secret_arn") or "").strip(),
-            "kms_key_arn": (data.get("kms_key_arn") or "").strip(),
-            "engine": data.get("engine") or "",
-            "endpoint_identifier": (data.get("endpoint_identifier") or "").strip(),
-            "endpoint_type": data.get("endpoint_type") or "source",
-            "database_name": (data.get("database_name") or "").strip(),
-            "role_name": (data.get("role_name") or "").strip(),
-            "replication_instance_arn": (data.get("replication_instance_arn") or "").strip(),
-            "justification": data.get("justification") or "",
-            "expires_at": data.get("expires_at"),
-        }
 
 
 class ExtendForm(forms.Form):

@@ -20,13 +20,13 @@ from rest_framework.exceptions import ValidationError as BodyInvalid
 from requests_app import selectors, services, visibility
 from requests_app.actions import ACTIONS, action_arguments, offered_actions
 from requests_app.errors import DomainError, NotAllowed, NotFoundForUser, PlanChanged, ValidationFailed
+from requests_app.grant_input import FIELD_NAMES, arguments_from
 from requests_app.membership import ACCOUNT_PREFETCH, accounts_requested_by
 from requests_app.models import AccessRequest, AwsAccount, RequestState
 from requests_app.pagination import cursor_page
 from requests_app.permissions import allowed_actions, approves_for_any, can_file, can_see_remote_documents
 from requests_app.throttling import aws_call_refusal
 from requests_app.web import audit_export as exports
-from requests_app.validation import REQUEST_FIELDS
 from requests_app.web.forms import AccessRequestForm, AuditFilterForm
 from requests_app.web.lifecycle import lifecycle_context
 from requests_app.web.policy_diff import policy_diffs_for
@@ -119,7 +119,7 @@ def request_new(request):
     if form.is_valid():
         try:
             created = services.access_request_submit(
-                requester=request.user, source_ip=_client_ip(request), **form.service_arguments(form.cleaned_data)
+                requester=request.user, source_ip=_client_ip(request), **arguments_from(form.cleaned_data)
             )
         except ValidationFailed as failure:
             for field, field_messages in failure.errors.items():
@@ -149,7 +149,7 @@ def request_validate(request):
     if not can_file(request.user):
         return HttpResponse(status=403)
     field = request.headers.get("HX-Trigger-Name", "")
-    if field not in REQUEST_FIELDS:
+    if field not in FIELD_NAMES:
         return HttpResponse(status=400)
     form = _request_form(request, request.POST)
     form.is_valid()
