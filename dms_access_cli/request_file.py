@@ -14,7 +14,7 @@ import yaml
 
 from dms_access_cli.errors import UsageProblem
 
-# The body of POST /api/v1/requests/ (a test holds this to the API's serializer).
+# The body of POST /api/v1/requests/ (a test holds this to requests_app/grant_input.py).
 SUBMIT_FIELDS = (
     "datalake_account",
     "secret_arn",
