@@ -41,6 +41,19 @@ def _read_documents(pool: ThreadPoolExecutor, spec: GrantSpec, clients: GrantCli
     return started
 
 
+def _result(calls: AwsCalls, future: Future) -> Callable[[], object]:
+    """A function returning ``future``'s value, or raising its error with every request id of the step."""
+
+    def result():
+        try:
+            return future.result()
+        except ProvisioningError as error:
+            error.aws_request_ids = list(calls.request_ids)
+            raise
+
+    return result
+
+
 def _access(calls: AwsCalls, spec: GrantSpec, role_policy, secret_policy, key_arn: str, key_policy) -> dict:
     decision = evaluate_access(
         role_arn=spec.role_arn,
@@ -164,18 +177,15 @@ def verify(
     for read_calls, _ in reads:
         calls.request_ids.extend(read_calls.request_ids)
         calls.calls.extend(read_calls.calls)
-    try:
-        # A failure is the first in the order the reads were once made in, one after another.
-        results = [future.result() for _, future in reads]
-    except ProvisioningError as error:
-        error.aws_request_ids = list(calls.request_ids)
-        raise
-    role_policy, secret_policy, (key_arn, key_policy) = results[:3]
+    # Failures come out as when the reads were made one after another: the
+    # documents' in their order, then the evaluation, then the endpoint's.
+    results = [_result(calls, future) for _, future in reads]
+    role_policy, secret_policy, (key_arn, key_policy) = (result() for result in results[:3])
     documents = _access(calls, spec, role_policy, secret_policy, key_arn, key_policy)
     outputs: dict = {"access": "allowed", "key_arn": key_arn}
     if spec.replication_instance_arn:
         connection = _test_connection(
-            calls, spec, clients, results[3], sleep=sleep, poll_interval=poll_interval, max_polls=max_polls
+            calls, spec, clients, results[3](), sleep=sleep, poll_interval=poll_interval, max_polls=max_polls
         )
         outputs["connection_status"] = connection.get("Status")
         outputs["endpoint_arn"] = connection.get("EndpointArn")
