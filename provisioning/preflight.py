@@ -1,7 +1,8 @@
 """Preflight: read-only checks that a grant can work, before anyone approves it.
 
 Runs at submission (the approver sees the result) and again as the first
-provisioning step. Each problem becomes a failed ``Check`` with a diagnosis;
+provisioning step, then with ``at_apply`` (only what the writing steps do not
+check again themselves). Independent reads run concurrently. Each problem becomes a failed ``Check`` with a diagnosis;
 only a temporary AWS failure (throttling, 5xx) raises, so the caller can try
 again later.
 """
