@@ -76,8 +76,8 @@ def create_endpoint(spec: GrantSpec, *, clients: GrantClients) -> StepResult:
     desired = endpoint_settings(spec)
     # No read first: AWS answers a taken identifier with
     # ResourceAlreadyExistsFault, and only then is the endpoint read to see
-    # whose it is. (moto replaces the endpoint instead; the suite makes it
-    # answer as AWS does.)
+    # whose it is. (moto replaces the endpoint instead; the test suite makes
+    # it answer as DMS does.)
     created = calls(dms, "CreateEndpoint", taken_codes=("ResourceAlreadyExistsFault",), Tags=owner_tags(spec), **desired)
     if created is not None:
         endpoint_arn = created["Endpoint"]["EndpointArn"]

@@ -10,7 +10,6 @@ visible, a failed connection test).
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 from collections import Counter
 from typing import Any, Callable
@@ -143,21 +142,3 @@ def inject_error(session, operation: str, code: str, message: str, *, status: in
 
     return inject_response(session, operation, answer)
 
-
-def refuse_taken_endpoint_identifiers(world) -> Callable[[], None]:
-    """Make the portal's CreateEndpoint answer as DMS does when an endpoint
-    already has the identifier: ResourceAlreadyExistsFault. (moto replaces
-    the endpoint instead, whoever's it is.) Returns a function that undoes it."""
-
-    def answer(params):
-        identifier = json.loads(params["body"])["EndpointIdentifier"]  # the serialised request
-        if world.endpoint(identifier) is None:
-            return None
-        return 400, {
-            "Error": {
-                "Code": "ResourceAlreadyExistsFault",
-                "Message": f"The endpoint identifier {identifier} is already in use.",
-            }
-        }
-
-    return inject_response(world.base_session, "CreateEndpoint", answer)

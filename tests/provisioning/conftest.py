@@ -20,7 +20,7 @@ from tests.aws_world import (  # noqa: F401  (re-exported for the engine's tests
     World,
     new_session,
 )
-from tests.provisioning.botocore_hooks import AwsCallCounter, refuse_taken_endpoint_identifiers
+from tests.provisioning.botocore_hooks import AwsCallCounter
 
 
 def run_steps(steps, spec: GrantSpec, clients: GrantClients, **verify_options) -> list:
@@ -30,13 +30,6 @@ def run_steps(steps, spec: GrantSpec, clients: GrantClients, **verify_options) -
         options = {"sleep": lambda _seconds: None, **verify_options} if name == "verify" else {}
         results.append(step(spec, clients=clients, **options))
     return results
-
-
-@pytest.fixture(autouse=True)
-def _dms_refuses_taken_identifiers(request):
-    """The portal's CreateEndpoint is refused, as by DMS, when the identifier is taken."""
-    if "world" in request.fixturenames:
-        refuse_taken_endpoint_identifiers(request.getfixturevalue("world"))
 
 
 @pytest.fixture
