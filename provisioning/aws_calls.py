@@ -9,7 +9,7 @@ bare botocore error leaves the engine.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from botocore import xform_name
@@ -54,6 +54,7 @@ class AwsCalls:
         operation: str,
         *,
         missing_ok: bool = False,
+        taken_codes: Collection[str] = (),
         not_found_diagnosis: str | None = None,
         retry_codes: Mapping[str, str] | None = None,
         **params: Any,
@@ -61,6 +62,9 @@ class AwsCalls:
         """Call ``operation`` (AWS spelling, e.g. ``"GetRole"``) on ``client``.
 
         ``missing_ok``: a not-found error returns None instead of raising.
+        ``taken_codes``: AWS error codes saying the name to create is taken
+        (e.g. ``EntityAlreadyExists``); they return None instead of raising,
+        so the caller reads what holds the name and checks whose it is.
         ``retry_codes``: AWS error codes to raise as ``RetryableAwsError`` with
         the mapped diagnosis (e.g. a resource another worker is creating).
         """
@@ -69,7 +73,9 @@ class AwsCalls:
             response = getattr(client, xform_name(operation))(**params)
         except (ClientError, BotoCoreError) as error:
             request_id = request_id_of(error) if isinstance(error, ClientError) else None
-            if missing_ok and is_not_found(error):
+            if (missing_ok and is_not_found(error)) or (
+                isinstance(error, ClientError) and error_code(error) in taken_codes
+            ):
                 self._remember(request_id, client, service, operation)
                 return None
             if isinstance(error, ClientError) and retry_codes and error_code(error) in retry_codes:

@@ -1,7 +1,8 @@
 """Preflight: read-only checks that a grant can work, before anyone approves it.
 
 Runs at submission (the approver sees the result) and again as the first
-provisioning step. Each problem becomes a failed ``Check`` with a diagnosis;
+provisioning step, then with ``at_apply`` (only what the writing steps do not
+check again themselves). Independent reads run concurrently. Each problem becomes a failed ``Check`` with a diagnosis;
 only a temporary AWS failure (throttling, 5xx) raises, so the caller can try
 again later.
 """
@@ -9,6 +10,8 @@ again later.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -16,7 +19,7 @@ from provisioning.arns import parse_kms_key_arn
 from provisioning.aws_calls import AwsCalls
 from provisioning.clients import GrantClients
 from provisioning.documents import build_plan, validate_spec
-from provisioning.errors import InvalidInput, PermanentAwsError
+from provisioning.errors import InvalidInput, PermanentAwsError, RetryableAwsError
 from provisioning.ownership import is_owned, owned_sids
 from provisioning.resources import (
     describe_key,
@@ -88,19 +91,54 @@ class _Failed(Exception):
         self.diagnosis = diagnosis
 
 
-def _run(report: PreflightReport, name: str, check) -> Any:
-    """Run ``check()``; record it passed with its message, or failed. Returns
-    its value (None when it failed). Retryable errors propagate."""
+def _outcome(name: str, check: Callable[[], tuple[Any, str]]) -> tuple[Any, Check]:
+    """Run ``check()``: its value (None when it failed) and the ``Check``
+    recording it. Retryable errors propagate."""
     try:
         value, message = check()
     except _Failed as failure:
-        report.checks.append(Check(name=name, ok=False, message=failure.message, diagnosis=failure.diagnosis))
-        return None
+        return None, Check(name=name, ok=False, message=failure.message, diagnosis=failure.diagnosis)
     except (PermanentAwsError, InvalidInput) as error:
-        report.checks.append(Check(name=name, ok=False, message=error.message, diagnosis=error.diagnosis))
-        return None
-    report.checks.append(Check(name=name, ok=True, message=message))
-    return value
+        return None, Check(name=name, ok=False, message=error.message, diagnosis=error.diagnosis)
+    return value, Check(name=name, ok=True, message=message)
+
+
+class _Checks:
+    """The checks of one preflight, those that call AWS each in a thread.
+
+    Each check started gets an ``AwsCalls`` of its own; the report lists the
+    checks, and their request ids, in the order ``record`` is called, which
+    is the order of the checks whatever order the threads finish in.
+    """
+
+    def __init__(self, pool: ThreadPoolExecutor, report: PreflightReport):
+        self._pool = pool
+        self._report = report
+        self._calls: dict[str, list[AwsCalls]] = {}
+
+    def start(self, name: str, check: Callable[[AwsCalls], tuple[Any, str]]) -> Future:
+        """Start ``check(calls)`` in a thread; the future's result is ``(value, Check)``."""
+        calls = AwsCalls()
+        self._calls.setdefault(name, []).append(calls)
+        return self._pool.submit(_outcome, name, lambda: check(calls))
+
+    def read(self, name: str, read: Callable[[AwsCalls], Any]) -> Future:
+        """Start ``read(calls)`` in a thread for check ``name``; the future's result is its value."""
+        calls = AwsCalls()
+        self._calls.setdefault(name, []).append(calls)
+        return self._pool.submit(read, calls)
+
+    def record(self, started: Future | tuple[Any, Check]) -> Any:
+        """Add a check's outcome (waiting for it if started) to the report; its value."""
+        value, check = started.result() if isinstance(started, Future) else started
+        self._report.checks.append(check)
+        return value
+
+    def request_ids(self) -> list[str]:
+        """Every request id so far, check by check in the report's order, then the rest."""
+        names = [check.name for check in self._report.checks]
+        ordered = names + [name for name in self._calls if name not in names]
+        return [rid for name in ordered for calls in self._calls.get(name, []) for rid in calls.request_ids]
 
 
 def _request_valid(spec: GrantSpec):
@@ -118,15 +156,11 @@ def _request_valid(spec: GrantSpec):
     return True, "Every field of the request is valid and the secret is in the Remote account and region."
 
 
-def _provisioner_roles(clients: GrantClients, spec: GrantSpec):
-    # Building the clients assumes both provisioner roles.
-    built = (
-        clients.remote("secretsmanager"),
-        clients.remote("kms"),
-        clients.datalake("iam"),
-        clients.datalake("dms"),
-    )
-    return built, (
+def _provisioner_roles(remote: Future, datalake: Future, spec: GrantSpec):
+    # Building the clients assumes both provisioner roles, one thread each;
+    # a refusal is reported Remote first, as when they were built in turn.
+    (secretsmanager, kms), (iam, dms) = remote.result(), datalake.result()
+    return (secretsmanager, kms, iam, dms), (
         f"The portal can act in the DataLake account {spec.datalake.account_id} and the Remote account "
         f"{spec.remote.account_id}."
     )
@@ -216,14 +250,22 @@ def _endpoint_free(calls: AwsCalls, dms, spec: GrantSpec):
     return endpoint, f"The endpoint {spec.endpoint_identifier} exists and belongs to this request."
 
 
-def _sizes(calls: AwsCalls, secretsmanager, kms, spec: GrantSpec, key_arn: str):
+def _plan_sizes(calls: AwsCalls, spec: GrantSpec, key_arn: str):
+    """The plan for ``key_arn``, once its own documents are known to fit."""
     plan = build_plan(replace(spec, kms_key_arn=key_arn))
     calls.check_size("trust_policy", plan["role_trust_policy"])
     calls.check_size("role_inline_policies", [plan["role_inline_policy"]])
-    _, secret_policy = read_secret_policy(calls, secretsmanager, spec.secret_arn)
-    secret_size = calls.check_size("secret_policy", merge_statement(secret_policy, plan["secret_policy_statement"], replaces=owned_sids(spec)))
-    _, key_policy = read_key_policy(calls, kms, key_arn)
-    key_size = calls.check_size("key_policy", merge_statement(key_policy, plan["key_policy_statement"], replaces=owned_sids(spec)))
+    return plan, "The role's documents are within AWS limits."
+
+
+def _merged_sizes(calls: AwsCalls, spec: GrantSpec, plan: dict, secret_policy: Future, key_policy: Future):
+    # The reads ran concurrently; their failures count in the order they were made in before.
+    secret_size = calls.check_size(
+        "secret_policy", merge_statement(secret_policy.result(), plan["secret_policy_statement"], replaces=owned_sids(spec))
+    )
+    key_size = calls.check_size(
+        "key_policy", merge_statement(key_policy.result(), plan["key_policy_statement"], replaces=owned_sids(spec))
+    )
     return plan, (
         f"After the merge the secret policy is {secret_size} characters and the key policy "
         f"{key_size} bytes, within AWS limits."
@@ -258,7 +300,13 @@ def _secret_shape(calls: AwsCalls, secretsmanager, spec: GrantSpec):
     return names, "The secret's JSON has the keys DMS reads."
 
 
-def preflight(spec: GrantSpec, *, clients: GrantClients, shape_check: bool = False) -> PreflightReport:
+# The most AWS reads a preflight has in flight at once.
+MAX_CONCURRENT_READS = 6
+
+
+def preflight(
+    spec: GrantSpec, *, clients: GrantClients, shape_check: bool = False, at_apply: bool = False
+) -> PreflightReport:
     """Check, without changing anything, that ``spec`` can be granted.
 
     The secret exists in the Remote account and region; it is encrypted with
@@ -268,28 +316,91 @@ def preflight(spec: GrantSpec, *, clients: GrantClients, shape_check: bool = Fal
     free or this grant's; the merged policies fit AWS's size limits. With
     ``shape_check`` the secret is read once to check its JSON key names
     (``secret_shape_invalid``); only the names are kept.
+
+    ``at_apply``: the check right before the grant's first write. It leaves
+    out what the writing steps read and check again themselves just before
+    they write (the role name, the endpoint identifier, the policy sizes):
+    ``create_role`` and ``create_endpoint`` check ownership when AWS says the
+    name is taken, and both policy steps check the merged size before their
+    put. What remains is what no writing step reads: the secret, its key
+    (``kms_key_arn``, which the portal compares with the approved plan) and
+    the named key.
+
+    Independent reads run concurrently, sharing ``clients``' clients; the
+    report lists the checks in the same order whatever order they finish in,
+    and a retryable error is the first one in that order.
     """
-    calls = AwsCalls()
-    report = PreflightReport(aws_request_ids=calls.request_ids)
+    report = PreflightReport()
     # An invalid request is not worth a call to AWS.
-    if not _run(report, "request_valid", lambda: _request_valid(spec)):
+    valid, check = _outcome("request_valid", lambda: _request_valid(spec))
+    report.checks.append(check)
+    if not valid:
         return report
-    reachable = _run(report, "provisioner_roles", lambda: _provisioner_roles(clients, spec))
+    checks = None
+    try:
+        with ThreadPoolExecutor(max_workers=MAX_CONCURRENT_READS, thread_name_prefix="preflight") as pool:
+            checks = _Checks(pool, report)
+            _check_aws(checks, pool, report, spec, clients, shape_check=shape_check, at_apply=at_apply)
+    except RetryableAwsError as error:
+        error.aws_request_ids = checks.request_ids() if checks is not None else []
+        raise
+    report.aws_request_ids = checks.request_ids()
+    return report
+
+
+def _check_aws(
+    checks: _Checks,
+    pool: ThreadPoolExecutor,
+    report: PreflightReport,
+    spec: GrantSpec,
+    clients: GrantClients,
+    *,
+    shape_check: bool,
+    at_apply: bool,
+) -> None:
+    """The checks that ask AWS, each started as soon as what it needs is known."""
+    remote = pool.submit(lambda: (clients.remote("secretsmanager"), clients.remote("kms")))
+    datalake = pool.submit(lambda: (clients.datalake("iam"), clients.datalake("dms")))
+    reachable = checks.record(_outcome("provisioner_roles", lambda: _provisioner_roles(remote, datalake, spec)))
     if not reachable:
-        return report
+        return
     secretsmanager, kms, iam, dms = reachable
 
-    secret = _run(report, "secret_exists", lambda: _secret_exists(calls, secretsmanager, spec))
-    metadata = secret and _run(report, "customer_managed_key", lambda: _secret_key(calls, kms, secret, spec))
-    key_arn = metadata and _run(report, "key_usable", lambda: _key_usable(metadata, spec))
+    secret_started = checks.start("secret_exists", lambda calls: _secret_exists(calls, secretsmanager, spec))
+    names_free = []
+    if not at_apply:
+        names_free = [
+            checks.start("role_name_available", lambda calls: _role_free(calls, iam, spec)),
+            checks.start("endpoint_identifier_available", lambda calls: _endpoint_free(calls, dms, spec)),
+        ]
+    secret = checks.record(secret_started)
+    shape = secret and shape_check and checks.start("secret_shape", lambda calls: _secret_shape(calls, secretsmanager, spec))
+    metadata = secret and checks.record(
+        checks.start("customer_managed_key", lambda calls: _secret_key(calls, kms, secret, spec))
+    )
+    key_arn = metadata and checks.record(_outcome("key_usable", lambda: _key_usable(metadata, spec)))
+    sizes = None
     if key_arn:
         report.kms_key_arn = key_arn
-        if spec.kms_key_arn:
-            _run(report, "key_matches", lambda: _key_matches(calls, kms, spec, key_arn))
-    _run(report, "role_name_available", lambda: _role_free(calls, iam, spec))
-    _run(report, "endpoint_identifier_available", lambda: _endpoint_free(calls, dms, spec))
-    if key_arn:
-        _run(report, "policy_sizes", lambda: _sizes(calls, secretsmanager, kms, spec, key_arn))
-    if secret and shape_check:
-        report.secret_keys = _run(report, "secret_shape", lambda: _secret_shape(calls, secretsmanager, spec))
-    return report
+        matches = spec.kms_key_arn and checks.start("key_matches", lambda calls: _key_matches(calls, kms, spec, key_arn))
+        if not at_apply:
+            sizes = _sizes(checks, spec, secretsmanager, kms, key_arn)
+        if matches:
+            checks.record(matches)
+    for started in names_free:
+        checks.record(started)
+    if sizes is not None:
+        checks.record(sizes())
+    if shape:
+        report.secret_keys = checks.record(shape)
+
+
+def _sizes(checks: _Checks, spec: GrantSpec, secretsmanager, kms, key_arn: str) -> Callable[[], tuple[Any, Check]]:
+    """Start the reads of the size check; a function waiting for its outcome."""
+    planned = _outcome("policy_sizes", lambda: _plan_sizes(AwsCalls(), spec, key_arn))
+    plan = planned[0]
+    if not plan:
+        return lambda: planned
+    secret_policy = checks.read("policy_sizes", lambda calls: read_secret_policy(calls, secretsmanager, spec.secret_arn)[1])
+    key_policy = checks.read("policy_sizes", lambda calls: read_key_policy(calls, kms, key_arn)[1])
+    return lambda: _outcome("policy_sizes", lambda: _merged_sizes(AwsCalls(), spec, plan, secret_policy, key_policy))

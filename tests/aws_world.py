@@ -173,6 +173,28 @@ class World:
         )
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _dms_refuses_taken_endpoint_identifiers():
+    """DMS answers CreateEndpoint with ResourceAlreadyExistsFault when the
+    identifier is taken; moto replaces the endpoint instead, whoever's it is
+    (reference/aws-facts.md, section 6). Make moto, in-process and the
+    server this process runs, answer as DMS does."""
+    from moto.dms.exceptions import ResourceAlreadyExistsFault
+    from moto.dms.models import DatabaseMigrationServiceBackend
+
+    original = DatabaseMigrationServiceBackend.create_endpoint
+
+    def create_endpoint(self, *args, **kwargs):
+        identifier = kwargs["endpoint_identifier"]
+        if any(taken.lower() == identifier.lower() for taken in self.endpoints):
+            raise ResourceAlreadyExistsFault(f"The endpoint identifier {identifier} is already in use.")
+        return original(self, *args, **kwargs)
+
+    DatabaseMigrationServiceBackend.create_endpoint = create_endpoint
+    yield
+    DatabaseMigrationServiceBackend.create_endpoint = original
+
+
 @pytest.fixture
 def aws(monkeypatch):
     """moto for the whole test, never a configured endpoint."""

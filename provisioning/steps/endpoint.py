@@ -63,8 +63,10 @@ def _adopt(calls: AwsCalls, dms, spec: GrantSpec, endpoint_arn: str, tags: dict[
 def create_endpoint(spec: GrantSpec, *, clients: GrantClients) -> StepResult:
     """Create the grant's DMS endpoint, or bring the grant's existing one to the plan.
 
-    Ownership is checked before anything is written, so an endpoint that is
-    not the grant's is never replaced or changed. An endpoint of that identifier owned by anyone else fails with
+    CreateEndpoint comes first; when DMS answers that the identifier is taken
+    the endpoint is read and its ownership checked before anything else is
+    written, so an endpoint that is not the grant's is never replaced or
+    changed. An endpoint of that identifier owned by anyone else fails with
     ``endpoint_identifier_taken``; this grant's own endpoint gets a
     ModifyEndpoint with only the settings that differ. Outputs ``endpoint_arn``
     and ``target``: the endpoint ARN and the settings written.
@@ -72,15 +74,13 @@ def create_endpoint(spec: GrantSpec, *, clients: GrantClients) -> StepResult:
     calls = AwsCalls()
     dms = clients.datalake("dms")
     desired = endpoint_settings(spec)
-    current = find_endpoint(calls, dms, spec.endpoint_identifier)
-    if current is None:
-        created = calls(
-            dms,
-            "CreateEndpoint",
-            retry_codes={"ResourceAlreadyExistsFault": "endpoint_identifier_taken"},
-            Tags=owner_tags(spec),
-            **desired,
-        )["Endpoint"]
+    # No read first: AWS answers a taken identifier with
+    # ResourceAlreadyExistsFault, and only then is the endpoint read to see
+    # whose it is. (moto replaces the endpoint instead; the test suite makes
+    # it answer as DMS does.)
+    created = calls(dms, "CreateEndpoint", taken_codes=("ResourceAlreadyExistsFault",), Tags=owner_tags(spec), **desired)
+    if created is not None:
+        endpoint_arn = created["Endpoint"]["EndpointArn"]
         return StepResult(
             name="create_endpoint",
             changed=True,
@@ -88,11 +88,18 @@ def create_endpoint(spec: GrantSpec, *, clients: GrantClients) -> StepResult:
             after=desired,
             aws_request_ids=calls.request_ids, aws_calls=calls.calls,
             outputs={
-                "endpoint_arn": created["EndpointArn"],
-                "target": {"arn": created["EndpointArn"], "sid": None, "document": desired},
+                "endpoint_arn": endpoint_arn,
+                "target": {"arn": endpoint_arn, "sid": None, "document": desired},
             },
         )
 
+    current = find_endpoint(calls, dms, spec.endpoint_identifier)
+    if current is None:
+        raise calls.retryable(
+            f"The DMS endpoint identifier {spec.endpoint_identifier} was taken when the portal created the endpoint "
+            "and is free or being deleted now; the retry creates it again",
+            diagnosis="endpoint_identifier_taken",
+        )
     endpoint_arn = current["EndpointArn"]
     tags = endpoint_tags(calls, dms, endpoint_arn)
     if not is_owned(tags, spec):

@@ -5,19 +5,21 @@ editing the same policy in the AWS console is not party to it, and neither
 Secrets Manager nor KMS offers a conditional put. So the write:
 
 1. reads the policy and computes the change (merge or remove) on what it read;
-2. reads again immediately before the put; if the policy changed since the
-   read the change was based on, computes the change again on the new text
-   (at most ``MAX_MERGE_TRIES`` merges before giving up, retryably);
-3. puts;
-4. reads back and checks that the change holds and that every statement that
+2. puts;
+3. reads back and checks that the change holds and that every statement that
    was there before the put is still there. A change that another writer's
-   put (based on an older read) undid is made again on the new text; a
-   statement missing afterwards is reported, never put back: once the
-   portal's put landed, only someone else removed it, and on purpose as far
-   as the portal can tell.
+   put (based on an older read) undid is made again on the new text (at most
+   ``MAX_MERGE_TRIES`` merges before giving up, retryably); a statement
+   missing afterwards is reported, never put back: once the portal's put
+   landed, only someone else removed it, and on purpose as far as the portal
+   can tell.
 
-What remains is the time between the second read and the put (one round trip):
-an edit saved in exactly that moment is overwritten and cannot be detected.
+What remains is the time between the read and the put (one round trip): an
+edit saved in exactly that moment is overwritten and cannot be detected. A
+second read right before the put would not narrow it: nothing but the merge,
+which takes no time, separates the first read from the put, so the window
+would only move from after the first read to after the second, one round trip
+either way, and every write would pay a read for it.
 """
 
 from __future__ import annotations
@@ -65,15 +67,15 @@ def write_policy(
     put: Callable[[dict | None, dict | None], None],
     max_tries: int = MAX_MERGE_TRIES,
 ) -> PolicyWrite:
-    """Apply ``change`` to the policy ``read`` returns and ``put`` the result, re-reading around the put.
+    """Apply ``change`` to the policy ``read`` returns, ``put`` the result and read it back.
 
     ``own_sids`` are the Sids the change itself replaces or removes.
     ``change(current)`` returns the desired policy (equal to ``current`` when
     nothing is to be done); ``check(current, desired)`` raises when the
     desired policy may not be written (size limits, lock-out); ``put(current,
     desired)`` writes it. Raises ``RetryableAwsError`` (diagnosis
-    ``policy_changed_concurrently``) when the policy kept changing under the
-    write ``max_tries`` times.
+    ``policy_changed_concurrently``) when another writer undid the change
+    right after each of ``max_tries`` puts.
     """
     base = read()
     merges = 0
@@ -83,11 +85,6 @@ def write_policy(
         if desired == base:
             return PolicyWrite(before=base, after=base, changed=False, merges=merges)
         check(base, desired)
-        latest = read()
-        if latest != base:
-            logger.info("the %s changed between the read and the put; merging again", what)
-            base = latest
-            continue
         put(base, desired)
         written = read()
         missing = _missing(base, written, own_sids=own_sids)

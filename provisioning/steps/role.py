@@ -38,7 +38,9 @@ def create_role(spec: GrantSpec, *, clients: GrantClients) -> StepResult:
     """Create the grant's role (runbook document 1) or bring it back to the plan.
 
     A missing role is created with the trust policy and the owner tag, then
-    given its inline policy. An existing role tagged for this grant has its
+    given its inline policy. The role is not read first: when CreateRole
+    answers that the name is taken, the role is read and its owner tag
+    checked before anything else is written. An existing role tagged for this grant has its
     trust and inline policies rewritten only where they differ. A role with
     the same name and any other owner (another request, or the same request
     id of another portal instance) fails with ``role_name_taken``.
@@ -53,19 +55,18 @@ def create_role(spec: GrantSpec, *, clients: GrantClients) -> StepResult:
     calls.check_size("role_inline_policies", [inline])
     desired = {"trust_policy": trust, "inline_policy": inline}
 
-    role = read_role(calls, iam, spec.role_name)
-    if role is None:
-        created = calls(
-            iam,
-            "CreateRole",
-            # Another worker creating the same role at this instant: the
-            # retry reads it back and checks whose it is.
-            retry_codes={"EntityAlreadyExists": "role_name_taken"},
-            RoleName=spec.role_name,
-            AssumeRolePolicyDocument=json.dumps(trust),
-            Description=f"DMS reads {spec.secret_arn} (dms-access-portal {spec.instance_id} request {spec.grant_id})"[:1000],
-            Tags=owner_tags(spec),
-        )["Role"]
+    # No read first: AWS answers a taken name with EntityAlreadyExists, and
+    # only then is the role read to see whose it is.
+    created = calls(
+        iam,
+        "CreateRole",
+        taken_codes=("EntityAlreadyExists",),
+        RoleName=spec.role_name,
+        AssumeRolePolicyDocument=json.dumps(trust),
+        Description=f"DMS reads {spec.secret_arn} (dms-access-portal {spec.instance_id} request {spec.grant_id})"[:1000],
+        Tags=owner_tags(spec),
+    )
+    if created is not None:
         calls(
             iam,
             "PutRolePolicy",
@@ -73,6 +74,7 @@ def create_role(spec: GrantSpec, *, clients: GrantClients) -> StepResult:
             PolicyName=ROLE_INLINE_POLICY_NAME,
             PolicyDocument=json.dumps(inline),
         )
+        role = created["Role"]
         return StepResult(
             name="create_role",
             changed=True,
@@ -80,12 +82,19 @@ def create_role(spec: GrantSpec, *, clients: GrantClients) -> StepResult:
             after=desired,
             aws_request_ids=calls.request_ids, aws_calls=calls.calls,
             outputs={
-                "role_arn": created["Arn"],
-                "role_id": created["RoleId"],
-                "target": {"arn": created["Arn"], "sid": None, "document": desired},
+                "role_arn": role["Arn"],
+                "role_id": role["RoleId"],
+                "target": {"arn": role["Arn"], "sid": None, "document": desired},
             },
         )
 
+    role = read_role(calls, iam, spec.role_name)
+    if role is None:
+        raise calls.retryable(
+            f"The role {spec.role_name} existed when the portal created it and was gone when it read it; "
+            "the retry creates it again",
+            diagnosis="role_name_taken",
+        )
     if not is_owned(role.tags, spec):
         raise _not_ours(calls, spec, role)
     changed = _adopt(calls, iam, spec, role)

@@ -10,6 +10,7 @@ visible, a failed connection test).
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections import Counter
 from typing import Any, Callable
 
@@ -25,19 +26,33 @@ def is_write(operation: str) -> bool:
 
 
 class AwsCallCounter:
-    """Counts API calls per phase, as ``service:Operation``.
+    """Counts API calls per phase, as ``service:Operation``, and apart the
+    ones AWS refused (answered with an error).
 
     Register it on the base session *before* any client is built from it:
     botocore copies the session's event handlers into each new client.
+    Steps make some calls from several threads at once: the counts are
+    kept under a lock.
     """
 
     def __init__(self, session):
         self.phases: dict[str, Counter] = {}
+        self.refusals: dict[str, Counter] = {}
         self.current = "setup"
+        self._lock = threading.Lock()
         session.events.register("before-call", self._on_call)
+        session.events.register("after-call", self._on_answer)
 
     def _on_call(self, model, **_: Any) -> None:
-        self.phases.setdefault(self.current, Counter())[f"{model.service_model.service_name}:{model.name}"] += 1
+        with self._lock:
+            self.phases.setdefault(self.current, Counter())[f"{model.service_model.service_name}:{model.name}"] += 1
+
+    def _on_answer(self, model, http_response, parsed, **_: Any) -> None:
+        if http_response.status_code >= 300 or "Error" in (parsed or {}):
+            with self._lock:
+                self.refusals.setdefault(self.current, Counter())[
+                    f"{model.service_model.service_name}:{model.name}"
+                ] += 1
 
     @contextlib.contextmanager
     def phase(self, name: str):
@@ -54,8 +69,18 @@ class AwsCallCounter:
         return sum(self.phases.get(name, Counter()).values())
 
     def writes(self, name: str) -> dict[str, int]:
-        """The state-changing calls of phase ``name``."""
-        return {op: n for op, n in self.phases.get(name, Counter()).items() if is_write(op.split(":", 1)[1])}
+        """The state-changing calls of phase ``name`` that AWS accepted."""
+        refused = self.refusals.get(name, Counter())
+        written = {
+            op: n - refused[op]
+            for op, n in self.phases.get(name, Counter()).items()
+            if is_write(op.split(":", 1)[1])
+        }
+        return {op: n for op, n in written.items() if n}
+
+    def refused(self, name: str) -> dict[str, int]:
+        """The calls of phase ``name`` that AWS answered with an error."""
+        return dict(self.refusals.get(name, Counter()))
 
     def report(self) -> str:
         """One line per phase: total and the calls by operation."""
@@ -116,3 +141,4 @@ def inject_error(session, operation: str, code: str, message: str, *, status: in
         return status, {"Error": {"Code": code, "Message": message}}
 
     return inject_response(session, operation, answer)
+

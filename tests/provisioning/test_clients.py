@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 
 import boto3
 import pytest
@@ -180,3 +182,62 @@ def _policy_allowing_root() -> str:
             ],
         }
     )
+
+
+def test_threads_asking_for_both_accounts_at_once_assume_each_role_once(world, factory, spec):
+    assumed = _assume_role_params(world.base_session)
+    # A slow STS: every thread asks while the first AssumeRole of its account is still under way.
+    world.base_session.events.register("before-call.sts.AssumeRole", lambda **_: time.sleep(0.2))
+    barrier = threading.Barrier(8)
+    clients = GrantClients(factory, spec)
+    built, errors = [], []
+    wanted = [
+        lambda: clients.remote("secretsmanager"),
+        lambda: clients.remote("kms"),
+        lambda: clients.datalake("iam"),
+        lambda: clients.datalake("dms"),
+    ] * 2
+
+    def work(want):
+        try:
+            barrier.wait()
+            built.append(want())
+        except Exception as error:  # surfaced by the assertion below
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(want,)) for want in wanted]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert sorted(params["RoleArn"] for params in assumed) == sorted(
+        [spec.datalake.provisioner_role_arn, spec.remote.provisioner_role_arn]
+    )
+    assert len({id(client) for client in built}) == 4
+
+
+def test_the_two_policy_steps_run_at_once_on_one_requests_clients(world, factory, spec):
+    from provisioning.steps import grant_key_policy, grant_secret_policy
+
+    assumed = _assume_role_params(world.base_session)
+    clients = GrantClients(factory, spec)
+    barrier = threading.Barrier(2)
+    results, errors = {}, []
+
+    def run(step):
+        try:
+            barrier.wait()
+            results[step.__name__] = step(spec, clients=clients)
+        except Exception as error:  # surfaced by the assertion below
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(step,)) for step in (grant_secret_policy, grant_key_policy)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert results["grant_secret_policy"].changed and results["grant_key_policy"].changed
+    assert [params["RoleArn"] for params in assumed] == [spec.remote.provisioner_role_arn]
+    assert spec.statement_sid in json.dumps(world.secret_policy()) and spec.statement_sid in json.dumps(world.key_policy())

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 
 import pytest
 
-from provisioning.errors import RetryableAwsError
+from provisioning.errors import PermanentAwsError, RetryableAwsError
 from provisioning.preflight import preflight
 from provisioning.steps import GRANT_STEPS
 from tests.provisioning.botocore_hooks import inject_error, inject_response
@@ -245,3 +246,131 @@ def test_oracle_asm_keys_must_come_as_a_set(world, clients):
     report = preflight(world.spec(secret_arn=arn, engine="oracle"), clients=clients, shape_check=True)
     assert failed(report) == {"secret_shape": "secret_shape_invalid"}
     assert "asm_server" in next(c.message for c in report.checks if c.name == "secret_shape")
+
+
+APPLY_TIME_CHECKS = ["request_valid", "provisioner_roles", "secret_exists", "customer_managed_key", "key_usable"]
+
+
+def test_the_apply_time_preflight_reads_only_what_no_writing_step_reads(world, clients, calls):
+    spec = world.spec(kms_key_arn=None)  # as the worker runs it: the secret's key as it is now
+    with calls.phase("preflight"):
+        report = preflight(spec, clients=clients, at_apply=True)
+    assert report.ok, report.to_dict()
+    assert report.kms_key_arn == world.key_arn
+    assert [check.name for check in report.checks] == APPLY_TIME_CHECKS
+    assert dict(calls.phases["preflight"]) == {
+        "sts:AssumeRole": 2,
+        "secretsmanager:DescribeSecret": 1,
+        "kms:DescribeKey": 1,
+    }
+    assert len(report.aws_request_ids) == 2
+
+
+def test_the_apply_time_preflight_still_checks_a_named_key_and_the_secrets_shape(world, clients):
+    report = preflight(world.spec(kms_key_arn=world.key_alias_arn), clients=clients, at_apply=True, shape_check=True)
+    assert report.ok
+    assert [check.name for check in report.checks] == [*APPLY_TIME_CHECKS, "key_matches", "secret_shape"]
+    assert report.secret_keys == sorted(SECRET_VALUE)
+
+
+def _foreign_role(world):
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+    }
+    world.admin(DATALAKE_ID, "iam").create_role(RoleName=ROLE_NAME, AssumeRolePolicyDocument=json.dumps(trust))
+
+
+def _foreign_endpoint(world):
+    world.admin(DATALAKE_ID, "dms").create_endpoint(
+        EndpointIdentifier=ENDPOINT_ID, EndpointType="source", EngineName="postgres", DatabaseName="x"
+    )
+
+
+def _oversize_secret_policy(world):
+    padding = {
+        "Sid": "Padding",
+        "Effect": "Allow",
+        "Principal": {"AWS": "arn:aws:iam::333333333333:root"},
+        "Action": "secretsmanager:DescribeSecret",
+        "Resource": "*",
+        "Condition": {"StringEquals": {"aws:PrincipalTag/team": "x" * 20200}},
+    }
+    world.admin(REMOTE_ID, "secretsmanager").put_resource_policy(
+        SecretId=world.secret_arn, ResourcePolicy=json.dumps({"Version": "2012-10-17", "Statement": [padding]})
+    )
+
+
+def _oversize_key_policy(world):
+    policy = world.key_policy()
+    policy["Statement"].append(
+        {
+            "Sid": "Padding",
+            "Effect": "Allow",
+            "Principal": {"AWS": f"arn:aws:iam::{REMOTE_ID}:role/backup"},
+            "Action": "kms:Encrypt",
+            "Resource": "*",
+            "Condition": {"StringEquals": {"aws:PrincipalTag/team": "x" * 32400}},
+        }
+    )
+    world.admin(REMOTE_ID, "kms").put_key_policy(KeyId=world.key_arn, PolicyName="default", Policy=json.dumps(policy))
+
+
+@pytest.mark.parametrize(
+    ("arrange", "check", "step_name", "diagnosis"),
+    [
+        (_foreign_role, "role_name_available", "create_role", "role_name_taken"),
+        (_foreign_endpoint, "endpoint_identifier_available", "create_endpoint", "endpoint_identifier_taken"),
+        (_oversize_secret_policy, "policy_sizes", "grant_secret_policy", "policy_too_large"),
+        (_oversize_key_policy, "policy_sizes", "grant_key_policy", "policy_too_large"),
+    ],
+)
+def test_what_the_apply_time_preflight_leaves_out_the_writing_step_refuses_before_writing(
+    world, spec, clients, calls, arrange, check, step_name, diagnosis
+):
+    arrange(world)
+    assert failed(preflight(spec, clients=clients)) == {check: diagnosis}  # at submission
+    assert preflight(spec, clients=clients, at_apply=True).ok
+    step = dict(GRANT_STEPS)[step_name]
+    with calls.phase("step"), pytest.raises(PermanentAwsError) as caught:
+        step(spec, clients=clients)
+    assert caught.value.diagnosis == diagnosis
+    assert calls.writes("step") == {}
+
+
+def _meet_at(session, operations: set[str], barrier: threading.Barrier) -> None:
+    """Hold each of ``operations`` until all of them are in flight (a barrier with a timeout
+    fails a run that makes them one after another)."""
+
+    def wait(model, **_):
+        if model.name in operations:
+            barrier.wait(timeout=5)
+
+    session.events.register("before-call", wait)
+
+
+def test_preflights_independent_reads_are_in_flight_at_once(world, spec, clients):
+    reads = {"DescribeSecret", "GetRole", "DescribeEndpoints"}
+    _meet_at(world.base_session, reads, threading.Barrier(len(reads)))
+    assert preflight(spec, clients=clients).ok
+
+
+def test_both_provisioner_roles_are_assumed_at_once(world, spec, clients):
+    _meet_at(world.base_session, {"AssumeRole"}, threading.Barrier(2))
+    assert preflight(spec, clients=clients, at_apply=True).ok
+
+
+def test_a_retryable_error_is_the_first_in_check_order_and_carries_every_request_id(world, spec, clients):
+    inject_error(world.base_session, "DescribeEndpoints", "ThrottlingException", "Rate exceeded", status=400)
+    inject_error(world.base_session, "GetRole", "Throttling", "Rate exceeded", status=400)
+    with pytest.raises(RetryableAwsError) as caught:
+        preflight(spec, clients=clients)
+    assert "iam:GetRole" in str(caught.value)
+    assert len(caught.value.aws_request_ids) >= 2
+
+
+def test_a_failed_check_does_not_hide_a_retryable_error_of_a_later_one(world, spec, clients):
+    missing = f"arn:aws:secretsmanager:{REGION}:{REMOTE_ID}:secret:prod/missing-AbCdEf"
+    inject_error(world.base_session, "GetRole", "Throttling", "Rate exceeded", status=400)
+    with pytest.raises(RetryableAwsError):
+        preflight(world.spec(secret_arn=missing, kms_key_arn=None), clients=clients)

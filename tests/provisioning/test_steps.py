@@ -12,7 +12,7 @@ import threading
 import pytest
 
 from provisioning.clients import ClientFactory, GrantClients
-from provisioning.errors import PermanentAwsError
+from provisioning.errors import PermanentAwsError, RetryableAwsError
 from provisioning.spec import INSTANCE_TAG_KEY, OWNER_TAG_KEY
 from provisioning.steps import (
     GRANT_STEPS,
@@ -25,7 +25,7 @@ from provisioning.steps import (
     grant_secret_policy,
     revoke_key_policy,
 )
-from tests.provisioning.botocore_hooks import inject_response
+from tests.provisioning.botocore_hooks import inject_error, inject_response
 from tests.provisioning.conftest import (
     DATALAKE_ID,
     ENDPOINT_ID,
@@ -99,6 +99,8 @@ def test_running_the_grant_again_writes_nothing(world, spec, calls):
     with calls.phase("again"):
         again = run_steps(GRANT_STEPS, spec, GrantClients(ClientFactory(base_session=world.base_session), spec))
     assert calls.writes("again") == {}
+    # The creates are tried and refused: the name taken is what sends a step to read whose it is.
+    assert calls.refused("again") == {"iam:CreateRole": 1, "dms:CreateEndpoint": 1}
     assert [r.changed for r in again] == [False] * len(GRANT_STEPS)
     assert world.state() == state
 
@@ -138,6 +140,7 @@ def test_aws_calls_per_phase(world, spec, calls, capsys):
     assert calls.writes("preflight") == {}
     assert "sts:AssumeRole" not in calls.phases["verify"]
     assert calls.writes("grant again, fresh worker") == {}
+    assert calls.refused("grant again, fresh worker") == {"iam:CreateRole": 1, "dms:CreateEndpoint": 1}
 
 
 def test_foreign_statements_survive_grant_and_revoke(world, spec, clients):
@@ -169,7 +172,10 @@ def test_a_role_of_the_same_name_not_ours_is_never_taken_over_or_deleted(world, 
         create_role(spec, clients=clients)
     assert caught.value.diagnosis == "role_name_taken"
     assert caught.value.aws_request_ids
+    # CreateRole is refused (the name is taken), then the role is read and found not ours.
     assert calls.writes("grant") == {}
+    assert calls.refused("grant") == {"iam:CreateRole": 1}
+    assert "iam:GetRole" in calls.phases["grant"]
 
     with calls.phase("revoke"):
         result = delete_role(spec, clients=clients)
@@ -187,6 +193,7 @@ def test_an_endpoint_identifier_not_ours_is_never_replaced_or_deleted(world, spe
         create_endpoint(spec, clients=clients)
     assert caught.value.diagnosis == "endpoint_identifier_taken"
     assert calls.writes("grant") == {}
+    assert calls.refused("grant") == {"dms:CreateEndpoint": 1}
     with calls.phase("revoke"):
         assert not delete_endpoint(spec, clients=clients).changed
     assert calls.writes("revoke") == {}
@@ -207,6 +214,7 @@ def test_our_role_drifted_gets_back_exactly_what_differs(world, spec, clients, c
     assert result.changed
     assert result.before["inline_policy"] == wide
     assert calls.writes("repair") == {"iam:PutRolePolicy": 1}
+    assert calls.refused("repair") == {"iam:CreateRole": 1}
     assert iam.get_role_policy(RoleName=ROLE_NAME, PolicyName=policy_name)["PolicyDocument"] == planned
 
 
@@ -240,6 +248,7 @@ def test_our_endpoint_with_other_settings_is_modified_with_only_the_difference(w
         result = create_endpoint(spec, clients=clients)
     assert result.changed
     assert calls.writes("repair") == {"dms:ModifyEndpoint": 1}
+    assert calls.refused("repair") == {"dms:CreateEndpoint": 1}
     body = json.loads(sent[0]["body"])
     assert body["MySQLSettings"] == {
         "SecretsManagerAccessRoleArn": ROLE_ARN,
@@ -263,6 +272,7 @@ def test_our_endpoint_as_real_dms_describes_it_is_left_alone(world, spec, client
         result = create_endpoint(spec, clients=clients)
     assert not result.changed
     assert calls.writes("again") == {}
+    assert calls.refused("again") == {"dms:CreateEndpoint": 1}
 
 
 def test_a_merge_that_would_drop_the_keys_administrator_is_refused(world, spec, clients, calls):
@@ -306,8 +316,8 @@ def test_the_secret_policy_is_read_and_written_inside_the_lock(world, spec, clie
     (_, arn, at_lock), (_, _, at_unlock) = events
     assert arn == world.secret_arn
     assert "secretsmanager:GetResourcePolicy" not in at_lock
-    # Read to merge, read again right before the put, read back after it: all under the lock.
-    assert at_unlock.get("secretsmanager:GetResourcePolicy") == 3
+    # Read to merge and read back after the put: both under the lock.
+    assert at_unlock.get("secretsmanager:GetResourcePolicy") == 2
     assert at_unlock.get("secretsmanager:PutResourcePolicy") == 1
     assert at_unlock.get("secretsmanager:PutResourcePolicy") == 1
 
@@ -341,3 +351,22 @@ def test_concurrent_grants_on_one_secret_and_key_keep_both_statements(world, fac
     assert not errors
     assert {s["Sid"] for s in world.secret_policy()["Statement"]} == {s.statement_sid for s in specs}
     assert {s["Sid"] for s in world.key_policy()["Statement"][1:]} == {s.statement_sid for s in specs}
+
+
+def test_a_role_name_taken_at_create_and_gone_at_the_read_is_retried(world, spec, clients, calls):
+    inject_error(world.base_session, "CreateRole", "EntityAlreadyExists", f"Role with name {ROLE_NAME} already exists.")
+    with calls.phase("grant"), pytest.raises(RetryableAwsError) as caught:
+        create_role(spec, clients=clients)
+    assert caught.value.diagnosis == "role_name_taken"
+    assert calls.phases["grant"]["iam:GetRole"] == 1
+    assert calls.writes("grant") == {}
+
+
+def test_an_endpoint_identifier_taken_at_create_and_free_at_the_read_is_retried(world, spec, clients, calls):
+    # DMS refused the identifier (an endpoint being deleted held it); by the read it is gone.
+    inject_error(world.base_session, "CreateEndpoint", "ResourceAlreadyExistsFault", "Endpoint already exists.")
+    with calls.phase("grant"), pytest.raises(RetryableAwsError) as caught:
+        create_endpoint(spec, clients=clients)
+    assert caught.value.diagnosis == "endpoint_identifier_taken"
+    assert calls.phases["grant"]["dms:DescribeEndpoints"] == 1
+    assert calls.writes("grant") == {} and world.endpoint() is None

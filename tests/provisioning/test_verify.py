@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 
 from provisioning.errors import PermanentAwsError, RetryableAwsError
 from provisioning.steps import GRANT_STEPS, verify
-from tests.provisioning.botocore_hooks import inject_response
+from provisioning.clients import ClientFactory, GrantClients
+from tests.provisioning.botocore_hooks import inject_error, inject_response
 from tests.provisioning.conftest import DATALAKE_ID, REMOTE_ID, ROLE_NAME
 
 
@@ -151,3 +153,38 @@ def test_an_explicit_deny_in_the_secret_policy_wins(world, granted, clients):
     with pytest.raises(PermanentAwsError) as caught:
         verify(granted, clients=clients, sleep=Sleeps())
     assert caught.value.diagnosis == "secret_policy_denies"
+
+
+def test_the_documents_and_the_endpoint_are_read_at_once_each_once(world, granted, clients, calls):
+    reads = {"GetRolePolicy", "GetResourcePolicy", "GetKeyPolicy", "DescribeEndpoints"}
+    barrier = threading.Barrier(len(reads))
+
+    def meet(model, **_):
+        if model.name in reads:
+            barrier.wait(timeout=5)  # a run making them one after another breaks the barrier
+
+    world.base_session.events.register("before-call", meet)
+    with calls.phase("verify"):
+        result = verify(granted, clients=GrantClients(ClientFactory(base_session=world.base_session), granted),
+                        sleep=Sleeps())  # fmt: skip
+    assert result.outputs["access"] == "allowed"
+    made = calls.phases["verify"]
+    assert all(made[f"{service}:{name}"] == 1 for service, name in (
+        ("iam", "GetRolePolicy"), ("secretsmanager", "GetResourcePolicy"), ("kms", "GetKeyPolicy"),
+        ("dms", "DescribeEndpoints"),
+    ))  # fmt: skip
+    assert len(result.aws_request_ids) == sum(made.values()) - made["sts:AssumeRole"]
+
+
+def test_a_denial_is_reported_before_a_failed_endpoint_read(world, granted, clients):
+    world.admin(DATALAKE_ID, "iam").delete_role_policy(RoleName=ROLE_NAME, PolicyName=_inline_policy_name(world))
+    inject_error(world.base_session, "DescribeEndpoints", "AccessDeniedFault", "not authorized", status=400)
+    with pytest.raises(PermanentAwsError) as caught:
+        verify(granted, clients=GrantClients(ClientFactory(base_session=world.base_session), granted), sleep=Sleeps())
+    assert caught.value.diagnosis == "identity_policy_denies"
+    assert caught.value.aws_request_ids
+
+
+def _inline_policy_name(world) -> str:
+    (name,) = world.admin(DATALAKE_ID, "iam").list_role_policies(RoleName=ROLE_NAME)["PolicyNames"]
+    return name
