@@ -1,19 +1,21 @@
 """The results table printed after a run."""
 from __future__ import annotations
 
+from bench.sizes import MODELLED
+
 # (label, figure key, baseline key, ratio key, goal); the portal's and the
 # baseline's figures share the unit named in the label. "modelled latency" rows
-# were measured at the modelled AWS latency (suffix ``_modelled``), the others
+# were measured at the modelled AWS latency (suffix ``MODELLED``), the others
 # at 0 ms, both sides against the same moto server.
 ROWS = (
-    ("Provisioning, approval to active, at modelled latency (ms, median)", "provisioning_portal_median_ms_modelled",
-     "provisioning_baseline_median_ms_modelled", "provisioning_overhead_ratio_modelled", "≤ 1.0"),
+    ("Provisioning, approval to active, at modelled latency (ms, median)", f"provisioning_portal_median_ms{MODELLED}",
+     f"provisioning_baseline_median_ms{MODELLED}", f"provisioning_overhead_ratio{MODELLED}", "≤ 1.0"),
     ("Provisioning, approval to active, at 0 ms (ms, median)", "provisioning_portal_median_ms",
      "provisioning_baseline_median_ms", "provisioning_overhead_ratio", "≤ 1.5"),
-    ("Throughput, 1 worker process, at modelled latency (grants/s)", "throughput_1w_grants_per_second_modelled",
-     "throughput_1w_baseline_grants_per_second_modelled", "throughput_1w_ratio_modelled", "≥ 0.7"),
-    ("Throughput, 2 worker processes, at modelled latency (grants/s)", "throughput_2w_grants_per_second_modelled",
-     "throughput_2w_baseline_grants_per_second_modelled", "throughput_2w_ratio_modelled", "≥ 0.7"),
+    ("Throughput, 1 worker process, at modelled latency (grants/s)", f"throughput_1w_grants_per_second{MODELLED}",
+     f"throughput_1w_baseline_grants_per_second{MODELLED}", f"throughput_1w_ratio{MODELLED}", "≥ 0.7"),
+    ("Throughput, 2 worker processes, at modelled latency (grants/s)", f"throughput_2w_grants_per_second{MODELLED}",
+     f"throughput_2w_baseline_grants_per_second{MODELLED}", f"throughput_2w_ratio{MODELLED}", "≥ 0.7"),
     ("Throughput, 1 worker process, at 0 ms (grants/s)", "throughput_1w_grants_per_second",
      "throughput_1w_baseline_grants_per_second", "throughput_1w_ratio", ""),
     ("Throughput, 2 worker processes, at 0 ms (grants/s)", "throughput_2w_grants_per_second",
@@ -42,8 +44,8 @@ ROWS = (
     ("AssumeRole per account per request (one process)", "aws_assume_role_per_account", None, None, "1"),
     ("AssumeRole per account per request (2 worker processes)", "throughput_2w_assume_role_per_account", None, None,
      "≤ 2"),
-    ("Scaling 1 → 2 processes, at modelled latency (portal vs baseline)", "throughput_scaling_modelled",
-     "throughput_baseline_scaling_modelled", None, ""),
+    ("Scaling 1 → 2 processes, at modelled latency (portal vs baseline)", f"throughput_scaling{MODELLED}",
+     f"throughput_baseline_scaling{MODELLED}", None, ""),
     ("Scaling 1 → 2 processes, at 0 ms (portal vs baseline)", "throughput_scaling", "throughput_baseline_scaling", None, ""),
     ("Lost statements / failed grants", "throughput_lost_statements", None, None, "0"),
     ("Audit verify, whole chain (s)", "audit_verify_seconds", "audit_verify_bare_scan_seconds", "audit_verify_ratio", ""),
@@ -76,8 +78,8 @@ def table(results: dict) -> str:
             continue
         value = results[key]
         if key == "throughput_lost_statements":
-            lost = results[key] + results.get(f"{key}_modelled", 0)
-            failed = results.get("throughput_failed_grants", 0) + results.get("throughput_failed_grants_modelled", 0)
+            lost = results[key] + results.get(f"{key}{MODELLED}", 0)
+            failed = results.get("throughput_failed_grants", 0) + results.get(f"throughput_failed_grants{MODELLED}", 0)
             value = f"{lost} / {failed}"
         elif key == "db_queries_per_step_max":
             value = f"{results['db_queries_per_step_min']}–{value}"
@@ -97,7 +99,7 @@ def table(results: dict) -> str:
     if "db_queries_by_phase" in results:
         phases = ", ".join(f"{name} {n}" for name, n in results["db_queries_by_phase"].items())
         lines += ["", f"Database queries of one grant: {results['db_queries_per_grant']} ({phases})."]
-    for suffix, latency in (("_modelled", "the modelled latency"), ("", "0 ms")):
+    for suffix, latency in ((MODELLED, "the modelled latency"), ("", "0 ms")):
         if f"provisioning_portal_step_ms{suffix}" in results:
             steps = ", ".join(f"{name} {ms:.0f}" for name, ms in results[f"provisioning_portal_step_ms{suffix}"].items())
             outside = results[f"provisioning_portal_outside_steps_ms{suffix}"]

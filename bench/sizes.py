@@ -3,6 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+# The suffix of a figure measured at the modelled AWS latency (``Size.modelled``);
+# figures without it were measured at 0 ms.
+MODELLED = "_modelled"
+
 
 @dataclass(frozen=True)
 class Size:

@@ -10,11 +10,7 @@ from collections.abc import Callable, Mapping
 from bench import audit, calls, pages, provisioning, throughput
 from bench.context import Bench, open_bench
 from bench.moto_server import DEFAULT_LATENCY_MS, describe_latency, parse_latency
-from bench.sizes import Size
-
-# The suffix of a figure measured at the modelled AWS latency; figures
-# without it were measured at 0 ms.
-MODELLED = "_modelled"
+from bench.sizes import MODELLED, Size
 
 
 def at_each_latency(benchmark: Callable[[Bench], dict]) -> Callable[[Bench], dict]:

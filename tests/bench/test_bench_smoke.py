@@ -13,8 +13,8 @@ import pytest
 
 from bench.baseline import BASELINE_OPERATIONS
 from bench.moto_server import call_latency_ms, describe_latency
-from bench.sizes import SIZES
-from bench.suite import MODELLED, run_all
+from bench.sizes import MODELLED, SIZES
+from bench.suite import run_all
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
