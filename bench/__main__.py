@@ -3,6 +3,8 @@
 The database named by BENCH_DATABASE_URL (default: the local
 ``portal_bench``) is dropped, created and migrated first; the workers use
 CELERY_BROKER_URL. BENCH_SIZE (or --size) is ``full`` or ``tiny``.
+BENCH_AWS_LATENCY_MS is the modelled AWS latency the provisioning and
+throughput benchmarks run at after their run at 0 ms (bench/LATENCY.md).
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +48,11 @@ class Bench:
     database_url: str
     broker_url: str
     moto: MotoServer
+    # The modelled AWS latency, ms by service (``bench.moto_server.parse_latency``);
+    # the server waits it only while ``suite.at_each_latency`` says so.
+    latency: dict[str, float]
+    # Prefixes the names of the grants made (``RemoteAdmin.tag``) from the next ``fresh_aws`` on.
+    tag: str = ""
     _workers: Workers | None = None
 
     def fresh_aws(self) -> None:
@@ -62,7 +67,7 @@ class Bench:
         """
         self.moto.reset()
         self.world = seed_aws_world(self.moto.endpoint_url)
-        self.admin = RemoteAdmin(self.world)
+        self.admin = RemoteAdmin(self.world, tag=self.tag)
 
     def workers(self, processes: int) -> Workers:
         """The running Celery worker, with ``processes`` pool processes, on this
@@ -94,7 +99,7 @@ def database_url() -> str:
 
 
 @contextlib.contextmanager
-def open_bench(size: Size) -> Iterator[Bench]:
+def open_bench(size: Size, *, latency: Mapping[str, float] | None = None) -> Iterator[Bench]:
     """Start moto, seed the runbook's world and the portal's demo people, and
     point this process's AWS clients at moto."""
     saved = {name: os.environ.get(name) for name in (*FAKE_AWS_ENVIRONMENT, "AWS_PROFILE", "AWS_ENDPOINT_URL")}
@@ -118,6 +123,7 @@ def open_bench(size: Size) -> Iterator[Bench]:
                 database_url=database_url(),
                 broker_url=settings.CELERY_BROKER_URL,
                 moto=moto,
+                latency=dict(latency or {}),
             )
             try:
                 yield bench

@@ -44,7 +44,10 @@ class Grant:
 class RemoteAdmin:
     """Administrator clients of the Remote account (arranging and inspecting AWS)."""
 
-    def __init__(self, world: DemoWorld):
+    def __init__(self, world: DemoWorld, *, tag: str = ""):
+        # Prefixes every name, so a benchmark run again (at another latency)
+        # names grants the portal has not seen.
+        self.tag = tag
         session = boto3.session.Session(region_name=world.region)
         self.kms = admin_client("kms", REMOTE_ACCOUNT_ID, endpoint_url=world.endpoint_url, session=session)
         self.secretsmanager = admin_client(
@@ -67,7 +70,8 @@ class RemoteAdmin:
         return targets
 
     def grants(self, prefix: str, count: int) -> list[Grant]:
-        """``count`` grants named ``<prefix>-<n>``, ``GRANTS_PER_TARGET`` consecutive ones per target."""
+        """``count`` grants named ``<tag><prefix>-<n>``, ``GRANTS_PER_TARGET`` consecutive ones per target."""
+        prefix = f"{self.tag}{prefix}"
         targets = self.seed_targets(prefix, -(-count // GRANTS_PER_TARGET))
         return [Grant(name=f"{prefix}-{n:05d}", target=targets[n // GRANTS_PER_TARGET]) for n in range(count)]
 
