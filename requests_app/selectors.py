@@ -27,6 +27,7 @@ from requests_app.models import (
     ProvisioningStep,
     RepairRequest,
     RequestState,
+    RuleDecision,
 )
 
 
@@ -73,6 +74,28 @@ def _current_approvals() -> Coalesce:
 
 
 def plan_approvals(request: AccessRequest) -> int:
+    """The approvals of the request's current plan counted towards its Remote
+    account's quorum: people's (``people_approvals``) and a rule's
+    (``rule_approvals``). The worker applies a plan only when this reaches
+    ``required_approvals``."""
+    return people_approvals(request) + rule_approvals(request)
+
+
+def rule_approvals(request: AccessRequest) -> int:
+    """What an approval rule's decision on the request's current plan (and
+    approval round) counts for: the whole quorum when the rule decided alone,
+    one approval when it counted beside people, nothing without one."""
+    decision = (
+        RuleDecision.objects.filter(request=request, plan_hash=request.plan_hash, approval_round=request.approval_round)
+        .only("whole_decision")
+        .first()
+    )
+    if decision is None or not request.plan_hash:
+        return 0
+    return request.remote_account.required_approvals if decision.whole_decision else 1
+
+
+def people_approvals(request: AccessRequest) -> int:
     """Distinct approvals of the request's current plan by people approving for its Remote account now."""
     return (
         Decision.objects.filter(

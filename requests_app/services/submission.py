@@ -34,6 +34,7 @@ from requests_app.errors import IdempotencyConflict, InvalidTransition, NotAllow
 from requests_app.grants import grant_spec_for
 from requests_app.models import LIVE_STATES, AccessRequest, AwsAccount, RequestState
 from requests_app.plan_lint import lint_into_preflight
+from requests_app.services import rules
 from requests_app.services.transitions import lock_request_for
 from requests_app.slack import messages as slack_messages
 from requests_app.validation import validate_request_input
@@ -228,6 +229,7 @@ def _file(
         },
     )
     transaction.on_commit(lambda: notifications.notify_submitted(request))
+    rules.match_on_commit(request)
     return request
 
 
@@ -266,6 +268,7 @@ def access_request_refresh_preflight(*, request_id, user, source_ip: str | None 
         )
         # The Slack message shows the plan and preflight outcome as they are now.
         slack_messages.refresh_on_commit(request)
+        rules.match_on_commit(request)
     return request
 
 
