@@ -26,6 +26,7 @@ from requests_app.models import (
     ALLOWED_TRANSITIONS,
     AccessRequest,
     ApprovalRule,
+    AwsAccount,
     ExpiryExtension,
     RepairRequest,
     RequestState,
@@ -378,7 +379,21 @@ RULE_ACTIONS: dict[str, RuleAction] = {
     )
 }
 # fmt: on
-RULE_PROPOSE_REFUSAL = "Only approvers of a Remote account propose rules."
+RULE_PROPOSE_REFUSAL = "Only approvers of a Remote account propose its rules: name one you approve for (account_id)."
+
+
+def check_rule_proposal(*, user, data) -> AwsAccount:
+    """The Remote account a new rule is proposed for, if ``user`` approves for
+    it; NotAllowed otherwise. Read before the rest of the body: the account is
+    what the proposal is about, as a request's id is for its actions (the
+    registry is public, so a refusal reveals nothing)."""
+    account_id = data.get("account_id") if hasattr(data, "get") else None
+    account = None
+    if isinstance(account_id, str):
+        account = AwsAccount.objects.filter(account_id=account_id, is_remote=True).first()
+    if account is None or not permissions.can_propose_rule(user, account):
+        raise NotAllowed(RULE_PROPOSE_REFUSAL)
+    return account
 
 
 def offered_rule_actions(user, rule: ApprovalRule, *, in_force, proposed) -> set[str]:

@@ -649,7 +649,8 @@ class ApprovalRuleVersion(models.Model):
         ordering = ["rule_id", "number"]
         constraints = [
             models.CheckConstraint(
-                condition=Q(state__in=["proposed", "in_force", "superseded", "rejected"]), name="rule_version_state_valid"
+                condition=Q(state__in=["proposed", "in_force", "superseded", "rejected"]),
+                name="rule_version_state_valid",
             ),
             models.CheckConstraint(condition=Q(max_expiry_days__gte=1), name="rule_version_max_expiry_days_gte_1"),
             models.UniqueConstraint(fields=["rule", "number"], name="rule_version_number_unique"),

@@ -27,17 +27,25 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from requests_app import permissions, selectors, services
+from requests_app import selectors, services
 from requests_app.actions import (
     RULE_ACTIONS,
-    RULE_PROPOSE_REFUSAL,
     RuleAction,
     RuleProposeSerializer,
+    check_rule_proposal,
     rule_action_arguments,
 )
 from requests_app.api import serializers as s
-from requests_app.api.views import ERROR_401, ERROR_403, ERROR_404, ERROR_409, ERRORS_400, REQUEST_ID, _request_id, _source_ip
-from requests_app.errors import NotAllowed
+from requests_app.api.views import (
+    ERROR_401,
+    ERROR_403,
+    ERROR_404,
+    ERROR_409,
+    ERRORS_400,
+    REQUEST_ID,
+    _request_id,
+    _source_ip,
+)
 from requests_app.models import ApprovalRule, ApprovalRuleVersion, RuleDecision
 
 RULE_ID = OpenApiParameter("id", OpenApiTypes.INT64, OpenApiParameter.PATH, description="The rule's id.")
@@ -121,14 +129,14 @@ class RuleListView(APIView):
     @extend_schema(
         operation_id="rules_propose",
         summary="Propose a new approval rule for a Remote account",
-        description="Approvers of the account only. The rule is version 1, proposed: it approves nothing until "
-        "the account's required number of its other approvers approved it.",
+        description="Approvers of the account only (checked first: anyone else, or an account that is not a "
+        "registered Remote account, gets 403 whatever the rest of the body). The rule is version 1, proposed: "
+        "it approves nothing until the account's required number of its other approvers approved it.",
         request=RuleProposeSerializer,
         responses={201: RuleSerializer, 400: ERRORS_400, 401: ERROR_401, 403: ERROR_403},
     )
     def post(self, request):
-        if not permissions.approves_for_any(request.user):
-            raise NotAllowed(RULE_PROPOSE_REFUSAL)
+        check_rule_proposal(user=request.user, data=request.data)
         body = RuleProposeSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         version = services.rule_propose(user=request.user, source_ip=_source_ip(request), **body.validated_data)

@@ -46,7 +46,6 @@ later versions say.
 """
 from __future__ import annotations
 
-import logging
 import re
 from datetime import datetime, timedelta
 from typing import Any
@@ -59,20 +58,11 @@ from provisioning.names import ENGINES
 from requests_app import membership, notifications, permissions, workflow
 from requests_app.audit import record_event
 from requests_app.errors import InvalidTransition, NotAllowed, NotFoundForUser, ValidationFailed
-from requests_app.models import (
-    AccessRequest,
-    ApprovalRule,
-    ApprovalRuleVersion,
-    AwsAccount,
-    RequestState,
-    RuleDecision,
-)
+from requests_app.models import AccessRequest, ApprovalRule, ApprovalRuleVersion, AwsAccount, RequestState, RuleDecision
 from requests_app.selectors import people_approvals
 from requests_app.services.transitions import lock_request, move
 from requests_app.slack import messages as slack_messages
 from requests_app.validation import clean_comment
-
-logger = logging.getLogger(__name__)
 
 RULE_NAME_MAX = 100
 SECRET_NAME_PREFIX_MAX = 256
@@ -83,7 +73,6 @@ _RULE_NAME = re.compile(r"\A[^\x00-\x1f\x7f]+\Z")
 # The states in which a request waits for approvers, and so for a rule.
 WAITING_STATES = (RequestState.PENDING_APPROVAL, RequestState.NEEDS_REAPPROVAL)
 
-Version = ApprovalRuleVersion
 S = ApprovalRuleVersion.State
 
 

@@ -19,8 +19,8 @@ from provisioning.names import ENGINES
 from requests_app import selectors, services
 from requests_app.actions import (
     RULE_ACTIONS,
-    RULE_PROPOSE_REFUSAL,
     RuleProposeSerializer,
+    check_rule_proposal,
     offered_rule_actions,
     rule_action_arguments,
 )
@@ -62,8 +62,10 @@ def _list_page(request, *, errors: dict | None = None, status: int = 200):
 def rule_list(request):
     if request.method != "POST":
         return _list_page(request)
-    if not approves_for_any(request.user):
-        messages.error(request, RULE_PROPOSE_REFUSAL)
+    try:
+        check_rule_proposal(user=request.user, data=request.POST)
+    except NotAllowed as error:
+        messages.error(request, error.message)
         return _list_page(request, status=403)
     body = RuleProposeSerializer(data=request.POST)
     if not body.is_valid():
@@ -75,7 +77,9 @@ def rule_list(request):
     except NotAllowed as error:
         messages.error(request, error.message)
         return _list_page(request, status=403)
-    messages.success(request, f"Rule “{version.rule.name}” proposed: it takes effect once the other approvers approve it.")
+    messages.success(
+        request, f"Rule “{version.rule.name}” proposed: it takes effect once the other approvers approve it."
+    )
     return redirect("web:rule_detail", rule_id=version.rule_id)
 
 
