@@ -51,7 +51,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.db.models import Exists, Max, OuterRef, Q
 from django.utils import timezone
 
 from provisioning.names import ENGINES
@@ -457,19 +457,33 @@ def match_on_commit(request: AccessRequest) -> None:
 
 
 def waiting_requests_match(*, remote_account_id: int | None = None, now: datetime | None = None) -> list[int]:
-    """Match every waiting request (with its preflight passed) of the accounts
-    that have a rule in force; returns the ids of the requests a rule approved
-    (or gave an approval). Each request is matched in its own transaction."""
-    accounts = ApprovalRuleVersion.objects.filter(state=S.IN_FORCE, enabled=True).values("rule__remote_account")
-    waiting = AccessRequest.objects.filter(
-        state__in=WAITING_STATES,
-        preflight_status=AccessRequest.PreflightStatus.PASSED,
-        remote_account__in=accounts,
-    )
+    """Match the waiting requests (preflight passed, no rule decision on their
+    current plan yet) that some version in force could approve; returns the
+    ids of those a rule approved (or gave its approval). The criteria read off
+    the row narrow the candidates in one query, so a request no rule could
+    approve costs the sweep nothing; each candidate is then matched in its own
+    transaction, under its lock, with every check (``request_match_rules``)."""
+    now = now or timezone.now()
+    versions = ApprovalRuleVersion.objects.filter(state=S.IN_FORCE, enabled=True).select_related("rule")
     if remote_account_id is not None:
-        waiting = waiting.filter(remote_account_id=remote_account_id)
-    decided = []
-    for request_id in waiting.order_by("created_at", "id").values_list("pk", flat=True):
-        if request_match_rules(request_id=request_id, now=now) is not None:
-            decided.append(request_id)
-    return decided
+        versions = versions.filter(rule__remote_account_id=remote_account_id)
+    could_match = Q(pk__in=[])
+    for version in versions.prefetch_related("datalake_accounts"):
+        could_match |= Q(
+            remote_account_id=version.rule.remote_account_id,
+            datalake_account__in=[account.pk for account in version.datalake_accounts.all()],
+            engine__in=version.engines,
+            secret_arn__contains=f":secret:{version.secret_name_prefix}",
+            expires_at__lte=now + timedelta(days=version.max_expiry_days),
+        )
+    decided_already = RuleDecision.objects.filter(
+        request=OuterRef("pk"), plan_hash=OuterRef("plan_hash"), approval_round=OuterRef("approval_round")
+    )
+    candidates = (
+        AccessRequest.objects.filter(state__in=WAITING_STATES, preflight_status=AccessRequest.PreflightStatus.PASSED)
+        .filter(could_match)
+        .exclude(Exists(decided_already))
+        .order_by("created_at", "id")
+        .values_list("pk", flat=True)
+    )
+    return [request_id for request_id in candidates if request_match_rules(request_id=request_id, now=now) is not None]

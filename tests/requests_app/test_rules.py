@@ -350,3 +350,24 @@ def test_with_rules_counting_beside_people_a_rule_is_one_approval(cast, enqueued
     with django_capture_on_commit_callbacks(execute=True):
         request_match_rules(request_id=second.pk)
     assert _state(second) == RequestState.APPROVED
+
+
+def test_the_sweep_costs_the_same_whatever_the_number_of_requests_no_rule_could_approve(
+    cast, enqueued, django_capture_on_commit_callbacks
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    adopt(cast, django_capture_on_commit_callbacks)
+
+    def sweep_queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert waiting_requests_match() == []
+        return len(captured)
+
+    routine(cast, engine="oracle")
+    few = sweep_queries()
+    for _ in range(10):
+        routine(cast, engine="oracle")
+        routine(cast, expires_at=timezone.now() + timedelta(days=300))
+    assert sweep_queries() == few
