@@ -371,3 +371,18 @@ def test_the_sweep_costs_the_same_whatever_the_number_of_requests_no_rule_could_
         routine(cast, engine="oracle")
         routine(cast, expires_at=timezone.now() + timedelta(days=300))
     assert sweep_queries() == few
+
+
+def test_a_rule_never_approves_for_another_remote_account_of_the_same_approvers(
+    cast, enqueued, django_capture_on_commit_callbacks
+):
+    version = adopt(cast, django_capture_on_commit_callbacks)
+    sibling = RemoteAccountFactory(approvers=[cast.approver, cast.second_approver])
+    request = routine(cast, remote_account=sibling)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert request_match_rules(request_id=request.pk) is None
+        assert waiting_requests_match() == []
+
+    assert _state(request) == RequestState.PENDING_APPROVAL
+    assert "the rule belongs to another Remote account" in version_refusals(version, request, now=timezone.now())
