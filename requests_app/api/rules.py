@@ -117,11 +117,12 @@ class RuleListView(APIView):
                 description="Only this Remote account's rules.",
             )
         ],
-        responses={200: RuleSerializer(many=True), 401: ERROR_401},
+        responses={200: RuleSerializer(many=True), 400: ERRORS_400, 401: ERROR_401},
     )
     def get(self, request):
-        account = request.query_params.get("account", "")
-        if account and not (account.isascii() and account.isdigit() and len(account) == 12):
+        account = request.query_params.get("account")
+        if account is not None and not (account.isascii() and account.isdigit() and len(account) == 12):
+            # Sent, it must be an account id: an empty one is refused, as the schema says.
             raise exceptions.ValidationError({"account": ["A 12-digit account id."]})
         rules = selectors.rules_visible_to(user=request.user, account_id=account or None)
         return Response(RuleSerializer(rules, many=True).data)

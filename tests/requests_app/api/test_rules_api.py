@@ -84,6 +84,12 @@ def test_who_may_not_is_refused_before_the_body_is_read(accounts, rhea, client_f
     assert not AuditEvent.objects.filter(action="rule.approval").exists()
 
 
+def test_the_list_filter_takes_only_an_account_id(accounts, client_for):
+    assert client_for("avery").get(f"{URL}?account={REMOTE_ID}").status_code == 200
+    for bad in ("", "12", "x" * 12):
+        assert client_for("avery").get(f"{URL}?account={bad}").status_code == 400
+
+
 def test_bad_criteria_are_named(accounts, client_for):
     response = _propose(client_for, engines=["excel"], secret_name_prefix="prod/*", max_expiry_days=0,
                         datalake_accounts=["12"])  # fmt: skip
