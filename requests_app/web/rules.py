@@ -34,8 +34,17 @@ def _client_ip(request) -> str | None:
     return request.META.get("REMOTE_ADDR") or None
 
 
+def _messages(found) -> list[str]:
+    # A list field's errors come per item ({0: [...]}): the page shows the words.
+    if isinstance(found, dict):
+        return [message for value in found.values() for message in _messages(value)]
+    if isinstance(found, (list, tuple)):
+        return [message for value in found for message in _messages(value)]
+    return [str(found)]
+
+
 def _problems(errors: dict) -> dict[str, str]:
-    return {field: " ".join(map(str, messages_)) for field, messages_ in errors.items()}
+    return {field: " ".join(_messages(found)) for field, found in errors.items()}
 
 
 def _form_choices(user) -> dict:
@@ -123,7 +132,7 @@ def rule_action(request, rule_id: int, action: str):
         messages.error(request, f"{failed}: {error.message}")
         return _detail_page(request, rule_id, status=403)
     except BodyInvalid as invalid:
-        problems = "; ".join(f"{field}: {' '.join(map(str, errors))}" for field, errors in invalid.detail.items())
+        problems = "; ".join(f"{field}: {message}" for field, message in _problems(invalid.detail).items())
         messages.error(request, f"{failed}: {problems}")
     except ValidationFailed as failure:
         problems = "; ".join(f"{field}: {message}" for field, message in _problems(failure.errors).items())

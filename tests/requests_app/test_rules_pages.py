@@ -76,7 +76,9 @@ def test_a_bad_proposal_names_its_fields_and_writes_nothing(site):
     response = _client(users["approver"]).post("/rules/", {**FORM, "engines": ["excel"], "max_expiry_days": "0"})
     assert response.status_code == 400
     assert not ApprovalRule.objects.exists()
-    assert b"field-error" in response.content
+    page = response.content.decode()
+    assert "&quot;excel&quot; is not a valid choice." in page
+    assert "Ensure this value is greater than or equal to 1." in page
 
 
 def test_who_does_not_approve_for_the_account_neither_sees_nor_decides_its_rules(site):
