@@ -505,7 +505,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     # A drift finding's kind and a report's kinds are one choice set.
-    "ENUM_NAME_OVERRIDES": {"DriftKindEnum": "provisioning.drift.DRIFT_KINDS"},
+    "ENUM_NAME_OVERRIDES": {
+        "DriftKindEnum": "provisioning.drift.DRIFT_KINDS",
+        "EngineEnum": "provisioning.names.ENGINES",
+        "RuleVersionStateEnum": "requests_app.models.ApprovalRuleVersion.State",
+        "StateEnum": "requests_app.models.RequestState",
+    },
     # The schema states the text rules every CharField applies (no NUL, not blank),
     # and the 429 of the rate limits.
     "POSTPROCESSING_HOOKS": [

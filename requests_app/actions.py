@@ -21,9 +21,19 @@ from rest_framework import serializers
 
 from requests_app import permissions, services
 from requests_app.errors import NotAllowed, NotFoundForUser
-from requests_app.models import ALLOWED_TRANSITIONS, AccessRequest, ExpiryExtension, RepairRequest, RequestState
+from provisioning.names import ENGINES
+from requests_app.models import (
+    ALLOWED_TRANSITIONS,
+    AccessRequest,
+    ApprovalRule,
+    AwsAccount,
+    ExpiryExtension,
+    RepairRequest,
+    RequestState,
+)
 from requests_app.services.expiry import JUSTIFICATION_MAX
 from requests_app.services.repair import JUSTIFICATION_MAX as REPAIR_JUSTIFICATION_MAX
+from requests_app.services.rules import MAX_EXPIRY_DAYS_LIMIT, RULE_NAME_MAX, SECRET_NAME_PREFIX_MAX
 from requests_app.validation import COMMENT_MAX, COMMENT_TOO_LONG
 
 PLAN_HASH_LENGTH = 64  # SHA-256, hexadecimal
@@ -267,6 +277,139 @@ def action_arguments(action: RequestAction, data) -> dict[str, Any]:
     """The service's keyword arguments from a body (raises the serializer's ValidationError)."""
     if action.body is None:
         return {}
+    parsed = action.body(data=data)
+    parsed.is_valid(raise_exception=True)
+    return dict(parsed.validated_data)
+
+
+# --- approval rules: the same declaration for a Remote account's rules ----------------------------------
+#
+# A rule's actions (``services.rules``) are tried on a rule, not a request:
+# whoever may not see the account's rules gets 404, an administrator who sees
+# them but decides nothing for the account gets 403; the services check again
+# under the rule's row lock.
+
+
+class RuleCriteriaSerializer(serializers.Serializer):
+    datalake_accounts = serializers.ListField(
+        child=serializers.RegexField(r"^[0-9]{12}$", max_length=12),
+        allow_empty=False,
+        max_length=100,
+        help_text="The registered DataLake accounts (12-digit ids) whose requests the rule approves.",
+    )
+    engines = serializers.ListField(
+        child=serializers.ChoiceField(choices=sorted(ENGINES)),
+        allow_empty=False,
+        max_length=len(ENGINES),
+        help_text="The DMS engines the rule approves.",
+    )
+    secret_name_prefix = serializers.RegexField(
+        r"^[A-Za-z0-9/_+=.@-]+$",
+        max_length=SECRET_NAME_PREFIX_MAX,
+        help_text="The rule approves only secrets of its Remote account whose name starts with this.",
+    )
+    max_expiry_days = serializers.IntegerField(
+        min_value=1,
+        max_value=MAX_EXPIRY_DAYS_LIMIT,
+        help_text="The rule approves only requests that expire within this many days of its decision.",
+    )
+    comment = serializers.CharField(
+        required=False, default="", allow_blank=True, max_length=COMMENT_MAX,
+        error_messages={"max_length": COMMENT_TOO_LONG}, help_text="Why (optional); the approvers see it.",
+    )
+
+
+class RuleProposeSerializer(RuleCriteriaSerializer):
+    account_id = serializers.RegexField(
+        r"^[0-9]{12}$", max_length=12, help_text="The Remote account (12 digits) the rule decides for."
+    )
+    name = serializers.CharField(max_length=RULE_NAME_MAX, help_text="Unique among the account's rules.")
+
+
+class RuleVersionApproveSerializer(CommentSerializer):
+    version = serializers.IntegerField(
+        min_value=1,
+        help_text="The number of the proposed version you were shown; if another is proposed now, nothing is "
+        "decided (409).",
+    )
+
+
+class RuleVersionRejectSerializer(RejectSerializer):
+    version = serializers.IntegerField(min_value=1, help_text="The number of the proposed version you were shown.")
+
+
+@dataclass(frozen=True)
+class RuleAction:
+    name: str  # the path segment on the pages and in the API (`/rules/<id>/<name>/`)
+    service: Callable[..., Any]
+    refusal: str  # what someone who sees the rule but may not do this is told; {rule} is the rule
+    done: str
+    body: type[serializers.Serializer]
+
+    def check(self, *, user, rule_id: Any) -> ApprovalRule:
+        """The rule, if ``user`` may try this action on it: NotFoundForUser when
+        they may not see the account's rules, NotAllowed when they may not decide for it."""
+        try:
+            rule = ApprovalRule.objects.select_related("remote_account").get(pk=rule_id)
+        except (ApprovalRule.DoesNotExist, ValueError, TypeError):
+            raise NotFoundForUser() from None
+        if not permissions.can_view_rules(user, rule.remote_account):
+            raise NotFoundForUser()
+        if not permissions.can_propose_rule(user, rule.remote_account):
+            raise NotAllowed(self.refusal.format(rule=rule))
+        return rule
+
+
+_RULE_DECIDERS = "Only approvers of the Remote account {rule.remote_account.account_id} may "
+
+# fmt: off
+RULE_ACTIONS: dict[str, RuleAction] = {
+    action.name: action
+    for action in (
+        RuleAction("change", services.rule_change_propose, _RULE_DECIDERS + "propose a change of its rules.",
+                   done="Change proposed: it takes effect once the other approvers approve it.",
+                   body=RuleCriteriaSerializer),
+        RuleAction("disable", services.rule_disable_propose, _RULE_DECIDERS + "propose to disable its rules.",
+                   done="Disabling proposed: it takes effect once the other approvers approve it.",
+                   body=CommentSerializer),
+        RuleAction("approve", services.rule_version_approve, _RULE_DECIDERS + "approve changes of its rules.",
+                   done="Approved.", body=RuleVersionApproveSerializer),
+        RuleAction("reject", services.rule_version_reject, _RULE_DECIDERS + "reject changes of its rules.",
+                   done="Rejected.", body=RuleVersionRejectSerializer),
+    )
+}
+# fmt: on
+RULE_PROPOSE_REFUSAL = "Only approvers of a Remote account propose its rules: name one you approve for (account_id)."
+
+
+def check_rule_proposal(*, user, data) -> AwsAccount:
+    """The Remote account a new rule is proposed for, if ``user`` approves for
+    it; NotAllowed otherwise. Read before the rest of the body: the account is
+    what the proposal is about, as a request's id is for its actions (the
+    registry is public, so a refusal reveals nothing)."""
+    account_id = data.get("account_id") if hasattr(data, "get") else None
+    account = None
+    if isinstance(account_id, str):
+        account = AwsAccount.objects.filter(account_id=account_id, is_remote=True).first()
+    if account is None or not permissions.can_propose_rule(user, account):
+        raise NotAllowed(RULE_PROPOSE_REFUSAL)
+    return account
+
+
+def offered_rule_actions(user, rule: ApprovalRule, *, in_force, proposed) -> set[str]:
+    """The rule actions to offer ``user`` now, given the rule's version in force and its proposed one."""
+    if not permissions.can_propose_rule(user, rule.remote_account):
+        return set()
+    if proposed is None:
+        return {"change", "disable"} if in_force is not None and in_force.enabled else {"change"}
+    offered = {"reject"}
+    if proposed.proposed_by_id != user.pk and not any(person.pk == user.pk for person in proposed.approved_by.all()):
+        offered.add("approve")
+    return offered
+
+
+def rule_action_arguments(action: RuleAction, data) -> dict[str, Any]:
+    """The service's keyword arguments from a body (raises the serializer's ValidationError)."""
     parsed = action.body(data=data)
     parsed.is_valid(raise_exception=True)
     return dict(parsed.validated_data)

@@ -210,7 +210,7 @@ class AwsAccountAdmin(admin.ModelAdmin):
             {
                 "fields": (
                     "approvers", "approver_groups", "requesters", "requester_groups", "required_approvals",
-                    "allow_secret_shape_check",
+                    "rules_count_alongside_people", "allow_secret_shape_check",
                 )
             },
         ),

@@ -56,6 +56,13 @@ class AwsAccount(models.Model):
     allow_secret_shape_check = models.BooleanField(
         default=False, help_text="Preflight may read the secret once to check its key names (values are never kept)."
     )
+    # Approval rules (ApprovalRule): off, a matching rule's approval is the
+    # whole decision (the quorum spoke when it approved the rule); on, it
+    # counts as one approval towards ``required_approvals`` beside people's.
+    rules_count_alongside_people = models.BooleanField(
+        default=False,
+        help_text="An approval rule counts as one approval beside people's (off: a matching rule decides alone).",
+    )
     slack_channel = models.CharField(
         max_length=21, blank=True, validators=[slack_channel_validator],
         help_text="Slack channel id where the portal's Slack app asks this (Remote) account's approvers; empty: none.",
@@ -584,3 +591,96 @@ def api_token_in_use(user) -> ApiToken | None:
     """The token ``user`` authenticated with on this request, or None (a
     session, the console, the worker). Set by the API's token authentication."""
     return getattr(user, "api_token", None)
+
+
+class ApprovalRule(models.Model):
+    """A Remote account's standing decision: requests that match the version
+    in force are approved without a person (see ``services.rules``).
+
+    The rule is a name; what it approves is in its versions. A version takes
+    effect only once the account's approvers approved it, as they approve a
+    request; a request approved by a rule keeps pointing at the version that
+    approved it.
+    """
+
+    remote_account = models.ForeignKey(AwsAccount, on_delete=models.PROTECT, related_name="approval_rules")
+    name = models.CharField(max_length=100)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["remote_account_id", "name", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["remote_account", "name"], name="approval_rule_name_unique_per_account"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.remote_account.account_id})"
+
+
+class ApprovalRuleVersion(models.Model):
+    """One proposed or decided content of a rule: its criteria, or (``enabled``
+    False) its disabling. Never changed once proposed, except by its decision."""
+
+    class State(models.TextChoices):
+        PROPOSED = "proposed", "Proposed"
+        IN_FORCE = "in_force", "In force"
+        SUPERSEDED = "superseded", "Superseded"
+        REJECTED = "rejected", "Rejected"
+
+    rule = models.ForeignKey(ApprovalRule, on_delete=models.PROTECT, related_name="versions")
+    number = models.PositiveIntegerField()
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PROPOSED)
+    enabled = models.BooleanField(default=True, help_text="False: this version disables the rule.")
+    datalake_accounts = models.ManyToManyField(AwsAccount, related_name="+")
+    engines = models.JSONField(default=list)
+    secret_name_prefix = models.CharField(max_length=512)
+    max_expiry_days = models.PositiveSmallIntegerField(validators=[MinValueValidator(1)])
+    comment = models.TextField(blank=True)
+    proposed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    approved_by = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="+", blank=True)
+    rejected_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True
+    )
+    rejection_comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["rule_id", "number"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(state__in=["proposed", "in_force", "superseded", "rejected"]),
+                name="rule_version_state_valid",
+            ),
+            models.CheckConstraint(condition=Q(max_expiry_days__gte=1), name="rule_version_max_expiry_days_gte_1"),
+            models.UniqueConstraint(fields=["rule", "number"], name="rule_version_number_unique"),
+            models.UniqueConstraint(fields=["rule"], condition=Q(state="proposed"), name="rule_one_proposed_version"),
+            models.UniqueConstraint(fields=["rule"], condition=Q(state="in_force"), name="rule_one_version_in_force"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.rule.name} v{self.number}"
+
+
+class RuleDecision(models.Model):
+    """A rule's approval of a request: the version that approved it, bound to
+    the plan it approved (like a person's ``Decision``).
+
+    ``whole_decision`` is the account's setting when it decided: True, it was
+    the whole decision; False, it counted as one approval beside people's.
+    """
+
+    request = models.ForeignKey(AccessRequest, on_delete=models.PROTECT, related_name="rule_decisions")
+    rule_version = models.ForeignKey(ApprovalRuleVersion, on_delete=models.PROTECT, related_name="decisions")
+    plan_hash = models.CharField(max_length=64)
+    approval_round = models.PositiveIntegerField(default=0)
+    whole_decision = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["request", "plan_hash", "approval_round"], name="rule_decision_once_per_plan"
+            ),
+        ]

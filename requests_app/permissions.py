@@ -319,3 +319,28 @@ def lifecycle_actions(user, request: AccessRequest, *, pending_extension=None, p
     return offered_actions(
         user, request, lifecycle=True, pending_extension=pending_extension, pending_repair=pending_repair
     )
+
+
+# --- approval rules (services.rules) ------------------------------------------------------------
+
+
+def can_view_rules(user, account: AwsAccount) -> bool:
+    """A Remote account's rules (what they approve names its secrets): its
+    approvers and administrators."""
+    return is_portal_admin(user) or is_approver_for(user, account)
+
+
+def can_propose_rule(user, account: AwsAccount) -> bool:
+    """Only the approvers of a Remote account propose its rules and their changes
+    (administrators register accounts; they do not decide for them)."""
+    return account.is_remote and is_approver_for(user, account)
+
+
+def can_approve_rule_version(user, version) -> bool:
+    """Another approver of the rule's account: the proposer's own approval never counts."""
+    return version.proposed_by_id != getattr(user, "pk", None) and is_approver_for(user, version.rule.remote_account)
+
+
+def can_reject_rule_version(user, version) -> bool:
+    """Any approver of the rule's account (the proposer rejecting is a withdrawal)."""
+    return is_approver_for(user, version.rule.remote_account)

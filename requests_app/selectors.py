@@ -19,6 +19,8 @@ from requests_app import membership, permissions
 from requests_app.errors import NotFoundForUser
 from requests_app.models import (
     AccessRequest,
+    ApprovalRule,
+    ApprovalRuleVersion,
     AuditChainState,
     AuditEvent,
     AwsAccount,
@@ -27,6 +29,7 @@ from requests_app.models import (
     ProvisioningStep,
     RepairRequest,
     RequestState,
+    RuleDecision,
 )
 
 
@@ -73,6 +76,28 @@ def _current_approvals() -> Coalesce:
 
 
 def plan_approvals(request: AccessRequest) -> int:
+    """The approvals of the request's current plan counted towards its Remote
+    account's quorum: people's (``people_approvals``) and a rule's
+    (``rule_approvals``). The worker applies a plan only when this reaches
+    ``required_approvals``."""
+    return people_approvals(request) + rule_approvals(request)
+
+
+def rule_approvals(request: AccessRequest) -> int:
+    """What an approval rule's decision on the request's current plan (and
+    approval round) counts for: the whole quorum when the rule decided alone,
+    one approval when it counted beside people, nothing without one."""
+    decision = (
+        RuleDecision.objects.filter(request=request, plan_hash=request.plan_hash, approval_round=request.approval_round)
+        .only("whole_decision")
+        .first()
+    )
+    if decision is None or not request.plan_hash:
+        return 0
+    return request.remote_account.required_approvals if decision.whole_decision else 1
+
+
+def people_approvals(request: AccessRequest) -> int:
     """Distinct approvals of the request's current plan by people approving for its Remote account now."""
     return (
         Decision.objects.filter(
@@ -262,3 +287,59 @@ def oldest_pending_by_account(*, user) -> list[AccessRequest]:
         .distinct("remote_account_id")
     )
     return sorted(oldest, key=lambda request: (request.created_at, request.pk))
+
+
+# --- approval rules ----------------------------------------------------------------------------------
+
+
+def _rule_versions() -> Prefetch:
+    return Prefetch(
+        "versions",
+        queryset=ApprovalRuleVersion.objects.select_related("proposed_by", "rejected_by")
+        .prefetch_related("datalake_accounts", "approved_by")
+        .order_by("-number"),
+    )
+
+
+def rules_visible_to(*, user, account_id: str | None = None) -> QuerySet[ApprovalRule]:
+    """The approval rules ``user`` may see (those of the Remote accounts they
+    approve for; administrators: all), with their versions, in four queries
+    after the user's accounts. ``account_id``: one account's (12 digits)."""
+    rules = ApprovalRule.objects.select_related("remote_account").prefetch_related(_rule_versions())
+    if not permissions.is_active_user(user):
+        return rules.none()
+    if not permissions.is_portal_admin(user):
+        rules = rules.filter(remote_account__in=_approver_accounts(user))
+    if account_id:
+        rules = rules.filter(remote_account__account_id=account_id)
+    return rules.order_by("remote_account__name", "name", "id")
+
+
+def rule_detail_for(*, user, rule_id: Any) -> ApprovalRule:
+    """One rule with its versions (NotFoundForUser when there is none or ``user`` may not see it)."""
+    try:
+        rule = (
+            ApprovalRule.objects.select_related("remote_account")
+            .prefetch_related(_rule_versions(), "remote_account__approvers", "remote_account__approver_groups")
+            .get(pk=rule_id)
+        )
+    except (ApprovalRule.DoesNotExist, ValueError, TypeError):
+        raise NotFoundForUser() from None
+    if not permissions.can_view_rules(user, rule.remote_account):
+        raise NotFoundForUser()
+    return rule
+
+
+def rule_versions_of(rule: ApprovalRule) -> tuple[ApprovalRuleVersion | None, ApprovalRuleVersion | None]:
+    """The rule's version in force and its proposed one (from the prefetched versions)."""
+    versions = list(rule.versions.all())
+    in_force = next((v for v in versions if v.state == ApprovalRuleVersion.State.IN_FORCE), None)
+    proposed = next((v for v in versions if v.state == ApprovalRuleVersion.State.PROPOSED), None)
+    return in_force, proposed
+
+
+def rule_decisions_of(request: AccessRequest) -> list[RuleDecision]:
+    """The rules' approvals of the request, oldest first, naming rule and version (one query)."""
+    return list(
+        RuleDecision.objects.filter(request=request).select_related("rule_version__rule").order_by("created_at", "id")
+    )

@@ -15,7 +15,7 @@ from django.conf import settings
 from provisioning.errors import PermanentAwsError, RetryableAwsError
 from requests_app import runner, sweeper
 from requests_app.aws import set_client_factory
-from requests_app.services import audit_chain, drift, expiry, waiting
+from requests_app.services import audit_chain, drift, expiry, rules, waiting
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +116,8 @@ def verify_and_checkpoint() -> bool:
 
 @shared_task(name="requests.tend_pending", acks_late=True)
 def tend_pending() -> dict[str, int]:
-    """Remind, escalate and expire requests pending approval, by each account's rules (run by beat)."""
+    """Let approval rules decide the requests waiting for them, then remind,
+    escalate and expire requests pending approval, by each account's settings (run by beat)."""
+    approved_by_rules = rules.waiting_requests_match()
     outcomes = waiting.pending_approvals_tend()
-    return {outcome: len(ids) for outcome, ids in outcomes.items()}
+    return {"approved_by_rules": len(approved_by_rules), **{outcome: len(ids) for outcome, ids in outcomes.items()}}

@@ -1,7 +1,7 @@
 """URL layout of /api/v1/ (the paths are part of the published contract)."""
 from django.urls import path, re_path
 
-from requests_app.api import audit_export, lifecycle_views, token_views, views
+from requests_app.api import audit_export, lifecycle_views, rules, token_views, views
 
 app_name = "api"
 
@@ -40,6 +40,13 @@ urlpatterns = [
         name="request-extension-reject",
     ),
     path("requests/<str:id>/export/", lifecycle_views.RequestExportView.as_view(), name="request-export"),
+    path("requests/<str:id>/rule-decisions/", rules.RequestRuleDecisionsView.as_view(), name="request-rule-decisions"),
+    path("rules/", rules.RuleListView.as_view(), name="rules"),
+    path("rules/<str:id>/", rules.RuleDetailView.as_view(), name="rule-detail"),
+    path("rules/<str:id>/change/", rules.RuleChangeView.as_view(), name="rule-change"),
+    path("rules/<str:id>/disable/", rules.RuleDisableView.as_view(), name="rule-disable"),
+    path("rules/<str:id>/approve/", rules.RuleApproveView.as_view(), name="rule-approve"),
+    path("rules/<str:id>/reject/", rules.RuleRejectView.as_view(), name="rule-reject"),
     path("audit-events/", views.AuditEventListView.as_view(), name="audit-events"),
     path("tokens/", token_views.ApiTokenListView.as_view(), name="tokens"),
     path("tokens/<str:id>/", token_views.ApiTokenDetailView.as_view(), name="token-detail"),

@@ -19,6 +19,8 @@ _SAID = {
     # One line per approver; the grant's steps follow once enough approved.
     "decision.approve": "approved by {actor}",
     "decision.reject": "rejected by {actor}",
+    # An approval rule's: {actor} is "rule <name> v<version>".
+    "decision.rule_approve": "approved by {actor}",
     "request.cancelled": "cancelled by {actor}",
     "request.needs_reapproval": "needs approval again: the plan changed",
     "request.active": "active",

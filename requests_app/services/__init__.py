@@ -27,6 +27,14 @@ from requests_app.services.repair import (
     access_request_repair_approve,
     access_request_repair_reject,
 )
+from requests_app.services.rules import (
+    request_match_rules,
+    rule_change_propose,
+    rule_disable_propose,
+    rule_propose,
+    rule_version_approve,
+    rule_version_reject,
+)
 from requests_app.services.slack import account_slack_channel_set, slack_identity_remove, slack_identity_save
 from requests_app.services.submission import access_request_refresh_preflight, access_request_submit
 
@@ -55,6 +63,12 @@ __all__ = [
     "login_lockout_reset",
     "grant_drift_record",
     "remind_expiring_grants",
+    "request_match_rules",
+    "rule_change_propose",
+    "rule_disable_propose",
+    "rule_propose",
+    "rule_version_approve",
+    "rule_version_reject",
     "slack_identity_remove",
     "slack_identity_save",
     "sso_identity_remove",

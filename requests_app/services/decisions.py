@@ -15,6 +15,7 @@ from requests_app import membership, notifications, permissions, workflow
 from requests_app.audit import record_event
 from requests_app.errors import InvalidTransition, NotAllowed, PlanChanged, ValidationFailed
 from requests_app.models import AccessRequest, Decision, RequestState
+from requests_app.selectors import rule_approvals
 from requests_app.services.transitions import ensure_can_move, lock_request_for, move
 from requests_app.slack import messages as slack_messages
 from requests_app.validation import clean_comment
@@ -99,7 +100,8 @@ def access_request_approve(
         ensure_plan_seen(request, plan_hash)
         _ensure_first_decision(user, request)
         _record_decision(request, user=user, outcome=Decision.Outcome.APPROVE, comment=comment, source_ip=source_ip)
-        approvals = _current_approvals(request)
+        # A rule's approval of this plan counts too, as the account says (services.rules).
+        approvals = _current_approvals(request) + rule_approvals(request)
         required = request.remote_account.required_approvals
         if approvals >= required:
             move(

@@ -35,6 +35,7 @@ from requests_app.grant_input import submit_arguments
 from requests_app.grants import grant_spec_for
 from requests_app.models import LIVE_STATES, AccessRequest, AwsAccount, RequestState
 from requests_app.plan_lint import lint_into_preflight
+from requests_app.services import rules
 from requests_app.services.transitions import lock_request_for
 from requests_app.slack import messages as slack_messages
 from requests_app.validation import validate_request_input
@@ -213,6 +214,7 @@ def _file(
         },
     )
     transaction.on_commit(lambda: notifications.notify_submitted(request))
+    rules.match_on_commit(request)
     return request
 
 
@@ -251,6 +253,7 @@ def access_request_refresh_preflight(*, request_id, user, source_ip: str | None 
         )
         # The Slack message shows the plan and preflight outcome as they are now.
         slack_messages.refresh_on_commit(request)
+        rules.match_on_commit(request)
     return request
 
 

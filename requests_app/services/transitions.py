@@ -50,12 +50,14 @@ def move(
     verb: str,
     action: str,
     actor=None,
+    actor_label: str | None = None,
     source_ip: str | None = None,
     details: dict[str, Any] | None = None,
     **fields: Any,
 ) -> AccessRequest:
     """Move ``request`` to ``state`` (checked against the lifecycle), save it
-    with ``fields``, and record ``action`` in the same transaction."""
+    with ``fields``, and record ``action`` in the same transaction (by
+    ``actor``, or by what ``actor_label`` names when no person acted)."""
     ensure_can_move(request, state, verb=verb)
     previous = request.state
     request.state = state
@@ -65,6 +67,7 @@ def move(
     record_event(
         action=action,
         actor=actor,
+        actor_label=actor_label,
         source_ip=source_ip,
         request=request,
         target_arn=request.secret_arn,

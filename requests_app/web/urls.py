@@ -1,6 +1,6 @@
 from django.urls import path
 
-from requests_app.web import lifecycle, tokens, views
+from requests_app.web import lifecycle, rules, tokens, views
 
 app_name = "web"
 
@@ -19,6 +19,9 @@ urlpatterns = [
     path("audit/", views.audit_log, name="audit_log"),
     path("audit/export.<str:fmt>", views.audit_export, name="audit_export"),
     path("accounts/", views.account_list, name="accounts"),
+    path("rules/", rules.rule_list, name="rules"),
+    path("rules/<int:rule_id>/", rules.rule_detail, name="rule_detail"),
+    path("rules/<int:rule_id>/<str:action>/", rules.rule_action, name="rule_action"),
     path("tokens/", tokens.api_tokens, name="api_tokens"),
     path("tokens/<int:token_id>/revoke/", tokens.api_token_revoke, name="api_token_revoke"),
 ]

@@ -167,7 +167,7 @@ def test_beat_runs_the_sweep_as_a_task(cast, django_capture_on_commit_callbacks)
     assert "requests.tend_pending" in schedule
     filed(cast, hours_ago=24 * 15)
     with django_capture_on_commit_callbacks(execute=True):
-        assert tasks.tend_pending() == {"reminded": 0, "escalated": 0, "expired": 1}
+        assert tasks.tend_pending() == {"approved_by_rules": 0, "reminded": 0, "escalated": 0, "expired": 1}
 
 
 def test_the_request_page_says_how_long_it_waited_and_who_was_told(

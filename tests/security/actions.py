@@ -11,13 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 
 from requests_app.audit import record_event
 from requests_app.models import AccessRequest, ApiToken, AwsAccount, ProvisioningStep
-from requests_app.services import access_request_extend, access_request_repair
+from requests_app.services import access_request_extend, access_request_repair, rule_propose, rule_version_approve
 from tests.requests_app.page_rows import KEY_ARN, SECRET_ARN, make_request
 
 ROLES = ("anonymous", "other_requester", "requester", "other_approver", "approver", "staff")
@@ -62,10 +63,13 @@ class Action:
     asked: str = ""
     marker: str = ""
     token_of: str = ""  # the role whose API token {token} in the path names
+    # An approval rule of the request's Remote account, {rule} in the path: "proposed" (version 1 proposed by
+    # another approver of the account) or "in_force" (version 1 approved, nothing proposed).
+    rule: str = ""
     session_only: bool = False  # an API action refused (403) to a caller signed in with a token
 
     def path_for(self, request: AccessRequest) -> str:
-        return self.path.format(id=request.pk, token=getattr(request, "token_id", 0))
+        return self.path.format(id=request.pk, token=getattr(request, "token_id", 0), rule=getattr(request, "rule_id", 0))
 
 
 DRIFT = {
@@ -98,6 +102,12 @@ SLACK_APPROVE = (
     '"container": {"message_ts": "1.1"}, "actions": [{"action_id": "approve", '
     '"value": "{\\"request\\": {id}, \\"plan_hash\\": \\"{plan_hash}\\"}"}]}'
 )
+# An approval rule of the Remote account (``rule`` rows); its name is what the lists reveal.
+RULE_NAME = "matrix rule"
+RULE_CRITERIA = {"datalake_accounts": ["111111111111"], "engines": ["mysql"], "secret_name_prefix": "prod/",
+                 "max_expiry_days": 30}
+PROPOSE_RULE = {"account_id": "222222222222", "name": "proposed in the matrix", **RULE_CRITERIA}
+RULE_DECIDERS = frozenset({"approver"})
 REGISTER_BODY = {
     "account_id": "444444444444",
     "name": "Registered in the matrix",
@@ -166,6 +176,25 @@ TABLE = [
     Action("audit export holds it", "web:audit_export", "GET", "/audit/export.csv", VIEWERS, proof="listed",
            about_the_request=False),
     Action("accounts", "web:accounts", "GET", "/accounts/", SIGNED_IN, about_the_request=False),
+    # A Remote account's rules: its approvers (and administrators, who see but decide nothing) only.
+    Action("rules page lists the rule", "web:rules", "GET", "/rules/", REMOTE_DOCUMENTS, proof="reveals",
+           marker=RULE_NAME, refused=200, rule="proposed", about_the_request=False),
+    Action("propose a rule", "web:rules", "POST", "/rules/", RULE_DECIDERS, proof="created", creates="rule.proposed",
+           body=PROPOSE_RULE, about_the_request=False),
+    Action("rule page", "web:rule_detail", "GET", "/rules/{rule}/", REMOTE_DOCUMENTS, rule="proposed", refused=404,
+           about_the_request=False),
+    Action("approve a rule change", "web:rule_action", "POST", "/rules/{rule}/approve/", RULE_DECIDERS,
+           rule="proposed", proof="created", creates="rule.in_force", body={"version": "1"}, refused=404,
+           refused_as={"staff": 403}, about_the_request=False),
+    Action("reject a rule change", "web:rule_action", "POST", "/rules/{rule}/reject/", RULE_DECIDERS,
+           rule="proposed", proof="created", creates="rule.rejected", body={"version": "1", "comment": "no"},
+           refused=404, refused_as={"staff": 403}, about_the_request=False),
+    Action("propose a rule change", "web:rule_action", "POST", "/rules/{rule}/change/", RULE_DECIDERS,
+           rule="in_force", proof="created", creates="rule.proposed", body=RULE_CRITERIA, refused=404,
+           refused_as={"staff": 403}, about_the_request=False),
+    Action("propose to disable a rule", "web:rule_action", "POST", "/rules/{rule}/disable/", RULE_DECIDERS,
+           rule="in_force", proof="created", creates="rule.proposed", refused=404, refused_as={"staff": 403},
+           about_the_request=False),
     Action("admin", "admin:index", "GET", "/admin/", frozenset({"staff"}), refused=302, about_the_request=False),
     Action("API tokens", "web:api_tokens", "GET", "/tokens/", SIGNED_IN, about_the_request=False),
     Action("make an API token", "web:api_tokens", "POST", "/tokens/", SIGNED_IN, proof="created",
@@ -236,6 +265,27 @@ TABLE = [
     Action("audit event stream holds it", "api:audit-events-export", "GET", "/api/v1/audit-events/export/",
            VIEWERS, proof="listed", about_the_request=False),
     Action("accounts", "api:accounts", "GET", "/api/v1/accounts/", SIGNED_IN, about_the_request=False),
+    Action("rules list the rule", "api:rules", "GET", "/api/v1/rules/", REMOTE_DOCUMENTS, proof="reveals",
+           marker=RULE_NAME, refused=200, rule="proposed", about_the_request=False),
+    Action("propose a rule", "api:rules", "POST", "/api/v1/rules/", RULE_DECIDERS, proof="created",
+           creates="rule.proposed", body=PROPOSE_RULE, about_the_request=False),
+    Action("rule", "api:rule-detail", "GET", "/api/v1/rules/{rule}/", REMOTE_DOCUMENTS, rule="proposed",
+           refused=404, about_the_request=False),
+    Action("approve a rule change", "api:rule-approve", "POST", "/api/v1/rules/{rule}/approve/", RULE_DECIDERS,
+           rule="proposed", proof="created", creates="rule.in_force", body={"version": 1}, refused=404,
+           refused_as={"staff": 403}, about_the_request=False),
+    Action("reject a rule change", "api:rule-reject", "POST", "/api/v1/rules/{rule}/reject/", RULE_DECIDERS,
+           rule="proposed", proof="created", creates="rule.rejected", body={"version": 1, "comment": "no"},
+           refused=404, refused_as={"staff": 403}, about_the_request=False),
+    Action("propose a rule change", "api:rule-change", "POST", "/api/v1/rules/{rule}/change/", RULE_DECIDERS,
+           rule="in_force", proof="created", creates="rule.proposed", body=RULE_CRITERIA, refused=404,
+           refused_as={"staff": 403}, about_the_request=False),
+    Action("propose to disable a rule", "api:rule-disable", "POST", "/api/v1/rules/{rule}/disable/",
+           RULE_DECIDERS, rule="in_force", proof="created", creates="rule.proposed", refused=404,
+           refused_as={"staff": 403}, about_the_request=False),
+    # Which rule approved a request: whoever sees the request.
+    Action("rules that approved the request", "api:request-rule-decisions", "GET",
+           "/api/v1/requests/{id}/rule-decisions/", VIEWERS),
     Action("register an account", "api:accounts", "POST", "/api/v1/accounts/", frozenset({"staff"}),
            proof="created", creates=AwsAccount, body=REGISTER_BODY, about_the_request=False),
     Action("change an account's members", "api:account-detail", "PATCH", "/api/v1/accounts/222222222222/",
@@ -306,10 +356,23 @@ def the_request(action: Action, people: dict, site: dict) -> AccessRequest:
         access_request_extend(
             request_id=request.pk, user=people["requester"], expires_at=timezone.now() + timedelta(days=60)
         )
+    if action.rule:
+        request.rule_id = _rule(action.rule, people, site)
     if action.token_of:
         token, _ = ApiToken.objects.create(user=people[action.token_of], name="the one", expiry=timedelta(days=7))
         request.token_id = token.pk
     return request
+
+
+def _rule(state: str, people: dict, site: dict) -> int:
+    """A rule of the Remote account, proposed by an approver other than ``approver`` (and, for
+    "in_force", approved by a third), so that ``approver`` may decide it."""
+    proposer, seconder = (get_user_model().objects.create_user(name) for name in ("rule.proposer", "rule.seconder"))
+    site["remote"].approvers.add(proposer, seconder)
+    version = rule_propose(user=proposer, account_id=site["remote"].account_id, name=RULE_NAME, **RULE_CRITERIA)
+    if state == "in_force":
+        rule_version_approve(rule_id=version.rule_id, user=seconder, version=version.number)
+    return version.rule_id
 
 
 def body_for(action: Action, request: AccessRequest) -> dict:
