@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('requests_app', '0013_crash'),
+        ('requests_app', '0014_bench'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
