@@ -120,6 +120,14 @@ class InputField:
         column = AccessRequest._meta.get_field(self.name)
         return getattr(column, "max_length", None) if column.get_internal_type() == "CharField" else None
 
+    def check(self, value: Any, *, field: str) -> Any:
+        """The field's own rule, after its length limit: a value too long for
+        its column is refused by name, never left for the database to refuse."""
+        limit = self.longest
+        if limit is not None and isinstance(value, str) and len(value) > limit:
+            raise InvalidInput(field, f"Must be at most {limit} characters (got {len(value)}).")
+        return self.clean(value, field=field)
+
     def given(self, value: Any) -> Any:
         """The value as the rules see it: text stripped; blank (or left out) is the default."""
         if self.kind is Kind.DATETIME:

@@ -139,7 +139,7 @@ def validate_request_input(**arguments: Any) -> dict[str, Any]:
     errors = _Errors()
     # Each field's own rule; a field left blank that need not be given keeps its default.
     checked = {
-        field.name: errors.check(field.name, field.clean, given[field.name])
+        field.name: errors.check(field.name, field.check, given[field.name])
         for field in SUBMIT_INPUT
         if field.required or given[field.name] != field.default
     }

@@ -141,3 +141,19 @@ def test_every_declared_field_has_a_column_that_holds_its_longest_value():
         column = AccessRequest._meta.get_field(field.name)
         if field.longest is not None and column.get_internal_type() == "CharField":
             assert field.longest <= column.max_length, field.name
+
+
+def test_a_value_longer_than_its_column_is_refused_by_name_on_the_page_not_by_the_database(site):
+    users, _ = site
+    arn = SECRET_ARN[: SECRET_ARN.rindex(":") + 1] + "x" * 3000
+    with pytest.raises(ValidationFailed) as refused:
+        validation.validate_request_input(**body(secret_arn=arn, replication_instance_arn="a" * 3000))
+    limit = next(field.longest for field in SUBMIT_INPUT if field.name == "secret_arn")
+    assert refused.value.errors["secret_arn"] == [f"Must be at most {limit} characters (got {len(arn)})."]
+    assert set(refused.value.errors) == {"secret_arn", "replication_instance_arn"}
+    client = Client()
+    client.force_login(users["requester"])
+    form = {**body(secret_arn=arn), "datalake_account": "111111111111"}
+    page = client.post("/requests/new/", form)
+    assert page.status_code == 400 and f"Must be at most {limit} characters" in page.content.decode()
+    assert not AccessRequest.objects.exists()
