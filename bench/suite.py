@@ -5,7 +5,7 @@ import datetime
 import os
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from bench import audit, calls, pages, provisioning, throughput
 from bench.context import open_bench
@@ -23,8 +23,9 @@ BENCHMARKS = (
 )
 
 
-def run_all(size: Size, *, progress: Callable[[str], None] = lambda line: None) -> dict:
-    """Every figure, keyed by name, plus how and where they were measured."""
+def run_all(size: Size, *, only: Sequence[str] | None = None, progress: Callable[[str], None] = lambda line: None) -> dict:
+    """Every figure (or those of the benchmarks named in ``only``), keyed by
+    name, plus how and where they were measured."""
     started = time.monotonic()
     results: dict = {
         "size": size.name,
@@ -35,6 +36,8 @@ def run_all(size: Size, *, progress: Callable[[str], None] = lambda line: None) 
     seconds: dict[str, float] = {}
     with open_bench(size) as bench:
         for name, benchmark in BENCHMARKS:
+            if only and name not in only:
+                continue
             progress(f"bench: {benchmark.__module__}.{benchmark.__name__} ...")
             began = time.monotonic()
             results.update(benchmark(bench))
