@@ -54,7 +54,8 @@ def _requests_visible(user, approver_accounts: Callable[[Any], list[int]]) -> Qu
     return requests.order_by("-created_at", "-id")
 
 
-def _current_approvals() -> Coalesce:
+def current_approvals() -> Coalesce:
+    """An annotation of AccessRequest: the distinct approvals of its current plan."""
     approvals = (
         Decision.objects.filter(
             request=OuterRef("pk"),
@@ -90,22 +91,27 @@ def plan_approvals(request: AccessRequest) -> int:
     )
 
 
-def approval_queue_for(*, user) -> QuerySet[AccessRequest]:
+def approver_account_ids(*, user) -> list[int]:
+    """The ids of the accounts ``user`` approves for (directly or through a group)."""
+    return _approver_accounts(user) if permissions.is_active_user(user) else []
+
+
+def approval_queue_for(*, user, approver_accounts: list[int] | None = None) -> QuerySet[AccessRequest]:
     """Requests awaiting ``user``'s decision, oldest first.
 
     Pending requests of the Remote accounts ``user`` approves for, except
     their own and those whose current plan they already decided on. Each row
     carries ``current_approvals`` (distinct approvals of its current plan).
+    ``approver_accounts``: ``approver_account_ids`` when the caller read them already.
     """
+    if approver_accounts is not None:
+        return _approval_queue(user, lambda _: approver_accounts)
     return _approval_queue(user, _approver_accounts)
 
 
 def _approval_queue(user, approver_accounts: Callable[[Any], list[int]]) -> QuerySet[AccessRequest]:
     if not permissions.is_active_user(user):
         return AccessRequest.objects.none()
-    decided = Decision.objects.filter(
-        request=OuterRef("pk"), approver=user, plan_hash=OuterRef("plan_hash"), approval_round=OuterRef("approval_round")
-    )
     return (
         AccessRequest.objects.select_related("requester", "datalake_account", "remote_account")
         .filter(
@@ -113,8 +119,8 @@ def _approval_queue(user, approver_accounts: Callable[[Any], list[int]]) -> Quer
             remote_account__in=approver_accounts(user),
         )
         .exclude(requester=user)
-        .exclude(Exists(decided))
-        .annotate(current_approvals=_current_approvals())
+        .exclude(permissions.decided_on_current_plan(user))
+        .annotate(current_approvals=current_approvals())
         .order_by("created_at", "id")
     )
 
@@ -123,12 +129,15 @@ def request_detail_for(*, user, request_id: Any) -> AccessRequest:
     """One request with its decisions, steps, audit events, pending extension and repair (raises
     NotFoundForUser when it does not exist or ``user`` may not see it).
 
-    The accounts' approvers are prefetched too, so ``permissions`` answers
-    about this request without further queries.
+    Whether ``user`` approves for its two accounts is read with the row, so
+    ``permissions`` answers about this request without further queries.
     """
+    if not permissions.is_active_user(user):
+        raise NotFoundForUser()
     try:
         request = (
             AccessRequest.objects.select_related("requester", "datalake_account", "remote_account")
+            .annotate(**permissions.approver_annotations(user))
             .prefetch_related(
                 Prefetch("decisions", queryset=Decision.objects.select_related("approver").order_by("created_at", "id")),
                 Prefetch("steps", queryset=ProvisioningStep.objects.order_by("phase", "position")),
@@ -147,15 +156,12 @@ def request_detail_for(*, user, request_id: Any) -> AccessRequest:
                     .prefetch_related("approved_by"),
                     to_attr="pending_repairs",
                 ),
-                "remote_account__approvers",
-                "remote_account__approver_groups",
-                "datalake_account__approvers",
-                "datalake_account__approver_groups",
             )
             .get(pk=request_id)
         )
     except (AccessRequest.DoesNotExist, ValueError, TypeError):
         raise NotFoundForUser() from None
+    permissions.remember_approver_annotations(user, request)
     if not permissions.can_view(user, request):
         raise NotFoundForUser()
     return request
