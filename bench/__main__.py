@@ -2,9 +2,11 @@
 
 The database named by BENCH_DATABASE_URL (default: the local
 ``portal_bench``) is dropped, created and migrated first; the workers use
-CELERY_BROKER_URL. BENCH_SIZE (or --size) is ``full`` or ``tiny``.
-BENCH_AWS_LATENCY_MS is the modelled AWS latency the provisioning and
-throughput benchmarks run at after their run at 0 ms (bench/LATENCY.md).
+CELERY_BROKER_URL. BENCH_SIZE (or --size) is ``full`` or ``tiny``;
+``--only pages`` (repeatable) runs only the named benchmarks. BENCH_PROFILE=1
+also profiles each page (``bench.pages``). BENCH_AWS_LATENCY_MS is the
+modelled AWS latency the provisioning and throughput benchmarks run at after
+their run at 0 ms (bench/LATENCY.md).
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results.json"
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--size", default=os.environ.get("BENCH_SIZE", "full"), choices=("full", "tiny"))
+    parser.add_argument("--only", action="append", metavar="NAME", help="run only this benchmark (pages, provisioning, ...)")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     args = parser.parse_args(argv)
 
@@ -46,9 +49,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from bench.report import table
     from bench.sizes import SIZES
-    from bench.suite import run_all
+    from bench.suite import BENCHMARKS, run_all
 
-    results = run_all(SIZES[args.size], progress=lambda line: print(line, file=sys.stderr, flush=True))
+    unknown = set(args.only or ()) - {name for name, _ in BENCHMARKS}
+    if unknown:
+        parser.error(f"no benchmark named {', '.join(sorted(unknown))}")
+    results = run_all(SIZES[args.size], only=args.only, progress=lambda line: print(line, file=sys.stderr, flush=True))
     print(table(results))
     args.output.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nFigures written to {args.output}")

@@ -9,12 +9,23 @@ after a small first batch (``load``) and again at full size (``run``): it
 must not grow with the rows. ``run`` times the pages through Django's test
 client as the approver (who sees every loaded request), portal and bare
 view interleaved, after a warm-up.
+
+With ``BENCH_PROFILE=1`` ``run`` then profiles each portal page with
+cProfile over as many requests as it timed, and writes the functions that
+cost most (by own time and by cumulative time) to ``bench/profiles/<page>.txt``;
+the timings are taken before, without the profiler.
 """
 from __future__ import annotations
 
+import cProfile
+import io
+import os
+import pstats
 import statistics
 import time
+from pathlib import Path
 
+import django
 from django.conf import settings
 from django.db import connection
 from django.test import Client
@@ -26,6 +37,10 @@ from bench.filing import submit
 from requests_app.models import AccessRequest, RequestState
 
 WARMUP_ROUNDS = 3
+PROFILE_DIRECTORY = Path(__file__).resolve().parent / "profiles"
+PROJECT_ROOT = str(PROFILE_DIRECTORY.parent.parent)
+LIBRARIES = str(Path(django.__file__).resolve().parent.parent)
+PROFILE_ROWS = 40
 PAGES = ("approval_queue", "request_list_api", "request_detail", "audit_log")
 
 
@@ -113,6 +128,33 @@ def _percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
+def _profile(bench: Bench, detail_ids: list[int], samples: int) -> list[Path]:
+    """Each portal page requested ``samples`` times under cProfile; one report a page."""
+    PROFILE_DIRECTORY.mkdir(exist_ok=True)
+    written = []
+    with _served():
+        client = _client(bench)
+        for page in PAGES:
+            profiler = cProfile.Profile()
+            for round_number in range(samples):
+                path = _paths(detail_ids[round_number % len(detail_ids)])[page][0]
+                profiler.enable()
+                _get(client, path)
+                profiler.disable()
+            report = io.StringIO()
+            report.write(f"{page}: {samples} requests of {_paths(detail_ids[0])[page][0]} (size {bench.size.name})\n")
+            stats = pstats.Stats(profiler, stream=report)
+            for order in ("tottime", "cumulative"):
+                report.write(f"\n--- by {order} ---\n")
+                stats.sort_stats(order).print_stats(PROFILE_ROWS)
+            report.write("\n--- the portal's own code, by cumulative ---\n")
+            stats.sort_stats("cumulative").print_stats(f"^{PROJECT_ROOT}/(?!bench/)", PROFILE_ROWS)
+            path = PROFILE_DIRECTORY / f"{page}.txt"
+            path.write_text(report.getvalue().replace(f"{PROJECT_ROOT}/", "").replace(f"{LIBRARIES}/", ""))
+            written.append(path)
+    return written
+
+
 def run(bench: Bench) -> dict:
     samples = bench.size.page_samples
     detail_ids = _granted_ids(samples + WARMUP_ROUNDS)
@@ -142,4 +184,6 @@ def run(bench: Bench) -> dict:
             f"pages_{page}_queries": counts[page],
         })
     figures["pages_samples"] = samples
+    if os.environ.get("BENCH_PROFILE") == "1":
+        figures["pages_profiles"] = [str(path) for path in _profile(bench, detail_ids, samples)]
     return figures

@@ -5,7 +5,7 @@ import datetime
 import os
 import platform
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from bench import audit, calls, pages, provisioning, throughput
 from bench.context import Bench, open_bench
@@ -52,9 +52,10 @@ def modelled_latency() -> dict[str, float]:
     return parse_latency(os.environ.get("BENCH_AWS_LATENCY_MS", DEFAULT_LATENCY_MS))
 
 
-def run_all(size: Size, *, latency: Mapping[str, float] | None = None,
+def run_all(size: Size, *, latency: Mapping[str, float] | None = None, only: Sequence[str] | None = None,
             progress: Callable[[str], None] = lambda line: None) -> dict:
-    """Every figure, keyed by name, plus how and where they were measured.
+    """Every figure (or those of the benchmarks named in ``only``), keyed by
+    name, plus how and where they were measured.
 
     ``latency`` is the modelled AWS latency (ms by service, ``parse_latency``);
     by default ``modelled_latency()``.
@@ -72,6 +73,8 @@ def run_all(size: Size, *, latency: Mapping[str, float] | None = None,
     seconds: dict[str, float] = {}
     with open_bench(size, latency=latency) as bench:
         for name, benchmark in BENCHMARKS:
+            if only and name not in only:
+                continue
             progress(f"bench: {benchmark.__module__}.{benchmark.__name__} ...")
             began = time.monotonic()
             results.update(benchmark(bench))

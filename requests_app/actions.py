@@ -263,9 +263,12 @@ def offered_actions(
     for action in ACTIONS.values():
         if action.lifecycle != lifecycle or not (action.in_api or pages):
             continue
-        if not action.may(user, request):
-            continue
+        # What the request's state allows first: it is read from the row (and
+        # what the caller prefetched or annotated), where being entitled may
+        # cost a query (an administrator's permission).
         offered = action.offered_when(user, request, pending)
+        if not offered or not action.may(user, request):
+            continue
         if isinstance(offered, str):
             names.add(offered)
         elif offered:

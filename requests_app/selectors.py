@@ -57,7 +57,8 @@ def _requests_visible(user, approver_accounts: Callable[[Any], list[int]]) -> Qu
     return requests.order_by("-created_at", "-id")
 
 
-def _current_approvals() -> Coalesce:
+def current_approvals() -> Coalesce:
+    """An annotation of AccessRequest: the distinct approvals of its current plan."""
     approvals = (
         Decision.objects.filter(
             request=OuterRef("pk"),
@@ -92,9 +93,22 @@ def rule_approvals(request: AccessRequest) -> int:
         .only("whole_decision")
         .first()
     )
-    if decision is None or not request.plan_hash:
+    return rule_approval_count(request, None if decision is None else decision.whole_decision)
+
+
+def current_rule_decision() -> Subquery:
+    """An annotation of AccessRequest: ``whole_decision`` of a rule's decision
+    on its current plan, or None without one (for ``rule_approval_count``)."""
+    decision = RuleDecision.objects.filter(
+        request=OuterRef("pk"), plan_hash=OuterRef("plan_hash"), approval_round=OuterRef("approval_round")
+    ).values("whole_decision")[:1]
+    return Subquery(decision)
+
+
+def rule_approval_count(request: AccessRequest, whole_decision: bool | None) -> int:
+    if whole_decision is None or not request.plan_hash:
         return 0
-    return request.remote_account.required_approvals if decision.whole_decision else 1
+    return request.remote_account.required_approvals if whole_decision else 1
 
 
 def people_approvals(request: AccessRequest) -> int:
@@ -115,22 +129,27 @@ def people_approvals(request: AccessRequest) -> int:
     )
 
 
-def approval_queue_for(*, user) -> QuerySet[AccessRequest]:
+def approver_account_ids(*, user) -> list[int]:
+    """The ids of the accounts ``user`` approves for (directly or through a group)."""
+    return _approver_accounts(user) if permissions.is_active_user(user) else []
+
+
+def approval_queue_for(*, user, approver_accounts: list[int] | None = None) -> QuerySet[AccessRequest]:
     """Requests awaiting ``user``'s decision, oldest first.
 
     Pending requests of the Remote accounts ``user`` approves for, except
     their own and those whose current plan they already decided on. Each row
     carries ``current_approvals`` (distinct approvals of its current plan).
+    ``approver_accounts``: ``approver_account_ids`` when the caller read them already.
     """
+    if approver_accounts is not None:
+        return _approval_queue(user, lambda _: approver_accounts)
     return _approval_queue(user, _approver_accounts)
 
 
 def _approval_queue(user, approver_accounts: Callable[[Any], list[int]]) -> QuerySet[AccessRequest]:
     if not permissions.is_active_user(user):
         return AccessRequest.objects.none()
-    decided = Decision.objects.filter(
-        request=OuterRef("pk"), approver=user, plan_hash=OuterRef("plan_hash"), approval_round=OuterRef("approval_round")
-    )
     return (
         AccessRequest.objects.select_related("requester", "datalake_account", "remote_account")
         .filter(
@@ -138,8 +157,8 @@ def _approval_queue(user, approver_accounts: Callable[[Any], list[int]]) -> Quer
             remote_account__in=approver_accounts(user),
         )
         .exclude(requester=user)
-        .exclude(Exists(decided))
-        .annotate(current_approvals=_current_approvals())
+        .exclude(permissions.decided_on_current_plan(user))
+        .annotate(current_approvals=current_approvals())
         .order_by("created_at", "id")
     )
 
@@ -148,12 +167,15 @@ def request_detail_for(*, user, request_id: Any) -> AccessRequest:
     """One request with its decisions, steps, audit events, pending extension and repair (raises
     NotFoundForUser when it does not exist or ``user`` may not see it).
 
-    The accounts' approvers are prefetched too, so ``permissions`` answers
-    about this request without further queries.
+    Whether ``user`` approves for its two accounts is read with the row, so
+    ``permissions`` answers about this request without further queries.
     """
+    if not permissions.is_active_user(user):
+        raise NotFoundForUser()
     try:
         request = (
             AccessRequest.objects.select_related("requester", "datalake_account", "remote_account")
+            .annotate(**permissions.approver_annotations(user))
             .prefetch_related(
                 Prefetch("decisions", queryset=Decision.objects.select_related("approver").order_by("created_at", "id")),
                 Prefetch("steps", queryset=ProvisioningStep.objects.order_by("phase", "position")),
@@ -172,15 +194,12 @@ def request_detail_for(*, user, request_id: Any) -> AccessRequest:
                     .prefetch_related("approved_by"),
                     to_attr="pending_repairs",
                 ),
-                "remote_account__approvers",
-                "remote_account__approver_groups",
-                "datalake_account__approvers",
-                "datalake_account__approver_groups",
             )
             .get(pk=request_id)
         )
     except (AccessRequest.DoesNotExist, ValueError, TypeError):
         raise NotFoundForUser() from None
+    permissions.remember_approver_annotations(user, request)
     if not permissions.can_view(user, request):
         raise NotFoundForUser()
     return request

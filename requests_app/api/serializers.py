@@ -193,6 +193,18 @@ class RequestSummarySerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
+    @classmethod
+    def columns(cls) -> list[str]:
+        """The columns a list of summaries reads (``QuerySet.only``): its fields,
+        and of each related row it names only the named column; not the plan,
+        the preflight report, or the accounts' encrypted external ids."""
+        named = {
+            name: f"{name}__{field.slug_field}"
+            for name, field in cls._declared_fields.items()
+            if isinstance(field, serializers.SlugRelatedField)
+        }
+        return [named.get(name, name) for name in cls.Meta.fields]
+
 
 class RequestDetailSerializer(LifecycleFieldsMixin, RequestSummarySerializer):
     decisions = DecisionSerializer(many=True, read_only=True)

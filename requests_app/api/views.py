@@ -182,7 +182,7 @@ class RequestListView(APIView):
             queryset = selectors.approval_queue_for(user=request.user)
         else:
             queryset = selectors.requests_visible_to(user=request.user)
-        queryset = filters.narrow(queryset, user=request.user)
+        queryset = filters.narrow(queryset, user=request.user).only(*s.RequestSummarySerializer.columns())
         return _paginated(self, queryset, s.RequestSummarySerializer)
 
     @extend_schema(

@@ -11,11 +11,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from provisioning.diagnoses import get_diagnosis
-from requests_app import membership, notifications, permissions, workflow
+from requests_app import notifications, permissions, selectors, workflow
 from requests_app.audit import record_event
 from requests_app.errors import InvalidTransition, NotAllowed, PlanChanged, ValidationFailed
 from requests_app.models import AccessRequest, Decision, RequestState
-from requests_app.selectors import rule_approvals
 from requests_app.services.transitions import ensure_can_move, lock_request_for, move
 from requests_app.slack import messages as slack_messages
 from requests_app.validation import clean_comment
@@ -37,9 +36,27 @@ def ensure_plan_seen(request: AccessRequest, plan_hash: str) -> None:
         raise PlanChanged(request.plan_hash)
 
 
-def _ensure_first_decision(user, request: AccessRequest) -> None:
-    if permissions.has_decided_on_current_plan(user, request):
+def _ensure_first_decision(decided: bool) -> None:
+    if decided:
         raise InvalidTransition("You have already decided on this plan of the request.")
+
+
+def _plan_standing(user, request: AccessRequest) -> tuple[bool, int]:
+    """Under the lock, in one query: whether ``user`` already decided on the
+    request's current plan, and how many approvals it has so far (only
+    people who are approvers now count: someone removed from the account's
+    approvers after approving no longer speaks for it; a rule's approval
+    counts as the account says, ``selectors.rule_approval_count``)."""
+    row = (
+        AccessRequest.objects.filter(pk=request.pk)
+        .values(
+            decided=permissions.decided_on_current_plan(user),
+            approvals=selectors.current_approvals(),
+            rule=selectors.current_rule_decision(),
+        )
+        .get()
+    )
+    return row["decided"], row["approvals"] + selectors.rule_approval_count(request, row["rule"])
 
 
 def preflight_refusal(request: AccessRequest) -> str:
@@ -67,23 +84,6 @@ def _record_decision(request: AccessRequest, *, user, outcome: str, comment: str
     return decision
 
 
-def _current_approvals(request: AccessRequest) -> int:
-    # Only people who are approvers now count: someone removed from the
-    # account's approvers after approving no longer speaks for it.
-    return (
-        request.decisions.filter(
-            outcome=Decision.Outcome.APPROVE,
-            plan_hash=request.plan_hash,
-            approval_round=request.approval_round,
-            approver__in=membership.approvers_of(request.remote_account_id),
-        )
-        .order_by()
-        .values("approver_id")
-        .distinct()
-        .count()
-    )
-
-
 def access_request_approve(
     *, request_id, user, plan_hash: str, comment: str = "", source_ip: str | None = None
 ) -> AccessRequest:
@@ -98,10 +98,11 @@ def access_request_approve(
         if request.preflight_status != AccessRequest.PreflightStatus.PASSED or not request.plan_hash:
             raise NotAllowed(preflight_refusal(request))
         ensure_plan_seen(request, plan_hash)
-        _ensure_first_decision(user, request)
+        decided, approvals = _plan_standing(user, request)
+        _ensure_first_decision(decided)
         _record_decision(request, user=user, outcome=Decision.Outcome.APPROVE, comment=comment, source_ip=source_ip)
-        # A rule's approval of this plan counts too, as the account says (services.rules).
-        approvals = _current_approvals(request) + rule_approvals(request)
+        # Theirs counts too: ``_ensure_decider`` found them an approver of the Remote account now.
+        approvals += 1
         required = request.remote_account.required_approvals
         if approvals >= required:
             move(
@@ -131,7 +132,7 @@ def access_request_reject(*, request_id, user, comment: str, source_ip: str | No
         ensure_can_move(request, RequestState.REJECTED, verb="rejected")
         if not comment:
             raise ValidationFailed({"comment": ["A comment is required to reject a request."]})
-        _ensure_first_decision(user, request)
+        _ensure_first_decision(permissions.has_decided_on_current_plan(user, request))
         _record_decision(request, user=user, outcome=Decision.Outcome.REJECT, comment=comment, source_ip=source_ip)
         move(
             request,

@@ -15,12 +15,13 @@ from requests_app.models import AccessRequest, RequestState
 from requests_app.slack import messages as slack_messages
 
 
-def lock_request(request_id: Any) -> AccessRequest:
+def lock_request(request_id: Any, **annotations: Any) -> AccessRequest:
     """The request row, locked until the end of the transaction (404 if there is none)."""
     try:
         return (
             AccessRequest.objects.select_for_update(of=("self",))
             .select_related("requester", "datalake_account", "remote_account")
+            .annotate(**annotations)
             .get(pk=request_id)
         )
     except (AccessRequest.DoesNotExist, ValueError, TypeError):
@@ -28,8 +29,17 @@ def lock_request(request_id: Any) -> AccessRequest:
 
 
 def lock_request_for(*, user, request_id: Any) -> AccessRequest:
-    """Like ``lock_request``, and 404 as well when ``user`` may not see the request."""
-    request = lock_request(request_id)
+    """Like ``lock_request``, and 404 as well when ``user`` may not see the request.
+
+    Whether ``user`` approves for the request's two accounts is read by the
+    locking statement itself, so the permission checks that follow make no
+    query of their own. (Account membership is not serialised by the request's
+    lock either way; what is, the decisions, the services read after it.)
+    """
+    active = permissions.is_active_user(user)
+    request = lock_request(request_id, **(permissions.approver_annotations(user) if active else {}))
+    if active:
+        permissions.remember_approver_annotations(user, request)
     if not permissions.can_view(user, request):
         raise NotFoundForUser()
     return request

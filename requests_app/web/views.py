@@ -24,7 +24,9 @@ from requests_app.grant_input import FIELD_NAMES, arguments_from
 from requests_app.membership import ACCOUNT_PREFETCH, accounts_requested_by
 from requests_app.models import AccessRequest, AwsAccount, RequestState
 from requests_app.pagination import cursor_page
-from requests_app.permissions import allowed_actions, approves_for_any, can_file, can_see_remote_documents
+from requests_app.permissions import (
+    allowed_actions, approves_for_any, can_file, can_see_remote_documents, remember_standing,
+)
 from requests_app.throttling import aws_call_refusal
 from requests_app.web import audit_export as exports
 from requests_app.web.forms import AccessRequestForm, AuditFilterForm
@@ -291,24 +293,28 @@ def _next_url(request) -> str:
 @login_required
 @require_GET
 def approval_queue(request):
-    # The permission functions read these relations from the prefetch cache, so the
-    # buttons of every row cost no query.
-    queue = selectors.approval_queue_for(user=request.user).prefetch_related(
-        "remote_account__approvers", "remote_account__approver_groups",
-        "datalake_account__approvers", "datalake_account__approver_groups", "decisions",
-    )
-    page = _page(request, queue)
-    rows = [(item, allowed_actions(request.user, item)) for item in page]
-    return render(
-        request, "web/approval_queue.html", {"page": page, "rows": rows, "approves": approves_for_any(request.user)}
-    )
+    # The queue is built from the accounts the person approves for and leaves
+    # out the plans they decided on: handed to the permission functions, that
+    # makes the buttons of every row cost no query.
+    accounts = selectors.approver_account_ids(user=request.user)
+    queue = selectors.approval_queue_for(user=request.user, approver_accounts=accounts)
+    # The accounts' encrypted external ids are for AWS, not for this page: not decrypted for every row.
+    page = _page(request, queue.defer("datalake_account__external_id", "remote_account__external_id"))
+    rows = []
+    for item in page:
+        remember_standing(request.user, item, approves_for=accounts, decided=False)
+        rows.append((item, allowed_actions(request.user, item)))
+    # A row is a Remote account's request the person approves for.
+    approves = bool(rows) or approves_for_any(request.user)
+    return render(request, "web/approval_queue.html", {"page": page, "rows": rows, "approves": approves})
 
 
 @login_required
 @require_GET
 def audit_log(request):
     form = AuditFilterForm(request.GET or None)
-    events = selectors.audit_events_visible_to(user=request.user, **form.selector_filters())
+    # The page shows each event's account id: its encrypted external id is not decrypted for every row.
+    events = selectors.audit_events_visible_to(user=request.user, **form.selector_filters()).defer("account__external_id")
     query = request.GET.copy()
     query.pop("page", None)
     return render(

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth.models import Group
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from requests_app.errors import InvalidTransition, NotAllowed, NotFoundForUser, PlanChanged, ValidationFailed
 from requests_app.models import AccessRequest, AuditEvent, Decision, ProvisioningStep, RequestState
@@ -225,3 +228,49 @@ def test_an_over_long_comment_is_refused_with_the_shared_message_and_nothing_is_
         request_id=request.pk, plan_hash=request.plan_hash, user=cast.approver, comment="y" * COMMENT_MAX
     )
     assert Decision.objects.get(request=done).comment == "y" * COMMENT_MAX
+
+
+APPROVE_QUERIES = 11
+
+
+def _statements(captured) -> list[str]:
+    # The test runs inside a transaction, so the service's own transaction is a
+    # savepoint here; on a web or API request it is the outermost one (BEGIN and
+    # COMMIT are not statements Django logs). The savepoint's two are left out.
+    return [query["sql"] for query in captured.captured_queries if "SAVEPOINT" not in query["sql"]]
+
+
+@pytest.mark.parametrize("required", [1, 2])
+def test_approving_takes_a_fixed_number_of_queries_whoever_approved_before(cast, enqueued, required):
+    """The lock (which reads whether the approver approves for either account),
+    one read of the decisions on the plan (already decided? approvals so far?),
+    the decision and its audit event; when the quorum is reached, the move with
+    its audit event and the grant's steps. An approver listed through a group
+    and earlier approvals cost nothing more."""
+    cast.remote.required_approvals = required
+    cast.remote.save()
+    group = Group.objects.create(name="remote approvers")
+    cast.remote.approver_groups.add(group)
+    cast.approver.groups.add(group)
+    request = cast.request()
+    if required == 2:
+        access_request_approve(request_id=request.pk, plan_hash=request.plan_hash, user=cast.second_approver)
+
+    with CaptureQueriesContext(connection) as captured:
+        access_request_approve(request_id=request.pk, plan_hash=request.plan_hash, user=cast.approver, comment="ok")
+
+    assert _state(request) == RequestState.APPROVED
+    statements = _statements(captured)
+    assert len(statements) <= APPROVE_QUERIES, "\n".join(statements)
+    assert statements[0].startswith("SELECT") and statements[0].rstrip().endswith('FOR UPDATE OF "requests_app_accessrequest"')
+
+
+def test_an_approver_who_decided_is_refused_under_the_lock_with_two_queries(cast, enqueued):
+    cast.remote.required_approvals = 2
+    cast.remote.save()
+    request = cast.request()
+    access_request_approve(request_id=request.pk, plan_hash=request.plan_hash, user=cast.approver)
+    with CaptureQueriesContext(connection) as captured, pytest.raises(InvalidTransition, match="already decided"):
+        access_request_approve(request_id=request.pk, plan_hash=request.plan_hash, user=cast.approver)
+    assert len(_statements(captured)) == 2
+    assert Decision.objects.filter(request=request).count() == 1
