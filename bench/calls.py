@@ -19,14 +19,14 @@ import boto3
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from provisioning.steps import table
 from bench.baseline import BaselineGrants
 from bench.context import Bench, baseline_specs
 from bench.filing import approve, submit
 from provisioning.clients import ClientFactory
-from requests_app import runner
+from requests_app.workflow import runner
 from requests_app.aws import set_client_factory
 from requests_app.models import RequestState
-from requests_app.workflow import STEP_NAMES
 
 ASSUME_ROLE = "sts:AssumeRole"
 # The steps that change AWS; the ≤ 12 goal is about these.
@@ -73,11 +73,11 @@ def _portal_calls(bench: Bench) -> tuple[AwsCallCounter, dict[str, int]]:
         set_client_factory(ClientFactory(base_session=session, endpoint_url=endpoint_url))
         queries: dict[str, int] = {}
         # No broker: the steps are run here, one by one.
-        with mock.patch("requests_app.workflow.enqueue_next_step"):
+        with mock.patch("requests_app.workflow.scheduling.enqueue_next_step"):
             with CaptureQueriesContext(connection) as captured:
                 approve(bench, [request.pk])
             queries["approve"] = len(captured)
-            for name in STEP_NAMES["grant"]:
+            for name in table.names("grant"):
                 with counter.phase(name), CaptureQueriesContext(connection) as captured:
                     ran = runner.run_step(request.pk, "grant")
                 if ran != name:
@@ -105,7 +105,7 @@ def run(bench: Bench) -> dict:
     bench.fresh_aws()
     counter, queries = _portal_calls(bench)
     baseline = _baseline_calls(bench)
-    worker_phases = STEP_NAMES["grant"]
+    worker_phases = table.names("grant")
     by_phase = {name: sum(counter.phases[name].values()) for name in ("submit", *worker_phases)}
     writing = sum(_without_assume_role(counter.phases[name]) for name in WRITING_STEPS)
     worker_assume = sum(counter.phases[name][ASSUME_ROLE] for name in worker_phases)

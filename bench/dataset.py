@@ -21,10 +21,10 @@ from types import SimpleNamespace
 from django.db import connection, transaction
 
 from provisioning.documents import build_plan, plan_hash
+from provisioning.steps import table
 from requests_app.audit import GENESIS_HASH, chain_hash, signing_key
 from requests_app.grants import grant_spec_for
 from requests_app.models import AccessRequest, AuditEvent, Decision, ProvisioningStep, RequestState
-from requests_app.workflow import STEP_NAMES
 
 # What a long-running portal holds, per 100 requests.
 STATE_MIX = (
@@ -131,9 +131,9 @@ def _load_steps_and_decisions(requests: Sequence[AccessRequest], approver_id: in
         for request in requests:
             if request.state not in GRANTED_STATES:
                 continue
-            phases = [("grant", STEP_NAMES["grant"])]
+            phases = [("grant", table.names("grant"))]
             if request.state == RequestState.REVOKED:
-                phases.append(("revoke", STEP_NAMES["revoke"]))
+                phases.append(("revoke", table.names("revoke")))
             for phase, names in phases:
                 for position, name in enumerate(names):
                     failed = request.state == RequestState.FAILED and name == "verify"

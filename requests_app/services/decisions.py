@@ -11,7 +11,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from provisioning.diagnoses import get_diagnosis
-from requests_app import membership, notifications, permissions, workflow
+from requests_app import membership, notifications, permissions
+from requests_app.workflow import scheduling
 from requests_app.audit import record_event
 from requests_app.errors import InvalidTransition, NotAllowed, PlanChanged, ValidationFailed
 from requests_app.models import AccessRequest, Decision, RequestState
@@ -112,7 +113,7 @@ def access_request_approve(
                 details={"comment": comment, "approvals": approvals, "required_approvals": required},
                 decided_at=timezone.now(),
             )
-            workflow.schedule_grant(request)
+            scheduling.schedule_grant(request)
         else:
             # Not yet enough approvals: the Slack message shows who approved so far.
             slack_messages.refresh_on_commit(request)

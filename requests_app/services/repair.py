@@ -37,7 +37,8 @@ from provisioning.drift import (
     SECRET_STATEMENT_MISSING,
     finding_account,
 )
-from requests_app import membership, notifications, permissions, workflow
+from requests_app import membership, notifications, permissions
+from requests_app.workflow import scheduling
 from requests_app.audit import record_event
 from requests_app.errors import InvalidTransition, NotAllowed, ValidationFailed
 from requests_app.models import AccessRequest, RepairRequest, RequestState
@@ -112,7 +113,7 @@ def _start_repair(request: AccessRequest, *, user, findings: list[dict], source_
             "repair": repair.pk if repair is not None else None,
         },
     )
-    workflow.schedule_grant_steps(request, steps)
+    scheduling.schedule_grant_steps(request, steps)
 
 
 def _audit_repair(action: str, request: AccessRequest, repair: RepairRequest, *, user, source_ip, **details) -> None:

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from provisioning.errors import PermanentAwsError, RetryableAwsError
-from requests_app import runner
+from requests_app.workflow import runner
 from requests_app.models import ProvisioningStep
 
 FAULTS_DIR = Path(os.environ.get("PORTAL_TEST_FAULTS_DIR", "/nonexistent"))

@@ -17,7 +17,6 @@ from django.urls import reverse
 
 from requests_app.audit import record_event
 from requests_app.models import AccessRequest, Decision, ProvisioningStep
-from requests_app.workflow import STEP_NAMES
 from tests.requests_app.page_rows import (
     SECRET_ARN,
     make_accounts,
