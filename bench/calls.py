@@ -19,18 +19,18 @@ import boto3
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from provisioning.steps import table
 from bench.baseline import BaselineGrants
 from bench.context import Bench, baseline_specs
 from bench.filing import approve, submit
 from provisioning.clients import ClientFactory
-from requests_app.workflow import runner
+from provisioning.steps import table
 from requests_app.aws import set_client_factory
 from requests_app.models import RequestState
+from requests_app.workflow import runner
 
 ASSUME_ROLE = "sts:AssumeRole"
 # The steps that change AWS; the ≤ 12 goal is about these.
-WRITING_STEPS = ("create_role", "grant_secret_policy", "grant_key_policy", "create_endpoint")
+WRITING_STEPS = tuple(step.name for step in table.steps_of(table.GRANT) if step.writes)
 
 
 class AwsCallCounter:
@@ -77,7 +77,7 @@ def _portal_calls(bench: Bench) -> tuple[AwsCallCounter, dict[str, int]]:
             with CaptureQueriesContext(connection) as captured:
                 approve(bench, [request.pk])
             queries["approve"] = len(captured)
-            for name in table.names("grant"):
+            for name in table.names(table.GRANT):
                 with counter.phase(name), CaptureQueriesContext(connection) as captured:
                     ran = runner.run_step(request.pk, "grant")
                 if ran != name:
@@ -105,7 +105,7 @@ def run(bench: Bench) -> dict:
     bench.fresh_aws()
     counter, queries = _portal_calls(bench)
     baseline = _baseline_calls(bench)
-    worker_phases = table.names("grant")
+    worker_phases = table.names(table.GRANT)
     by_phase = {name: sum(counter.phases[name].values()) for name in ("submit", *worker_phases)}
     writing = sum(_without_assume_role(counter.phases[name]) for name in WRITING_STEPS)
     worker_assume = sum(counter.phases[name][ASSUME_ROLE] for name in worker_phases)

@@ -12,13 +12,13 @@ from django.utils import timezone
 
 from provisioning.diagnoses import get_diagnosis
 from requests_app import membership, notifications, permissions
-from requests_app.workflow import scheduling
 from requests_app.audit import record_event
 from requests_app.errors import InvalidTransition, NotAllowed, PlanChanged, ValidationFailed
 from requests_app.models import AccessRequest, Decision, RequestState
 from requests_app.services.transitions import ensure_can_move, lock_request_for, move
 from requests_app.slack import messages as slack_messages
 from requests_app.validation import clean_comment
+from requests_app.workflow import scheduling
 
 
 def _ensure_decider(user, request: AccessRequest, *, verb: str) -> None:

@@ -8,10 +8,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from requests_app import permissions
-from requests_app.workflow import scheduling
 from requests_app.errors import InvalidTransition, NotAllowed
 from requests_app.models import AccessRequest, ProvisioningStep, RequestState
 from requests_app.services.transitions import lock_request, lock_request_for, move
+from requests_app.workflow import scheduling
 
 
 def access_request_cancel(*, request_id, user, source_ip: str | None = None) -> AccessRequest:

@@ -314,13 +314,6 @@ def _escaped(text: str) -> str:
     return escape(text)
 
 
-def test_step_names_cover_the_workflow():
-    # The page has a title for every step the workflow schedules.
-    from requests_app.web.progress import STEP_TITLES
-
-    assert set(STEP_TITLES) == {name for names in STEP_NAMES.values() for name in names}
-
-
 def test_the_portal_serves_its_own_stylesheet_and_htmx_without_debug(client, settings):
     assert settings.DEBUG is False
     css = client.get("/static/portal/portal.css")
