@@ -15,7 +15,7 @@ from provisioning.steps.result import PolicyLock, StepResult
 from provisioning.steps.role import create_role, delete_role
 from provisioning.steps.secret_policy import grant_secret_policy, revoke_secret_policy
 from provisioning.steps.verify import verify
-from provisioning.steps import table  # noqa: E402  (after the functions it lists)
+from provisioning.steps import table
 
 # (name, function) of each phase's engine steps in the graph's order, from
 # the step table (provisioning.steps.table); preflight, a check rather than a
