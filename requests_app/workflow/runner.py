@@ -224,29 +224,38 @@ def _claim_ready_step(request_id: int, phase: str) -> tuple[Claim | None, bool]:
     a transaction of its own; (the claim or None, whether another ready step
     is left to claim).
 
-    Three queries: the request row (locked), the phase's steps, the claim.
+    Two statements: the phase's steps with their request (the request row
+    locked), and the claim.
+
+    The request row is locked by that same statement: one that waited for
+    the lock gets the request as it is now but the steps as they were when it
+    started. The view of the steps may lag, never run ahead: a step seen
+    pending that another worker claimed meanwhile is not claimed again (the
+    claim's UPDATE names the status and attempt it saw), and the phase is
+    closed only on a fresh read.
     """
     now = timezone.now()
     with transaction.atomic():
-        request = (
-            AccessRequest.objects.select_for_update(of=("self",))
-            .select_related("datalake_account", "remote_account")
-            .filter(pk=request_id)
-            .first()
-        )
-        if request is None or request.state not in RUNNABLE_STATES[phase]:
-            return None, False
         steps = list(
-            request.steps.filter(phase=phase)
+            ProvisioningStep.objects.select_for_update(of=("request",))
+            .select_related("request__datalake_account", "request__remote_account")
+            .filter(request_id=request_id, phase=phase)
             .annotate(lease_live=ExpressionWrapper(Q(lease_expires_at__gt=Now()), output_field=BooleanField()))
             .order_by("position")
         )
+        if not steps:
+            return None, False
+        request = steps[0].request
+        if request.state not in RUNNABLE_STATES[phase]:
+            return None, False
         if any(step.status == Status.FAILED for step in steps):
             return None, False
         succeeded = {step.name for step in steps if step.status == Status.SUCCEEDED}
         if len(succeeded) == len(steps):
-            # Every step is done but the request never moved on: close it now.
-            _finish_phase(request, phase)
+            fresh = request.steps.filter(phase=phase).values_list("status", flat=True)
+            if all(status == Status.SUCCEEDED for status in fresh):
+                # Every step is done but the request never moved on: close it now.
+                _finish_phase(request, phase)
             return None, False
         by_name = {step.name: step for step in steps}
         free = [
@@ -266,7 +275,7 @@ def _claim_ready_step(request_id: int, phase: str) -> tuple[Claim | None, bool]:
             finished_at=None,
             lease_expires_at=lease_expiry(),
         )
-        if not claimed:  # cannot happen while the request row is held; never run a step twice
+        if not claimed:  # another worker claimed it while this one waited for the request row
             return None, False
         step.status, step.attempts, step.started_at, step.finished_at = Status.RUNNING, step.attempts + 1, now, None
         step.lease_expires_at = None  # on the database's clock, renewed by the lease
