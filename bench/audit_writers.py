@@ -13,6 +13,7 @@ import time
 from django.db import connection, transaction
 from django.utils import timezone
 
+from provisioning.steps import table
 from requests_app.audit import record_event
 
 # The scratch copy of the audit table the bare writers insert into.
@@ -41,7 +42,7 @@ def append_events(kind: str, count: int, writer: int, barrier, results) -> None:
 
 
 def _details(writer: int, number: int) -> dict:
-    return {"writer": writer, "number": number, "phase": "grant", "step": "grant_key_policy",
+    return {"writer": writer, "number": number, "phase": "grant", "step": table.GRANT_KEY_POLICY,
             "aws_request_ids": [f"bench-{writer}-{number}"]}
 
 

@@ -27,14 +27,14 @@ from bench.baseline import BaselineGrants
 from bench.context import Bench, baseline_specs
 from bench.filing import approve, submit
 from provisioning.clients import ClientFactory
-from requests_app import runner
+from provisioning.steps import table
 from requests_app.aws import set_client_factory
 from requests_app.models import RequestState
-from requests_app.workflow import STEP_NAMES
+from requests_app.workflow import runner
 
 ASSUME_ROLE = "sts:AssumeRole"
 # The steps that change AWS; the ≤ 12 goal is about these.
-WRITING_STEPS = ("create_role", "grant_secret_policy", "grant_key_policy", "create_endpoint")
+WRITING_STEPS = tuple(step.name for step in table.steps_of(table.GRANT) if step.writes)
 
 
 class AwsCallCounter:
@@ -77,11 +77,11 @@ def _portal_calls(bench: Bench) -> tuple[AwsCallCounter, dict[str, int]]:
         set_client_factory(ClientFactory(base_session=session, endpoint_url=endpoint_url))
         queries: dict[str, int] = {}
         # No broker: the steps are run here, one by one.
-        with mock.patch("requests_app.workflow.enqueue_next_step"):
+        with mock.patch("requests_app.workflow.scheduling.enqueue_next_step"):
             with counter.phase("approve"), CaptureQueriesContext(connection) as captured:
                 approve(bench, [request.pk])
             queries["approve"] = len(captured)
-            for name in STEP_NAMES["grant"]:
+            for name in table.names(table.GRANT):
                 with counter.phase(name), CaptureQueriesContext(connection) as captured:
                     ran = runner.run_step(request.pk, "grant")
                 if ran != name:
@@ -109,7 +109,7 @@ def run(bench: Bench) -> dict:
     bench.fresh_aws()
     counter, queries = _portal_calls(bench)
     baseline = _baseline_calls(bench)
-    worker_phases = STEP_NAMES["grant"]
+    worker_phases = table.names(table.GRANT)
     by_phase = {name: sum(counter.phases[name].values()) for name in ("submit", "approve", *worker_phases)}
     # The whole grant, from approval to active, as the goal counts it.
     grant_total = sum(by_phase[name] for name in ("approve", *worker_phases))

@@ -21,10 +21,10 @@ from types import SimpleNamespace
 from django.db import connection, transaction
 
 from provisioning.documents import build_plan, plan_hash
+from provisioning.steps import table
 from requests_app.audit import GENESIS_HASH, chain_hash, signing_key
 from requests_app.grants import grant_spec_for
 from requests_app.models import AccessRequest, AuditEvent, Decision, ProvisioningStep, RequestState
-from requests_app.workflow import STEP_NAMES
 
 # What a long-running portal holds, per 100 requests.
 STATE_MIX = (
@@ -46,19 +46,18 @@ LIFECYCLE = (
     "decision.approve",
     "request.approved",
     "request.provisioning",
-    "step.preflight.passed",
-    "aws.create_role",
-    "aws.grant_secret_policy",
-    "aws.grant_key_policy",
-    "aws.create_endpoint",
-    "step.verify.passed",
+    *(step.action for step in table.steps_of(table.GRANT)),
     "request.active",
 )
+# The plan document each writing grant step writes, by the resource it builds.
 DOCUMENT_FOR_ACTION = {
-    "aws.create_role": "role_inline_policy",
-    "aws.grant_secret_policy": "secret_policy_statement",
-    "aws.grant_key_policy": "key_policy_statement",
-    "aws.create_endpoint": "endpoint_settings",
+    table.for_resource(table.GRANT, resource).action: document
+    for resource, document in (
+        (table.ROLE, "role_inline_policy"),
+        (table.SECRET, "secret_policy_statement"),
+        (table.KEY, "key_policy_statement"),
+        (table.ENDPOINT, "endpoint_settings"),
+    )
 }
 
 
@@ -131,13 +130,13 @@ def _load_steps_and_decisions(requests: Sequence[AccessRequest], approver_id: in
         for request in requests:
             if request.state not in GRANTED_STATES:
                 continue
-            phases = [("grant", STEP_NAMES["grant"])]
+            phases = [("grant", table.names(table.GRANT))]
             if request.state == RequestState.REVOKED:
-                phases.append(("revoke", STEP_NAMES["revoke"]))
+                phases.append(("revoke", table.names(table.REVOKE)))
             for phase, names in phases:
                 for position, name in enumerate(names):
-                    failed = request.state == RequestState.FAILED and name == "verify"
-                    document = request.plan.get(DOCUMENT_FOR_ACTION.get(f"aws.{name}", ""), None)
+                    failed = request.state == RequestState.FAILED and name == table.VERIFY
+                    document = request.plan.get(DOCUMENT_FOR_ACTION.get(table.step(name).action, ""), None)
                     at = request.created_at + timedelta(minutes=2, seconds=position)
                     yield (
                         request.pk, phase, name, position, "failed" if failed else "succeeded", 1, at,

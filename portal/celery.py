@@ -8,7 +8,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
 app = Celery("portal")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks()
+# The tasks live in requests_app.workflow.tasks (not an app's top-level tasks module).
+app.autodiscover_tasks(["requests_app.workflow"])
 
 
 @setup_logging.connect

@@ -10,7 +10,7 @@ class RequestsAppConfig(AppConfig):
         from django.conf import settings
 
         from requests_app.encryption import check_keys
-        from requests_app.leases import check_lease_timing
+        from requests_app.workflow.leases import check_lease_timing
 
         # A malformed key stops every process at start, not at the first
         # account it reads.

@@ -221,7 +221,7 @@ class AccessRequest(models.Model):
     decided_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
     # When the sweep last re-sent this request's lost work: it is not re-sent
-    # again before a worker could have picked it up (requests_app.sweeper).
+    # again before a worker could have picked it up (requests_app.workflow.sweeper).
     lost_work_sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

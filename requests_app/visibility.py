@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from provisioning.diagnoses import get_diagnosis
+from provisioning.steps import table
 from requests_app import permissions
 from requests_app.membership import accounts_approved_by
 from requests_app.models import AccessRequest, AuditEvent, ProvisioningStep
@@ -25,9 +26,7 @@ KEY_PLACEHOLDER = "the-secrets-kms-key-shown-once-approved"
 
 # Steps whose recorded documents are the Remote account's policies (verify
 # records the live secret and key policies it evaluated).
-REMOTE_DOCUMENT_STEPS = frozenset(
-    {"grant_secret_policy", "grant_key_policy", "revoke_secret_policy", "revoke_key_policy", "verify"}
-)
+REMOTE_DOCUMENT_STEPS = frozenset(step.name for step in table.STEPS if step.remote_documents)
 
 # Checks about the requester's own side (the request's fields, the DataLake
 # account's names): their messages say nothing about the Remote account.
@@ -129,7 +128,7 @@ def kms_key_arn_for(user, request: AccessRequest) -> str:
 
 def step_documents_for(user, request: AccessRequest, step: ProvisioningStep) -> tuple[Any, Any, str]:
     """``(before, after, error)`` of ``step`` as ``user`` may see them."""
-    if step.name == "preflight":
+    if step.name == table.PREFLIGHT:
         after = preflight_report_for(user, request, step.after) if isinstance(step.after, dict) else step.after
         error = step.error
         if error and not permissions.can_see_remote_documents(user, request):
@@ -174,7 +173,7 @@ def audit_details_for(user, event: AuditEvent, *, remote_account_ids: frozenset[
         return details
     if event.action == "grant.drift_detected":
         return {**details, "findings": _findings_without_remote_documents(details.get("findings") or [])}
-    if details.get("step") not in REMOTE_DOCUMENT_STEPS | {"preflight"}:
+    if details.get("step") not in REMOTE_DOCUMENT_STEPS | {table.PREFLIGHT}:
         return details
     return {key: value for key, value in details.items() if key not in ("before", "after", "kms_key_arn")}
 

@@ -1,4 +1,4 @@
-"""The provisioning steps of a grant, in the runbook's order, and their reverse.
+"""The provisioning steps of a grant and of its revoke; their graph is ``provisioning.steps.table``.
 
 Each step is idempotent: it reads the current state, computes the desired
 state from ``provisioning.documents``, writes only the difference and returns
@@ -15,27 +15,16 @@ from provisioning.steps.result import PolicyLock, StepResult
 from provisioning.steps.role import create_role, delete_role
 from provisioning.steps.secret_policy import grant_secret_policy, revoke_secret_policy
 from provisioning.steps.verify import verify
+from provisioning.steps import table
 
-GRANT_STEPS = (
-    ("create_role", create_role),
-    ("grant_secret_policy", grant_secret_policy),
-    ("grant_key_policy", grant_key_policy),
-    ("create_endpoint", create_endpoint),
-    ("verify", verify),
-)
-REVOKE_STEPS = (
-    ("delete_endpoint", delete_endpoint),
-    ("revoke_key_policy", revoke_key_policy),
-    ("revoke_secret_policy", revoke_secret_policy),
-    ("delete_role", delete_role),
-)
-# Steps that read-merge-write a policy shared with other grants: the portal
-# passes them ``lock=``.
-LOCKED_STEPS = frozenset({"grant_secret_policy", "grant_key_policy", "revoke_secret_policy", "revoke_key_policy"})
+# (name, function) of each phase's engine steps in the graph's order, from
+# the step table (provisioning.steps.table); preflight, a check rather than a
+# change, is left out.
+GRANT_STEPS = tuple((s.name, s.function) for s in table.steps_of(table.GRANT) if s.name != table.PREFLIGHT)
+REVOKE_STEPS = tuple((s.name, s.function) for s in table.steps_of(table.REVOKE))
 
 __all__ = [
     "GRANT_STEPS",
-    "LOCKED_STEPS",
     "REVOKE_STEPS",
     "Check",
     "PolicyLock",

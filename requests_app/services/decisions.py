@@ -11,13 +11,14 @@ from django.db import transaction
 from django.utils import timezone
 
 from provisioning.diagnoses import get_diagnosis
-from requests_app import notifications, permissions, selectors, workflow
+from requests_app import notifications, permissions, selectors
 from requests_app.audit import record_event
 from requests_app.errors import InvalidTransition, NotAllowed, PlanChanged, ValidationFailed
 from requests_app.models import AccessRequest, Decision, RequestState
 from requests_app.services.transitions import ensure_can_move, lock_request_for, move
 from requests_app.slack import messages as slack_messages
 from requests_app.validation import clean_comment
+from requests_app.workflow import scheduling
 
 
 def _ensure_decider(user, request: AccessRequest, *, verb: str) -> None:
@@ -115,7 +116,7 @@ def access_request_approve(
                 details={"comment": comment, "approvals": approvals, "required_approvals": required},
                 decided_at=timezone.now(),
             )
-            workflow.schedule_grant(request)
+            scheduling.schedule_grant(request)
         else:
             # Not yet enough approvals: the Slack message shows who approved so far.
             slack_messages.refresh_on_commit(request)

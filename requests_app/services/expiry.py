@@ -2,7 +2,7 @@
 
 A grant with ``expires_at`` is revoked by the worker once that moment has
 passed (``access_request_expire``, run by the periodic sweep in
-``requests_app.sweeper``). Some time before (``settings.EXPIRY_REMINDER_BEFORE``)
+``requests_app.workflow.sweeper``). Some time before (``settings.EXPIRY_REMINDER_BEFORE``)
 the requester is reminded, once per expiry. To keep the grant longer the requester asks for an
 extension; like the approval, it is a decision of the Remote account's
 approvers (the same number of them), and the plan does not change: only

@@ -7,10 +7,11 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
-from requests_app import permissions, workflow
+from requests_app import permissions
 from requests_app.errors import InvalidTransition, NotAllowed
 from requests_app.models import AccessRequest, ProvisioningStep, RequestState
 from requests_app.services.transitions import lock_request, lock_request_for, move
+from requests_app.workflow import scheduling
 
 
 def access_request_cancel(*, request_id, user, source_ip: str | None = None) -> AccessRequest:
@@ -38,7 +39,7 @@ def access_request_revoke(*, request_id, user, source_ip: str | None = None) -> 
             request, RequestState.REVOKING, verb="revoked", action="request.revoke_requested",
             actor=user, source_ip=source_ip,
         )
-        workflow.schedule_revoke(request)
+        scheduling.schedule_revoke(request)
     return request
 
 
@@ -69,11 +70,11 @@ def access_request_retry(*, request_id, user, source_ip: str | None = None) -> A
             actor=user, source_ip=source_ip, details={"phase": phase}, diagnosis="",
         )
         if phase in failed:
-            workflow.schedule_retry(request, phase)
+            scheduling.schedule_retry(request, phase)
         else:
             # No step is marked failed (the failure came before any ran):
             # run the whole grant again; every step is idempotent.
-            workflow.schedule_grant(request)
+            scheduling.schedule_grant(request)
     return request
 
 
@@ -89,5 +90,5 @@ def access_request_expire(*, request_id, now: datetime | None = None) -> AccessR
             request, RequestState.REVOKING, verb="revoked", action="request.expired",
             details={"expires_at": request.expires_at.isoformat()},
         )
-        workflow.schedule_revoke(request)
+        scheduling.schedule_revoke(request)
     return request

@@ -37,26 +37,28 @@ from provisioning.drift import (
     SECRET_STATEMENT_MISSING,
     finding_account,
 )
-from requests_app import membership, notifications, permissions, workflow
+from provisioning.steps import table
+from requests_app import membership, notifications, permissions
 from requests_app.audit import record_event
 from requests_app.errors import InvalidTransition, NotAllowed, ValidationFailed
 from requests_app.models import AccessRequest, RepairRequest, RequestState
 from requests_app.services.decisions import ensure_plan_seen
 from requests_app.services.transitions import lock_request_for, move
 from requests_app.validation import clean_comment
+from requests_app.workflow import scheduling
 
 JUSTIFICATION_MAX = 4000
 
 _STEP_FOR_KIND = {
-    ROLE_MISSING: "create_role",
-    ROLE_TRUST_POLICY_CHANGED: "create_role",
-    ROLE_INLINE_POLICY_CHANGED: "create_role",
-    ENDPOINT_MISSING: "create_endpoint",
-    ENDPOINT_SETTINGS_CHANGED: "create_endpoint",
-    SECRET_STATEMENT_MISSING: "grant_secret_policy",
-    SECRET_STATEMENT_CHANGED: "grant_secret_policy",
-    KEY_STATEMENT_MISSING: "grant_key_policy",
-    KEY_STATEMENT_CHANGED: "grant_key_policy",
+    ROLE_MISSING: table.CREATE_ROLE,
+    ROLE_TRUST_POLICY_CHANGED: table.CREATE_ROLE,
+    ROLE_INLINE_POLICY_CHANGED: table.CREATE_ROLE,
+    ENDPOINT_MISSING: table.CREATE_ENDPOINT,
+    ENDPOINT_SETTINGS_CHANGED: table.CREATE_ENDPOINT,
+    SECRET_STATEMENT_MISSING: table.GRANT_SECRET_POLICY,
+    SECRET_STATEMENT_CHANGED: table.GRANT_SECRET_POLICY,
+    KEY_STATEMENT_MISSING: table.GRANT_KEY_POLICY,
+    KEY_STATEMENT_CHANGED: table.GRANT_KEY_POLICY,
 }
 
 
@@ -68,19 +70,19 @@ def repair_steps(findings: list[dict]) -> list[str]:
     a finding of an unknown kind re-runs the whole grant.
     """
     if not findings:
-        return list(workflow.STEP_NAMES["grant"])
-    names = {"preflight", "verify"}
+        return list(table.names(table.GRANT))
+    names = {table.PREFLIGHT, table.VERIFY}
     for finding in findings:
         kind, resource = finding.get("kind", ""), finding.get("resource", "") or ""
         if kind == ROLE_RECREATED:
-            names.add("create_role")
+            names.add(table.CREATE_ROLE)
             if finding_account(kind, resource) != DATALAKE:
-                names.add("grant_key_policy" if ":kms:" in resource else "grant_secret_policy")
+                names.add(table.GRANT_KEY_POLICY if ":kms:" in resource else table.GRANT_SECRET_POLICY)
         elif kind in _STEP_FOR_KIND:
             names.add(_STEP_FOR_KIND[kind])
         else:
-            return list(workflow.STEP_NAMES["grant"])
-    return [name for name in workflow.STEP_NAMES["grant"] if name in names]
+            return list(table.names(table.GRANT))
+    return [name for name in table.names(table.GRANT) if name in names]
 
 
 def _drift_findings(request: AccessRequest) -> list[dict]:
@@ -112,7 +114,7 @@ def _start_repair(request: AccessRequest, *, user, findings: list[dict], source_
             "repair": repair.pk if repair is not None else None,
         },
     )
-    workflow.schedule_grant_steps(request, steps)
+    scheduling.schedule_grant_steps(request, steps)
 
 
 def _audit_repair(action: str, request: AccessRequest, repair: RepairRequest, *, user, source_ip, **details) -> None:

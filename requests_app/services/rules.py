@@ -55,7 +55,8 @@ from django.db.models import Exists, Max, OuterRef, Q
 from django.utils import timezone
 
 from provisioning.names import ENGINES
-from requests_app import membership, notifications, permissions, workflow
+from requests_app import membership, notifications, permissions
+from requests_app.workflow import scheduling
 from requests_app.audit import record_event
 from requests_app.errors import InvalidTransition, NotAllowed, NotFoundForUser, ValidationFailed
 from requests_app.models import AccessRequest, ApprovalRule, ApprovalRuleVersion, AwsAccount, RequestState, RuleDecision
@@ -439,7 +440,7 @@ def _approve_by(version: ApprovalRuleVersion, request: AccessRequest) -> RuleDec
                      "approvals": approvals, "required_approvals": required},  # fmt: skip
             decided_at=timezone.now(),
         )
-        workflow.schedule_grant(request)
+        scheduling.schedule_grant(request)
         transaction.on_commit(lambda: notifications.notify_decided(request))
     else:
         slack_messages.refresh_on_commit(request)

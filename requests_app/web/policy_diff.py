@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass, field
 
 from provisioning.errors import ProvisioningError
+from provisioning.steps import table
 from provisioning.statements import merge_statement
 from requests_app.models import AccessRequest, ProvisioningStep
 from requests_app.web.live_policies import read_live_policies
@@ -24,8 +25,8 @@ CONTEXT_LINES = 8
 
 # (kind, grant step, plan key, title)
 POLICIES = (
-    ("secret", "grant_secret_policy", "secret_policy_statement", "Secret resource policy"),
-    ("key", "grant_key_policy", "key_policy_statement", "KMS key policy"),
+    (table.SECRET, table.for_resource(table.GRANT, table.SECRET).name, "secret_policy_statement", "Secret resource policy"),
+    (table.KEY, table.for_resource(table.GRANT, table.KEY).name, "key_policy_statement", "KMS key policy"),
 )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from provisioning.diagnoses import cdc_checklist, get_diagnosis
+from provisioning.steps import table
 from requests_app import visibility
 from requests_app.models import AccessRequest, ProvisioningStep, RequestState
 
@@ -18,25 +19,10 @@ POLLING_STATES = frozenset({RequestState.APPROVED, RequestState.PROVISIONING, Re
 # now and then whether the state moved, and the answer is empty until it has.
 WAITING_STATES = frozenset({RequestState.PENDING_APPROVAL, RequestState.NEEDS_REAPPROVAL})
 
-STEP_TITLES = {
-    "preflight": ("Preflight checks", "Both accounts, read-only"),
-    "create_role": ("Create the DMS role", "DataLake account"),
-    "grant_secret_policy": ("Grant on the secret policy", "Remote account"),
-    "grant_key_policy": ("Grant on the KMS key policy", "Remote account"),
-    "create_endpoint": ("Create the DMS endpoint", "DataLake account"),
-    "verify": ("Verify access", "Role, secret and key policies together"),
-    "delete_endpoint": ("Delete the DMS endpoint", "DataLake account"),
-    "revoke_key_policy": ("Remove the KMS key policy statement", "Remote account"),
-    "revoke_secret_policy": ("Remove the secret policy statement", "Remote account"),
-    "delete_role": ("Delete the DMS role", "DataLake account"),
-}
-
-# Which box of the diagram each step builds (grant) or removes (revoke).
+# Which step builds (grant) and which removes (revoke) each box of the diagram.
 NODE_STEPS = {
-    "role": ("create_role", "delete_role"),
-    "secret": ("grant_secret_policy", "revoke_secret_policy"),
-    "key": ("grant_key_policy", "revoke_key_policy"),
-    "endpoint": ("create_endpoint", "delete_endpoint"),
+    resource: (table.for_resource(table.GRANT, resource).name, table.for_resource(table.REVOKE, resource).name)
+    for resource in table.RESOURCES
 }
 
 # A failure is drawn on the box it is about, whichever step found it.
@@ -86,7 +72,8 @@ def _diagnosis(code: str):
 
 
 def _step_view(step: ProvisioningStep, engine: str, error: str) -> StepView:
-    title, where = STEP_TITLES.get(step.name, (step.name, ""))
+    definition = table.BY_NAME.get(step.name)
+    title, where = (definition.title, definition.where) if definition is not None else (step.name, "")
     checklist = cdc_checklist(engine) if step.diagnosis == "connection_failed" else []
     return StepView(
         step=step, title=title, where=where, diagnosis=_diagnosis(step.diagnosis), checklist=checklist, error=error
@@ -117,7 +104,7 @@ def progress_for(access_request: AccessRequest, *, user) -> Progress:
     request_node = NODE_FOR_DIAGNOSIS.get(access_request.diagnosis)
     if request_node and access_request.state in (RequestState.PENDING_APPROVAL, RequestState.FAILED):
         nodes[request_node] = "failed"
-    verify = by_name.get((ProvisioningStep.Phase.GRANT, "verify"))
+    verify = by_name.get((ProvisioningStep.Phase.GRANT, table.VERIFY))
     engine = access_request.engine
     return Progress(
         grant=[_step_view(s, engine, errors[s.pk]) for s in steps if s.phase == ProvisioningStep.Phase.GRANT],

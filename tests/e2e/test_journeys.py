@@ -9,14 +9,14 @@ import re
 
 import pytest
 
+from provisioning.steps import table
 from requests_app.models import AccessRequest, ProvisioningStep
-from requests_app.workflow import STEP_NAMES
 from tests.requests_app.rows import DATALAKE_ID
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 SLOW = 60_000  # ms: generous ceilings for a busy CI machine, not timing assertions
-GRANT_STEPS = STEP_NAMES[ProvisioningStep.Phase.GRANT]
+GRANT_STEPS = table.names(ProvisioningStep.Phase.GRANT)
 
 # Every swap of the live part leaves a note of what the page showed then.
 WATCH_SWAPS = """

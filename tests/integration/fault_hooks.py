@@ -12,7 +12,8 @@ in ``$PORTAL_TEST_FAULTS_DIR/<request id>.json``:
                                              claim, then do the step
 
 While it sleeps, ``<request id>.<step name>.sleeping`` holds the pool
-process's pid and its worker's (parent's) pid.
+process's pid and its worker's (parent's) pid; it is written once the
+request's other running steps (run side by side with this one) are recorded.
 
 Attempts are counted by the workflow itself (the step row), so the count
 holds across worker processes and Celery retries.
@@ -25,8 +26,8 @@ import time
 from pathlib import Path
 
 from provisioning.errors import PermanentAwsError, RetryableAwsError
-from requests_app import runner
 from requests_app.models import ProvisioningStep
+from requests_app.workflow import runner
 
 FAULTS_DIR = Path(os.environ.get("PORTAL_TEST_FAULTS_DIR", "/nonexistent"))
 _engine_step = runner.engine_step
@@ -43,9 +44,20 @@ def sleeping_marker(grant_id: str, name: str) -> Path:
     return FAULTS_DIR / f"{grant_id}.{name}.sleeping"
 
 
-def _sleep(grant_id: str, name: str, seconds: float) -> None:
+def _sleep(grant_id: str, phase: str, name: str, seconds: float) -> None:
+    _wait_for_siblings(grant_id, phase, name)
     sleeping_marker(grant_id, name).write_text(json.dumps({"pid": os.getpid(), "ppid": os.getppid()}))
     time.sleep(seconds)
+
+
+def _wait_for_siblings(grant_id: str, phase: str, name: str, timeout: float = 30) -> None:
+    """Until the steps running beside this one (independent steps run side by
+    side) are recorded: a test that pauses or kills the worker at the marker
+    then stops this step alone, as it means to."""
+    deadline = time.monotonic() + timeout
+    others = ProvisioningStep.objects.filter(request_id=int(grant_id), phase=phase, status="running").exclude(name=name)
+    while others.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def faulty_engine_step(phase: str, name: str):
@@ -63,10 +75,10 @@ def faulty_engine_step(phase: str, name: str):
         if "permanent" in fault:
             raise PermanentAwsError(f"injected: {name} refused", diagnosis=fault["permanent"])
         if attempt == 1 and "sleep_before" in fault:
-            _sleep(spec.grant_id, name, fault["sleep_before"])
+            _sleep(spec.grant_id, phase, name, fault["sleep_before"])
         result = step(spec, **kwargs)
         if attempt == 1 and "sleep_after" in fault:
-            _sleep(spec.grant_id, name, fault["sleep_after"])
+            _sleep(spec.grant_id, phase, name, fault["sleep_after"])
         return result
 
     return run

@@ -32,11 +32,11 @@ from django.core.management import call_command
 from django.db import transaction
 
 from provisioning.ownership import owner_tags
+from provisioning.steps import table
 from requests_app.audit import verify_chain
 from requests_app.grants import grant_spec_for
 from requests_app.models import AccessRequest, AuditEvent, ProvisioningStep
 from requests_app.services import access_request_revoke
-from requests_app.workflow import STEP_NAMES
 from tests.integration.outcomes import request_for, sids, steps, wait_until_final, wait_until_settled
 from tests.integration.processes import CeleryProcess, WorkerPool
 from tests.integration.world import FOREIGN_KEY_STATEMENT, FOREIGN_SECRET_STATEMENT, ROOT_KEY_STATEMENT
@@ -45,8 +45,8 @@ from tests.requests_app.rows import DATALAKE_ID, REQUESTER, approve, user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-GRANT_STEPS = STEP_NAMES["grant"]
-REVOKE_STEPS = STEP_NAMES["revoke"]
+GRANT_STEPS = table.names("grant")
+REVOKE_STEPS = table.names("revoke")
 # Steps that only read AWS: their re-run has nothing to leave unchanged.
 READ_ONLY_STEPS = {"preflight", "verify"}
 # What the live tests elsewhere shrink; left out here, so portal/settings.py's defaults apply.

@@ -53,7 +53,7 @@ def cast(db) -> Cast:
 def enqueued(monkeypatch) -> list[tuple[int, str]]:
     """The (request id, phase) pairs handed to the workers, instead of a broker."""
     sent: list[tuple[int, str]] = []
-    monkeypatch.setattr("requests_app.workflow.enqueue_next_step", lambda request_id, phase: sent.append((request_id, phase)) or True)
+    monkeypatch.setattr("requests_app.workflow.scheduling.enqueue_next_step", lambda request_id, phase: sent.append((request_id, phase)) or True)
     return sent
 
 

@@ -11,10 +11,10 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from provisioning.documents import build_plan, plan_hash
+from provisioning.steps import table
 from requests_app.audit import record_event
 from requests_app.grants import grant_spec_for
 from requests_app.models import AccessRequest, AwsAccount, ProvisioningStep
-from requests_app.workflow import STEP_NAMES
 from tests.factories import portal_admin_permission
 
 SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:222222222222:secret:prod/source-db/credentials-aB3xYz"
@@ -84,7 +84,7 @@ def make_request(
         record_event(action="request.submitted", actor=requester, request=request, details={})
         if with_steps:
             done = state not in (AccessRequest.State.APPROVED, AccessRequest.State.PENDING_APPROVAL)
-            for position, name in enumerate(STEP_NAMES[ProvisioningStep.Phase.GRANT]):
+            for position, name in enumerate(table.names(ProvisioningStep.Phase.GRANT)):
                 ProvisioningStep.objects.create(
                     request=request, phase=ProvisioningStep.Phase.GRANT, name=name, position=position,
                     status=ProvisioningStep.Status.SUCCEEDED if done else ProvisioningStep.Status.PENDING,

@@ -15,7 +15,7 @@ import pytest
 from django.core import mail
 
 from provisioning.errors import PermanentAwsError
-from requests_app import runner
+from requests_app.workflow import runner
 from requests_app.audit import verify_chain
 from requests_app.errors import NotAllowed
 from requests_app.grants import grant_spec_for

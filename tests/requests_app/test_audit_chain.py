@@ -247,7 +247,7 @@ def test_checkpoints_go_to_the_json_log_stream(trail, caplog):
 
 
 def test_beat_runs_the_verification_at_an_interval(settings, trail):
-    from requests_app.tasks import verify_and_checkpoint
+    from requests_app.workflow.tasks import verify_and_checkpoint
 
     entry = settings.CELERY_BEAT_SCHEDULE["audit-checkpoint"]
     assert entry["task"] == verify_and_checkpoint.name == "audit.verify_and_checkpoint"

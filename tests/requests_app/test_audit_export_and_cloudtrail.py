@@ -11,7 +11,7 @@ import pytest
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from requests_app import runner
+from requests_app.workflow import runner
 from requests_app.models import AccessRequest, AuditEvent, RequestState
 from requests_app.services import access_request_approve, access_request_cancel, access_request_submit
 from tests.aws_world import DATALAKE_ID, REMOTE_ID

@@ -14,7 +14,7 @@ from moto.server import ThreadedMotoServer
 
 from provisioning.clients import ClientFactory
 from provisioning.demo_world import DATALAKE_ACCOUNT_ID, REMOTE_ACCOUNT_ID, admin_client, seed_aws_world
-from requests_app import runner
+from requests_app.workflow import runner
 from requests_app.audit import verify_chain
 from requests_app.aws import set_client_factory
 from requests_app.demo import DEMO_USERS, demo_request, seed_portal
@@ -165,7 +165,7 @@ def test_a_changed_demo_password_is_put_back(world):
 def test_the_runbooks_request_goes_from_filing_to_active_in_the_demo_world(
     world, monkeypatch, django_capture_on_commit_callbacks, mailoutbox
 ):
-    monkeypatch.setattr("requests_app.workflow.enqueue_next_step", lambda *args: None)
+    monkeypatch.setattr("requests_app.workflow.scheduling.enqueue_next_step", lambda *args: None)
     seeded = seed_portal(world)
     users = {user.username: user for user in get_user_model().objects.filter(username__in=DEMO_USERS)}
 

@@ -7,7 +7,7 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from requests_app import tasks
+from requests_app.workflow import tasks
 from requests_app.audit import verify_chain
 from requests_app.errors import InvalidTransition, NotAllowed, NotFoundForUser, PlanChanged, ValidationFailed
 from requests_app.models import AccessRequest, AuditEvent, ExpiryExtension, RequestState
@@ -18,7 +18,7 @@ from requests_app.services import (
     access_request_extension_reject,
     remind_expiring_grants,
 )
-from requests_app.sweeper import expire_due_grants
+from requests_app.workflow.sweeper import expire_due_grants
 
 pytestmark = pytest.mark.django_db
 

@@ -11,6 +11,7 @@ from django.core.management import CommandError, call_command
 
 from provisioning.documents import build_plan
 from provisioning.statements import find_statement
+from provisioning.steps import table
 from requests_app.errors import InvalidTransition, NotAllowed, NotFoundForUser, ValidationFailed
 from requests_app.export import grant_export, grant_export_for
 from requests_app.grants import grant_spec_for
@@ -23,7 +24,6 @@ from requests_app.services import (
     grant_drift_record,
 )
 from requests_app.services.repair import repair_steps
-from requests_app.workflow import STEP_NAMES
 from tests.aws_world import DATALAKE_ID, FOREIGN_KEY_STATEMENT, FOREIGN_SECRET_STATEMENT
 
 pytestmark = pytest.mark.django_db
@@ -125,7 +125,7 @@ DATALAKE_DRIFT = {
 
 def _active(cast, drift: dict | None = None, **fields) -> AccessRequest:
     request = cast.request(state=RequestState.ACTIVE, drift=drift or {}, **fields)
-    for position, name in enumerate(STEP_NAMES["grant"]):
+    for position, name in enumerate(table.names("grant")):
         ProvisioningStep.objects.create(request=request, phase="grant", name=name, position=position, status="succeeded")
     return request
 
@@ -348,8 +348,8 @@ def test_a_drift_report_that_does_not_say_where_counts_as_remote(cast, enqueued)
          ["preflight", "grant_key_policy", "verify"]),
         ([{"kind": "role_recreated", "resource": "arn:aws:kms:eu-west-1:222222222222:key/k"}],
          ["preflight", "create_role", "grant_key_policy", "verify"]),
-        ([{"kind": "something_new", "resource": "x"}], list(STEP_NAMES["grant"])),
-        ([], list(STEP_NAMES["grant"])),
+        ([{"kind": "something_new", "resource": "x"}], list(table.names("grant"))),
+        ([], list(table.names("grant"))),
     ],
 )
 def test_a_repair_runs_the_steps_that_put_back_what_drifted(findings, steps):

@@ -17,7 +17,7 @@ from prometheus_client import generate_latest
 
 from provisioning.documents import ROLE_INLINE_POLICY_NAME, role_inline_policy, role_trust_policy
 from provisioning.ownership import owner_tags
-from requests_app import runner, tasks
+from requests_app.workflow import runner, tasks
 from requests_app.audit import verify_chain
 from requests_app.grants import grant_spec_for
 from requests_app.metrics import scrape_registry

@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from provisioning.steps import table
 from requests_app.errors import InvalidTransition, NotAllowed, NotFoundForUser
 from requests_app.models import AccessRequest, AuditEvent, ProvisioningStep, RequestState
 from requests_app.services import (
@@ -16,7 +17,6 @@ from requests_app.services import (
     access_request_retry,
     access_request_revoke,
 )
-from requests_app.workflow import STEP_NAMES
 from tests.factories import UserFactory
 
 # What a person can make a request do, and from which states (the diagram).
@@ -85,7 +85,7 @@ def test_requester_remote_approver_or_staff_revoke_an_active_grant(
         revoked = access_request_revoke(request_id=request.pk, user=getattr(cast, who))
     assert revoked.state == RequestState.REVOKING
     assert enqueued == [(request.pk, "revoke")]
-    assert list(request.steps.filter(phase="revoke").values_list("name", flat=True)) == list(STEP_NAMES["revoke"])
+    assert list(request.steps.filter(phase="revoke").values_list("name", flat=True)) == list(table.names("revoke"))
     assert AuditEvent.objects.get(request=request).action == "request.revoke_requested"
 
 
@@ -102,8 +102,8 @@ def test_nobody_else_revokes(cast, enqueued):
 
 
 def _steps(request, phase: str, failed: str) -> None:
-    for position, name in enumerate(STEP_NAMES[phase]):
-        status = "succeeded" if STEP_NAMES[phase].index(failed) > position else "pending"
+    for position, name in enumerate(table.names(phase)):
+        status = "succeeded" if table.names(phase).index(failed) > position else "pending"
         if name == failed:
             status = "failed"
         ProvisioningStep.objects.create(request=request, phase=phase, name=name, position=position, status=status)

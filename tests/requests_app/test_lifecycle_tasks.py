@@ -5,7 +5,7 @@ import pytest
 
 from portal.celery import app
 from provisioning.errors import PermanentAwsError, RetryableAwsError
-from requests_app import tasks
+from requests_app.workflow import tasks
 from requests_app.models import AccessRequest, RequestState
 
 pytestmark = pytest.mark.django_db

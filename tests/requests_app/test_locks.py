@@ -9,7 +9,7 @@ import time
 import pytest
 from django.db import connection, connections
 
-from requests_app.locks import arn_lock
+from requests_app.workflow.locks import arn_lock
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),

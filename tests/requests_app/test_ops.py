@@ -323,7 +323,7 @@ def json_log():
 
 def test_every_line_logged_inside_a_step_carries_the_request_id_and_step(json_log):
     engine_logger = logging.getLogger("provisioning.steps.role")
-    portal_logger = logging.getLogger("requests_app.runner")
+    portal_logger = logging.getLogger("requests_app.workflow.runner")
 
     with log_context(request_id=42, step="create_role"):
         engine_logger.info("created role %s", "dms-cross-account-secret-access", extra={"changed": True})
@@ -351,7 +351,7 @@ def test_an_exception_is_logged_on_the_same_json_line(json_log):
         try:
             raise RuntimeError("DescribeConnections failed")
         except RuntimeError:
-            logging.getLogger("requests_app.runner").exception("step crashed")
+            logging.getLogger("requests_app.workflow.runner").exception("step crashed")
     (line,) = json_log()
     assert line["request_id"] == 7 and line["step"] == "verify"
     assert "RuntimeError: DescribeConnections failed" in line["exception"]

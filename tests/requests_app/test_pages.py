@@ -17,7 +17,6 @@ from django.urls import reverse
 
 from requests_app.audit import record_event
 from requests_app.models import AccessRequest, Decision, ProvisioningStep
-from requests_app.workflow import STEP_NAMES
 from tests.requests_app.page_rows import (
     SECRET_ARN,
     make_accounts,
@@ -313,13 +312,6 @@ def _escaped(text: str) -> str:
     from django.utils.html import escape
 
     return escape(text)
-
-
-def test_step_names_cover_the_workflow():
-    # The page has a title for every step the workflow schedules.
-    from requests_app.web.progress import STEP_TITLES
-
-    assert set(STEP_TITLES) == {name for names in STEP_NAMES.values() for name in names}
 
 
 def test_the_portal_serves_its_own_stylesheet_and_htmx_without_debug(client, settings):

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from requests_app import runner
+from requests_app.workflow import runner
 from requests_app.errors import InvalidTransition, NotAllowed, NotFoundForUser, ValidationFailed
 from requests_app.models import AccessRequest, ApprovalRuleVersion, AuditEvent, RequestState, RuleDecision
 from requests_app.selectors import plan_approvals

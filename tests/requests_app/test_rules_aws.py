@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from requests_app import tasks
+from requests_app.workflow import tasks
 from requests_app.audit import verify_chain
 from requests_app.models import AuditEvent, RequestState, RuleDecision
 from requests_app.services import access_request_submit

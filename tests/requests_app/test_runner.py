@@ -8,11 +8,12 @@ import pytest
 from django.utils import timezone
 
 from provisioning.errors import PermanentAwsError, RetryableAwsError
-from requests_app import runner
+from provisioning.steps import table
+from requests_app.workflow import runner
 from requests_app.audit import verify_chain
-from requests_app.locks import arn_lock
+from requests_app.workflow.locks import arn_lock
 from requests_app.models import AccessRequest, AuditEvent, ProvisioningStep
-from requests_app.workflow import STEP_NAMES, schedule_revoke
+from requests_app.workflow.scheduling import schedule_revoke
 from tests.requests_app.fake_engine import ENDPOINT_ARN, ROLE_ARN, FakeEngine, preflight_report
 from tests.requests_app.rows import KEY_ARN, approved_request, request_row
 
@@ -55,8 +56,8 @@ def test_grant_runs_every_step_in_order_and_ends_active(engine, enqueued, django
     ran = run_until_idle(request.pk, django_capture_on_commit_callbacks)
 
     request.refresh_from_db()
-    assert ran == list(STEP_NAMES[GRANT])
-    assert engine.names_called() == list(STEP_NAMES[GRANT])
+    assert ran == list(table.names(GRANT))
+    assert engine.names_called() == list(table.names(GRANT))
     assert request.state == AccessRequest.State.ACTIVE
     assert request.completed_at is not None
     assert (request.role_arn, request.endpoint_arn) == (ROLE_ARN, ENDPOINT_ARN)
@@ -64,7 +65,7 @@ def test_grant_runs_every_step_in_order_and_ends_active(engine, enqueued, django
     assert request.resolved_kms_key_arn == KEY_ARN
     assert all(s.status == "succeeded" and s.attempts == 1 and s.finished_at for s in steps_of(request).values())
     # One enqueue per step after the first, each after its step's commit.
-    assert enqueued == [(request.pk, GRANT)] * (len(STEP_NAMES[GRANT]) - 1)
+    assert enqueued == [(request.pk, GRANT)] * (len(table.names(GRANT)) - 1)
     assert verify_chain().ok
 
 
@@ -297,9 +298,9 @@ def test_revoke_runs_backwards_and_ends_revoked(engine, enqueued, django_capture
     ran = run_until_idle(request.pk, django_capture_on_commit_callbacks, phase=REVOKE)
 
     request.refresh_from_db()
-    assert ran == list(STEP_NAMES[REVOKE])
+    assert ran == list(table.names(REVOKE))
     assert request.state == AccessRequest.State.REVOKED
-    assert actions(request) == [f"aws.{name}" for name in STEP_NAMES[REVOKE]] + ["request.revoked"]
+    assert actions(request) == [f"aws.{name}" for name in table.names(REVOKE)] + ["request.revoked"]
 
 
 def test_failed_revoke_leaves_the_request_failed_for_another_revoke(engine, enqueued, django_capture_on_commit_callbacks):

@@ -10,8 +10,8 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
-from requests_app import runner, sweeper
-from requests_app.leases import LeaseLost, StepLease
+from requests_app.workflow import runner, sweeper
+from requests_app.workflow.leases import LeaseLost, StepLease
 from requests_app.models import AccessRequest, AuditEvent, ProvisioningStep
 from requests_app.services import access_request_approve, access_request_submit
 from tests.aws_world import DATALAKE_ID, REMOTE_ID
@@ -35,7 +35,7 @@ def claimed_step(request, name="preflight") -> ProvisioningStep:
     request.steps.filter(phase=GRANT, position__lt=ProvisioningStep.objects.get(request=request, name=name).position).update(
         status="succeeded"
     )
-    claimed = runner._claim_next_step(request.pk, GRANT)
+    claimed = runner._claim_ready_step(request.pk, GRANT)[0]
     assert claimed is not None and claimed[1].name == name
     return claimed[1]
 
@@ -54,7 +54,7 @@ def test_a_slow_live_step_keeps_its_lease_for_many_leases(short_lease, enqueued,
     def slow(spec):
         time.sleep(3 * short_lease.PROVISIONING_STEP_LEASE_SECONDS)
         seen["lost work"] = sweeper.requests_with_lost_work()
-        seen["second claim"] = runner._claim_next_step(request.pk, GRANT)
+        seen["second claim"] = runner._claim_ready_step(request.pk, GRANT)[0]
         seen["lease left"] = (ProvisioningStep.objects.get(request=request, name="preflight").lease_expires_at - timezone.now()).total_seconds()
 
     engine.during_call["preflight"] = slow
@@ -80,7 +80,7 @@ def test_a_lease_nobody_renews_lapses_within_a_lease(short_lease, enqueued):
     time.sleep(short_lease.PROVISIONING_STEP_LEASE_SECONDS + 0.5)
 
     assert sweeper.requests_with_lost_work() == [(request.pk, GRANT)]
-    _, step = runner._claim_next_step(request.pk, GRANT)
+    _, step = runner._claim_ready_step(request.pk, GRANT)[0]
     assert step.attempts == 2
 
 
@@ -179,7 +179,7 @@ def test_a_worker_overtaken_mid_step_writes_nothing_to_aws(cast, portal_aws, enq
 def test_timing_that_would_lose_live_steps_is_refused_at_start(settings, overrides):
     from django.core.exceptions import ImproperlyConfigured
 
-    from requests_app.leases import check_lease_timing
+    from requests_app.workflow.leases import check_lease_timing
 
     check_lease_timing(settings)  # the defaults hold
     for name, value in overrides.items():

@@ -8,9 +8,9 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from requests_app import sweeper
+from requests_app.workflow import sweeper
 from requests_app.models import AccessRequest, ProvisioningStep
-from requests_app.workflow import schedule_revoke
+from requests_app.workflow.scheduling import schedule_revoke
 from tests.requests_app.rows import approved_request, request_row
 
 pytestmark = pytest.mark.django_db
@@ -170,7 +170,7 @@ def test_a_resend_the_broker_refused_is_tried_again_at_the_next_sweep(monkeypatc
     quiet_since(request, settings.PROVISIONING_STALL_SECONDS + 5)
     attempts = []
     monkeypatch.setattr(
-        "requests_app.workflow.enqueue_next_step", lambda request_id, phase: attempts.append(request_id) and False
+        "requests_app.workflow.scheduling.enqueue_next_step", lambda request_id, phase: attempts.append(request_id) and False
     )
 
     assert sweeper.sweep_lost_work() == [(request.pk, "grant")]

@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 
 from provisioning.errors import PermanentAwsError, RetryableAwsError
-from requests_app import runner, tasks, workflow
+from provisioning.steps import table
+from requests_app.workflow import runner, scheduling, tasks
 from requests_app.models import AccessRequest
 from tests.requests_app.fake_engine import FakeEngine
 from tests.requests_app.rows import approved_request
@@ -18,7 +19,7 @@ def engine(monkeypatch):
     monkeypatch.setattr(runner, "engine_step", fake.step)
     monkeypatch.setattr(runner, "grant_clients_for", lambda spec, **_: object())
     fake.enqueued = []
-    monkeypatch.setattr(workflow, "enqueue_next_step", lambda request_id, phase: fake.enqueued.append((request_id, phase)))
+    monkeypatch.setattr(scheduling, "enqueue_next_step", lambda request_id, phase: fake.enqueued.append((request_id, phase)))
     return fake
 
 
@@ -66,10 +67,10 @@ def test_one_task_runs_every_step_of_the_grant_back_to_back(engine, django_captu
         ran = tasks.run_step.apply(args=[request.pk, "grant"]).get()
 
     request.refresh_from_db()
-    assert ran == list(workflow.STEP_NAMES["grant"])
+    assert ran == list(table.names("grant"))
     assert request.state == AccessRequest.State.ACTIVE
     assert [(step.name, step.status, step.attempts) for step in request.steps.order_by("position")] == [
-        (name, "succeeded", 1) for name in workflow.STEP_NAMES["grant"]
+        (name, "succeeded", 1) for name in table.names("grant")
     ]
     assert engine.enqueued == []  # no trip through the broker between steps
 

@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from requests_app import tasks
+from requests_app.workflow import tasks
 from requests_app.errors import InvalidTransition
 from requests_app.models import AccessRequest, AuditEvent, RequestState
 from requests_app.selectors import oldest_pending_by_account

@@ -1,57 +1,64 @@
-"""Running a request's engine steps, one at a time, and recording what they did.
+"""Running a request's engine steps and recording what they did.
 
-Running one step:
+The steps of a phase form a graph (``provisioning.steps.table``): a step is
+*ready* once every step it waits for succeeded, and ready steps run side by
+side. Each step is still claimed, run and recorded on its own:
 
-1. In a short transaction holding the request row: pick the phase's first
-   step that has not succeeded, claim it (running, attempts + 1) and commit,
-   so the claim is visible to every other worker before AWS is touched.
+1. In a short transaction holding the request row: pick a ready step that
+   nobody holds, claim it (running, attempts + 1, a lease) and commit, so the
+   claim is visible to every other worker before AWS is touched.
 2. Call the engine step with no transaction open: AWS calls can be slow, and
    a transaction held across them would hold row locks just as long. The
-   claim is a short lease (requests_app.leases) that a heartbeat renews while
-   the step runs; right before each AWS write the step checks that it still
-   holds it, and stops if another worker took the step over.
-3. In one transaction: record the result, the audit events and the request's
-   new state.
+   claim is a short lease (requests_app.workflow.leases) that a heartbeat
+   renews while the step runs; right before each AWS write the step checks
+   that it still holds it, and stops if another worker took the step over.
+3. In one transaction holding the request row: record the result, the audit
+   event and, once every step of the phase succeeded, the request's new state.
 
 ``run_steps`` is what a worker does for one ``provisioning.run_step`` task:
-it goes on to the next step in the same task, each step claimed and recorded
-in transactions of its own exactly as above, so a grant costs one trip
-through the broker rather than one per step. ``run_step`` runs one step and
-hands the next to a new task.
+it claims the ready steps one by one, runs them (in threads of their own
+when there are several: independent steps overlap their waits on AWS), and
+goes on with the steps they made ready, in the same task, so a grant costs
+one trip through the broker rather than one per step. A failed step stops
+the phase: the steps already running finish and are recorded, no new one
+starts. ``run_step`` runs one step and hands the rest to a new task.
 
 Running a step twice is harmless: the engine's steps are idempotent, a step
-that succeeded is never picked again, and a task that finds its step claimed
-by a live worker (its lease not run out) or nothing left to do returns
-without doing anything.
+that succeeded is never picked again, and a task that finds the ready steps
+claimed by live workers (their leases not run out) or nothing left to do
+returns without doing anything. A worker killed at any point leaves its
+claimed steps running with leases that lapse; the next task takes them over.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, connections, transaction
+from django.db.models import BooleanField, ExpressionWrapper, F, Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
 from provisioning.documents import build_plan, plan_hash
 from provisioning.errors import InvalidInput, ProvisioningError, RetryableAwsError
-from provisioning.preflight import preflight
-from provisioning.steps import GRANT_STEPS, LOCKED_STEPS, REVOKE_STEPS
-from requests_app import notifications, workflow
+from provisioning.steps import table
+from requests_app import notifications
 from requests_app.audit import record_event
 from requests_app.aws import grant_clients_for
 from requests_app.grants import grant_spec_for
-from requests_app.leases import LeaseLost, StepLease, lease_expiry
-from requests_app.locks import arn_lock
 from requests_app.logging_context import log_context
 from requests_app.metrics import observe_step
 from requests_app.models import AccessRequest, ProvisioningStep, RequestState
 from requests_app.selectors import plan_approvals
 from requests_app.services.drift import after_grant_finished
 from requests_app.services.transitions import move
+from requests_app.workflow import scheduling
+from requests_app.workflow.leases import LeaseLost, StepLease, lease_expiry
+from requests_app.workflow.locks import arn_lock
 
 logger = logging.getLogger(__name__)
 
@@ -64,63 +71,120 @@ RUNNABLE_STATES = {
     Phase.GRANT: (RequestState.APPROVED, RequestState.PROVISIONING),
     Phase.REVOKE: (RequestState.REVOKING,),
 }
-# Steps that act in the DataLake account; the others act in the Remote one.
-DATALAKE_STEPS = frozenset({"create_role", "create_endpoint", "verify", "delete_endpoint", "delete_role"})
-# The grant steps that write to AWS: each runs only on the approved plan.
-GRANT_WRITE_STEPS = frozenset({"create_role", "grant_secret_policy", "grant_key_policy", "create_endpoint"})
-# Revoke steps that take what their grant step wrote, and that step's name.
-REVOKE_RECORDED = {"revoke_secret_policy": "grant_secret_policy", "revoke_key_policy": "grant_key_policy"}
+# Fields the engine's outputs set on the request.
+OUTPUT_FIELDS = ("role_arn", "role_id", "endpoint_arn")
 
 
 def engine_step(phase: str, name: str) -> Callable[..., Any]:
     """The engine function that carries out step ``name`` of ``phase``."""
-    if name == "preflight":
-        return preflight
-    steps = dict(GRANT_STEPS if phase == Phase.GRANT else REVOKE_STEPS)
-    return steps[name]
+    definition = table.step(name)
+    if definition.phase != phase:
+        raise KeyError(f"{name} is not a {phase} step")
+    return definition.function
 
 
 def run_step(request_id: int, phase: str, *, final_attempt: bool = False) -> str | None:
-    """Run the next step of ``phase`` for request ``request_id``; once it is
-    recorded, a new task is asked for the step after it.
+    """Run one ready step of ``phase`` for request ``request_id``; once it is
+    recorded, a new task is asked for the steps after it.
 
     Returns the name of the step that ran, or None when there was nothing to
     do. A ``RetryableAwsError`` is re-raised for the caller to retry later,
     unless ``final_attempt``: then the step fails with the error's diagnosis.
     """
-    name, more = _run_next_step(request_id, phase, final_attempt=final_attempt)
+    claim, _ = _claim_ready_step(request_id, phase)
+    if claim is None:
+        return None
+    name, more = _run_claimed(claim, final_attempt=final_attempt)
     if more:
-        transaction.on_commit(lambda: workflow.enqueue_next_step(request_id, phase))
+        transaction.on_commit(lambda: scheduling.enqueue_next_step(request_id, phase))
     return name
 
 
 def run_steps(request_id: int, phase: str, *, retried: bool = False, final_attempt: bool = False) -> list[str]:
-    """Run the steps of ``phase`` back to back, until the phase ends, a step
-    fails, or another worker holds the next one; returns the names of the steps that ran.
+    """Run the steps of ``phase``, the ready ones side by side, until the
+    phase ends, a step fails, or other workers hold the ready steps; returns
+    the names of the steps that ran.
 
     A ``RetryableAwsError`` is re-raised (or, on the ``final_attempt``, fails
-    its step) as in ``run_step``. A task that is itself a retry (``retried``)
-    runs only the step it retried and hands the rest to a new task, so that
-    every step starts with the whole retry budget.
+    its step) as in ``run_step``, once the steps running beside it are
+    recorded. A task that is itself a retry (``retried``) runs only the steps
+    ready now (the one it retried among them) and hands the rest to a new
+    task, so that every step starts with the whole retry budget.
     """
     ran: list[str] = []
     while True:
-        name, more = _run_next_step(request_id, phase, final_attempt=final_attempt)
-        if name is not None:
-            ran.append(name)
-        if not more:
+        names, more = _run_ready_steps(request_id, phase, final_attempt=final_attempt)
+        ran += names
+        if not names or not more:
             return ran
         if retried:
-            transaction.on_commit(lambda: workflow.enqueue_next_step(request_id, phase))
+            transaction.on_commit(lambda: scheduling.enqueue_next_step(request_id, phase))
             return ran
 
 
-def _run_next_step(request_id: int, phase: str, *, final_attempt: bool) -> tuple[str | None, bool]:
-    """(the step that ran or None, whether a next step of the phase awaits)."""
-    claim = _claim_next_step(request_id, phase)
-    if claim is None:
-        return None, False
+Claim = tuple[AccessRequest, ProvisioningStep]
+
+
+def _run_ready_steps(request_id: int, phase: str, *, final_attempt: bool) -> tuple[list[str], bool]:
+    """Claim every ready step nobody holds and run them; (the names that ran,
+    whether a step of the phase still awaits)."""
+    claims: list[Claim] = []
+    while True:
+        claim, more_ready = _claim_ready_step(request_id, phase)
+        if claim is not None:
+            claims.append(claim)
+        # Inside a caller's transaction (a test, a management command), other
+        # threads' connections could not see its rows: one step at a time.
+        if claim is None or not more_ready or connection.in_atomic_block:
+            break
+    if not claims:
+        return [], False
+    if len(claims) == 1:
+        outcomes: list[Any] = [_run_claimed(claims[0], final_attempt=final_attempt)]
+    else:
+        outcomes = _side_by_side(claims, final_attempt=final_attempt)
+    errors = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+    if errors:
+        # A retryable AWS error (or a database error) of one step, raised once
+        # the steps beside it are recorded.
+        raise errors[0]
+    return [name for name, _ in outcomes], any(more for _, more in outcomes)
+
+
+def _side_by_side(claims: list[Claim], *, final_attempt: bool) -> list[Any]:
+    """Run each claimed step in a thread of its own; each outcome is (name,
+    more) or the exception its run raised.
+
+    The threads share the process's client factory, so the request's
+    provisioner roles are assumed once per account and its boto3 clients
+    (thread-safe, unlike sessions) serve every thread. Each thread has its
+    own database connection, closed when the thread ends.
+    """
+    outcomes: list[Any] = [None] * len(claims)
+
+    def work(index: int, claim: Claim) -> None:
+        try:
+            outcomes[index] = _run_claimed(claim, final_attempt=final_attempt)
+        except BaseException as error:  # handed to the task's thread
+            outcomes[index] = error
+        finally:
+            connections.close_all()
+
+    threads = [
+        threading.Thread(target=work, args=(index, claim), name=f"step-{claim[1].name}-{claim[0].pk}")
+        for index, claim in enumerate(claims)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes
+
+
+def _run_claimed(claim: Claim, *, final_attempt: bool) -> tuple[str, bool]:
+    """Run one claimed step and record it; (its name, whether a step of the phase still awaits)."""
     request, step = claim
+    request_id, phase = request.pk, step.phase
     more = False
     with log_context(request_id=request_id, step=step.name, phase=phase):
         started = time.monotonic()
@@ -151,43 +215,73 @@ def _run_next_step(request_id: int, phase: str, *, final_attempt: bool) -> tuple
             _record_failure(request_id, step, ProvisioningError(f"{type(error).__name__}: {error}"))
         else:
             observe_step(step.name, time.monotonic() - started, True)
-            more = _record_success(request_id, step, result)
+            more = _record_success(request, step, result)
     return step.name, more
 
 
-def _claim_next_step(request_id: int, phase: str) -> tuple[AccessRequest, ProvisioningStep] | None:
+def _claim_ready_step(request_id: int, phase: str) -> tuple[Claim | None, bool]:
+    """Claim the first ready step of ``phase`` that no live worker holds, in
+    a transaction of its own; (the claim or None, whether another ready step
+    is left to claim).
+
+    Two statements: the phase's steps with their request (the request row
+    locked), and the claim.
+
+    The request row is locked by that same statement: one that waited for
+    the lock gets the request as it is now but the steps as they were when it
+    started. The view of the steps may lag, never run ahead: a step seen
+    pending that another worker claimed meanwhile is not claimed again (the
+    claim's UPDATE names the status and attempt it saw), and the phase is
+    closed only on a fresh read.
+    """
     now = timezone.now()
     with transaction.atomic():
-        request = (
-            AccessRequest.objects.select_for_update(of=("self",))
-            .select_related("datalake_account", "remote_account")
-            .filter(pk=request_id)
-            .first()
+        steps = list(
+            ProvisioningStep.objects.select_for_update(of=("request",))
+            .select_related("request__datalake_account", "request__remote_account")
+            .filter(request_id=request_id, phase=phase)
+            .annotate(lease_live=ExpressionWrapper(Q(lease_expires_at__gt=Now()), output_field=BooleanField()))
+            .order_by("position")
         )
-        if request is None or request.state not in RUNNABLE_STATES[phase]:
-            return None
-        steps = list(request.steps.filter(phase=phase).order_by("position"))
+        if not steps:
+            return None, False
+        request = steps[0].request
+        if request.state not in RUNNABLE_STATES[phase]:
+            return None, False
         if any(step.status == Status.FAILED for step in steps):
-            return None
-        step = next((step for step in steps if step.status != Status.SUCCEEDED), None)
-        if step is None:
-            # Every step is done but the request never moved on: close it now.
-            _finish_phase(request, phase)
-            return None
+            return None, False
+        succeeded = {step.name for step in steps if step.status == Status.SUCCEEDED}
+        if len(succeeded) == len(steps):
+            fresh = request.steps.filter(phase=phase).values_list("status", flat=True)
+            if all(status == Status.SUCCEEDED for status in fresh):
+                # Every step is done but the request never moved on: close it now.
+                _finish_phase(request, phase)
+            return None, False
+        by_name = {step.name: step for step in steps}
+        free = [
+            by_name[name]
+            for name in table.ready(phase, succeeded)
+            if name in by_name and not (by_name[name].status == Status.RUNNING and by_name[name].lease_live)
+        ]
+        if not free:
+            return None, False  # live workers hold the ready steps, or they wait for them
+        step = free[0]
         if step.status == Status.RUNNING:
-            if ProvisioningStep.objects.filter(pk=step.pk, lease_expires_at__gt=Now()).exists():
-                return None  # a live worker has it
             _take_over(request, step)
-        step.status = Status.RUNNING
-        step.attempts += 1
-        step.started_at = now
-        step.finished_at = None
-        step.lease_expires_at = lease_expiry()
-        step.save(update_fields=["status", "attempts", "started_at", "finished_at", "lease_expires_at"])
-        step.refresh_from_db(fields=["lease_expires_at"])
+        claimed = ProvisioningStep.objects.filter(pk=step.pk, status=step.status, attempts=step.attempts).update(
+            status=Status.RUNNING,
+            attempts=F("attempts") + 1,
+            started_at=now,
+            finished_at=None,
+            lease_expires_at=lease_expiry(),
+        )
+        if not claimed:  # another worker claimed it while this one waited for the request row
+            return None, False
+        step.status, step.attempts, step.started_at, step.finished_at = Status.RUNNING, step.attempts + 1, now, None
+        step.lease_expires_at = None  # on the database's clock, renewed by the lease
         if request.state == RequestState.APPROVED:
             _start_provisioning(request)
-    return request, step
+    return (request, step), len(free) > 1
 
 
 def _take_over(request: AccessRequest, step: ProvisioningStep) -> None:
@@ -241,12 +335,13 @@ def _call_engine(
     spec = grant_spec_for(request)
     clients = grant_clients_for(spec, before_write=before_write)
     function = engine_step(step.phase, step.name)
-    if step.name == "preflight":
+    definition = table.step(step.name)
+    if step.name == table.PREFLIGHT:
         # The worker resolves the secret's key as it is now (not as approved):
         # the plan built from it is then compared with the approved one.
         spec = dataclasses.replace(spec, kms_key_arn=None)
         return function(spec, clients=clients, shape_check=request.remote_account.allow_secret_shape_check)
-    if step.phase == Phase.GRANT and step.name in GRANT_WRITE_STEPS:
+    if definition.phase == table.GRANT and definition.writes:
         # What the step writes is built from the request row: write only if
         # that is exactly the plan the approvers approved.
         try:
@@ -255,14 +350,14 @@ def _call_engine(
             refusal = error.message
         if refusal:
             raise PlanNotApproved(f"Refusing to write: {refusal}.")
-    if step.name in REVOKE_RECORDED:
+    if definition.undoes is not None:
         written = [
             target
-            for grant_step in request.steps.filter(phase=Phase.GRANT, name=REVOKE_RECORDED[step.name])
+            for grant_step in request.steps.filter(phase=Phase.GRANT, name=definition.undoes)
             for target in grant_step.targets
         ]
         return function(spec, clients=clients, lock=arn_lock, written=written)
-    if step.name in LOCKED_STEPS:
+    if definition.locks:
         return function(spec, clients=clients, lock=arn_lock)
     return function(spec, clients=clients)
 
@@ -285,53 +380,109 @@ def _lock_claimed(request_id: int, step: ProvisioningStep) -> tuple[AccessReques
     return request, current
 
 
-def _record_success(request_id: int, step: ProvisioningStep, result: Any) -> bool:
-    """Record a step's result; True when a next step of its phase awaits."""
+def _record_success(request: AccessRequest, step: ProvisioningStep, result: Any) -> bool:
+    """Record a step's result; True when a step of its phase still awaits.
+
+    Three queries besides the audit event's: lock the request row (writing
+    the engine's outputs on it, when there are any), mark the step succeeded
+    if this attempt still holds it, read the phase's other steps.
+    """
+    if step.name == table.PREFLIGHT:
+        return _record_preflight(request.pk, step, result)
+    definition = table.step(step.name)
+    outputs = result.outputs or {}
+    target = outputs.get("target")
+    if target and target not in step.targets:
+        # Kept over every run of the step: revoke removes from each target written.
+        step.targets = [*step.targets, target]
+    step.before, step.after, step.aws_request_ids = result.before, result.after, list(result.aws_request_ids)
+    changed = {
+        field: outputs[field] for field in OUTPUT_FIELDS if outputs.get(field) and getattr(request, field) != outputs[field]
+    }
+    now = timezone.now()
+    with transaction.atomic():
+        # The request row first, as every transition does: the records of a
+        # phase's steps are serialised, so the last one sees all the others.
+        if changed:
+            AccessRequest.objects.filter(pk=request.pk).update(**changed, updated_at=now)
+        else:
+            list(AccessRequest.objects.select_for_update().filter(pk=request.pk).values_list("pk"))
+        held = ProvisioningStep.objects.filter(pk=step.pk, status=Status.RUNNING, attempts=step.attempts).update(
+            status=Status.SUCCEEDED, finished_at=now, error="", diagnosis="",
+            before=step.before, after=step.after, aws_request_ids=step.aws_request_ids, targets=step.targets,
+        )  # fmt: skip
+        if not held:
+            # A run that outlived its lease was overtaken by a newer attempt:
+            # that attempt records the outcome, not this one.
+            logger.info("step %s of request %s was taken over; dropping attempt %s", step.name, request.pk, step.attempts)
+            transaction.set_rollback(True)
+            return False
+        for field, value in changed.items():
+            setattr(request, field, value)
+        step.status, step.finished_at, step.error, step.diagnosis = Status.SUCCEEDED, now, "", ""
+        _audit_result(request, step, definition, result)
+        return _phase_goes_on(request.pk, step)
+
+
+def _record_preflight(request_id: int, step: ProvisioningStep, result: Any) -> bool:
+    """Record preflight's report; it may fail the request or send it back for approval."""
     with transaction.atomic():
         locked = _lock_claimed(request_id, step)
         if locked is None:
             return False
         request, step = locked
-        if step.name == "preflight":
-            passed = _store_preflight(request, result)
-            step.after = request.preflight
-            step.aws_request_ids = list(result.aws_request_ids)
-            if not passed:
-                failed = [check for check in result.checks if not check.ok]
-                error = "; ".join(check.message for check in failed) or "preflight failed"
-                _fail(request, step, error=error, diagnosis=result.diagnosis or "", aws_request_ids=step.aws_request_ids)
+        passed = _store_preflight(request, result)
+        step.after = request.preflight
+        step.aws_request_ids = list(result.aws_request_ids)
+        if not passed:
+            failed = [check for check in result.checks if not check.ok]
+            error = "; ".join(check.message for check in failed) or "preflight failed"
+            _fail(request, step, error=error, diagnosis=result.diagnosis or "", aws_request_ids=step.aws_request_ids)
+            return False
+        if step.phase == Phase.GRANT:
+            try:
+                plan = build_plan(grant_spec_for(request, kms_key_arn=result.kms_key_arn))
+            except InvalidInput as error:
+                _fail(request, step, error=error.message, diagnosis=error.diagnosis or "invalid_input",
+                      aws_request_ids=step.aws_request_ids)  # fmt: skip
                 return False
-            if step.phase == Phase.GRANT:
-                try:
-                    plan = build_plan(grant_spec_for(request, kms_key_arn=result.kms_key_arn))
-                except InvalidInput as error:
-                    _fail(request, step, error=error.message, diagnosis=error.diagnosis or "invalid_input",
-                          aws_request_ids=step.aws_request_ids)  # fmt: skip
-                    return False
-                refusal = approval_of(request, plan)
-                if refusal:
-                    _needs_reapproval(request, step, plan=plan, kms_key_arn=result.kms_key_arn, reason=refusal)
-                    return False
-                request.resolved_kms_key_arn = result.kms_key_arn
-                request.save(update_fields=["resolved_kms_key_arn", "updated_at"])
-            _audit_step(
-                request,
-                step,
-                "step.preflight.passed",
-                target_arn=request.secret_arn,
-                details={"kms_key_arn": request.resolved_kms_key_arn, "aws_request_ids": step.aws_request_ids},
-            )
-        else:
-            _store_step_result(request, step, result)
+            refusal = approval_of(request, plan)
+            if refusal:
+                _needs_reapproval(request, step, plan=plan, kms_key_arn=result.kms_key_arn, reason=refusal)
+                return False
+            request.resolved_kms_key_arn = result.kms_key_arn
+            request.save(update_fields=["resolved_kms_key_arn", "updated_at"])
+        _audit_step(
+            request,
+            step,
+            table.step(table.PREFLIGHT).action,
+            target_arn=request.secret_arn,
+            details={"kms_key_arn": request.resolved_kms_key_arn, "aws_request_ids": step.aws_request_ids},
+        )
         step.status = Status.SUCCEEDED
         step.finished_at = timezone.now()
         step.error = ""
         step.diagnosis = ""
         step.save()
-        if _is_last(step):
-            _finish_phase(request, step.phase)
-            return False
+        return _phase_goes_on(request_id, step)
+
+
+def _phase_goes_on(request_id: int, step: ProvisioningStep) -> bool:
+    """After ``step`` succeeded, under the request row's lock: True when a
+    step of its phase still awaits; when none does, the phase is finished."""
+    others = ProvisioningStep.objects.filter(request_id=request_id, phase=step.phase).exclude(pk=step.pk)
+    statuses = list(others.values_list("status", flat=True))
+    if any(status == Status.FAILED for status in statuses):
+        return False
+    if any(status != Status.SUCCEEDED for status in statuses):
         return True
+    request = (
+        AccessRequest.objects.select_for_update(of=("self",))
+        .select_related("datalake_account", "remote_account")
+        .get(pk=request_id)
+    )
+    _finish_phase(request, step.phase)
+    return False
 
 
 def _store_preflight(request: AccessRequest, report: Any) -> bool:
@@ -375,40 +526,23 @@ def _needs_reapproval(request: AccessRequest, step: ProvisioningStep, *, plan: d
     transaction.on_commit(lambda: notifications.notify_plan_changed(request, previous_plan or {}, previous_hash))
 
 
-def _store_step_result(request: AccessRequest, step: ProvisioningStep, result: Any) -> None:
-    step.before = result.before
-    step.after = result.after
-    step.aws_request_ids = list(result.aws_request_ids)
+def _audit_result(request: AccessRequest, step: ProvisioningStep, definition: table.Step, result: Any) -> None:
     outputs = result.outputs or {}
-    target = outputs.get("target")
-    if target and target not in step.targets:
-        # Kept over every run of the step: revoke removes from each target written.
-        step.targets = [*step.targets, target]
-    changed_fields = [
-        field
-        for field in ("role_arn", "role_id", "endpoint_arn")
-        if outputs.get(field) and getattr(request, field) != outputs[field]
-    ]
-    for field in changed_fields:
-        setattr(request, field, outputs[field])
-    if changed_fields:
-        request.save(update_fields=[*changed_fields, "updated_at"])
-
-    target_arn = _target_arn(request, step.name, outputs)
+    target_arn = _target_arn(request, definition, outputs)
     concurrent = {key: outputs[key] for key in ("merges", "missing_after_put") if key in outputs}
     # Where CloudTrail records each call (requests_app.cloudtrail).
     calls = {"aws_calls": list(result.aws_calls)} if result.aws_calls else {}
     changed_elsewhere = [t for t in outputs.get("targets", []) if t.get("changed") and t.get("arn") != target_arn]
     for other in changed_elsewhere:
         # A revoke that also cleaned a key the grant wrote before the plan moved on.
-        _audit_step(request, step, f"aws.{step.name}", target_arn=other["arn"],
+        _audit_step(request, step, definition.action, target_arn=other["arn"],
                     details={"before": other["before"], "after": other["after"],
                              "aws_request_ids": step.aws_request_ids, **calls})  # fmt: skip
-    if step.name == "verify":
-        action = "step.verify.passed"
+    if not definition.writes:
+        action = definition.action
         details = {"after": result.after, "aws_request_ids": step.aws_request_ids, **calls}
     elif result.changed and not (changed_elsewhere and result.before == result.after):
-        action = f"aws.{step.name}"
+        action = definition.action
         details = {
             "before": result.before, "after": result.after, "aws_request_ids": step.aws_request_ids,
             **concurrent, **calls,
@@ -421,18 +555,18 @@ def _store_step_result(request: AccessRequest, step: ProvisioningStep, result: A
     _audit_step(request, step, action, target_arn=target_arn, details=details)
 
 
-def _target_arn(request: AccessRequest, name: str, outputs: dict) -> str:
-    if name in ("grant_secret_policy", "revoke_secret_policy"):
+def _target_arn(request: AccessRequest, definition: table.Step, outputs: dict) -> str:
+    if definition.target == table.SECRET:
         return request.secret_arn
-    if name in ("grant_key_policy", "revoke_key_policy"):
+    if definition.target == table.KEY:
         return outputs.get("key_arn") or request.resolved_kms_key_arn or request.kms_key_arn
-    if name in ("create_endpoint", "delete_endpoint"):
+    if definition.target == table.ENDPOINT:
         return outputs.get("endpoint_arn") or request.endpoint_arn
     return outputs.get("role_arn") or request.role_arn or grant_spec_for(request).role_arn
 
 
 def _audit_step(request: AccessRequest, step: ProvisioningStep, action: str, *, target_arn: str, details: dict) -> None:
-    account = request.datalake_account if step.name in DATALAKE_STEPS else request.remote_account
+    account = request.datalake_account if table.step(step.name).side == table.DATALAKE else request.remote_account
     record_event(
         action=action,
         request=request,
@@ -440,12 +574,6 @@ def _audit_step(request: AccessRequest, step: ProvisioningStep, action: str, *, 
         target_arn=target_arn or "",
         details={"phase": step.phase, "step": step.name, "attempt": step.attempts, **details},
     )
-
-
-def _is_last(step: ProvisioningStep) -> bool:
-    return not ProvisioningStep.objects.filter(
-        request_id=step.request_id, phase=step.phase, position__gt=step.position
-    ).exists()
 
 
 def _finish_phase(request: AccessRequest, phase: str) -> None:
@@ -506,6 +634,9 @@ def _fail(request: AccessRequest, step: ProvisioningStep, *, error: str, diagnos
     step.diagnosis = diagnosis
     step.aws_request_ids = aws_request_ids
     step.save()
+    if request.state not in RUNNABLE_STATES[step.phase]:
+        # A step that ran beside it failed first: the request has failed already.
+        return
     # A failed revoke also lands in failed: the grant may be half taken apart,
     # and a retry (or another revoke) re-runs the idempotent revoke steps.
     move(

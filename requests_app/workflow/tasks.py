@@ -13,9 +13,9 @@ from celery.signals import worker_process_init, worker_ready, worker_shutdown
 from django.conf import settings
 
 from provisioning.errors import PermanentAwsError, RetryableAwsError
-from requests_app import runner, sweeper
 from requests_app.aws import set_client_factory
 from requests_app.services import audit_chain, drift, expiry, rules, waiting
+from requests_app.workflow import runner, sweeper
 
 logger = logging.getLogger(__name__)
 

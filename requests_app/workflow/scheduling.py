@@ -14,26 +14,12 @@ from django.db import transaction
 from django.db.models import Q
 from kombu.exceptions import OperationalError as KombuOperationalError
 
+from provisioning.steps import table
 from requests_app.models import AccessRequest, ProvisioningStep
 
 logger = logging.getLogger(__name__)
 
 RUN_STEP_TASK = "provisioning.run_step"
-
-# The runbook's order. Preflight runs again in the worker, right before the
-# first write, because AWS may have changed since the approvers looked.
-STEP_NAMES = {
-    ProvisioningStep.Phase.GRANT: (
-        "preflight",
-        "create_role",
-        "grant_secret_policy",
-        "grant_key_policy",
-        "create_endpoint",
-        "verify",
-    ),
-    ProvisioningStep.Phase.REVOKE: ("delete_endpoint", "revoke_key_policy", "revoke_secret_policy", "delete_role"),
-}
-
 
 def enqueue_next_step(request_id: int, phase: str) -> bool:
     """Ask a worker to run the request's next pending step of ``phase``;
@@ -61,12 +47,14 @@ def _enqueue_after_commit(request: AccessRequest, phase: str) -> None:
 def _reset_steps(request: AccessRequest, phase: str, only: Collection[str] | None = None) -> None:
     """Every step of ``phase`` (or only the steps named in ``only``) pending
     again, in one statement: new rows are inserted, rows of an earlier run are
-    reset in place."""
+    reset in place. Positions follow the step table, an order that respects
+    its graph (preflight runs again in the worker right before the first
+    write, because AWS may have changed since the approvers looked)."""
     pending = {"status": ProvisioningStep.Status.PENDING, "error": "", "diagnosis": ""}
     ProvisioningStep.objects.bulk_create(
         [
             ProvisioningStep(request=request, phase=phase, name=name, position=position, **pending)
-            for position, name in enumerate(STEP_NAMES[phase])
+            for position, name in enumerate(table.names(phase))
             if only is None or name in only
         ],
         update_conflicts=True,
@@ -85,7 +73,7 @@ def schedule_grant_steps(request: AccessRequest, names: Collection[str]) -> None
     """Put only the grant steps ``names`` back to pending and run them after
     this transaction commits; the grant's other steps stay done, so the runner
     passes over them (a repair re-runs only what puts back what drifted)."""
-    unknown = set(names) - set(STEP_NAMES[ProvisioningStep.Phase.GRANT])
+    unknown = set(names) - set(table.names(table.GRANT))
     if unknown:
         raise ValueError(f"not grant steps: {sorted(unknown)}")
     _reset_steps(request, ProvisioningStep.Phase.GRANT, only=set(names))
@@ -108,7 +96,7 @@ def schedule_retry(request: AccessRequest, phase: str = ProvisioningStep.Phase.G
     retried = request.steps.filter(phase=phase, status=ProvisioningStep.Status.FAILED)
     if phase == ProvisioningStep.Phase.GRANT:
         retried = request.steps.filter(phase=phase).filter(
-            Q(status=ProvisioningStep.Status.FAILED) | Q(name="preflight")
+            Q(status=ProvisioningStep.Status.FAILED) | Q(name=table.PREFLIGHT)
         )
     retried.update(status=ProvisioningStep.Status.PENDING, error="", diagnosis="")
     _enqueue_after_commit(request, phase)

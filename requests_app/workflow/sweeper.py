@@ -21,11 +21,11 @@ from django.db import DatabaseError, close_old_connections, connection
 from django.db.models import Prefetch
 from django.utils import timezone
 
-from requests_app import workflow
 from requests_app.errors import InvalidTransition
-from requests_app.leases import lapsed_leases_q
 from requests_app.models import AccessRequest, ProvisioningStep, RequestState
 from requests_app.services import access_request_expire
+from requests_app.workflow import scheduling
+from requests_app.workflow.leases import lapsed_leases_q
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def sweep_lost_work() -> list[tuple[int, str]]:
     sent = []
     for request_id, phase in lost:
         logger.warning("request %s: %s work was lost; enqueueing it again", request_id, phase)
-        if workflow.enqueue_next_step(request_id, phase):
+        if scheduling.enqueue_next_step(request_id, phase):
             sent.append(request_id)
     # Only what reached the broker waits before the next re-send. Bookkeeping
     # of the sweep, not a change of the request: no audit event, and
