@@ -54,6 +54,7 @@ from requests_app.logging_context import log_context
 from requests_app.metrics import observe_step
 from requests_app.models import AccessRequest, ProvisioningStep, RequestState
 from requests_app.selectors import plan_approvals
+from requests_app.services import rules
 from requests_app.services.drift import after_grant_finished
 from requests_app.services.transitions import move
 from requests_app.workflow import scheduling
@@ -338,9 +339,14 @@ def _call_engine(
     definition = table.step(step.name)
     if step.name == table.PREFLIGHT:
         # The worker resolves the secret's key as it is now (not as approved):
-        # the plan built from it is then compared with the approved one.
+        # the plan built from it is then compared with the approved one. At
+        # apply time preflight reads only what no writing step reads again;
+        # the role name, the endpoint identifier and the policy sizes are
+        # checked by the steps that write them (provisioning.preflight).
         spec = dataclasses.replace(spec, kms_key_arn=None)
-        return function(spec, clients=clients, shape_check=request.remote_account.allow_secret_shape_check)
+        return function(
+            spec, clients=clients, shape_check=request.remote_account.allow_secret_shape_check, at_apply=True
+        )
     if definition.phase == table.GRANT and definition.writes:
         # What the step writes is built from the request row: write only if
         # that is exactly the plan the approvers approved.
@@ -431,10 +437,12 @@ def _record_preflight(request_id: int, step: ProvisioningStep, result: Any) -> b
         if locked is None:
             return False
         request, step = locked
-        passed = _store_preflight(request, result)
-        step.after = request.preflight
+        step.after = result.to_dict()
         step.aws_request_ids = list(result.aws_request_ids)
-        if not passed:
+        if not result.ok:
+            # The request shows what failed now; a passing apply-time report
+            # leaves the fuller one the approvers saw in place.
+            _store_failed_preflight(request, result)
             failed = [check for check in result.checks if not check.ok]
             error = "; ".join(check.message for check in failed) or "preflight failed"
             _fail(request, step, error=error, diagnosis=result.diagnosis or "", aws_request_ids=step.aws_request_ids)
@@ -485,13 +493,12 @@ def _phase_goes_on(request_id: int, step: ProvisioningStep) -> bool:
     return False
 
 
-def _store_preflight(request: AccessRequest, report: Any) -> bool:
+def _store_failed_preflight(request: AccessRequest, report: Any) -> None:
     # The key preflight resolves now is not stored as the request's key here:
     # that key is the approved plan's until the approvers approve another.
     request.preflight = report.to_dict()
-    request.preflight_status = AccessRequest.PreflightStatus.PASSED if report.ok else AccessRequest.PreflightStatus.FAILED
+    request.preflight_status = AccessRequest.PreflightStatus.FAILED
     request.save(update_fields=["preflight", "preflight_status", "updated_at"])
-    return bool(report.ok)
 
 
 def _needs_reapproval(request: AccessRequest, step: ProvisioningStep, *, plan: dict, kms_key_arn: str, reason: str) -> None:
@@ -524,6 +531,8 @@ def _needs_reapproval(request: AccessRequest, step: ProvisioningStep, *, plan: d
         diagnosis="plan_changed",
     )
     transaction.on_commit(lambda: notifications.notify_plan_changed(request, previous_plan or {}, previous_hash))
+    # A rule in force may approve the new plan as it approved the old one.
+    rules.match_on_commit(request)
 
 
 def _audit_result(request: AccessRequest, step: ProvisioningStep, definition: table.Step, result: Any) -> None:
