@@ -103,8 +103,10 @@ def table(results: dict) -> str:
         if f"provisioning_portal_step_ms{suffix}" in results:
             steps = ", ".join(f"{name} {ms:.0f}" for name, ms in results[f"provisioning_portal_step_ms{suffix}"].items())
             outside = results[f"provisioning_portal_outside_steps_ms{suffix}"]
-            lines += ["", f"Median portal grant by step at {latency} (ms, claimed to recorded): {steps}; outside the "
-                          f"steps (approval, the broker, claiming, recording): {outside:.0f}."]
+            critical = results[f"provisioning_portal_critical_path_ms{suffix}"]
+            lines += ["", f"Median portal grant by step at {latency} (ms, claimed to recorded): {steps}; the longest "
+                          f"chain of the step graph: {critical:.0f}; outside it (approval, the broker, claiming, "
+                          f"recording): {outside:.0f}."]
     if "audit_verify_events" in results:
         lines.append("")
         lines.append(
