@@ -230,7 +230,7 @@ def test_an_over_long_comment_is_refused_with_the_shared_message_and_nothing_is_
     assert Decision.objects.get(request=done).comment == "y" * COMMENT_MAX
 
 
-APPROVE_QUERIES = 11
+APPROVE_QUERIES = 9
 
 
 def _statements(captured) -> list[str]:
