@@ -175,14 +175,30 @@ def for_resource(phase: str, resource: str) -> Step:
     return found
 
 
+def upstream(name: str) -> frozenset[str]:
+    """Every step that ``name`` waits for, directly or through others."""
+    found: set[str] = set()
+    waiting = list(step(name).after)
+    while waiting:
+        dependency = waiting.pop()
+        if dependency not in found:
+            found.add(dependency)
+            waiting.extend(step(dependency).after)
+    return frozenset(found)
+
+
 def ready(phase: str, succeeded: Collection[str], busy: Iterable[str] = ()) -> tuple[str, ...]:
     """The steps of ``phase`` that may start now: not succeeded, not ``busy``
-    (running or failed), every step they wait for succeeded; in table order."""
+    (running or failed), and every step upstream of them succeeded; in table order.
+
+    Upstream, not only the steps named in ``after``: a repair puts some steps
+    back to pending and leaves the others done, and ``verify`` must not run
+    beside the policy write it is to check (its own ``after`` is done)."""
     done, taken = set(succeeded), set(busy)
     return tuple(
         s.name
         for s in steps_of(phase)
-        if s.name not in done and s.name not in taken and all(dependency in done for dependency in s.after)
+        if s.name not in done and s.name not in taken and upstream(s.name) <= done
     )
 
 

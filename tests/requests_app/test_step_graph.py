@@ -55,6 +55,15 @@ def test_the_grant_graph_keeps_only_the_order_aws_requires():
     assert table.ready(GRANT, table.names(GRANT)) == ()
 
 
+def test_a_repair_runs_verify_only_after_the_step_it_put_back():
+    # A repair resets preflight, the drifted step and verify; the other steps stay done.
+    done = [table.CREATE_ROLE, table.GRANT_SECRET_POLICY, table.CREATE_ENDPOINT]
+    assert table.ready(GRANT, done) == (table.PREFLIGHT,)
+    assert table.ready(GRANT, [*done, table.PREFLIGHT]) == (table.GRANT_KEY_POLICY,)
+    assert table.ready(GRANT, [*done, table.PREFLIGHT, table.GRANT_KEY_POLICY]) == (table.VERIFY,)
+    assert table.upstream(table.VERIFY) == {table.PREFLIGHT, table.CREATE_ROLE, *POLICY_STEPS, table.CREATE_ENDPOINT}
+
+
 def test_the_revoke_graph_is_the_grant_in_reverse():
     assert table.ready(REVOKE, []) == (table.DELETE_ENDPOINT,)
     assert set(table.ready(REVOKE, [table.DELETE_ENDPOINT])) == {table.REVOKE_KEY_POLICY, table.REVOKE_SECRET_POLICY}
