@@ -187,6 +187,12 @@ def upstream(name: str) -> frozenset[str]:
     return frozenset(found)
 
 
+def last(phase: str) -> str:
+    """The step that ends ``phase``: every other step of the phase is upstream of it (checked below)."""
+    [name] = [s.name for s in steps_of(phase) if not any(s.name in other.after for other in steps_of(phase))]
+    return name
+
+
 def ready(phase: str, succeeded: Collection[str], busy: Iterable[str] = ()) -> tuple[str, ...]:
     """The steps of ``phase`` that may start now: not succeeded, not ``busy``
     (running or failed), and every step upstream of them succeeded; in table order.
@@ -217,3 +223,8 @@ def _check(steps: tuple[Step, ...]) -> None:
 
 
 _check(STEPS)
+for _phase in (GRANT, REVOKE):
+    # One step ends each phase and waits for all the others: once it has
+    # succeeded, the phase is done (the runner reads nothing more to know).
+    if upstream(last(_phase)) != set(names(_phase)) - {last(_phase)}:
+        raise ValueError(f"the last step of {_phase} does not wait for every other step")

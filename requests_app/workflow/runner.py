@@ -389,9 +389,10 @@ def _lock_claimed(request_id: int, step: ProvisioningStep) -> tuple[AccessReques
 def _record_success(request: AccessRequest, step: ProvisioningStep, result: Any) -> bool:
     """Record a step's result; True when a step of its phase still awaits.
 
-    Three queries besides the audit event's: lock the request row (writing
-    the engine's outputs on it, when there are any), mark the step succeeded
-    if this attempt still holds it, read the phase's other steps.
+    Two queries besides the audit event's: lock the request row (writing
+    the engine's outputs on it, when there are any) and mark the step
+    succeeded if this attempt still holds it. The phase's last step also
+    finishes the phase.
     """
     if step.name == table.PREFLIGHT:
         return _record_preflight(request.pk, step, result)
@@ -407,8 +408,8 @@ def _record_success(request: AccessRequest, step: ProvisioningStep, result: Any)
     }
     now = timezone.now()
     with transaction.atomic():
-        # The request row first, as every transition does: the records of a
-        # phase's steps are serialised, so the last one sees all the others.
+        # The request row first, as every transition does: a step's record
+        # never interleaves with a transition of its request.
         if changed:
             AccessRequest.objects.filter(pk=request.pk).update(**changed, updated_at=now)
         else:
@@ -477,12 +478,15 @@ def _record_preflight(request_id: int, step: ProvisioningStep, result: Any) -> b
 
 def _phase_goes_on(request_id: int, step: ProvisioningStep) -> bool:
     """After ``step`` succeeded, under the request row's lock: True when a
-    step of its phase still awaits; when none does, the phase is finished."""
-    others = ProvisioningStep.objects.filter(request_id=request_id, phase=step.phase).exclude(pk=step.pk)
-    statuses = list(others.values_list("status", flat=True))
-    if any(status == Status.FAILED for status in statuses):
-        return False
-    if any(status != Status.SUCCEEDED for status in statuses):
+    step of its phase still awaits; after the phase's last step, the phase is
+    finished.
+
+    Nothing is read to know: every other step of a phase is upstream of its
+    last one (``table.last``), so a step before it always leaves the last one
+    to run (the next claim finds what is ready, or that a step failed), and
+    the last one runs only once all the others have succeeded.
+    """
+    if step.name != table.last(step.phase):
         return True
     request = (
         AccessRequest.objects.select_for_update(of=("self",))
