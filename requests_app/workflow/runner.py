@@ -217,6 +217,7 @@ def _run_claimed(claim: Claim, *, final_attempt: bool) -> tuple[str, bool]:
         else:
             observe_step(step.name, time.monotonic() - started, True)
             more = _record_success(request, step, result)
+            logger.info("step %s done in %.0f ms (attempt %s)", step.name, (time.monotonic() - started) * 1000, step.attempts)
     return step.name, more
 
 
