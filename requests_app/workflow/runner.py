@@ -268,8 +268,6 @@ def _claim_ready_step(request_id: int, phase: str) -> tuple[Claim | None, bool]:
         if not free:
             return None, False  # live workers hold the ready steps, or they wait for them
         step = free[0]
-        if step.status == Status.RUNNING:
-            _take_over(request, step)
         claimed = ProvisioningStep.objects.filter(pk=step.pk, status=step.status, attempts=step.attempts).update(
             status=Status.RUNNING,
             attempts=F("attempts") + 1,
@@ -279,6 +277,10 @@ def _claim_ready_step(request_id: int, phase: str) -> tuple[Claim | None, bool]:
         )
         if not claimed:  # another worker claimed it while this one waited for the request row
             return None, False
+        if step.status == Status.RUNNING:
+            # Recorded only by the worker whose claim took the step: one that
+            # saw the same lapsed lease a moment too late records nothing.
+            _take_over(request, step)
         step.status, step.attempts, step.started_at, step.finished_at = Status.RUNNING, step.attempts + 1, now, None
         step.lease_expires_at = None  # on the database's clock, renewed by the lease
         if request.state == RequestState.APPROVED:

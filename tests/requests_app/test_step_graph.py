@@ -3,11 +3,12 @@ independent ones side by side, each claimed, recorded and audited on its own."""
 from __future__ import annotations
 
 import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from provisioning.errors import PermanentAwsError
@@ -236,3 +237,50 @@ def test_a_live_sibling_is_left_to_its_worker(engine, enqueued):
     assert held[1].name == table.GRANT_SECRET_POLICY
     assert ran == [table.GRANT_KEY_POLICY]
     assert steps_of(request)[table.GRANT_SECRET_POLICY].status == "running"
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_that_saw_a_lapsed_lease_too_late_records_no_take_over(engine, enqueued):
+    """Two workers sent the same lost work: the one that waited for the
+    request row sees the steps as they were before the other's take-over.
+    Its claim finds the step taken and it records nothing, not even a
+    second ``step.lease_lapsed``."""
+    request = approved_request(endpoint_identifier="stale-view")
+    lapsed = timezone.now() - timedelta(seconds=1)
+    ProvisioningStep.objects.filter(request=request, phase=GRANT, name=table.PREFLIGHT).update(
+        status="running", attempts=1, started_at=lapsed - timedelta(minutes=5), lease_expires_at=lapsed
+    )
+    holding, waiting_started, outcome = threading.Event(), threading.Event(), {}
+
+    def first_worker() -> None:
+        # Holds the request row while the second worker starts its read.
+        try:
+            with transaction.atomic():
+                AccessRequest.objects.select_for_update().get(pk=request.pk)
+                holding.set()
+                waiting_started.wait(timeout=10)
+                time.sleep(0.5)  # the second worker's statement is now waiting for the row
+                ProvisioningStep.objects.filter(request=request, phase=GRANT, name=table.PREFLIGHT).update(
+                    attempts=2, lease_expires_at=timezone.now() + timedelta(minutes=5)
+                )
+        finally:
+            connection.close()
+
+    def second_worker() -> None:
+        try:
+            holding.wait(timeout=10)
+            waiting_started.set()
+            outcome["claim"] = runner._claim_ready_step(request.pk, GRANT)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=first_worker), threading.Thread(target=second_worker)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert outcome["claim"] == (None, False)
+    assert not AuditEvent.objects.filter(request=request, action="step.lease_lapsed").exists()
+    assert ProvisioningStep.objects.get(request=request, phase=GRANT, name=table.PREFLIGHT).attempts == 2
