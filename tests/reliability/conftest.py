@@ -33,6 +33,10 @@ SHARED_WORKER_SETTINGS = {
     "PROVISIONING_RETRY_BACKOFF": "1",
     "PROVISIONING_RETRY_BACKOFF_MAX": "2",
     "PROVISIONING_STEP_LEASE_SECONDS": str(LEASE_SECONDS),
+    # Each module's beat sweeps; a worker's own sweep would also run while
+    # test_outages's workers are on, and could hand one of its lapsed steps to
+    # these workers and their long lease.
+    "PROVISIONING_WORKER_SWEEP": "0",
     # The whole run logs everything, so test_secret_values searches the most
     # a log can hold for secret values.
     "LOG_LEVEL": "DEBUG",
