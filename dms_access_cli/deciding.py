@@ -10,6 +10,14 @@ from dms_access_cli.app import Interval, Json, RequestId, Timeout, Wait, Yes, co
 from dms_access_cli.errors import ExitCode, UsageProblem
 from dms_access_cli.output import consoles, plan_view
 
+
+def _followed(portal, detail: dict, *, goal: str, wait: bool, timeout, interval: float, json_output: bool):
+    """(the request, its exit code): as answered, or, with ``wait``, once it settled."""
+    if not wait:
+        return detail, ExitCode.DONE
+    return follow_one(portal, detail, goal=goal, timeout=timeout, interval=interval, json_output=json_output)
+
+
 @command
 def approve(
     request_id: RequestId,
@@ -36,9 +44,8 @@ def approve(
             out.print(plan_view(str(request_id), body))
         confirm(f"Approve request {request_id} with plan hash {seen}?", yes=yes, json_output=json_output)
         detail = portal.post(f"/requests/{request_id}/approve/", {"plan_hash": seen, "comment": comment})
-        code = ExitCode.DONE
-        if wait:
-            detail, code = follow_one(portal, detail, goal="active", timeout=timeout, interval=interval, json_output=json_output)
+        detail, code = _followed(portal, detail, goal="active", wait=wait, timeout=timeout, interval=interval,
+                                 json_output=json_output)
     return finish(detail, code, json_output=json_output, goal="active")
 
 
@@ -75,9 +82,8 @@ def revoke(
     confirm(f"Revoke request {request_id}? DMS loses access to the secret.", yes=yes, json_output=json_output)
     with connect() as portal:
         detail = portal.post(f"/requests/{request_id}/revoke/")
-        code = ExitCode.DONE
-        if wait:
-            detail, code = follow_one(portal, detail, goal="revoked", timeout=timeout, interval=interval, json_output=json_output)
+        detail, code = _followed(portal, detail, goal="revoked", wait=wait, timeout=timeout, interval=interval,
+                                 json_output=json_output)
     return finish(detail, code, json_output=json_output, goal="revoked")
 
 
@@ -92,9 +98,8 @@ def retry(
     """Run a failed request's failed steps again (done steps stay done)."""
     with connect() as portal:
         detail = portal.post(f"/requests/{request_id}/retry/")
-        code = ExitCode.DONE
-        if wait:
-            detail, code = follow_one(portal, detail, goal="active", timeout=timeout, interval=interval, json_output=json_output)
+        detail, code = _followed(portal, detail, goal="active", wait=wait, timeout=timeout, interval=interval,
+                                 json_output=json_output)
     return finish(detail, code, json_output=json_output, goal="active")
 
 
