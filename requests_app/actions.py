@@ -29,6 +29,7 @@ from requests_app.models import (
     AwsAccount,
     ExpiryExtension,
     RepairRequest,
+    RequestSet,
     RequestState,
 )
 from requests_app.services.expiry import JUSTIFICATION_MAX
@@ -104,6 +105,8 @@ def _deciding_now(user, request: AccessRequest, pending: Pending) -> bool:
 
 
 def _approvable_now(user, request: AccessRequest, pending: Pending) -> bool:
+    if request.request_set_id is not None:
+        return False  # approved with its set, whose plan covers every grant (SET_ACTIONS)
     if request.state == RequestState.NEEDS_REAPPROVAL:
         # The worker found another plan before its first write: the approvers
         # approve the new one (quorum again) or revoke; there is no reject.
@@ -277,6 +280,80 @@ def offered_actions(
 
 
 def action_arguments(action: RequestAction, data) -> dict[str, Any]:
+    """The service's keyword arguments from a body (raises the serializer's ValidationError)."""
+    if action.body is None:
+        return {}
+    parsed = action.body(data=data)
+    parsed.is_valid(raise_exception=True)
+    return dict(parsed.validated_data)
+
+
+# --- multi-grant requests: approve, reject or revoke every grant at once ----------------------------------
+#
+# Tried on a set (``services.request_sets``): whoever sees none of its grants
+# gets 404, whoever sees them but may do this to none of them 403; each grant
+# is then checked again, under its lock, by the service that acts on it.
+
+
+@dataclass(frozen=True)
+class SetAction:
+    name: str  # the path segment on the pages and in the API (`/request-sets/<id>/<name>/`)
+    service: Callable[..., Any]
+    may: Callable[[Any, AccessRequest], bool]  # may this person do it to this grant
+    offered_when: Callable[[Any, AccessRequest, Pending], bool | str | None]  # does this grant allow it now
+    refusal: str  # {request_set} is the set
+    done: str
+    body: type[serializers.Serializer] | None = None
+
+    def check(self, *, user, set_id: Any) -> RequestSet:
+        try:
+            request_set = RequestSet.objects.select_related("remote_account").get(pk=set_id)
+        except (RequestSet.DoesNotExist, ValueError, TypeError):
+            raise NotFoundForUser() from None
+        grants = list(request_set.grants.select_related("remote_account", "datalake_account"))
+        visible = [grant for grant in grants if permissions.can_view(user, grant)]
+        if not visible:
+            raise NotFoundForUser()
+        if not any(self.may(user, grant) for grant in visible):
+            raise NotAllowed(self.refusal.format(request_set=request_set))
+        return request_set
+
+    def offered(self, user, grants: list[AccessRequest]) -> bool:
+        return any(self.offered_when(user, grant, Pending()) and self.may(user, grant) for grant in grants)
+
+
+def _set_approvable_now(user, request: AccessRequest, pending: Pending) -> bool:
+    if request.state == RequestState.NEEDS_REAPPROVAL:
+        return not permissions.has_decided_on_current_plan(user, request)
+    return _deciding_now(user, request, pending) and request.preflight_status == AccessRequest.PreflightStatus.PASSED
+
+
+_SET_DECIDERS = "Only approvers of the Remote account {request_set.remote_account.account_id}, never the requester, may "
+
+# fmt: off
+SET_ACTIONS: dict[str, SetAction] = {
+    action.name: action
+    for action in (
+        SetAction("approve", services.request_set_approve, permissions.can_approve, _set_approvable_now,
+                  refusal=_SET_DECIDERS + "approve this request.", done="Approved: every grant awaiting approval.",
+                  body=ApproveSerializer),
+        SetAction("reject", services.request_set_reject, permissions.can_reject, _deciding_now,
+                  refusal=_SET_DECIDERS + "reject this request.", done="Rejected: every grant awaiting a decision.",
+                  body=RejectSerializer),
+        SetAction("revoke", services.request_set_revoke, permissions.can_revoke, _revocable,
+                  refusal="Only the requester, approvers of the Remote account or an administrator may revoke these grants.",
+                  done="Revoke started for every active or failed grant."),
+    )
+}
+# fmt: on
+
+
+def offered_set_actions(user, grants: list[AccessRequest]) -> set[str]:
+    """The set actions to offer ``user``, given the grants of the set they see."""
+    return {name for name, action in SET_ACTIONS.items() if action.offered(user, grants)}
+
+
+def set_action_arguments(action: SetAction, data) -> dict[str, Any]:
     """The service's keyword arguments from a body (raises the serializer's ValidationError)."""
     if action.body is None:
         return {}

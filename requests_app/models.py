@@ -152,6 +152,30 @@ ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
 }
 
 
+class RequestSet(models.Model):
+    """One request naming several grants for one DataLake account.
+
+    Each grant is an ``AccessRequest`` (``grants``): it is provisioned,
+    retried, revoked and audited on its own. What the set adds is one plan
+    for all of them, grouped by secret and key, that the approvers approve
+    once (``requests_app.request_sets``), and one write per secret and per
+    key when the grants are provisioned together.
+    """
+
+    requester = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="request_sets")
+    datalake_account = models.ForeignKey(AwsAccount, on_delete=models.PROTECT, related_name="+")
+    remote_account = models.ForeignKey(AwsAccount, on_delete=models.PROTECT, related_name="+")
+    justification = models.TextField()
+    expires_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"set #{self.pk}"
+
+
 class AccessRequest(models.Model):
     """A request for DMS in a DataLake account to read one secret of a Remote account."""
 
@@ -182,6 +206,10 @@ class AccessRequest(models.Model):
     replication_instance_arn = models.CharField(max_length=2048, blank=True)
     justification = models.TextField()
     expires_at = models.DateTimeField(null=True, blank=True)
+    # The multi-grant request this grant belongs to, if any.
+    request_set = models.ForeignKey(
+        RequestSet, on_delete=models.PROTECT, null=True, blank=True, related_name="grants"
+    )
 
     state = models.CharField(max_length=20, choices=RequestState.choices, default=RequestState.PENDING_APPROVAL)
     plan = models.JSONField(default=dict, blank=True)

@@ -110,6 +110,51 @@ def notify_submitted(request: AccessRequest) -> None:
     slack_messages.post_request(request)
 
 
+def request_set_url(request_set) -> str:
+    """Where a person reads a multi-grant request in the browser."""
+    return settings.PORTAL_BASE_URL + reverse("web:request_set_detail", args=[request_set.pk])
+
+
+def notify_set_submitted(request_set) -> None:
+    """Tell the approvers of the set's Remote account, once, that its grants await them."""
+    grants = list(request_set.grants.select_related("datalake_account").order_by("pk"))
+    approvers = _addresses(
+        approvers_of(request_set.remote_account_id).exclude(pk=request_set.requester_id).filter(is_active=True)
+    )
+    failed = [grant for grant in grants if grant.preflight_status != AccessRequest.PreflightStatus.PASSED]
+    body = "\n".join(
+        [
+            f"{_person(request_set.requester)} asks for access to {len(grants)} databases and needs your approval.",
+            "",
+            *(_summary(grant) for grant in grants),
+            "",
+            f"Justification: {quoted(request_set.justification)}",
+            f"Preflight: {len(grants) - len(failed)} of {len(grants)} passed",
+            "",
+            f"Review the plan and approve it once: {request_set_url(request_set)}",
+        ]
+    )
+    subject = f"{SUBJECT_PREFIX} multi-grant request #{request_set.pk} ({len(grants)} grants) awaits your approval"
+    _mail(subject, body, approvers)
+    _webhook(
+        f"New multi-grant request #{request_set.pk} ({len(grants)} grants) from "
+        f"{slack_escape(_person(request_set.requester))} awaits approval: {request_set_url(request_set)}"
+    )
+
+
+def notify_set_decided(request_set, grants: Iterable[AccessRequest]) -> None:
+    """Tell the requester, once, what an approval of their multi-grant request did to its grants."""
+    grants = list(grants)
+    approved = [grant for grant in grants if grant.state == RequestState.APPROVED]
+    if len(approved) == len(grants):
+        verdict = f"was approved ({len(grants)} grants); provisioning starts now"
+    else:
+        verdict = f"has one more approval: {len(approved)} of its {len(grants)} waiting grants are approved"
+    body = "\n".join([f"Your multi-grant request #{request_set.pk} {verdict}.", "", request_set_url(request_set)])
+    _mail(f"{SUBJECT_PREFIX} multi-grant request #{request_set.pk} {verdict}", body, _addresses([request_set.requester]))
+    _webhook(f"Multi-grant request #{request_set.pk} {verdict}: {request_set_url(request_set)}")
+
+
 def notify_decided(request: AccessRequest) -> None:
     """Tell the requester what the approvers decided (or that one approval of several is in)."""
     decision = request.decisions.select_related("approver").order_by("-created_at", "-id").first()

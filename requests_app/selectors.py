@@ -28,6 +28,7 @@ from requests_app.models import (
     ExpiryExtension,
     ProvisioningStep,
     RepairRequest,
+    RequestSet,
     RequestState,
     RuleDecision,
 )
@@ -203,6 +204,38 @@ def request_detail_for(*, user, request_id: Any) -> AccessRequest:
     if not permissions.can_view(user, request):
         raise NotFoundForUser()
     return request
+
+
+def request_sets_visible_to(*, user) -> QuerySet[RequestSet]:
+    """Every multi-grant request ``user`` may see (one of its grants, at least), newest first."""
+    visible = _requests_visible(user, _approver_accounts).filter(request_set__isnull=False).order_by()
+    return (
+        RequestSet.objects.filter(pk__in=visible.values("request_set"))
+        .select_related("requester", "datalake_account", "remote_account")
+        .order_by("-created_at", "-id")
+    )
+
+
+def request_set_detail_for(*, user, set_id: Any) -> tuple[RequestSet, list[AccessRequest]]:
+    """One multi-grant request and the grants ``user`` may see of it, oldest
+    first (raises NotFoundForUser when it does not exist or they see none)."""
+    try:
+        request_set = RequestSet.objects.select_related("requester", "datalake_account", "remote_account").get(
+            pk=int(set_id)
+        )
+    except (RequestSet.DoesNotExist, ValueError, TypeError, OverflowError):
+        raise NotFoundForUser() from None
+    grants = list(
+        _requests_visible(user, _approver_accounts)
+        .filter(request_set=request_set)
+        .annotate(**permissions.approver_annotations(user))
+        .order_by("pk")
+    )
+    if not grants:
+        raise NotFoundForUser()
+    for grant in grants:
+        permissions.remember_approver_annotations(user, grant)
+    return request_set, grants
 
 
 def pending_extension_of(request: AccessRequest) -> ExpiryExtension | None:

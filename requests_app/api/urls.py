@@ -1,7 +1,7 @@
 """URL layout of /api/v1/ (the paths are part of the published contract)."""
 from django.urls import path, re_path
 
-from requests_app.api import audit_export, lifecycle_views, rules, token_views, views
+from requests_app.api import audit_export, lifecycle_views, request_sets, rules, token_views, views
 
 app_name = "api"
 
@@ -41,6 +41,12 @@ urlpatterns = [
     ),
     path("requests/<str:id>/export/", lifecycle_views.RequestExportView.as_view(), name="request-export"),
     path("requests/<str:id>/rule-decisions/", rules.RequestRuleDecisionsView.as_view(), name="request-rule-decisions"),
+    path("request-sets/", request_sets.RequestSetListView.as_view(), name="request-sets"),
+    path("request-sets/<str:id>/", request_sets.RequestSetDetailView.as_view(), name="request-set-detail"),
+    path("request-sets/<str:id>/plan/", request_sets.RequestSetPlanView.as_view(), name="request-set-plan"),
+    path("request-sets/<str:id>/approve/", request_sets.RequestSetApproveView.as_view(), name="request-set-approve"),
+    path("request-sets/<str:id>/reject/", request_sets.RequestSetRejectView.as_view(), name="request-set-reject"),
+    path("request-sets/<str:id>/revoke/", request_sets.RequestSetRevokeView.as_view(), name="request-set-revoke"),
     path("rules/", rules.RuleListView.as_view(), name="rules"),
     path("rules/<str:id>/", rules.RuleDetailView.as_view(), name="rule-detail"),
     path("rules/<str:id>/change/", rules.RuleChangeView.as_view(), name="rule-change"),

@@ -27,6 +27,7 @@ from requests_app.services.repair import (
     access_request_repair_approve,
     access_request_repair_reject,
 )
+from requests_app.services.request_sets import request_set_approve, request_set_reject, request_set_revoke, request_set_submit
 from requests_app.services.rules import (
     request_match_rules,
     rule_change_propose,
@@ -64,6 +65,10 @@ __all__ = [
     "grant_drift_record",
     "remind_expiring_grants",
     "request_match_rules",
+    "request_set_approve",
+    "request_set_reject",
+    "request_set_revoke",
+    "request_set_submit",
     "rule_change_propose",
     "rule_disable_propose",
     "rule_propose",

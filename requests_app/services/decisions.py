@@ -90,38 +90,55 @@ def access_request_approve(
 ) -> AccessRequest:
     """Record ``user``'s approval of the request's current plan, which must be
     ``plan_hash`` (the plan they were shown); approve the request (and
-    schedule the grant) when enough approvers agree."""
+    schedule the grant) when enough approvers agree.
+
+    A grant of a multi-grant request is approved with its set, whose plan
+    covers every grant (``request_sets.request_set_approve``)."""
     comment = clean_comment(comment)
     with transaction.atomic():
         request = lock_request_for(user=user, request_id=request_id)
-        _ensure_decider(user, request, verb="approve")
-        ensure_can_move(request, RequestState.APPROVED, verb="approved")
-        if request.preflight_status != AccessRequest.PreflightStatus.PASSED or not request.plan_hash:
-            raise NotAllowed(preflight_refusal(request))
-        ensure_plan_seen(request, plan_hash)
-        decided, approvals = _plan_standing(user, request)
-        _ensure_first_decision(decided)
-        _record_decision(request, user=user, outcome=Decision.Outcome.APPROVE, comment=comment, source_ip=source_ip)
-        # Theirs counts too: ``_ensure_decider`` found them an approver of the Remote account now.
-        approvals += 1
-        required = request.remote_account.required_approvals
-        if approvals >= required:
-            move(
-                request,
-                RequestState.APPROVED,
-                verb="approved",
-                action="request.approved",
-                actor=user,
-                source_ip=source_ip,
-                details={"comment": comment, "approvals": approvals, "required_approvals": required},
-                decided_at=timezone.now(),
+        if request.request_set_id is not None:
+            raise InvalidTransition(
+                f"Request #{request.pk} is one grant of multi-grant request #{request.request_set_id}: "
+                "approve that request, whose plan covers every grant."
             )
-            scheduling.schedule_grant(request)
-        else:
-            # Not yet enough approvals: the Slack message shows who approved so far.
-            slack_messages.refresh_on_commit(request)
-        transaction.on_commit(lambda: notifications.notify_decided(request))
+        approve_locked(request, user=user, plan_hash=plan_hash, comment=comment, source_ip=source_ip)
     return request
+
+
+def approve_locked(
+    request: AccessRequest, *, user, plan_hash: str, comment: str, source_ip: str | None, notify: bool = True
+) -> None:
+    """``access_request_approve`` on a request its caller locked, in the caller's
+    transaction (``notify``: tell the requester; a set tells them once)."""
+    _ensure_decider(user, request, verb="approve")
+    ensure_can_move(request, RequestState.APPROVED, verb="approved")
+    if request.preflight_status != AccessRequest.PreflightStatus.PASSED or not request.plan_hash:
+        raise NotAllowed(preflight_refusal(request))
+    ensure_plan_seen(request, plan_hash)
+    decided, approvals = _plan_standing(user, request)
+    _ensure_first_decision(decided)
+    _record_decision(request, user=user, outcome=Decision.Outcome.APPROVE, comment=comment, source_ip=source_ip)
+    # Theirs counts too: ``_ensure_decider`` found them an approver of the Remote account now.
+    approvals += 1
+    required = request.remote_account.required_approvals
+    if approvals >= required:
+        move(
+            request,
+            RequestState.APPROVED,
+            verb="approved",
+            action="request.approved",
+            actor=user,
+            source_ip=source_ip,
+            details={"comment": comment, "approvals": approvals, "required_approvals": required},
+            decided_at=timezone.now(),
+        )
+        scheduling.schedule_grant(request)
+    else:
+        # Not yet enough approvals: the Slack message shows who approved so far.
+        slack_messages.refresh_on_commit(request)
+    if notify:
+        transaction.on_commit(lambda: notifications.notify_decided(request))
 
 
 def access_request_reject(*, request_id, user, comment: str, source_ip: str | None = None) -> AccessRequest:

@@ -143,7 +143,7 @@ def _held_names(cleaned: dict[str, Any]) -> dict[str, list[str]]:
             f"{cleaned['endpoint_identifier']} is already held by another live request for this DataLake account "
             f"in {cleaned['region']}."
         ]
-    return errors or {"endpoint_identifier": ["Another request was filed with the same names at the same moment."]}
+    return errors
 
 
 def access_request_submit(
@@ -180,11 +180,21 @@ def access_request_submit(
     except IntegrityError:
         if key and (existing := _replay(requester, key, fingerprint)) is not None:
             return existing
-        raise ValidationFailed(_held_names(cleaned)) from None
+        raise ValidationFailed(
+            _held_names(cleaned)
+            or {"endpoint_identifier": ["Another request was filed with the same names at the same moment."]}
+        ) from None
 
 
 def _file(
-    requester, cleaned: dict[str, Any], outcome: PreflightOutcome, *, key: str, fingerprint: str, source_ip: str | None
+    requester,
+    cleaned: dict[str, Any],
+    outcome: PreflightOutcome,
+    *,
+    key: str,
+    fingerprint: str,
+    source_ip: str | None,
+    notify: bool = True,
 ) -> AccessRequest:
     # Checked again now that AWS has answered: a requester removed meanwhile files nothing.
     _ensure_can_file(requester, cleaned["datalake_account"])
@@ -213,7 +223,8 @@ def _file(
             "endpoint_identifier": request.endpoint_identifier,
         },
     )
-    transaction.on_commit(lambda: notifications.notify_submitted(request))
+    if notify:  # a set's grants are announced once, with the set
+        transaction.on_commit(lambda: notifications.notify_submitted(request))
     rules.match_on_commit(request)
     return request
 

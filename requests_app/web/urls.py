@@ -1,6 +1,6 @@
 from django.urls import path
 
-from requests_app.web import lifecycle, rules, tokens, views
+from requests_app.web import lifecycle, request_sets, rules, tokens, views
 
 app_name = "web"
 
@@ -15,6 +15,8 @@ urlpatterns = [
     path("requests/<int:request_id>/extend/", views.request_action, {"action": "extend"}, name="request_extend"),
     path("requests/<int:request_id>/export/<str:fmt>/", lifecycle.request_export, name="request_export"),
     path("requests/<int:request_id>/<str:action>/", views.request_action, name="request_action"),
+    path("request-sets/<int:set_id>/", request_sets.request_set_detail, name="request_set_detail"),
+    path("request-sets/<int:set_id>/<str:action>/", request_sets.request_set_action, name="request_set_action"),
     path("approvals/", views.approval_queue, name="approval_queue"),
     path("audit/", views.audit_log, name="audit_log"),
     path("audit/export.<str:fmt>", views.audit_export, name="audit_export"),

@@ -1,0 +1,312 @@
+"""A request naming several grants: filing it, its one plan, approving it once.
+
+Each grant of a set is an ``AccessRequest`` of its own, filed with the same
+rules as a single request (``grant_input.GRANT_INPUT`` repeated, the request's
+own fields given once) and provisioned, retried, revoked and audited on its
+own. The set adds:
+
+- filing all or nothing: one broken grant files none, and the errors name
+  each grant by its position (``grants.3.engine``, as the API spells a nested error);
+- one plan (``set_plan``): every grant awaiting approval, with each statement
+  grouped under the secret and the key it goes into; its ``plan_hash`` is what
+  an approver approves, once, for all of them (each grant records the
+  approval of its own plan, in the same transaction);
+- rejecting or revoking every grant at once.
+
+All grants of a set read secrets of one Remote account, whose approvers
+decide for the whole set.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from django.db import IntegrityError, connections, transaction
+
+from provisioning.documents import plan_hash
+from requests_app import notifications, permissions
+from requests_app.audit import record_event
+from requests_app.errors import InvalidTransition, NotAllowed, NotFoundForUser, PlanChanged, ValidationFailed
+from requests_app.grant_input import GRANT_INPUT, SUBMIT_INPUT
+from requests_app.models import AccessRequest, AwsAccount, RequestSet, RequestState
+from requests_app.services import decisions, lifecycle
+from requests_app.services.submission import _ensure_can_file, _file, _held_names, _run_preflight, _text
+from requests_app.validation import clean_comment, validate_request_input
+
+MAX_GRANTS = 50
+# Preflights of one filing run side by side, at most this many at once.
+PREFLIGHT_THREADS = 8
+# The states in which a grant awaits the approvers' decision.
+AWAITING = (RequestState.PENDING_APPROVAL, RequestState.NEEDS_REAPPROVAL)
+
+SET_FIELDS = tuple(field for field in SUBMIT_INPUT if not field.per_grant)
+GRANT_FIELDS = frozenset(field.name for field in GRANT_INPUT)
+
+
+def grant_error_key(index: int, field: str) -> str:
+    """How an error of grant ``index``'s field is keyed (``grants.3.engine``, as the API spells a nested error)."""
+    return f"grants.{index}.{field}"
+
+
+# --- the one plan ------------------------------------------------------------
+
+
+def set_plan(grants: Iterable[AccessRequest], *, shown=None) -> dict[str, Any]:
+    """The plan of ``grants`` (those awaiting approval, oldest first): each
+    grant's own documents, and every statement under the secret and the key it
+    goes into. ``shown(grant, document)`` redacts a document for the person
+    reading it; the hash is always of the plan as it is (``set_plan_hash``)."""
+    show = shown or (lambda grant, document: document)
+    rows: list[dict[str, Any]] = []
+    secrets: dict[str, list] = {}
+    keys: dict[str, list] = {}
+    for grant in grants:
+        plan = grant.plan or {}
+        key = grant.resolved_kms_key_arn or grant.kms_key_arn
+        rows.append(
+            {
+                "request": grant.pk,
+                "endpoint_identifier": grant.endpoint_identifier,
+                "engine": grant.engine,
+                "endpoint_type": grant.endpoint_type,
+                "secret_arn": grant.secret_arn,
+                "kms_key_arn": show(grant, key),
+                "role_name": grant.role_name,
+                "plan_hash": grant.plan_hash,
+                "role_trust_policy": plan.get("role_trust_policy"),
+                "role_inline_policy": show(grant, plan.get("role_inline_policy")),
+                "endpoint_settings": plan.get("endpoint_settings"),
+            }
+        )
+        secrets.setdefault(grant.secret_arn, []).append(
+            {"request": grant.pk, "statement": show(grant, plan.get("secret_policy_statement"))}
+        )
+        keys.setdefault(show(grant, key) or "", []).append(
+            {"request": grant.pk, "statement": show(grant, plan.get("key_policy_statement"))}
+        )
+    return {
+        "grants": rows,
+        "secrets": [{"arn": arn, "statements": statements} for arn, statements in sorted(secrets.items())],
+        "keys": [{"arn": arn, "statements": statements} for arn, statements in sorted(keys.items())],
+    }
+
+
+def set_plan_hash(grants: Sequence[AccessRequest]) -> str:
+    """What approving the set binds to: the hash of the plan of ``grants``
+    (each grant's whole plan, its id and its approval round). Empty when
+    no grant awaits."""
+    if not grants:
+        return ""
+    rounds = [{"request": grant.pk, "approval_round": grant.approval_round} for grant in grants]
+    return plan_hash({"plan": set_plan(grants), "rounds": rounds})
+
+
+def awaiting_grants(request_set: RequestSet) -> list[AccessRequest]:
+    return list(
+        request_set.grants.filter(state__in=AWAITING)
+        .select_related("datalake_account", "remote_account")
+        .order_by("pk")
+    )
+
+
+# --- filing ------------------------------------------------------------------
+
+
+def _validate(shared: Mapping[str, Any], grants: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Every grant's cleaned fields; ValidationFailed with every error of every grant."""
+    errors: dict[str, list[str]] = {}
+    if not grants:
+        raise ValidationFailed({"grants": ["Name at least one grant."]})
+    if len(grants) > MAX_GRANTS:
+        raise ValidationFailed({"grants": [f"At most {MAX_GRANTS} grants in one request (got {len(grants)})."]})
+    cleaned: list[dict[str, Any]] = []
+    for index, grant in enumerate(grants):
+        if unknown := sorted(set(grant) - {field.argument for field in GRANT_INPUT}):
+            errors[grant_error_key(index, unknown[0])] = [f"Not a field of a grant: {', '.join(unknown)}."]
+            continue
+        try:
+            cleaned.append(validate_request_input(**shared, **grant))
+        except ValidationFailed as error:
+            for field, messages in error.errors.items():
+                key = grant_error_key(index, field) if field in GRANT_FIELDS else field
+                errors.setdefault(key, []).extend(m for m in messages if m not in errors.get(key, []))
+    if not errors:
+        _check_together(cleaned, errors)
+    if errors:
+        raise ValidationFailed(errors)
+    return cleaned
+
+
+def _check_together(cleaned: list[dict[str, Any]], errors: dict[str, list[str]]) -> None:
+    """What no grant can break alone: one Remote account, names used once."""
+    remote = cleaned[0]["remote_account"]
+    roles: dict[str, int] = {}
+    endpoints: dict[tuple[str, str], int] = {}
+    for index, grant in enumerate(cleaned):
+        if grant["remote_account"] != remote:
+            errors[grant_error_key(index, "secret_arn")] = [
+                f"Every grant of one request reads secrets of one Remote account: grant 0's secret is in "
+                f"{remote.account_id}, this one's in {grant['remote_account'].account_id}. File them separately."
+            ]
+        if (first := roles.setdefault(grant["role_name"], index)) != index:
+            errors[grant_error_key(index, "role_name")] = [f"{grant['role_name']} is also grant {first}'s role."]
+        where = (grant["region"], grant["endpoint_identifier"])
+        if (first := endpoints.setdefault(where, index)) != index:
+            errors[grant_error_key(index, "endpoint_identifier")] = [
+                f"{grant['endpoint_identifier']} is also grant {first}'s endpoint in {grant['region']}."
+            ]
+
+
+def _preflights(requester, cleaned: list[dict[str, Any]]) -> list:
+    def one(fields: dict[str, Any]):
+        try:
+            return _run_preflight(AccessRequest(requester=requester, **fields))
+        finally:
+            connections.close_all()
+
+    if len(cleaned) == 1:
+        return [_run_preflight(AccessRequest(requester=requester, **cleaned[0]))]
+    with ThreadPoolExecutor(max_workers=min(PREFLIGHT_THREADS, len(cleaned))) as pool:
+        return list(pool.map(one, cleaned))
+
+
+def request_set_submit(
+    *, requester, grants: Sequence[Mapping[str, Any]], source_ip: str | None = None, **shared: Any
+) -> RequestSet:
+    """File one request naming several grants.
+
+    ``shared`` are the request's own fields as the submit service's keywords
+    (``datalake_account_id``, ``justification``, ``expires_at``); each of
+    ``grants`` holds one grant's fields (``secret_arn``, ``engine``,
+    ``endpoint_identifier`` and the optional ones). Every grant is validated
+    and preflighted as a request of its own would be; one broken grant files
+    none. Each grant is then filed (and audited) as a request that belongs to
+    the set, and the Remote account's approvers are told once.
+    """
+    if unknown := sorted(set(shared) - {field.argument for field in SET_FIELDS}):
+        raise TypeError(f"unexpected keyword arguments: {', '.join(unknown)}")
+    if not permissions.is_active_user(requester):
+        raise NotAllowed("Sign in to file a request.")
+    named = AwsAccount.objects.filter(account_id=_text(shared.get("datalake_account_id")), is_datalake=True).first()
+    if named is not None:
+        _ensure_can_file(requester, named)
+    cleaned = _validate(shared, grants)
+    outcomes = _preflights(requester, cleaned)
+    try:
+        with transaction.atomic():
+            first = cleaned[0]
+            request_set = RequestSet.objects.create(
+                requester=requester,
+                datalake_account=first["datalake_account"],
+                remote_account=first["remote_account"],
+                justification=first["justification"],
+                expires_at=first["expires_at"],
+            )
+            filed = [
+                _file(requester, {**fields, "request_set": request_set}, outcome, key="", fingerprint="",
+                      source_ip=source_ip, notify=False)
+                for fields, outcome in zip(cleaned, outcomes)
+            ]  # fmt: skip
+            record_event(
+                action="request_set.submitted",
+                actor=requester,
+                source_ip=source_ip,
+                account=request_set.remote_account,
+                details={
+                    "request_set": request_set.pk,
+                    "requests": [grant.pk for grant in filed],
+                    "plan_hash": set_plan_hash(filed),
+                },
+            )
+            transaction.on_commit(lambda: notifications.notify_set_submitted(request_set))
+    except IntegrityError:
+        # Another request took one of the names at the same moment; say which.
+        errors = {
+            grant_error_key(index, field): messages
+            for index, fields in enumerate(cleaned)
+            for field, messages in _held_names(fields).items()
+        }
+        raise ValidationFailed(
+            errors or {"grants": ["Another request was filed with the same names at the same moment."]}
+        ) from None
+    return request_set
+
+
+# --- deciding and revoking -----------------------------------------------------
+
+
+def lock_set_for(*, user, set_id: Any) -> tuple[RequestSet, list[AccessRequest]]:
+    """The set and its grants, locked (oldest first); 404 when ``user`` may see none of them."""
+    try:
+        request_set = RequestSet.objects.select_for_update().select_related("remote_account").get(pk=int(set_id))
+    except (RequestSet.DoesNotExist, TypeError, ValueError):
+        raise NotFoundForUser() from None
+    grants = list(
+        AccessRequest.objects.select_for_update(of=("self",))
+        .select_related("datalake_account", "remote_account", "requester")
+        .filter(request_set=request_set)
+        .order_by("pk")
+    )
+    if not any(permissions.can_view(user, grant) for grant in grants):
+        raise NotFoundForUser()
+    return request_set, grants
+
+
+def request_set_approve(
+    *, set_id, user, plan_hash: str, comment: str = "", source_ip: str | None = None
+) -> RequestSet:
+    """Approve every grant of the set awaiting approval, as shown in the plan
+    whose hash is ``plan_hash``: all of them or, if any may not be approved
+    (a failed preflight, the approver deciding on their own request), none."""
+    comment = clean_comment(comment)
+    with transaction.atomic():
+        request_set, grants = lock_set_for(user=user, set_id=set_id)
+        awaiting = [grant for grant in grants if grant.state in AWAITING]
+        if not awaiting:
+            raise InvalidTransition(f"No grant of request #{request_set.pk} awaits approval.")
+        current = set_plan_hash(awaiting)
+        if not plan_hash or plan_hash != current:
+            raise PlanChanged(current)
+        for grant in awaiting:
+            try:
+                decisions.approve_locked(
+                    grant, user=user, plan_hash=grant.plan_hash, comment=comment, source_ip=source_ip, notify=False
+                )
+            except (NotAllowed, InvalidTransition) as error:
+                raise type(error)(f"Grant #{grant.pk} ({grant.endpoint_identifier}): {error}") from None
+        record_event(
+            action="request_set.approved",
+            actor=user,
+            source_ip=source_ip,
+            account=request_set.remote_account,
+            details={"request_set": request_set.pk, "plan_hash": current, "requests": [g.pk for g in awaiting],
+                     "comment": comment},
+        )  # fmt: skip
+        transaction.on_commit(lambda: notifications.notify_set_decided(request_set, awaiting))
+    return request_set
+
+
+def request_set_reject(*, set_id, user, comment: str, source_ip: str | None = None) -> RequestSet:
+    """Reject every grant of the set that awaits a first decision (a comment is required)."""
+    comment = clean_comment(comment)
+    with transaction.atomic():
+        request_set, grants = lock_set_for(user=user, set_id=set_id)
+        pending = [grant for grant in grants if grant.state == RequestState.PENDING_APPROVAL]
+        if not pending:
+            raise InvalidTransition(f"No grant of request #{request_set.pk} awaits a first decision.")
+        for grant in pending:
+            decisions.access_request_reject(request_id=grant.pk, user=user, comment=comment, source_ip=source_ip)
+    return request_set
+
+
+def request_set_revoke(*, set_id, user, source_ip: str | None = None) -> RequestSet:
+    """Revoke every grant of the set that can be revoked now (active or failed)."""
+    with transaction.atomic():
+        request_set, grants = lock_set_for(user=user, set_id=set_id)
+        revocable = [grant for grant in grants if grant.can_move_to(RequestState.REVOKING)]
+        if not revocable:
+            raise InvalidTransition(f"No grant of request #{request_set.pk} can be revoked now.")
+        for grant in revocable:
+            lifecycle.access_request_revoke(request_id=grant.pk, user=user, source_ip=source_ip)
+    return request_set
