@@ -13,8 +13,15 @@ from provisioning.errors import InvalidInput
 from provisioning.resources import KEY_POLICY_NAME, read_key_policy, resolve_key_arn
 from provisioning.spec import GrantSpec
 from provisioning.ownership import owned_sids
-from provisioning.statements import find_owned_statement, merge_statement, remove_statement, statements_of
-from provisioning.steps.policy_write import PolicyWrite, write_policy
+from provisioning.statements import find_owned_statement, remove_statement, statements_of
+from provisioning.steps.policy_write import (
+    Companions,
+    PolicyWrite,
+    companion_outputs,
+    companions_of,
+    merge_all,
+    write_policy,
+)
 from provisioning.steps.result import PolicyLock, StepResult, locked
 
 
@@ -88,7 +95,9 @@ def _outputs(write: PolicyWrite, **outputs) -> dict:
     return outputs
 
 
-def grant_key_policy(spec: GrantSpec, *, clients: GrantClients, lock: PolicyLock | None = None) -> StepResult:
+def grant_key_policy(
+    spec: GrantSpec, *, clients: GrantClients, lock: PolicyLock | None = None, companions: Companions | None = None
+) -> StepResult:
     """Merge the grant's statement (runbook document 3) into the key policy.
 
     Runs with the Remote account's credentials (key policies are not
@@ -99,6 +108,10 @@ def grant_key_policy(spec: GrantSpec, *, clients: GrantClients, lock: PolicyLock
     refused. Nothing is written when the statement is already there as
     planned. Outputs ``key_arn`` and ``target``: the key ARN, the Sid and the
     statement written.
+
+    ``companions()``, asked under the lock, names other grants (of one
+    multi-grant request) on the same key: their statements are merged in the
+    same put, and reported as ``companions``.
     """
     if not spec.kms_key_arn:
         raise InvalidInput("kms_key_arn", "is required to grant on the key (preflight discovers it from the secret)")
@@ -107,9 +120,11 @@ def grant_key_policy(spec: GrantSpec, *, clients: GrantClients, lock: PolicyLock
     statement = key_policy_statement(spec)
     key_arn = resolve_key_arn(calls, kms, spec.kms_key_arn)
     with locked(lock, key_arn):
+        others = [(other, key_policy_statement(other)) for other in companions_of(companions, spec)]
+        changes = [(statement, owned_sids(spec)), *((doc, owned_sids(other)) for other, doc in others)]
         write = _write(
-            calls, kms, key_arn, own_sids=set(owned_sids(spec)),
-            change=lambda current: merge_statement(current, statement, replaces=owned_sids(spec)), grant=True,
+            calls, kms, key_arn, own_sids={sid for other in (spec, *(o for o, _ in others)) for sid in owned_sids(other)},
+            change=lambda current: merge_all(current, changes), grant=True,
         )  # fmt: skip
     return StepResult(
         name="grant_key_policy",
@@ -118,7 +133,8 @@ def grant_key_policy(spec: GrantSpec, *, clients: GrantClients, lock: PolicyLock
         after=write.after,
         aws_request_ids=calls.request_ids, aws_calls=calls.calls,
         outputs=_outputs(
-            write, key_arn=key_arn, target={"arn": key_arn, "sid": statement["Sid"], "document": statement}
+            write, key_arn=key_arn, target={"arn": key_arn, "sid": statement["Sid"], "document": statement},
+            **companion_outputs(write, others),
         ),
     )
 

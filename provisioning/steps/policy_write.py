@@ -25,11 +25,12 @@ either way, and every write would pay a read for it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from provisioning.aws_calls import AwsCalls
-from provisioning.statements import statements_of
+from provisioning.spec import GrantSpec
+from provisioning.statements import merge_statement, statements_of
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,38 @@ class PolicyWrite:
     changed: bool
     merges: int = 1
     missing_after_put: list[dict] = field(default_factory=list)
+
+
+Companions = Callable[[], Sequence[GrantSpec]]
+
+
+def merge_all(current: dict | None, changes: Sequence[tuple[dict, Collection[str]]]) -> dict | None:
+    """``current`` with each ``(statement, replaces)`` merged in turn (``statements.merge_statement``)."""
+    for statement, replaces in changes:
+        current = merge_statement(current, statement, replaces=replaces)
+    return current
+
+
+def companions_of(companions: Companions | None, spec: GrantSpec) -> list[GrantSpec]:
+    """The grants whose statements go into the same write as ``spec``'s (asked
+    for under the policy's lock: a grant revoked meanwhile is not among them)."""
+    if companions is None:
+        return []
+    return [other for other in companions() if other.grant_id != spec.grant_id]
+
+
+def companion_outputs(write: PolicyWrite, merged: Sequence[tuple[GrantSpec, dict]]) -> dict:
+    """The step's ``companions`` output: the companions' statements its put
+    wrote (not those that were already there as planned)."""
+    if not write.changed:
+        return {}
+    there = statements_of(write.before)
+    written = [
+        {"grant_id": other.grant_id, "sid": statement["Sid"], "document": statement}
+        for other, statement in merged
+        if statement not in there
+    ]
+    return {"companions": written} if written else {}
 
 
 def _missing(before: dict | None, after: dict | None, *, own_sids: Collection[str]) -> list[dict]:

@@ -11,8 +11,15 @@ from provisioning.documents import secret_policy_statement
 from provisioning.resources import read_secret_policy
 from provisioning.spec import GrantSpec
 from provisioning.ownership import owned_sids
-from provisioning.statements import find_owned_statement, merge_statement, remove_statement
-from provisioning.steps.policy_write import PolicyWrite, write_policy
+from provisioning.statements import find_owned_statement, remove_statement
+from provisioning.steps.policy_write import (
+    Companions,
+    PolicyWrite,
+    companion_outputs,
+    companions_of,
+    merge_all,
+    write_policy,
+)
 from provisioning.steps.result import PolicyLock, StepResult, locked
 
 
@@ -32,7 +39,9 @@ def _target(spec: GrantSpec, sid: str, statement: dict | None) -> dict:
     return {"arn": spec.secret_arn, "sid": sid, "document": statement}
 
 
-def grant_secret_policy(spec: GrantSpec, *, clients: GrantClients, lock: PolicyLock | None = None) -> StepResult:
+def grant_secret_policy(
+    spec: GrantSpec, *, clients: GrantClients, lock: PolicyLock | None = None, companions: Companions | None = None
+) -> StepResult:
     """Merge the grant's statement (runbook document 2) into the secret's resource policy.
 
     The policy is read, merged and written under ``lock(secret_arn)`` so
@@ -42,17 +51,23 @@ def grant_secret_policy(spec: GrantSpec, *, clients: GrantClients, lock: PolicyL
     Sid is replaced or appended; nothing is written when it is already there
     as planned. ``BlockPublicPolicy`` is always on. Outputs ``target``: the
     secret ARN, the Sid and the statement written.
+
+    ``companions()``, asked under the lock, names other grants (of one
+    multi-grant request) on the same secret: their statements are merged in
+    the same put, and reported as ``companions``.
     """
     calls = AwsCalls()
     secretsmanager = clients.remote("secretsmanager")
     statement = secret_policy_statement(spec)
     with locked(lock, spec.secret_arn):
+        others = [(other, secret_policy_statement(other)) for other in companions_of(companions, spec)]
+        changes = [(statement, owned_sids(spec)), *((doc, owned_sids(other)) for other, doc in others)]
         write = write_policy(
             calls,
             what=f"resource policy of {spec.secret_arn}",
-            own_sids=set(owned_sids(spec)),
+            own_sids={sid for other in (spec, *(o for o, _ in others)) for sid in owned_sids(other)},
             read=lambda: read_secret_policy(calls, secretsmanager, spec.secret_arn)[1],
-            change=lambda current: merge_statement(current, statement, replaces=owned_sids(spec)),
+            change=lambda current: merge_all(current, changes),
             check=lambda current, desired: calls.check_size("secret_policy", desired),
             put=lambda current, desired: _put(calls, secretsmanager, spec.secret_arn, desired),
         )
@@ -62,7 +77,10 @@ def grant_secret_policy(spec: GrantSpec, *, clients: GrantClients, lock: PolicyL
         before=write.before,
         after=write.after,
         aws_request_ids=calls.request_ids, aws_calls=calls.calls,
-        outputs=_outputs(write, target=_target(spec, statement["Sid"], statement)),
+        outputs=_outputs(
+            write, target=_target(spec, statement["Sid"], statement),
+            **companion_outputs(write, others),
+        ),
     )
 
 

@@ -64,6 +64,10 @@ class Step:
     ``action``: the audit action of a run that changed (or checked) something;
     a run that found AWS already as planned is ``step.<name>.unchanged``.
     ``why``: the reason for the step's place in the graph.
+    ``merges``: among the grants of one multi-grant request, the step writes
+    in one put the statements of every grant on its target whose steps before
+    it are done (it is passed ``companions=``); it waits until every grant of
+    the request being provisioned has finished those steps.
     """
 
     name: str
@@ -79,6 +83,7 @@ class Step:
     writes: bool = False
     locks: bool = False
     undoes: str | None = None
+    merges: bool = False
     # The Remote account's policies are among what the step records.
     remote_documents: bool = False
 
@@ -102,13 +107,13 @@ STEPS: tuple[Step, ...] = (
     Step(
         name=GRANT_SECRET_POLICY, phase=GRANT, side=REMOTE, after=(CREATE_ROLE,), function=grant_secret_policy,
         target=SECRET, action="aws.grant_secret_policy", title="Grant on the secret policy", where="Remote account",
-        writes=True, locks=True, remote_documents=True,
+        writes=True, locks=True, merges=True, remote_documents=True,
         why="Names the role; independent of the key policy, so the two run side by side.",
     ),
     Step(
         name=GRANT_KEY_POLICY, phase=GRANT, side=REMOTE, after=(CREATE_ROLE,), function=grant_key_policy,
         target=KEY, action="aws.grant_key_policy", title="Grant on the KMS key policy", where="Remote account",
-        writes=True, locks=True, remote_documents=True,
+        writes=True, locks=True, merges=True, remote_documents=True,
         why="Names the role; independent of the secret policy, so the two run side by side.",
     ),
     Step(
@@ -175,6 +180,11 @@ def for_resource(phase: str, resource: str) -> Step:
     return found
 
 
+def merged(phase: str) -> tuple[str, ...]:
+    """The steps of ``phase`` that write for several grants of one request at once."""
+    return tuple(s.name for s in steps_of(phase) if s.merges)
+
+
 def upstream(name: str) -> frozenset[str]:
     """Every step that ``name`` waits for, directly or through others."""
     found: set[str] = set()
@@ -219,6 +229,8 @@ def _check(steps: tuple[Step, ...]) -> None:
                 raise ValueError(f"step {s.name} waits for {dependency}, not an earlier step of its phase")
         if s.undoes is not None and (s.undoes not in seen or seen[s.undoes].phase != GRANT):
             raise ValueError(f"step {s.name} undoes {s.undoes}, not a grant step")
+        if s.merges and not (s.locks and s.phase == GRANT):
+            raise ValueError(f"step {s.name} merges grants' statements, so it must be a locking grant step")
         seen[s.name] = s
 
 

@@ -39,7 +39,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.db import connection, connections, transaction
-from django.db.models import BooleanField, ExpressionWrapper, F, Q
+from django.db.models import BooleanField, ExpressionWrapper, F, Prefetch, Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -69,7 +69,7 @@ Status = ProvisioningStep.Status
 # The states in which a phase's steps may run; in any other state (cancelled,
 # failed, revoked...) a queued task is stale and does nothing.
 RUNNABLE_STATES = {
-    Phase.GRANT: (RequestState.APPROVED, RequestState.PROVISIONING),
+    Phase.GRANT: scheduling.PROVISIONABLE,
     Phase.REVOKE: (RequestState.REVOKING,),
 }
 # Fields the engine's outputs set on the request.
@@ -218,6 +218,10 @@ def _run_claimed(claim: Claim, *, final_attempt: bool) -> tuple[str, bool]:
             observe_step(step.name, time.monotonic() - started, True)
             more = _record_success(request, step, result)
             logger.info("step %s done in %.0f ms (attempt %s)", step.name, (time.monotonic() - started) * 1000, step.attempts)
+        if request.request_set_id is not None and any(step.name in table.upstream(name) for name in table.merged(phase)):
+            # Its outcome may be the last the set's merging steps waited for.
+            set_id = request.request_set_id
+            transaction.on_commit(lambda: scheduling.wake_set_writes(set_id))
     return step.name, more
 
 
@@ -265,6 +269,12 @@ def _claim_ready_step(request_id: int, phase: str) -> tuple[Claim | None, bool]:
             for name in table.ready(phase, succeeded)
             if name in by_name and not (by_name[name].status == Status.RUNNING and by_name[name].lease_live)
         ]
+        if request.request_set_id is not None and phase == Phase.GRANT:
+            # A merging step waits for the other grants of its set (scheduling.wake_set_writes).
+            free = [
+                step for step in free
+                if not (table.step(step.name).merges and scheduling.set_write_waits(request.request_set_id, step.name))
+            ]  # fmt: skip
         if not free:
             return None, False  # live workers hold the ready steps, or they wait for them
         step = free[0]
@@ -366,9 +376,53 @@ def _call_engine(
             for target in grant_step.targets
         ]
         return function(spec, clients=clients, lock=arn_lock, written=written)
+    if definition.merges and request.request_set_id is not None:
+        return function(spec, clients=clients, lock=arn_lock, companions=lambda: _companions(request, definition))
     if definition.locks:
         return function(spec, clients=clients, lock=arn_lock)
     return function(spec, clients=clients)
+
+
+def _companions(request: AccessRequest, definition: table.Step) -> list:
+    """The other grants of ``request``'s set whose statement goes into the
+    same write: on the same target, being provisioned, the step not yet
+    succeeded (a grant whose own run of the step waits for the lock finds its
+    statement written, and writes nothing), every step before it done, and
+    the plan approved.
+
+    Asked by the engine under the target's lock, so a grant revoked (or sent
+    back to the approvers) before the write is not written for, and one
+    revoked after it has its statement removed by its revoke, which waits for
+    the same lock.
+    """
+    if definition.target == table.SECRET:
+        same = Q(secret_arn=request.secret_arn)
+    elif request.resolved_kms_key_arn:
+        same = Q(resolved_kms_key_arn=request.resolved_kms_key_arn)
+    else:
+        return []
+    siblings = (
+        AccessRequest.objects.filter(same, request_set_id=request.request_set_id, state__in=RUNNABLE_STATES[Phase.GRANT])
+        .exclude(pk=request.pk)
+        .select_related("datalake_account", "remote_account")
+        .prefetch_related(Prefetch("steps", queryset=ProvisioningStep.objects.filter(phase=Phase.GRANT)))
+        .order_by("pk")
+    )
+    chosen = []
+    for sibling in siblings:
+        status = {step.name: step.status for step in sibling.steps.all()}
+        if status.get(definition.name) not in (Status.PENDING, Status.RUNNING):
+            continue
+        if any(status.get(name) != Status.SUCCEEDED for name in table.upstream(definition.name)):
+            continue
+        spec = grant_spec_for(sibling)
+        try:
+            refusal = approval_of(sibling, build_plan(spec))
+        except InvalidInput as error:
+            refusal = error.message
+        if refusal is None:
+            chosen.append(spec)
+    return chosen
 
 
 def _lock_claimed(request_id: int, step: ProvisioningStep) -> tuple[AccessRequest, ProvisioningStep] | None:
@@ -431,6 +485,7 @@ def _record_success(request: AccessRequest, step: ProvisioningStep, result: Any)
             setattr(request, field, value)
         step.status, step.finished_at, step.error, step.diagnosis = Status.SUCCEEDED, now, "", ""
         _audit_result(request, step, definition, result)
+        _audit_companions(request, step, definition, outputs.get("companions") or [])
         return _phase_goes_on(request.pk, step)
 
 
@@ -569,6 +624,30 @@ def _audit_result(request: AccessRequest, step: ProvisioningStep, definition: ta
         action = f"step.{step.name}.unchanged"
         details = {"aws_request_ids": step.aws_request_ids, **calls}
     _audit_step(request, step, action, target_arn=target_arn, details=details)
+
+
+def _audit_companions(request: AccessRequest, step: ProvisioningStep, definition: table.Step, written: list) -> None:
+    """Each grant whose statement ``step`` wrote with its own has the write in its own trail."""
+    if not written:
+        return
+    target = {**(step.targets[-1] if step.targets else {})}
+    others = AccessRequest.objects.select_related("datalake_account", "remote_account").in_bulk(
+        [int(item["grant_id"]) for item in written]
+    )
+    for item in written:
+        other = others.get(int(item["grant_id"]))
+        if other is None:
+            continue
+        record_event(
+            action=definition.action,
+            request=other,
+            account=other.remote_account,
+            target_arn=target.get("arn", ""),
+            details={
+                "phase": step.phase, "step": step.name, "written_with_request": request.pk,
+                "sid": item["sid"], "statement": item["document"], "aws_request_ids": step.aws_request_ids,
+            },
+        )  # fmt: skip
 
 
 def _target_arn(request: AccessRequest, definition: table.Step, outputs: dict) -> str:

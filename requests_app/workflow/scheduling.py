@@ -15,11 +15,13 @@ from django.db.models import Q
 from kombu.exceptions import OperationalError as KombuOperationalError
 
 from provisioning.steps import table
-from requests_app.models import AccessRequest, ProvisioningStep
+from requests_app.models import AccessRequest, ProvisioningStep, RequestState
 
 logger = logging.getLogger(__name__)
 
 RUN_STEP_TASK = "provisioning.run_step"
+# The states in which a request's grant steps may run.
+PROVISIONABLE = (RequestState.APPROVED, RequestState.PROVISIONING)
 
 def enqueue_next_step(request_id: int, phase: str) -> bool:
     """Ask a worker to run the request's next pending step of ``phase``;
@@ -100,3 +102,46 @@ def schedule_retry(request: AccessRequest, phase: str = ProvisioningStep.Phase.G
         )
     retried.update(status=ProvisioningStep.Status.PENDING, error="", diagnosis="")
     _enqueue_after_commit(request, phase)
+
+
+# --- the grants of one multi-grant request ------------------------------------
+# A merging step (``table.Step.merges``) of a grant of a set waits until every
+# grant of the set being provisioned has finished the steps it waits for; the
+# first of them to run then writes the statements of all of them on its
+# target in one put. Whoever finishes the last of those steps wakes the
+# waiting grants.
+
+
+def set_write_waits(set_id: int, name: str, *, but: int | None = None) -> bool:
+    """Whether a grant of set ``set_id`` being provisioned (other than ``but``)
+    has yet to finish a step that merging step ``name`` waits for."""
+    unfinished = ProvisioningStep.objects.filter(
+        request__request_set_id=set_id,
+        request__state__in=PROVISIONABLE,
+        phase=ProvisioningStep.Phase.GRANT,
+        name__in=table.upstream(name),
+    ).exclude(status=ProvisioningStep.Status.SUCCEEDED)
+    if but is not None:
+        unfinished = unfinished.exclude(request_id=but)
+    return unfinished.exists()
+
+
+def wake_set_writes(set_id: int) -> None:
+    """Once no grant of the set being provisioned has a step left before its
+    merging steps, ask a worker for each grant whose merging steps wait."""
+    merged = table.merged(table.GRANT)
+    if any(set_write_waits(set_id, name) for name in merged):
+        return
+    waiting = (
+        ProvisioningStep.objects.filter(
+            request__request_set_id=set_id,
+            request__state__in=PROVISIONABLE,
+            phase=ProvisioningStep.Phase.GRANT,
+            name__in=merged,
+            status=ProvisioningStep.Status.PENDING,
+        )
+        .values_list("request_id", flat=True)
+        .distinct()
+    )
+    for request_id in sorted(waiting):
+        enqueue_next_step(request_id, ProvisioningStep.Phase.GRANT)
