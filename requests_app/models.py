@@ -167,10 +167,20 @@ class RequestSet(models.Model):
     remote_account = models.ForeignKey(AwsAccount, on_delete=models.PROTECT, related_name="+")
     justification = models.TextField()
     expires_at = models.DateTimeField(null=True, blank=True)
+    # API retries: the same key from the same requester gives the same set.
+    idempotency_key = models.CharField(max_length=255, blank=True)
+    idempotency_fingerprint = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["requester", "idempotency_key"],
+                condition=~Q(idempotency_key=""),
+                name="request_set_idempotency_key_unique",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"set #{self.pk}"

@@ -14,10 +14,17 @@ steps, its retry, its revoke alone.
 from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_view,
+)
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from django.urls import reverse
+from django.utils import timezone
 from rest_framework.views import APIView
 
 from requests_app import permissions, selectors, services, visibility
@@ -28,10 +35,13 @@ from requests_app.api.views import (
     ERROR_401,
     ERROR_403,
     ERROR_404,
+    ERROR_404_PAGE,
     ERROR_409_PLAN,
     ERRORS_400,
+    IDEMPOTENCY_KEY,
     PortalPagination,
     _paginated,
+    idempotency_key_of,
     _request_id,
     _source_ip,
 )
@@ -170,7 +180,7 @@ class RequestSetListView(APIView):
     @extend_schema(
         operation_id="request_sets_list",
         summary="Multi-grant requests you may see",
-        responses={200: RequestSetListSerializer(many=True), 401: ERROR_401},
+        responses={200: RequestSetListSerializer(many=True), 400: ERRORS_400, 401: ERROR_401, 404: ERROR_404_PAGE},
     )
     def get(self, request):
         return _paginated(self, selectors.request_sets_visible_to(user=request.user), RequestSetListSerializer)
@@ -185,16 +195,20 @@ class RequestSetListView(APIView):
             "approvers approve the set's one plan once."
         ),
         request=RequestSetSubmitSerializer,
+        parameters=[IDEMPOTENCY_KEY],
         responses={
             201: OpenApiResponse(RequestSetSerializer, description="Filed; `Location` names the new set."),
+            200: OpenApiResponse(RequestSetSerializer, description="A retry: the set this key filed."),
             400: ERRORS_400,
             401: ERROR_401,
             403: ERROR_403,
+            409: OpenApiResponse(s.ErrorSerializer, description="This Idempotency-Key was used with another body."),
         },
     )
     def post(self, request):
         if not permissions.can_file(request.user):
             raise exceptions.PermissionDenied("You are a requester for no DataLake account.")
+        key = idempotency_key_of(request)
         body = RequestSetSubmitSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = dict(body.validated_data)
@@ -203,12 +217,15 @@ class RequestSetListView(APIView):
             for grant in data.pop("grants")
         ]
         shared = {key: value for key, value in arguments_from(data).items() if key not in {f.argument for f in GRANT_INPUT}}
+        started = timezone.now()
         request_set = services.request_set_submit(
-            requester=request.user, grants=grants, source_ip=_source_ip(request), **shared
+            requester=request.user, grants=grants, idempotency_key=key, source_ip=_source_ip(request), **shared
         )
+        # A retry with the same key gets back the set filed before this call began.
+        replayed = bool(key) and request_set.created_at < started
         return Response(
             _detail(request, request_set.pk),
-            status=status.HTTP_201_CREATED,
+            status=status.HTTP_200_OK if replayed else status.HTTP_201_CREATED,
             headers={"Location": reverse("api:request-set-detail", args=[request_set.pk])},
         )
 
@@ -250,15 +267,18 @@ class _SetActionView(APIView):
 
 def _set_action_schema(name: str, summary: str, who: str):
     action = SET_ACTIONS[name]
-    return extend_schema(
+    responses = {200: RequestSetSerializer, 401: ERROR_401, 403: ERROR_403, 404: ERROR_404, 409: ERROR_409_PLAN}
+    if action.body is not None:
+        responses[400] = ERRORS_400
+    operation = extend_schema(
         operation_id=f"request_sets_{name}",
         summary=summary,
         description=f"Who: {who}",
         parameters=[SET_ID],
         request=action.body,
-        responses={200: RequestSetSerializer, 400: ERRORS_400, 401: ERROR_401, 403: ERROR_403, 404: ERROR_404,
-                   409: ERROR_409_PLAN},
-    )  # fmt: skip
+        responses=responses,
+    )
+    return extend_schema_view(post=operation)
 
 
 @_set_action_schema(

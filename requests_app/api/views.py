@@ -65,6 +65,14 @@ def _source_ip(request) -> str | None:
     return request.META.get("REMOTE_ADDR") or None
 
 
+def idempotency_key_of(request) -> str:
+    """The ``Idempotency-Key`` header of a filing (empty when not sent); 400 when malformed."""
+    key = request.headers.get("Idempotency-Key", "")
+    if key and not _IDEMPOTENCY_KEY_RE.match(key):
+        raise exceptions.ValidationError({"Idempotency-Key": ["must be 1 to 255 printable ASCII characters"]})
+    return key
+
+
 def _request_id(value: str) -> int:
     # The URL takes any segment so that a malformed id gets the API's JSON 404
     # rather than an HTML page, and so that an id beyond bigint never reaches
@@ -207,9 +215,7 @@ class RequestListView(APIView):
     def post(self, request):
         if not permissions.can_file(request.user):
             raise exceptions.PermissionDenied("You are a requester for no DataLake account.")
-        key = request.headers.get("Idempotency-Key", "")
-        if key and not _IDEMPOTENCY_KEY_RE.match(key):
-            raise exceptions.ValidationError({"Idempotency-Key": ["must be 1 to 255 printable ASCII characters"]})
+        key = idempotency_key_of(request)
         body = RequestSubmitSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         started = timezone.now()

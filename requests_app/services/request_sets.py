@@ -27,11 +27,26 @@ from django.db import IntegrityError, connections, transaction
 from provisioning.documents import plan_hash
 from requests_app import notifications, permissions
 from requests_app.audit import record_event
-from requests_app.errors import InvalidTransition, NotAllowed, NotFoundForUser, PlanChanged, ValidationFailed
+from requests_app.errors import (
+    IdempotencyConflict,
+    InvalidTransition,
+    NotAllowed,
+    NotFoundForUser,
+    PlanChanged,
+    ValidationFailed,
+)
 from requests_app.grant_input import GRANT_INPUT, SUBMIT_INPUT
 from requests_app.models import AccessRequest, AwsAccount, RequestSet, RequestState
 from requests_app.services import decisions, lifecycle
-from requests_app.services.submission import _ensure_can_file, _file, _held_names, _run_preflight, _text
+from requests_app.services.submission import (
+    IDEMPOTENCY_KEY_MAX,
+    _ensure_can_file,
+    _file,
+    _fingerprint,
+    _held_names,
+    _run_preflight,
+    _text,
+)
 from requests_app.validation import clean_comment, validate_request_input
 
 MAX_GRANTS = 50
@@ -171,8 +186,27 @@ def _preflights(requester, cleaned: list[dict[str, Any]]) -> list:
         return list(pool.map(one, cleaned))
 
 
+def _fingerprint_of(shared: Mapping[str, Any], grants: Sequence[Mapping[str, Any]]) -> str:
+    flat = {f"grants.{index}.{name}": value for index, grant in enumerate(grants) for name, value in sorted(grant.items())}
+    return _fingerprint({**shared, **flat, "grants": str(len(grants))})
+
+
+def _replay(requester, key: str, fingerprint: str) -> RequestSet | None:
+    existing = RequestSet.objects.filter(requester=requester, idempotency_key=key).first()
+    if existing is not None and existing.idempotency_fingerprint != fingerprint:
+        raise IdempotencyConflict(
+            f"This idempotency key was already used for request #{existing.pk} with a different body."
+        )
+    return existing
+
+
 def request_set_submit(
-    *, requester, grants: Sequence[Mapping[str, Any]], source_ip: str | None = None, **shared: Any
+    *,
+    requester,
+    grants: Sequence[Mapping[str, Any]],
+    idempotency_key: str = "",
+    source_ip: str | None = None,
+    **shared: Any,
 ) -> RequestSet:
     """File one request naming several grants.
 
@@ -182,12 +216,20 @@ def request_set_submit(
     ``endpoint_identifier`` and the optional ones). Every grant is validated
     and preflighted as a request of its own would be; one broken grant files
     none. Each grant is then filed (and audited) as a request that belongs to
-    the set, and the Remote account's approvers are told once.
+    the set, and the Remote account's approvers are told once. The same
+    requester sending the same idempotency key with the same body gets the set
+    filed the first time; with another body, IdempotencyConflict.
     """
     if unknown := sorted(set(shared) - {field.argument for field in SET_FIELDS}):
         raise TypeError(f"unexpected keyword arguments: {', '.join(unknown)}")
     if not permissions.is_active_user(requester):
         raise NotAllowed("Sign in to file a request.")
+    key = _text(idempotency_key)
+    if len(key) > IDEMPOTENCY_KEY_MAX:
+        raise ValidationFailed({"idempotency_key": [f"Must be at most {IDEMPOTENCY_KEY_MAX} characters."]})
+    fingerprint = _fingerprint_of(shared, grants) if key else ""
+    if key and (existing := _replay(requester, key, fingerprint)) is not None:
+        return existing
     named = AwsAccount.objects.filter(account_id=_text(shared.get("datalake_account_id")), is_datalake=True).first()
     if named is not None:
         _ensure_can_file(requester, named)
@@ -202,6 +244,8 @@ def request_set_submit(
                 remote_account=first["remote_account"],
                 justification=first["justification"],
                 expires_at=first["expires_at"],
+                idempotency_key=key,
+                idempotency_fingerprint=fingerprint,
             )
             filed = [
                 _file(requester, {**fields, "request_set": request_set}, outcome, key="", fingerprint="",
@@ -221,6 +265,8 @@ def request_set_submit(
             )
             transaction.on_commit(lambda: notifications.notify_set_submitted(request_set))
     except IntegrityError:
+        if key and (existing := _replay(requester, key, fingerprint)) is not None:
+            return existing  # the same key, filed by a retry at the same moment
         # Another request took one of the names at the same moment; say which.
         errors = {
             grant_error_key(index, field): messages

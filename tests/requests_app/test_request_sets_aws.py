@@ -25,6 +25,7 @@ from requests_app.services import (
 )
 from requests_app.services.request_sets import awaiting_grants, set_plan, set_plan_hash
 from requests_app.audit import verify_chain
+from requests_app.errors import IdempotencyConflict
 from tests.aws_world import DATALAKE_ID, REMOTE_ID, SECRET_VALUE
 from tests.requests_app.test_apply_plan_aws import drive  # noqa: F401 (a fixture)
 
@@ -169,3 +170,18 @@ def test_a_failed_grant_leaves_the_others_active_and_is_retried_alone_and_revoke
     for secret_arn, _ in databases:
         assert not any(sid.startswith("DmsAccessPortal") for sid in _sids(_secret_policy(portal_aws, secret_arn)))
     assert verify_chain().ok
+
+
+def test_the_same_idempotency_key_files_one_set_and_another_body_is_refused(
+    cast, portal_aws, databases, django_capture_on_commit_callbacks
+):
+    grants = [{"secret_arn": databases[0][0], "engine": "mysql", "endpoint_identifier": "retried-0"}]
+    fields = {"requester": cast.requester, "datalake_account_id": DATALAKE_ID, "justification": "Pipeline run 7."}
+    with django_capture_on_commit_callbacks(execute=True):
+        first = request_set_submit(grants=grants, idempotency_key="pipeline-run-7", **fields)
+        again = request_set_submit(grants=[dict(grant) for grant in grants], idempotency_key="pipeline-run-7", **fields)
+    assert again.pk == first.pk and first.grants.count() == 1
+    other = [{**grants[0], "endpoint_identifier": "retried-1"}]
+    with pytest.raises(IdempotencyConflict, match=f"request #{first.pk}"):
+        request_set_submit(grants=other, idempotency_key="pipeline-run-7", **fields)
+    assert AccessRequest.objects.filter(endpoint_identifier="retried-1").count() == 0
