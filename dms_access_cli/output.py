@@ -186,7 +186,7 @@ def set_view(detail: dict) -> Group:
 def grants_table(grants: list[dict]) -> Table:
     table = Table(title="Grants (each a request of its own)", title_justify="left", show_edge=False)
     for column in ("request", "state", "engine", "type", "endpoint identifier", "secret", "preflight"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for grant in grants:
         table.add_row(
             *_cells(grant.get("id")),
@@ -223,52 +223,39 @@ def sets_table(rows: list[dict]) -> Table:
 
 
 def set_plan_view(set_id: str, plan: dict) -> Group:
-    """The set's one plan: its grants, then every statement under the secret and the key it goes into, then the hash."""
+    """The set's one plan: its grants, then every statement under the secret and the key it goes into
+    (each one write), then the hash. ARNs and the hash are whole lines: folded, never cut short."""
     grants = Table(title="Grants in this plan", title_justify="left", show_edge=False)
-    for column in ("request", "endpoint identifier", "engine", "type", "role", "secret", "key"):
-        grants.add_column(column)
+    for column in ("request", "endpoint identifier", "engine", "type", "role"):
+        grants.add_column(column, overflow="fold")
     for row in plan.get("grants") or []:
         grants.add_row(
-            *_cells(
-                row.get("request"),
-                row.get("endpoint_identifier"),
-                row.get("engine"),
-                row.get("endpoint_type"),
-                row.get("role_name"),
-                row.get("secret_arn"),
-                row.get("kms_key_arn") if isinstance(row.get("kms_key_arn"), str) else "(not shown)",
-            )
-        )
+            *_cells(row.get("request"), row.get("endpoint_identifier"), row.get("engine"), row.get("endpoint_type"),
+                    row.get("role_name"))
+        )  # fmt: skip
     parts: list[Any] = [grants]
     for kind, title in (("secrets", "Secret"), ("keys", "Key")):
         for policy in plan.get(kind) or []:
             statements = policy.get("statements") or []
-            body = Group(
-                *(
-                    Group(
-                        Text(f"for request {entry.get('request')}", style="bold"),
-                        Syntax(json.dumps(entry.get("statement"), indent=2), "json")
-                        if entry.get("statement") is not None
+            parts.append(Text(""))
+            parts.append(Text(f"{title}, {len(statements)} statement(s) in one write:", style="bold"))
+            parts.append(Text(str(policy.get("arn")), style="bold"))
+            for entry in statements:
+                document = entry.get("statement")
+                parts.append(
+                    Panel(
+                        Syntax(json.dumps(document, indent=2), "json", word_wrap=True)
+                        if document is not None
                         else Text("not known yet", style="dim"),
+                        title=f"for request {entry.get('request')}",
+                        title_align="left",
                     )
-                    for entry in statements
                 )
-            )
-            parts.append(
-                Panel(
-                    body,
-                    title=Text(f"{title} {policy.get('arn')}: {len(statements)} statement(s), one write"),
-                    title_align="left",
-                )
-            )
-    awaiting = plan.get("awaiting") or []
+    parts.append(Text(""))
     if plan.get("plan_hash"):
-        parts.append(Text(f"Awaiting approval: request(s) {', '.join(map(str, awaiting))}"))
-        parts.append(
-            Text.assemble(
-                ("Plan hash of multi-grant request ", "bold"), (set_id, "bold"), ": ", (str(plan["plan_hash"]), "bold cyan")
-            )
-        )
+        parts.append(Text(f"Awaiting approval: request(s) {', '.join(map(str, plan.get('awaiting') or []))}"))
+        parts.append(Text.assemble(("Plan hash of multi-grant request ", "bold"), (set_id, "bold"), ":"))
+        parts.append(Text(str(plan["plan_hash"]), style="bold cyan"))
     else:
         parts.append(Text(f"No grant of multi-grant request {set_id} awaits approval: nothing to approve.", style="yellow"))
     return Group(*parts)
