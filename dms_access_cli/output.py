@@ -164,7 +164,7 @@ def _states_text(states: dict) -> Text:
 def set_view(detail: dict) -> Group:
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold")
-    facts.add_column()
+    facts.add_column(overflow="fold")  # the plan hash whole, however narrow
     rows = [
         ("Multi-grant request", str(detail.get("id"))),
         ("Grants", _states_text(detail.get("states") or {})),
@@ -180,12 +180,12 @@ def set_view(detail: dict) -> Group:
     for label, value in rows:
         if value not in (None, ""):
             facts.add_row(label, value if isinstance(value, Text) else Text(str(value)))
-    return Group(facts, grants_table(detail.get("grants") or []))
+    return Group(facts, Text(""), grants_table(detail.get("grants") or []))
 
 
 def grants_table(grants: list[dict]) -> Table:
     table = Table(title="Grants (each a request of its own)", title_justify="left", show_edge=False)
-    for column in ("request", "state", "engine", "type", "endpoint identifier", "secret", "preflight"):
+    for column in ("request", "state", "engine", "type", "endpoint identifier", "secret name", "preflight"):
         table.add_column(column, overflow="fold")
     for grant in grants:
         table.add_row(
@@ -195,7 +195,8 @@ def grants_table(grants: list[dict]) -> Table:
                 grant.get("engine"),
                 grant.get("endpoint_type"),
                 grant.get("endpoint_identifier"),
-                grant.get("secret_arn"),
+                # One Remote account and region for every grant: the name tells the secrets apart.
+                str(grant.get("secret_arn") or "").partition(":secret:")[2] or grant.get("secret_arn"),
                 grant.get("preflight_status"),
             ),
         )

@@ -156,9 +156,10 @@ def approve(
         if not (json_output and yes):
             out.print(set_plan_view(str(set_id), body))
         awaiting = body.get("awaiting") or []
+        # With nothing awaiting approval (no hash) there is nothing to confirm: the API's refusal says why.
         confirm(
             f"Approve multi-grant request {set_id} ({len(awaiting)} grant(s)) with plan hash {seen}?",
-            yes=yes, json_output=json_output,
+            yes=yes or not seen, json_output=json_output,
         )  # fmt: skip
         detail = portal.post(f"/request-sets/{set_id}/approve/", {"plan_hash": seen, "comment": comment})
         followed: list[Followed] = []

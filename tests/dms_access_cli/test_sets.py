@@ -421,3 +421,15 @@ def test_every_set_command_takes_json_and_documents_the_exit_codes():
         result = invoke("set", name, "--help")
         assert result.exit_code == 0 and "--json" in result.output and "3  refused" in result.output, name
     assert "grants:" in invoke("request", "--help").output
+
+
+def test_set_approve_with_nothing_awaiting_asks_nothing_and_shows_the_apis_refusal(api, filed, monkeypatch):
+    def refuse(body, set_id):
+        return 409, {"detail": "No grant of this request awaits approval.", "code": "invalid_transition"}
+
+    monkeypatch.setattr(api, "approve", refuse)
+    for grant in api.grants.values():
+        grant["state"] = "rejected"
+    result = invoke("set", "approve", "1")  # no terminal: a question would be a usage error (2)
+    assert result.exit_code == ExitCode.REFUSED, result.output
+    assert "nothing to approve" in result.stdout and "No grant of this request awaits approval." in result.stderr
