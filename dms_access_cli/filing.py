@@ -13,6 +13,7 @@ from dms_access_cli.errors import ApiError, ExitCode, UsageProblem
 from dms_access_cli.follow import Followed, follow
 from dms_access_cli.output import consoles, emit_json, requests_table
 from dms_access_cli.request_file import GRANT_FIELDS, SET_FIELDS, SUBMIT_FIELDS, read_request_file
+from dms_access_cli.sets import finish_set, follow_set
 
 @command
 def request(
@@ -115,8 +116,6 @@ def request(
 
 
 def _file_set(file: Path, body: dict, *, wait: bool, timeout, interval, json_output: bool) -> ExitCode:
-    from dms_access_cli.sets import finish_set, follow_set  # registers the set commands after these
-
     _, err = consoles(json_output)
     with connect() as portal:
         try:

@@ -59,9 +59,12 @@ def follow(
     """Poll each request until all settle (or, with ``until_one_fails``, one settles short of its goal)
     or ``timeout`` seconds pass; ``followed`` is updated in place."""
     deadline = None if timeout is None else time.monotonic() + timeout
-    done = (lambda: all(item.settled for item in followed)) if not until_one_fails else (
-        lambda: all(item.settled for item in followed) or any(item.exit_code == ExitCode.FAILED for item in followed)
-    )
+
+    def done() -> bool:
+        if all(item.settled for item in followed):
+            return True
+        return until_one_fails and any(item.exit_code == ExitCode.FAILED for item in followed)
+
     if console.is_terminal:
         _follow_live(portal, followed, console=console, deadline=deadline, interval=interval, done=done)
     else:

@@ -323,14 +323,16 @@ def test_request_wait_times_out_with_4(set_file, api):
     assert "Timed out: grant 100 is still pending_approval (it goes on)." in result.stderr
 
 
-def test_following_together_stops_when_one_fails():
+@pytest.mark.parametrize("terminal", [True, False])
+def test_following_together_stops_when_one_fails(terminal):
     class Reads:
         def get(self, path):
             request_id = int(path.strip("/").split("/")[-1])
             return {"id": request_id, "state": "failed" if request_id == 1 else "provisioning", "steps": []}
 
     items = [Followed(1, "active", {"id": 1, "state": "approved"}), Followed(2, "active", {"id": 2, "state": "approved"})]
-    follow(Reads(), items, console=Console(file=StringIO()), timeout=5, interval=0.1, until_one_fails=True)
+    console = Console(file=StringIO(), force_terminal=terminal, width=120)
+    follow(Reads(), items, console=console, timeout=5, interval=0.1, until_one_fails=True)
     assert [item.exit_code for item in items] == [ExitCode.FAILED, ExitCode.TIMED_OUT]
     assert outcome(items) == ExitCode.FAILED
     assert outcome(items[1:]) == ExitCode.TIMED_OUT
