@@ -54,10 +54,11 @@ def _main(
     pass
 
 
-def command(function=None, *, name: str | None = None):
-    """Register a subcommand: a ``CliError`` becomes its message (or JSON body) and exit code; never a traceback."""
+def command(function=None, *, name: str | None = None, group: typer.Typer | None = None):
+    """Register a subcommand (of ``group``, else of ``dms-access``): a ``CliError`` becomes its message (or
+    JSON body) and exit code; never a traceback."""
     if function is None:
-        return functools.partial(command, name=name)
+        return functools.partial(command, name=name, group=group)
 
     @functools.wraps(function)
     def run(*args, **kwargs):
@@ -80,7 +81,7 @@ def command(function=None, *, name: str | None = None):
             raise typer.Exit(int(ExitCode.FAILED)) from None
         raise typer.Exit(int(code or ExitCode.DONE))
 
-    return app.command(name=name, epilog=EXIT_CODES_HELP)(run)
+    return (group or app).command(name=name, epilog=EXIT_CODES_HELP)(run)
 
 
 def connect() -> Portal:

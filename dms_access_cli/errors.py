@@ -24,7 +24,7 @@ Exit codes:
 
   130  interrupted (Ctrl-C)
 
-With several requests (request --file), the highest code of them. With --json, standard output holds one JSON document for every code but 2: the API's answer, or its error body with its HTTP "status".
+With several requests (request --file), the highest code of them; with the grants of a multi-grant request (set …, request --file with grants:), 1 if any failed, else 4 if any is still going, else 0. With --json, standard output holds one JSON document for every code but 2: the API's answer, or its error body with its HTTP "status".
 """
 
 

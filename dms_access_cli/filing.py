@@ -12,7 +12,8 @@ from dms_access_cli.app import Interval, Json, RequestId, Timeout, Wait, command
 from dms_access_cli.errors import ApiError, ExitCode, UsageProblem
 from dms_access_cli.follow import Followed, follow
 from dms_access_cli.output import consoles, emit_json, requests_table
-from dms_access_cli.request_file import SUBMIT_FIELDS, read_requests
+from dms_access_cli.request_file import GRANT_FIELDS, SET_FIELDS, SUBMIT_FIELDS, read_request_file
+from dms_access_cli.sets import finish_set, follow_set
 
 @command
 def request(
@@ -31,21 +32,30 @@ def request(
     expires_at: Annotated[Optional[str], typer.Option(help="When the grant is revoked (ISO 8601).")] = None,
     file: Annotated[
         Optional[Path],
-        typer.Option("--file", "-f", help="A YAML or JSON file of one request (a mapping) or a list of them; keys as the flags, with underscores."),
+        typer.Option(
+            "--file", "-f",
+            help="A YAML or JSON file of one request (a mapping) or a list of separate requests, keys as the flags "
+            "with underscores; or of one multi-grant request: " + ", ".join(SET_FIELDS) + " once, and grants: a "
+            "list of mappings of " + ", ".join(GRANT_FIELDS) + ".",
+        ),
     ] = None,
     idempotency_key: Annotated[
         Optional[str],
-        typer.Option(help="Idempotency-Key to send (a file's entries get KEY-1, KEY-2, …): running the same command again files nothing new. Default: a fresh one per run."),
+        typer.Option(help="Idempotency-Key to send (a file's entries get KEY-1, KEY-2, …): running the same command again files nothing new. Default: a fresh one per run. Not for a multi-grant request (the API takes none)."),
     ] = None,
     wait: Wait = False,
     timeout: Timeout = None,
     interval: Interval = 2.0,
     json_output: Json = False,
 ) -> ExitCode:
-    """File a request (flags), or every request of a file (--file); --wait follows them until active or failed.
+    """File a request (flags), every request of a file, or a file's multi-grant request (--file);
+    --wait follows them until active or failed.
 
-    With --json: the request as the API answered (a file: a list, one item per entry, the
-    request or the API's error with its HTTP status).
+    With --json: the request as the API answered (a file of requests: a list, one item per entry,
+    the request or the API's error with its HTTP status; a multi-grant request: the request with
+    its grants, as `dms-access set status` shows it). A multi-grant request is filed whole or not
+    at all: the API's errors name each grant by its position in grants:, counting from 0
+    (grants.0.engine). --wait follows every grant until all are active (0) or one fails (1).
     """
     arguments = locals()  # the flags named as the API's fields (SUBMIT_FIELDS)
     given = {name: arguments[name] for name in SUBMIT_FIELDS if arguments[name] is not None}
@@ -53,7 +63,12 @@ def request(
         raise UsageProblem("Give the request's fields as flags or in --file, not both.")
     if file is None and not given:
         raise UsageProblem("Give the request's fields as flags (see --help), or --file.")
-    bodies = read_requests(file) if file is not None else [given]
+    read = read_request_file(file) if file is not None else None
+    if read is not None and read.request_set is not None:
+        if idempotency_key is not None:
+            raise UsageProblem("--idempotency-key: the API takes none for a multi-grant request; file it once.")
+        return _file_set(file, read.request_set, wait=wait, timeout=timeout, interval=interval, json_output=json_output)
+    bodies = read.requests if read is not None else [given]
     base_key = idempotency_key or uuid.uuid4().hex
     out, err = consoles(json_output)
     results: list[dict] = []
@@ -98,6 +113,29 @@ def request(
             if wait and item.exit_code != ExitCode.DONE:
                 err.print(f"request {item.request_id}: {item.detail.get('state')}", markup=False)
     return code
+
+
+def _file_set(file: Path, body: dict, *, wait: bool, timeout, interval, json_output: bool) -> ExitCode:
+    _, err = consoles(json_output)
+    with connect() as portal:
+        try:
+            # No Idempotency-Key: a lost answer is not sent again (the client says it may have been filed).
+            detail = portal.post("/request-sets/", body)
+        except ApiError as exc:
+            if any(str(field).startswith("grants.") for field in (exc.body.get("errors") or {})):
+                err.print(f"(grants.N is grant N of {file}, counting from 0.)", markup=False)
+            raise
+        states = ", ".join(f"{count} {state}" for state, count in sorted((detail.get("states") or {}).items()))
+        err.print(
+            f"Filed multi-grant request {detail['id']} with {len(detail.get('grants') or [])} grant(s): {states}",
+            markup=False,
+        )
+        followed: list[Followed] = []
+        code = ExitCode.DONE
+        if wait:
+            detail, code, followed = follow_set(portal, detail, goal="active", timeout=timeout, interval=interval,
+                                                json_output=json_output)  # fmt: skip
+    return finish_set(detail, code, json_output=json_output, followed=followed, goal="active")
 
 
 @command

@@ -54,21 +54,38 @@ def follow(
     console: Console,
     timeout: float | None,
     interval: float,
+    until_one_fails: bool = False,
 ) -> list[Followed]:
-    """Poll each request until all settle or ``timeout`` seconds pass; ``followed`` is updated in place."""
+    """Poll each request until all settle (or, with ``until_one_fails``, one settles short of its goal)
+    or ``timeout`` seconds pass; ``followed`` is updated in place."""
     deadline = None if timeout is None else time.monotonic() + timeout
+
+    def done() -> bool:
+        if all(item.settled for item in followed):
+            return True
+        return until_one_fails and any(item.exit_code == ExitCode.FAILED for item in followed)
+
     if console.is_terminal:
-        _follow_live(portal, followed, console=console, deadline=deadline, interval=interval)
+        _follow_live(portal, followed, console=console, deadline=deadline, interval=interval, done=done)
     else:
-        _follow_lines(portal, followed, console=console, deadline=deadline, interval=interval)
+        _follow_lines(portal, followed, console=console, deadline=deadline, interval=interval, done=done)
     return followed
 
 
-def _poll(portal: Portal, followed: list[Followed], deadline: float | None, interval: float):
-    """Yield after each round of reads; stop when all settled or the deadline passed."""
+def outcome(followed: list[Followed]) -> ExitCode:
+    """Of requests followed together (a multi-grant request's grants): failed if any failed,
+    else timed out if any has not settled, else done."""
+    codes = {item.exit_code for item in followed}
+    if ExitCode.FAILED in codes:
+        return ExitCode.FAILED
+    return ExitCode.TIMED_OUT if ExitCode.TIMED_OUT in codes else ExitCode.DONE
+
+
+def _poll(portal: Portal, followed: list[Followed], deadline: float | None, interval: float, done):
+    """Yield after each round of reads; stop when ``done()`` or the deadline passed."""
     while True:
         yield
-        if all(item.settled for item in followed):
+        if done():
             return
         if deadline is not None and time.monotonic() >= deadline:
             return
@@ -79,9 +96,9 @@ def _poll(portal: Portal, followed: list[Followed], deadline: float | None, inte
                 item.detail = portal.get(f"/requests/{item.request_id}/")
 
 
-def _follow_lines(portal, followed, *, console, deadline, interval) -> None:
+def _follow_lines(portal, followed, *, console, deadline, interval, done) -> None:
     # No terminal (a pipeline's log): a line for each change, nothing redrawn.
-    for _ in _poll(portal, followed, deadline, interval):
+    for _ in _poll(portal, followed, deadline, interval, done):
         for item in followed:
             for step in _current_steps(item.detail):
                 key = f"{step.get('phase')}:{step.get('name')}"
@@ -100,7 +117,7 @@ def _follow_lines(portal, followed, *, console, deadline, interval) -> None:
                 item.seen["state"] = state
 
 
-def _follow_live(portal, followed, *, console, deadline, interval) -> None:
+def _follow_live(portal, followed, *, console, deadline, interval, done) -> None:
     progress = Progress(
         SpinnerColumn(),
         TextColumn("[bold]request {task.fields[request_id]}[/] {task.fields[state]}"),
@@ -126,5 +143,5 @@ def _follow_live(portal, followed, *, console, deadline, interval) -> None:
 
     # transient: once settled, the command prints the request in full instead.
     with Live(render(), console=console, refresh_per_second=8, transient=True) as live:
-        for _ in _poll(portal, followed, deadline, interval):
+        for _ in _poll(portal, followed, deadline, interval, done):
             live.update(render())

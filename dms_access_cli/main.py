@@ -8,6 +8,7 @@ from dms_access_cli import login  # noqa: F401
 from dms_access_cli import filing  # noqa: F401
 from dms_access_cli import reading  # noqa: F401
 from dms_access_cli import deciding  # noqa: F401
+from dms_access_cli import sets  # noqa: F401
 from dms_access_cli.app import app
 
 # isort: on

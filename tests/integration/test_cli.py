@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from requests_app.models import AccessRequest
+from requests_app.models import AccessRequest, RequestSet
 from tests.factories import api_token_for
-from tests.requests_app.rows import APPROVER, DATALAKE_ID, REQUESTER, portal_accounts, user
+from tests.integration.world import SECRET_VALUE
+from tests.requests_app.rows import APPROVER, DATALAKE_ID, REMOTE_ID, REQUESTER, portal_accounts, user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -285,3 +286,98 @@ def test_the_client_imports_no_django(cli):
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["id"] == filed["id"]
+
+
+def second_secret(world) -> str:
+    """Another secret of the Remote account under the same key (created once per module's world)."""
+    secrets = world.admin(REMOTE_ID, "secretsmanager")
+    name = "prod/billing-db/credentials"
+    try:
+        return secrets.describe_secret(SecretId=name)["ARN"]
+    except secrets.exceptions.ResourceNotFoundException:
+        return secrets.create_secret(Name=name, KmsKeyId=world.key_arn, SecretString=json.dumps(SECRET_VALUE))["ARN"]
+
+
+def statements_for(world, secret_arn: str, role_names: list[str]) -> list[dict]:
+    """The secret policy's statements naming one of these roles (the module's other tests share the secret)."""
+    text = world.admin(REMOTE_ID, "secretsmanager").get_resource_policy(SecretId=secret_arn).get("ResourcePolicy")
+    statements = json.loads(text)["Statement"] if text else []
+    return [s for s in statements if any(f":role/{name}" in json.dumps(s.get("Principal")) for name in role_names)]
+
+
+def test_a_multi_grant_request_filed_from_a_file_approved_once_then_active_then_revoked(cli, tmp_path):
+    billing = second_secret(cli.world)
+    grants = [
+        (cli.world.secret_arn, "postgres", "cli-set-orders", "orders"),
+        (cli.world.secret_arn, "mysql", "cli-set-orders-audit", ""),  # DMS takes no database name for MySQL
+        (billing, "postgres", "cli-set-billing", "billing"),
+    ]
+    items = "".join(
+        f"  - secret_arn: {arn}\n    engine: {engine}\n    endpoint_identifier: {identifier}\n"
+        + (f"    database_name: {database}\n" if database else "")
+        for arn, engine, identifier, database in grants
+    )
+    set_file = tmp_path / "set.yaml"
+    set_file.write_text(f"datalake_account: {DATALAKE_ID}\njustification: Three databases into the lake.\ngrants:\n{items}")
+
+    # One broken grant files none; the API's error names it by its position.
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(set_file.read_text() + "  - secret_arn: " + billing + "\n    engine: postgres\n    endpoint_identifier: cli-set-bad-\n")
+    refused = cli.run("request", "--file", str(broken))
+    assert refused.returncode == 3, refused
+    assert "grants.3.endpoint_identifier: " in refused.stderr and "counting from 0" in refused.stderr
+    assert "grants.0" not in refused.stderr and "grants.1" not in refused.stderr, refused.stderr
+    assert not RequestSet.objects.exists() and not AccessRequest.objects.exists()
+
+    waiting = cli.popen(
+        "request", "--file", str(set_file), "--wait", "--timeout", "240", "--interval", "0.5", "--json", as_user=REQUESTER
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not RequestSet.objects.exists():
+            assert waiting.poll() is None and time.monotonic() < deadline, waiting.communicate()
+            time.sleep(0.1)
+        (listed,) = cli.json("set", "list", as_user=APPROVER)
+        set_id = str(listed["id"])
+        plan = cli.json("set", "plan", set_id, as_user=APPROVER)
+        assert len(plan["awaiting"]) == 3 and plan["plan_hash"]
+        by_secret = {policy["arn"]: policy["statements"] for policy in plan["secrets"]}
+        assert {arn: len(statements) for arn, statements in by_secret.items()} == {cli.world.secret_arn: 2, billing: 1}
+        assert [len(policy["statements"]) for policy in plan["keys"]] == [3]  # both secrets share the key
+
+        # A plan hash other than the current one decides nothing: 3, with the API's words and the current hash.
+        stale = cli.run("set", "approve", set_id, "--yes", "--plan-hash", "0" * 64, as_user=APPROVER)
+        assert stale.returncode == 3, stale
+        assert "HTTP 409, plan_changed" in stale.stderr and f"current plan hash: {plan['plan_hash']}" in stale.stderr
+        # The requester may not approve their own request.
+        assert cli.run("set", "approve", set_id, "--yes").returncode == 3
+
+        approve = cli.run("set", "approve", set_id, "--yes", "--comment", "fine", as_user=APPROVER)
+        assert approve.returncode == 0, approve.stderr
+        assert plan["plan_hash"] in approve.stdout and billing in approve.stdout  # shown before it was sent
+
+        stdout, stderr = waiting.communicate(timeout=240)
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+    assert waiting.returncode == 0, (stdout, stderr, cli.workers.logs())
+    active = json.loads(stdout)
+    assert str(active["id"]) == set_id and active["states"] == {"active": 3}
+    ids = [grant["id"] for grant in active["grants"]]
+    for grant_id in ids:
+        assert f"request {grant_id}: active" in stderr  # each grant followed, as lines without a terminal
+    for grant_id in ids:
+        (decision,) = cli.json("status", str(grant_id))["decisions"]
+        assert decision["approver"] == APPROVER
+    roles = [grant["role_name"] for grant in active["grants"]]
+    assert len(statements_for(cli.world, cli.world.secret_arn, roles)) == 2
+    assert len(statements_for(cli.world, billing, roles)) == 1
+
+    status = cli.run("set", "status", set_id)
+    assert status.returncode == 0 and "3 active" in status.stdout and "cli-set-billing" in status.stdout
+    assert cli.run("set", "wait", set_id, "--timeout", "5").returncode == 0
+
+    revoked = cli.json("set", "revoke", set_id, "--yes", "--wait", "--timeout", "180", "--interval", "0.5")
+    assert revoked["states"] == {"revoked": 3}
+    assert statements_for(cli.world, cli.world.secret_arn, roles) == statements_for(cli.world, billing, roles) == []
+    assert all(cli.world.endpoints(identifier) == [] for _, _, identifier, _ in grants)
