@@ -1,8 +1,14 @@
-"""The pages of a request naming several grants: its grants, its one plan,
-and approving, rejecting or revoking it at once.
+"""The pages of a request naming several grants: filing it, its grants, its
+one plan, and approving, rejecting or revoking it at once.
 
-The bodies are parsed by the API's parsers (``actions.SET_ACTIONS``), so a
-page and the API accept and refuse the same things. Who may is checked
+Filing takes the request's own fields once and one row per grant, each row
+built from ``grant_input.GRANT_INPUT`` (``forms.GrantForm``); the filing
+service validates every grant and its errors, keyed ``grants.<index>.<field>``,
+are shown on the row and field they name. Adding or removing a row is a plain
+form post that shows the form again with everything typed so far.
+
+The action bodies are parsed by the API's parsers (``actions.SET_ACTIONS``),
+so a page and the API accept and refuse the same things. Who may is checked
 before the body is read; the services check again under each grant's lock.
 """
 from __future__ import annotations
@@ -15,47 +21,229 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 from rest_framework.exceptions import ValidationError as BodyInvalid
 
-from requests_app import selectors
+from requests_app import permissions, selectors, services
 from requests_app.actions import SET_ACTIONS, offered_set_actions, set_action_arguments
 from requests_app.api.request_sets import set_plan_for
-from requests_app.errors import DomainError, NotFoundForUser
+from requests_app.errors import DomainError, NotAllowed, NotFoundForUser, PlanChanged, ValidationFailed
+from requests_app.membership import accounts_requested_by
+from requests_app.models import AccessRequest, RequestState
+from requests_app.services.request_sets import AWAITING, MAX_GRANTS
+from requests_app.throttling import aws_call_refusal
+from requests_app.web.forms import GRANTS_PREFIX, GrantFormSet, RequestSetForm
+
+# How many grant rows the form opens with.
+FIRST_ROWS = 2
+ADD = "add_grant"
+REMOVE = "remove_grant"
 
 
 def _client_ip(request) -> str | None:
     return request.META.get("REMOTE_ADDR") or None
 
 
-@login_required
-def request_set_detail(request, set_id: int):
+# --- filing --------------------------------------------------------------------
+
+
+def files_several(request) -> bool:
+    """Whether the new-request page is asked for the form naming several grants."""
+    if request.method == "POST":
+        return f"{GRANTS_PREFIX}-TOTAL_FORMS" in request.POST
+    return request.GET.get("several") == "1"
+
+
+def _datalake_accounts(request):
+    return accounts_requested_by(request.user).filter(is_datalake=True).order_by("name")
+
+
+def _form_page(request, set_form, grants, *, errors=(), status: int = 200):
+    return render(
+        request,
+        "web/request_form.html",
+        {
+            "several": True,
+            "form": set_form,
+            "grants": grants,
+            "page_errors": list(errors),
+            "max_grants": MAX_GRANTS,
+            "can_add": grants.total_form_count() < MAX_GRANTS,
+        },
+        status=status,
+    )
+
+
+def _empty_form_page(request, *, status: int = 200):
+    grants = GrantFormSet(prefix=GRANTS_PREFIX, initial=[{}] * FIRST_ROWS)
+    return _form_page(request, RequestSetForm(datalake_accounts=_datalake_accounts(request)), grants, status=status)
+
+
+def _rows_changed(request, set_form: RequestSetForm, grants):
+    """The form again, one row more or one fewer, with everything as typed (and no errors yet)."""
+    rows = [form.raw_values() for form in grants.forms]
+    if ADD in request.POST and len(rows) < MAX_GRANTS:
+        rows.append({})
+    elif REMOVE in request.POST and len(rows) > 1:
+        try:
+            del rows[int(request.POST[REMOVE])]
+        except (ValueError, IndexError):
+            pass
+    shared = {name: request.POST.get(name, "") for name in set_form.fields}
+    return _form_page(
+        request,
+        RequestSetForm(initial=shared, datalake_accounts=_datalake_accounts(request)),
+        GrantFormSet(prefix=GRANTS_PREFIX, initial=rows),
+    )
+
+
+def _place_errors(errors: dict[str, list[str]], set_form, filed_rows: list, page_errors: list[str]) -> None:
+    """Each error of the filing service on the row and field it names
+    (``grants.<index>.<field>``, ``index`` counting the rows filed), the
+    request's own fields' on theirs, the rest above the form."""
+    for key, field_messages in errors.items():
+        parts = key.split(".")
+        if len(parts) == 3 and parts[0] == "grants" and parts[1].isdigit() and int(parts[1]) < len(filed_rows):
+            form = filed_rows[int(parts[1])]
+            for message in field_messages:
+                form.add_error(parts[2] if parts[2] in form.fields else None, message)
+        elif key in set_form.fields:
+            for message in field_messages:
+                set_form.add_error(key, message)
+        else:
+            page_errors.extend(field_messages)
+
+
+def request_set_new(request):
+    """The new-request page's form for several grants (``views.request_new`` hands it over)."""
+    if request.method != "POST":
+        return _empty_form_page(request)
+    if not permissions.can_file(request.user):
+        # The empty form says why: no DataLake account lists them. Nothing they sent is read.
+        return _empty_form_page(request, status=403)
+    set_form = RequestSetForm(request.POST, datalake_accounts=_datalake_accounts(request))
+    grants = GrantFormSet(request.POST, prefix=GRANTS_PREFIX)
+    if ADD in request.POST or REMOVE in request.POST:
+        return _rows_changed(request, set_form, grants)
+    if (refused := aws_call_refusal(request)) is not None:
+        return refused
+    page_errors: list[str] = []
+    parsed = set_form.is_valid()
+    parsed = grants.is_valid() and parsed
+    page_errors.extend(grants.non_form_errors())
+    if parsed:
+        # A row left empty is no grant (an added row nobody filled in).
+        filed_rows = [form for form in grants.forms if form.has_changed()]
+        try:
+            created = services.request_set_submit(
+                requester=request.user,
+                source_ip=_client_ip(request),
+                grants=[form.grant_arguments() for form in filed_rows],
+                **set_form.shared_arguments(),
+            )
+        except ValidationFailed as failure:
+            _place_errors(failure.errors, set_form, filed_rows, page_errors)
+        except DomainError as error:
+            page_errors.append(error.message)
+        else:
+            filed = list(created.grants.order_by("pk"))
+            failed = [grant for grant in filed if grant.preflight_status != AccessRequest.PreflightStatus.PASSED]
+            if failed:
+                names = ", ".join(f"#{grant.pk} ({grant.endpoint_identifier})" for grant in failed)
+                messages.warning(
+                    request, f"Request #{created.pk} filed with {len(filed)} grants, but preflight failed for {names}: see below."
+                )
+            else:
+                messages.success(
+                    request, f"Request #{created.pk} filed with {len(filed)} grants; preflight passed for each. It now waits for approval."
+                )
+            return redirect("web:request_set_detail", set_id=created.pk)
+    return _form_page(request, set_form, grants, errors=page_errors, status=400)
+
+
+# --- the set's page ---------------------------------------------------------------
+
+# Each grant's own documents, shown under its row of the plan.
+GRANT_DOCUMENTS = (
+    ("role_trust_policy", "Role trust policy", "DataLake account: who may assume the role"),
+    ("role_inline_policy", "Role inline policy", "DataLake account: what the role may do"),
+    ("endpoint_settings", "Endpoint settings", "DataLake account: the DMS endpoint"),
+)
+
+
+def _labelled_plan(plan: dict) -> dict:
+    """The plan with each statement labelled by its grant (id and endpoint)
+    and each grant's documents in the order the page shows them."""
+    endpoints = {row["request"]: row["endpoint_identifier"] for row in plan["grants"]}
+
+    def labelled(groups):
+        return [
+            {**group, "statements": [{**item, "endpoint": endpoints.get(item["request"], "")} for item in group["statements"]]}
+            for group in groups
+        ]
+
+    grants = [
+        {**row, "documents": [(title, where, row[key]) for key, title, where in GRANT_DOCUMENTS if row.get(key)]}
+        for row in plan["grants"]
+    ]
+    return {**plan, "grants": grants, "secrets": labelled(plan["secrets"]), "keys": labelled(plan["keys"])}
+
+
+def _set_context(request, set_id: int) -> dict:
     try:
         request_set, grants = selectors.request_set_detail_for(user=request.user, set_id=set_id)
     except NotFoundForUser:
-        raise Http404("No such request") from None
-    context = {
+        raise Http404("No such request.") from None
+    states: dict[str, int] = {}
+    for grant in grants:
+        states[grant.get_state_display()] = states.get(grant.get_state_display(), 0) + 1
+    return {
         "request_set": request_set,
         "grants": grants,
-        "plan": set_plan_for(request.user, request_set),
+        "state_counts": sorted(states.items()),
+        "plan": _labelled_plan(set_plan_for(request.user, request_set)),
         "actions": offered_set_actions(request.user, grants),
+        "awaiting_any": any(grant.state in AWAITING for grant in grants),
+        "awaiting_first": any(grant.state == RequestState.PENDING_APPROVAL for grant in grants),
     }
-    return render(request, "web/request_set_detail.html", context)
+
+
+@login_required
+def request_set_detail(request, set_id: int):
+    return render(request, "web/request_set_detail.html", _set_context(request, set_id))
 
 
 @login_required
 @require_POST
 def request_set_action(request, set_id: int, action: str):
+    """One action of ``SET_ACTIONS``; a refusal shows the set's page as it is
+    now with its reason (403, or 409 when the plan changed since it was shown)."""
     definition = SET_ACTIONS.get(action)
     if definition is None:
-        raise Http404("No such action")
+        raise Http404("No such action.")
+    failed = f"Could not {action} request #{set_id}"
     try:
         definition.check(user=request.user, set_id=set_id)
         definition.service(set_id=set_id, user=request.user, source_ip=_client_ip(request),
                            **set_action_arguments(definition, request.POST))  # fmt: skip
     except NotFoundForUser:
-        raise Http404("No such request") from None
-    except BodyInvalid as error:
-        messages.error(request, f"Could not {action} request #{set_id}: {error.detail}")
+        raise Http404("No such request.") from None
+    except PlanChanged:
+        messages.error(
+            request,
+            f"{failed}: the plan changed since you opened it (a grant was added, changed or decided). "
+            "Nothing was approved. Review the plan below, then approve again.",
+        )
+        return render(request, "web/request_set_detail.html", _set_context(request, set_id), status=409)
+    except NotAllowed as error:
+        messages.error(request, f"{failed}: {error.message}")
+        return render(request, "web/request_set_detail.html", _set_context(request, set_id), status=403)
+    except BodyInvalid as invalid:
+        detail = invalid.detail
+        if isinstance(detail, dict):
+            problems = "; ".join(f"{field}: {' '.join(map(str, errors))}" for field, errors in detail.items())
+        else:
+            problems = " ".join(map(str, detail))
+        messages.error(request, f"{failed}: {problems}")
     except DomainError as error:
-        messages.error(request, f"Could not {action} request #{set_id}: {error}")
+        messages.error(request, f"{failed}: {error.message}")
     else:
-        messages.success(request, definition.done)
+        messages.success(request, f"Request #{set_id}: {definition.done}")
     return redirect(reverse("web:request_set_detail", args=[set_id]))
