@@ -193,11 +193,12 @@ def _set_context(request, set_id: int) -> dict:
         raise Http404("No such request.") from None
     states: dict[str, int] = {}
     for grant in grants:
-        states[grant.get_state_display()] = states.get(grant.get_state_display(), 0) + 1
+        states[grant.state] = states.get(grant.state, 0) + 1
     return {
         "request_set": request_set,
         "grants": grants,
-        "state_counts": sorted(states.items()),
+        # How many grants are in each state, in the states' own order.
+        "state_counts": [(state, label, states[state]) for state, label in RequestState.choices if state in states],
         "plan": _labelled_plan(set_plan_for(request.user, request_set)),
         "actions": offered_set_actions(request.user, grants),
         "awaiting_any": any(grant.state in AWAITING for grant in grants),
