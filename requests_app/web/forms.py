@@ -58,6 +58,25 @@ class _InputRows:
             if field.kind is Kind.ACCOUNT:
                 self.fields[field.name].choices = [*self.fields[field.name].choices, *account_choices]
 
+    def _mark_fields(self, validate_url: str) -> None:
+        for name, field in self.fields.items():
+            html_name = self.add_prefix(name)
+            field.widget.attrs.setdefault("id", f"id_{html_name}")
+            field.widget.attrs["aria-describedby"] = f"errors_{html_name}"
+            if validate_url:
+                # Each field asks the server to check the whole form when it
+                # changes and shows the answer for itself only.
+                field.widget.attrs.update(
+                    {
+                        "hx-post": validate_url,
+                        "hx-trigger": "change, keyup changed delay:600ms",
+                        "hx-include": "closest form",
+                        "hx-target": f"#errors_{html_name}",
+                        "hx-swap": "innerHTML",
+                        "hx-sync": "closest form:replace",
+                    }
+                )
+
     def rows(self) -> list[list[forms.BoundField]]:
         """The fields in the order declared, consecutive short ones side by side."""
         rows: list[list[forms.BoundField]] = []
@@ -76,22 +95,7 @@ class AccessRequestForm(_InputRows, input_form("AccessRequestFields", SUBMIT_INP
     def __init__(self, *args, datalake_accounts, validate_url: str = "", **kwargs):
         super().__init__(*args, **kwargs)
         self._offer_accounts(datalake_accounts)
-        for name, field in self.fields.items():
-            field.widget.attrs.setdefault("id", f"id_{name}")
-            field.widget.attrs["aria-describedby"] = f"errors_{name}"
-            if validate_url:
-                # Each field asks the server to check the whole form when it
-                # changes and shows the answer for itself only.
-                field.widget.attrs.update(
-                    {
-                        "hx-post": validate_url,
-                        "hx-trigger": "change, keyup changed delay:600ms",
-                        "hx-include": "closest form",
-                        "hx-target": f"#errors_{name}",
-                        "hx-swap": "innerHTML",
-                        "hx-sync": "closest form:replace",
-                    }
-                )
+        self._mark_fields(validate_url)
 
     def clean(self):
         data = super().clean()
@@ -116,12 +120,10 @@ SET_INPUT: tuple[InputField, ...] = tuple(field for field in SUBMIT_INPUT if not
 
 
 class RequestSetForm(_InputRows, input_form("RequestSetFields", SET_INPUT)):
-    def __init__(self, *args, datalake_accounts, **kwargs):
+    def __init__(self, *args, datalake_accounts, validate_url: str = "", **kwargs):
         super().__init__(*args, **kwargs)
         self._offer_accounts(datalake_accounts)
-        for name, field in self.fields.items():
-            field.widget.attrs.setdefault("id", f"id_{name}")
-            field.widget.attrs["aria-describedby"] = f"errors_{name}"
+        self._mark_fields(validate_url)
 
     def shared_arguments(self) -> dict[str, Any]:
         """The filing service's keywords for the request's own fields."""
@@ -129,10 +131,9 @@ class RequestSetForm(_InputRows, input_form("RequestSetFields", SET_INPUT)):
 
 
 class GrantForm(_InputRows, input_form("GrantFields", GRANT_INPUT)):
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, validate_url: str = "", **kwargs):
         super().__init__(*args, **kwargs)
-        for name in self.fields:
-            self.fields[name].widget.attrs["aria-describedby"] = f"errors_{self.add_prefix(name)}"
+        self._mark_fields(validate_url)
 
     def grant_arguments(self) -> dict[str, Any]:
         """The filing service's keywords for this grant."""

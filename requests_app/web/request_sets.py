@@ -13,22 +13,25 @@ before the body is read; the services check again under each grant's lock.
 """
 from __future__ import annotations
 
+import re
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 from rest_framework.exceptions import ValidationError as BodyInvalid
 
-from requests_app import permissions, selectors, services
+from requests_app import permissions, selectors, services, visibility
 from requests_app.actions import SET_ACTIONS, offered_set_actions, set_action_arguments
 from requests_app.api.request_sets import set_plan_for
 from requests_app.errors import DomainError, NotAllowed, NotFoundForUser, PlanChanged, ValidationFailed
 from requests_app.membership import accounts_requested_by
-from requests_app.models import AccessRequest, RequestState
-from requests_app.services.request_sets import AWAITING, MAX_GRANTS
+from requests_app.models import AccessRequest, Decision, RequestState
+from requests_app.services.request_sets import AWAITING, MAX_GRANTS, set_plan, set_plan_hash
 from requests_app.throttling import aws_call_refusal
+from requests_app.validation import validate_request_input
 from requests_app.web.forms import GRANTS_PREFIX, GrantFormSet, RequestSetForm
 
 # How many grant rows the form opens with.
@@ -71,9 +74,20 @@ def _form_page(request, set_form, grants, *, errors=(), status: int = 200):
     )
 
 
+def _validate_url() -> str:
+    return reverse("web:request_set_validate")
+
+
+def _set_form(request, data=None, **kwargs) -> RequestSetForm:
+    return RequestSetForm(data, datalake_accounts=_datalake_accounts(request), validate_url=_validate_url(), **kwargs)
+
+
+def _grant_forms(data=None, **kwargs):
+    return GrantFormSet(data, prefix=GRANTS_PREFIX, form_kwargs={"validate_url": _validate_url()}, **kwargs)
+
+
 def _empty_form_page(request, *, status: int = 200):
-    grants = GrantFormSet(prefix=GRANTS_PREFIX, initial=[{}] * FIRST_ROWS)
-    return _form_page(request, RequestSetForm(datalake_accounts=_datalake_accounts(request)), grants, status=status)
+    return _form_page(request, _set_form(request), _grant_forms(initial=[{}] * FIRST_ROWS), status=status)
 
 
 def _rows_changed(request, set_form: RequestSetForm, grants):
@@ -87,11 +101,7 @@ def _rows_changed(request, set_form: RequestSetForm, grants):
         except (ValueError, IndexError):
             pass
     shared = {name: request.POST.get(name, "") for name in set_form.fields}
-    return _form_page(
-        request,
-        RequestSetForm(initial=shared, datalake_accounts=_datalake_accounts(request)),
-        GrantFormSet(prefix=GRANTS_PREFIX, initial=rows),
-    )
+    return _form_page(request, _set_form(request, initial=shared), _grant_forms(initial=rows))
 
 
 def _place_errors(errors: dict[str, list[str]], set_form, filed_rows: list, page_errors: list[str]) -> None:
@@ -118,8 +128,8 @@ def request_set_new(request):
     if not permissions.can_file(request.user):
         # The empty form says why: no DataLake account lists them. Nothing they sent is read.
         return _empty_form_page(request, status=403)
-    set_form = RequestSetForm(request.POST, datalake_accounts=_datalake_accounts(request))
-    grants = GrantFormSet(request.POST, prefix=GRANTS_PREFIX)
+    set_form = _set_form(request, request.POST)
+    grants = _grant_forms(request.POST)
     if ADD in request.POST or REMOVE in request.POST:
         return _rows_changed(request, set_form, grants)
     if (refused := aws_call_refusal(request)) is not None:
@@ -158,6 +168,45 @@ def request_set_new(request):
     return _form_page(request, set_form, grants, errors=page_errors, status=400)
 
 
+@login_required
+@require_POST
+def request_set_validate(request):
+    """Check one field of the form naming several grants, as the single
+    request's form does (``views.request_validate``): the field that changed
+    gets its messages, the other filled-in fields of its row and the request's
+    own fields theirs (out of band). A row is checked with the request's own
+    fields; what no row breaks alone (one endpoint named twice) is told on filing."""
+    if not permissions.can_file(request.user):
+        return HttpResponse(status=403)
+    field = request.headers.get("HX-Trigger-Name", "")
+    set_form = _set_form(request, request.POST)
+    grants = _grant_forms(request.POST)
+    rows = grants.forms  # none when the management form is missing or broken
+    named = re.fullmatch(rf"{GRANTS_PREFIX}-(\d+)-(\w+)", field)
+    if named and int(named.group(1)) < len(rows) and named.group(2) in rows[int(named.group(1))].fields:
+        row = rows[int(named.group(1))]
+    elif field in set_form.fields and rows:
+        # The request's own fields are checked with the first row filled in.
+        row = next((form for form in rows if form.has_changed()), rows[0])
+    else:
+        return HttpResponse(status=400)
+    set_form.is_valid()
+    row.is_valid()
+    errors: dict[str, list[str]] = {name: list(messages_) for name, messages_ in set_form.errors.items()}
+    errors.update({row.add_prefix(name): list(messages_) for name, messages_ in row.errors.items()})
+    try:
+        validate_request_input(**set_form.shared_arguments(), **row.grant_arguments())
+    except ValidationFailed as failure:
+        for key, messages_ in failure.errors.items():
+            name = key if key in set_form.fields else row.add_prefix(key) if key in row.fields else None
+            if name is not None:
+                known = errors.setdefault(name, [])
+                known.extend(message for message in messages_ if message not in known)
+    names = [*set_form.fields, *(row.add_prefix(name) for name in row.fields)]
+    others = [(name, errors.get(name, [])) for name in names if name != field and (request.POST.get(name) or "").strip()]
+    return render(request, "web/partials/field_errors.html", {"errors": errors.get(field, []), "others": others})
+
+
 # --- the set's page ---------------------------------------------------------------
 
 # Each grant's own documents, shown under its row of the plan.
@@ -186,11 +235,38 @@ def _labelled_plan(plan: dict) -> dict:
     return {**plan, "grants": grants, "secrets": labelled(plan["secrets"]), "keys": labelled(plan["keys"])}
 
 
+def _remember_decisions(user, grants: list[AccessRequest]) -> None:
+    """Whether ``user`` decided on each grant's current plan, read in one
+    query, so the actions offered on the grants cost none each."""
+    decided = set(
+        Decision.objects.filter(request__in=[grant.pk for grant in grants], approver_id=user.pk).values_list(
+            "request_id", "plan_hash", "approval_round"
+        )
+    )
+    for grant in grants:
+        grant.__dict__.setdefault("_portal_decided", {})[user.pk] = (
+            (grant.pk, grant.plan_hash, grant.approval_round) in decided
+        )
+
+
+def _plan(user, request_set, grants: list[AccessRequest]) -> dict:
+    """``api.request_sets.set_plan_for``, from the grants the page read already
+    (their accounts know whether ``user`` approves for them, so the plan costs
+    no query per grant). Someone who sees only some of the grants gets the
+    API's own reading of every one."""
+    if len(grants) != request_set.grants.count():
+        return set_plan_for(user, request_set)
+    awaiting = [grant for grant in grants if grant.state in AWAITING]
+    plan = set_plan(awaiting or grants, shown=lambda grant, document: visibility.redact_key(user, grant, document))
+    return {"plan_hash": set_plan_hash(awaiting), "awaiting": [grant.pk for grant in awaiting], **plan}
+
+
 def _set_context(request, set_id: int) -> dict:
     try:
         request_set, grants = selectors.request_set_detail_for(user=request.user, set_id=set_id)
     except NotFoundForUser:
         raise Http404("No such request.") from None
+    _remember_decisions(request.user, grants)
     states: dict[str, int] = {}
     for grant in grants:
         states[grant.state] = states.get(grant.state, 0) + 1
@@ -199,7 +275,7 @@ def _set_context(request, set_id: int) -> dict:
         "grants": grants,
         # How many grants are in each state, in the states' own order.
         "state_counts": [(state, label, states[state]) for state, label in RequestState.choices if state in states],
-        "plan": _labelled_plan(set_plan_for(request.user, request_set)),
+        "plan": _labelled_plan(_plan(request.user, request_set, grants)),
         "actions": offered_set_actions(request.user, grants),
         "awaiting_any": any(grant.state in AWAITING for grant in grants),
         "awaiting_first": any(grant.state == RequestState.PENDING_APPROVAL for grant in grants),

@@ -345,3 +345,50 @@ def test_the_request_list_and_the_queue_link_each_grant_to_its_set(cast):
     assert queue.count(f"Approve with set #{request_set.pk}") == 2
     # The single request is still approved from its row.
     assert f'action="{reverse("web:request_action", args=[single.pk, "approve"])}"' in queue
+
+
+@pytest.mark.parametrize("who", ["requester", "approver"])
+def test_the_set_page_costs_the_same_queries_for_3_and_12_grants(cast, who, django_assert_max_num_queries):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client = _client(getattr(cast, who))
+    request_set, _ = _set(cast, count=3)
+    with CaptureQueriesContext(connection) as at_three:
+        assert client.get(_set_url(request_set)).status_code == 200
+    for _ in range(9):
+        cast.request(request_set=request_set)
+    with django_assert_max_num_queries(len(at_three)):
+        page = client.get(_set_url(request_set)).content.decode()
+    assert len(_grant_states(page)) == 12
+
+
+def test_each_field_of_a_row_is_checked_as_it_is_filled_in(cast):
+    from requests_app.errors import ValidationFailed
+    from requests_app.validation import validate_request_input
+
+    client = _client(cast.requester)
+    page = client.get(NEW, {"several": "1"}).content.decode()
+    validate = reverse("web:request_set_validate")
+    assert f'hx-post="{validate}"' in page and 'hx-target="#errors_grants-1-endpoint_identifier"' in page
+    secret = f"arn:aws:secretsmanager:eu-west-1:{cast.remote.account_id}:secret:prod/orders-AbCdEf"
+    body = _body([
+        {"secret_arn": secret, "engine": "mysql", "endpoint_identifier": "orders-a"},
+        {"secret_arn": secret, "engine": "mysql", "endpoint_identifier": "9-lives--", "database_name": "orders"},
+    ])
+    with pytest.raises(ValidationFailed) as expected:
+        validate_request_input(datalake_account_id=DATALAKE_ID, secret_arn=secret, engine="mysql",
+                               endpoint_identifier="9-lives--", database_name="orders", justification="x")
+    answer = client.post(validate, body, HTTP_HX_TRIGGER_NAME="grants-1-endpoint_identifier").content.decode()
+    own, _, others = answer.partition("<div")
+    assert escape(expected.value.errors["endpoint_identifier"][0]) in own
+    # The row's other filled-in field speaks up out of band; the first row does not.
+    assert 'id="errors_grants-1-database_name" hx-swap-oob="innerHTML"><p>' in answer
+    assert "errors_grants-0-" not in answer
+    # A field of a good row has nothing to say.
+    answer = client.post(validate, body, HTTP_HX_TRIGGER_NAME="grants-0-endpoint_identifier").content.decode()
+    assert not answer.startswith("<p>")
+    # A field that is not one, and someone who cannot file, are refused.
+    assert client.post(validate, body, HTTP_HX_TRIGGER_NAME="grants-7-engine").status_code == 400
+    assert client.post(validate, body, HTTP_HX_TRIGGER_NAME="grants-0-password").status_code == 400
+    assert _client(cast.outsider).post(validate, body, HTTP_HX_TRIGGER_NAME="justification").status_code == 403
