@@ -11,6 +11,7 @@ import time
 import pytest
 
 from requests_app.models import RequestSet, RequestState
+from tests.e2e.test_content_security_policy import COLLECT_VIOLATIONS
 from tests.requests_app.rows import DATALAKE_ID
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -26,8 +27,16 @@ def fill_grant(page, index: int, *, secret_arn: str, engine: str, endpoint_ident
 
 def test_three_grants_filed_in_the_browser_and_approved_once(people, portal_aws, moto_world, workers, log_in, screenshot):
     requester = log_in("dana.requester")
+    requester.context.add_init_script(COLLECT_VIOLATIONS)
     requester.goto("/requests/new/")
     requester.click("nav.tabs >> text=Several databases")
+    # Each field of a row is checked as it is filled in, and only that row's field speaks up.
+    requester.fill("#id_grants-1-endpoint_identifier", "9-lives--")
+    requester.locator("#id_grants-1-endpoint_identifier").blur()
+    requester.locator("#errors_grants-1-endpoint_identifier p").first.wait_for()
+    assert requester.locator("#errors_grants-0-endpoint_identifier p").count() == 0
+    requester.wait_for_load_state("networkidle")
+    assert requester.evaluate("window.__violations") == []  # the form and its checks keep the strict CSP
     requester.select_option("#id_datalake_account", DATALAKE_ID)
     requester.fill("#id_justification", "Replicate the three order databases into the lake.")
     fill_grant(requester, 0, secret_arn=moto_world.secret_arn, engine="mysql", endpoint_identifier="orders-set-a")
@@ -49,6 +58,7 @@ def test_three_grants_filed_in_the_browser_and_approved_once(people, portal_aws,
     # Enter in a field files the request (neither adds nor removes a row).
     requester.press("#id_grants-2-endpoint_identifier", "Enter")
     requester.wait_for_url(re.compile(r"/request-sets/\d+/$"))
+    assert requester.evaluate("window.__violations") == []  # the form and its checks keep the strict CSP
     set_id = int(re.search(r"/request-sets/(\d+)/$", requester.url).group(1))
     request_set = RequestSet.objects.get(pk=set_id)
     grants = list(request_set.grants.order_by("pk"))
@@ -57,6 +67,7 @@ def test_three_grants_filed_in_the_browser_and_approved_once(people, portal_aws,
     assert requester.locator("button:has-text('Approve all')").count() == 0
 
     approver = log_in("omar.approver")
+    approver.context.add_init_script(COLLECT_VIOLATIONS)
     approver.goto("/approvals/")
     assert approver.locator(f"a.badge.set:has-text('set #{set_id}')").count() == 3
     approver.locator(f"a:has-text('Approve with set #{set_id}')").first.click()
@@ -68,6 +79,7 @@ def test_three_grants_filed_in_the_browser_and_approved_once(people, portal_aws,
     approver.click("button:has-text('Approve all 3 grants')")
     approver.wait_for_selector(".messages .success")
     assert approver.locator("#set-note").inner_text().startswith("No grant awaits approval")
+    assert approver.evaluate("window.__violations") == []
 
     # The set's page shows each grant's state; the workers take each one to active.
     deadline = time.monotonic() + SLOW
