@@ -392,3 +392,18 @@ def test_each_field_of_a_row_is_checked_as_it_is_filled_in(cast):
     assert client.post(validate, body, HTTP_HX_TRIGGER_NAME="grants-7-engine").status_code == 400
     assert client.post(validate, body, HTTP_HX_TRIGGER_NAME="grants-0-password").status_code == 400
     assert _client(cast.outsider).post(validate, body, HTTP_HX_TRIGGER_NAME="justification").status_code == 403
+
+
+def test_filing_several_draws_from_the_aws_budget_but_adding_a_row_does_not(cast, settings):
+    from django.core.cache import cache
+
+    cache.clear()
+    settings.PORTAL_AWS_RATE = "1/min"
+    client = _client(cast.requester)
+    rows = [{"engine": "mysql", "endpoint_identifier": "orders-a"}]
+    for _ in range(3):
+        assert client.post(NEW, _body(rows, add_grant="1")).status_code == 200
+    assert client.post(NEW, _body(rows)).status_code == 400  # filed (and refused: no secret), one call of the budget
+    refused = client.post(NEW, _body(rows))
+    assert refused.status_code == 429 and int(refused["Retry-After"]) >= 1
+    cache.clear()
