@@ -270,13 +270,24 @@ def _set_context(request, set_id: int) -> dict:
     states: dict[str, int] = {}
     for grant in grants:
         states[grant.state] = states.get(grant.state, 0) + 1
+    actions = offered_set_actions(request.user, grants)
+    # Approving approves every awaiting grant or none: while one of them cannot
+    # be approved (its preflight did not pass), the page says so instead of
+    # offering an approval that could only be refused.
+    blocked = [
+        grant for grant in grants
+        if grant.state in AWAITING and (grant.preflight_status != AccessRequest.PreflightStatus.PASSED or not grant.plan_hash)
+    ]
+    if blocked:
+        actions.discard("approve")
     return {
         "request_set": request_set,
         "grants": grants,
+        "blocked": blocked,
         # How many grants are in each state, in the states' own order.
         "state_counts": [(state, label, states[state]) for state, label in RequestState.choices if state in states],
         "plan": _labelled_plan(_plan(request.user, request_set, grants)),
-        "actions": offered_set_actions(request.user, grants),
+        "actions": actions,
         "awaiting_any": any(grant.state in AWAITING for grant in grants),
         "awaiting_first": any(grant.state == RequestState.PENDING_APPROVAL for grant in grants),
     }

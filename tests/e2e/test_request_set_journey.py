@@ -70,6 +70,7 @@ def test_three_grants_filed_in_the_browser_and_approved_once(people, portal_aws,
     approver.context.add_init_script(COLLECT_VIOLATIONS)
     approver.goto("/approvals/")
     assert approver.locator(f"a.badge.set:has-text('set #{set_id}')").count() == 3
+    screenshot(approver, "request-set-queue")
     approver.locator(f"a:has-text('Approve with set #{set_id}')").first.click()
     approver.wait_for_url(re.compile(rf"/request-sets/{set_id}/"))
     for grant in grants:
@@ -94,3 +95,10 @@ def test_three_grants_filed_in_the_browser_and_approved_once(people, portal_aws,
     assert requester.locator("#grants .badge.state-active").count() == 3
     assert all(g.state == RequestState.ACTIVE for g in request_set.grants.all())
     screenshot(requester, "request-set-active")
+    # Each grant's own page names its set and links back to it.
+    requester.click(f"#grants a:has-text('#{grants[1].pk}')")
+    note = requester.locator("#set-note")
+    assert note.inner_text().startswith(f"One of 3 grants of request #{set_id}")
+    screenshot(requester, "request-set-grant")
+    note.locator(f"a:has-text('request #{set_id}')").click()
+    requester.wait_for_url(re.compile(rf"/request-sets/{set_id}/$"))

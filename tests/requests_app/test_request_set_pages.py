@@ -407,3 +407,19 @@ def test_filing_several_draws_from_the_aws_budget_but_adding_a_row_does_not(cast
     refused = client.post(NEW, _body(rows))
     assert refused.status_code == 429 and int(refused["Retry-After"]) >= 1
     cache.clear()
+
+
+def test_a_set_with_a_failed_preflight_says_why_it_cannot_be_approved(cast):
+    request_set, grants = _set(cast)
+    AccessRequest.objects.filter(pk=grants[1].pk).update(
+        preflight_status=AccessRequest.PreflightStatus.FAILED, diagnosis="aws_managed_key"
+    )
+    page = _client(cast.approver).get(_set_url(request_set)).content.decode()
+    assert 'id="set-blocked"' in page and "aws_managed_key" in page
+    assert reverse("web:request_detail", args=[grants[1].pk]) in page
+    assert "Approve all" not in page and "Reject all" in page
+    # Were it posted anyway, the service refuses it and nothing is approved.
+    plan_hash = set_plan_hash(awaiting_grants(request_set))
+    response = _client(cast.approver).post(_set_url(request_set, "approve"), {"plan_hash": plan_hash})
+    assert response.status_code == 403 and f"Grant #{grants[1].pk}" in response.content.decode()
+    assert not Decision.objects.exists()
