@@ -161,15 +161,18 @@ def _check_together(cleaned: list[dict[str, Any]], errors: dict[str, list[str]])
     for index, grant in enumerate(cleaned):
         if grant["remote_account"] != remote:
             errors[grant_error_key(index, "secret_arn")] = [
-                f"Every grant of one request reads secrets of one Remote account: grant 0's secret is in "
+                f"Every grant of one request reads secrets of one Remote account: the first grant's secret is in "
                 f"{remote.account_id}, this one's in {grant['remote_account'].account_id}. File them separately."
             ]
         if (first := roles.setdefault(grant["role_name"], index)) != index:
-            errors[grant_error_key(index, "role_name")] = [f"{grant['role_name']} is also grant {first}'s role."]
+            errors[grant_error_key(index, "role_name")] = [
+                f"{grant['role_name']} is also the role of the grant for {cleaned[first]['endpoint_identifier']}."
+            ]
         where = (grant["region"], grant["endpoint_identifier"])
         if (first := endpoints.setdefault(where, index)) != index:
             errors[grant_error_key(index, "endpoint_identifier")] = [
-                f"{grant['endpoint_identifier']} is also grant {first}'s endpoint in {grant['region']}."
+                f"{grant['endpoint_identifier']} is named by an earlier grant too, in {grant['region']}: "
+                "each grant needs its own endpoint."
             ]
 
 

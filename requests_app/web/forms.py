@@ -9,12 +9,14 @@ The request form's fields are built from their declaration
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from django import forms
 
 from requests_app.errors import ValidationFailed
-from requests_app.grant_input import SUBMIT_INPUT, InputField, Kind, arguments_from
+from requests_app.grant_input import GRANT_INPUT, SUBMIT_INPUT, InputField, Kind, arguments_from
 from requests_app.services.expiry import JUSTIFICATION_MAX
+from requests_app.services.request_sets import MAX_GRANTS
 from requests_app.validation import validate_request_input
 
 
@@ -43,17 +45,24 @@ def input_form(name: str, fields: Iterable[InputField]) -> type[forms.Form]:
     return type(name, (forms.Form,), {"__module__": __name__, "declared_input": fields, **declared})
 
 
-class AccessRequestForm(input_form("AccessRequestFields", SUBMIT_INPUT)):
-    def __init__(self, *args, datalake_accounts, validate_url: str = "", **kwargs):
-        super().__init__(*args, **kwargs)
+class _InputRows:
+    """What the pages' input forms share: the requester's DataLake accounts
+    as the account's choices, and the fields laid out in rows."""
+
+    declared_input: tuple[InputField, ...]
+
+    def _offer_accounts(self, datalake_accounts) -> None:
         account_choices = [(a.account_id, f"{a.name} ({a.account_id})") for a in datalake_accounts]
         self.has_accounts = bool(account_choices)
         for field in self.declared_input:
             if field.kind is Kind.ACCOUNT:
                 self.fields[field.name].choices = [*self.fields[field.name].choices, *account_choices]
+
+    def _mark_fields(self, validate_url: str) -> None:
         for name, field in self.fields.items():
-            field.widget.attrs.setdefault("id", f"id_{name}")
-            field.widget.attrs["aria-describedby"] = f"errors_{name}"
+            html_name = self.add_prefix(name)
+            field.widget.attrs.setdefault("id", f"id_{html_name}")
+            field.widget.attrs["aria-describedby"] = f"errors_{html_name}"
             if validate_url:
                 # Each field asks the server to check the whole form when it
                 # changes and shows the answer for itself only.
@@ -62,7 +71,7 @@ class AccessRequestForm(input_form("AccessRequestFields", SUBMIT_INPUT)):
                         "hx-post": validate_url,
                         "hx-trigger": "change, keyup changed delay:600ms",
                         "hx-include": "closest form",
-                        "hx-target": f"#errors_{name}",
+                        "hx-target": f"#errors_{html_name}",
                         "hx-swap": "innerHTML",
                         "hx-sync": "closest form:replace",
                     }
@@ -81,6 +90,13 @@ class AccessRequestForm(input_form("AccessRequestFields", SUBMIT_INPUT)):
                 pairing = field.short
         return rows
 
+
+class AccessRequestForm(_InputRows, input_form("AccessRequestFields", SUBMIT_INPUT)):
+    def __init__(self, *args, datalake_accounts, validate_url: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        self._offer_accounts(datalake_accounts)
+        self._mark_fields(validate_url)
+
     def clean(self):
         data = super().clean()
         try:
@@ -90,6 +106,47 @@ class AccessRequestForm(input_form("AccessRequestFields", SUBMIT_INPUT)):
                 for message in messages:
                     self.add_error(field if field in self.fields else None, message)
         return data
+
+
+# --- one request naming several grants ----------------------------------------
+# The request's own fields once (``RequestSetForm``) and one row per grant
+# (``GrantForm`` in ``GrantFormSet``, prefix ``grants``: its fields are posted
+# as ``grants-0-secret_arn``). The forms only parse; the filing service
+# validates every grant and its errors (``grants.<index>.<field>``) are put
+# back on the row and field they name.
+
+GRANTS_PREFIX = "grants"
+SET_INPUT: tuple[InputField, ...] = tuple(field for field in SUBMIT_INPUT if not field.per_grant)
+
+
+class RequestSetForm(_InputRows, input_form("RequestSetFields", SET_INPUT)):
+    def __init__(self, *args, datalake_accounts, validate_url: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        self._offer_accounts(datalake_accounts)
+        self._mark_fields(validate_url)
+
+    def shared_arguments(self) -> dict[str, Any]:
+        """The filing service's keywords for the request's own fields."""
+        return {field.argument: self.cleaned_data.get(field.name, field.default) for field in SET_INPUT}
+
+
+class GrantForm(_InputRows, input_form("GrantFields", GRANT_INPUT)):
+    def __init__(self, *args, validate_url: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        self._mark_fields(validate_url)
+
+    def grant_arguments(self) -> dict[str, Any]:
+        """The filing service's keywords for this grant."""
+        return {field.argument: self.cleaned_data.get(field.name, field.default) for field in GRANT_INPUT}
+
+    def raw_values(self) -> dict[str, str]:
+        """What the browser sent for this row, as typed (to show it again)."""
+        return {name: self.data.get(self.add_prefix(name), "") for name in self.fields}
+
+
+GrantFormSet = forms.formset_factory(
+    GrantForm, extra=0, min_num=1, max_num=MAX_GRANTS, absolute_max=MAX_GRANTS, validate_max=True
+)
 
 
 class ExtendForm(forms.Form):

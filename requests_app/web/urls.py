@@ -9,6 +9,7 @@ urlpatterns = [
     path("requests/", views.request_list, name="request_list"),
     path("requests/new/", views.request_new, name="request_new"),
     path("requests/new/validate/", views.request_validate, name="request_validate"),
+    path("requests/new/validate-grants/", request_sets.request_set_validate, name="request_set_validate"),
     path("requests/<int:request_id>/", views.request_detail, name="request_detail"),
     path("requests/<int:request_id>/live/", views.request_live, name="request_live"),
     path("requests/<int:request_id>/policies/", views.request_policies, name="request_policies"),

@@ -25,10 +25,11 @@ from requests_app.membership import ACCOUNT_PREFETCH, accounts_requested_by
 from requests_app.models import AccessRequest, AwsAccount, RequestState
 from requests_app.pagination import cursor_page
 from requests_app.permissions import (
-    allowed_actions, approves_for_any, can_file, can_see_remote_documents, remember_standing,
+    allowed_actions, approves_for_any, can_approve, can_file, can_see_remote_documents, remember_standing,
 )
 from requests_app.throttling import aws_call_refusal
 from requests_app.web import audit_export as exports
+from requests_app.web import request_sets
 from requests_app.web.forms import AccessRequestForm, AuditFilterForm
 from requests_app.web.lifecycle import lifecycle_context
 from requests_app.web.policy_diff import policy_diffs_for
@@ -110,6 +111,8 @@ def _request_form(request, data=None) -> AccessRequestForm:
 
 @login_required
 def request_new(request):
+    if request_sets.files_several(request):
+        return request_sets.request_set_new(request)
     if request.method != "POST":
         return render(request, "web/request_form.html", {"form": _request_form(request)})
     if not can_file(request.user):
@@ -220,6 +223,19 @@ def _detail_context(request, access_request: AccessRequest) -> dict:
         "secret_name": access_request.secret_arn.split(":secret:", 1)[-1],
         "key_name": visibility.kms_key_arn_for(request.user, access_request).rsplit(":", 1)[-1],
         **lifecycle_context(request.user, access_request),
+        **_set_context(request.user, access_request),
+    }
+
+
+def _set_context(user, access_request: AccessRequest) -> dict:
+    """For a grant of a multi-grant request: its set, how many grants it has,
+    and whether this person approves it there (a grant is never approved alone)."""
+    if access_request.request_set_id is None:
+        return {}
+    return {
+        "set_grant_count": AccessRequest.objects.filter(request_set_id=access_request.request_set_id).count(),
+        "approve_via_set": access_request.state in (RequestState.PENDING_APPROVAL, RequestState.NEEDS_REAPPROVAL)
+        and can_approve(user, access_request),
     }
 
 
