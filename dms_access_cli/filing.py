@@ -41,7 +41,7 @@ def request(
     ] = None,
     idempotency_key: Annotated[
         Optional[str],
-        typer.Option(help="Idempotency-Key to send (a file's entries get KEY-1, KEY-2, …): running the same command again files nothing new. Default: a fresh one per run. Not for a multi-grant request (the API takes none)."),
+        typer.Option(help="Idempotency-Key to send (a file's entries get KEY-1, KEY-2, …; a multi-grant request KEY): running the same command again files nothing new. Default: a fresh one per run."),
     ] = None,
     wait: Wait = False,
     timeout: Timeout = None,
@@ -64,12 +64,11 @@ def request(
     if file is None and not given:
         raise UsageProblem("Give the request's fields as flags (see --help), or --file.")
     read = read_request_file(file) if file is not None else None
-    if read is not None and read.request_set is not None:
-        if idempotency_key is not None:
-            raise UsageProblem("--idempotency-key: the API takes none for a multi-grant request; file it once.")
-        return _file_set(file, read.request_set, wait=wait, timeout=timeout, interval=interval, json_output=json_output)
-    bodies = read.requests if read is not None else [given]
     base_key = idempotency_key or uuid.uuid4().hex
+    if read is not None and read.request_set is not None:
+        return _file_set(file, read.request_set, key=base_key, wait=wait, timeout=timeout, interval=interval,
+                         json_output=json_output)  # fmt: skip
+    bodies = read.requests if read is not None else [given]
     out, err = consoles(json_output)
     results: list[dict] = []
     codes: list[ExitCode] = []
@@ -115,12 +114,12 @@ def request(
     return code
 
 
-def _file_set(file: Path, body: dict, *, wait: bool, timeout, interval, json_output: bool) -> ExitCode:
+def _file_set(file: Path, body: dict, *, key: str, wait: bool, timeout, interval, json_output: bool) -> ExitCode:
     _, err = consoles(json_output)
     with connect() as portal:
         try:
-            # No Idempotency-Key: a lost answer is not sent again (the client says it may have been filed).
-            detail = portal.post("/request-sets/", body)
+            # With its Idempotency-Key, a lost answer is sent again: the portal gives back the set filed once.
+            detail = portal.post("/request-sets/", body, idempotency_key=key)
         except ApiError as exc:
             if any(str(field).startswith("grants.") for field in (exc.body.get("errors") or {})):
                 err.print(f"(grants.N is grant N of {file}, counting from 0.)", markup=False)

@@ -33,6 +33,7 @@ from requests_app.models import (
     RequestState,
 )
 from requests_app.services.expiry import JUSTIFICATION_MAX
+from requests_app.services.request_sets import AWAITING
 from requests_app.services.repair import JUSTIFICATION_MAX as REPAIR_JUSTIFICATION_MAX
 from requests_app.services.rules import MAX_EXPIRY_DAYS_LIMIT, RULE_NAME_MAX, SECRET_NAME_PREFIX_MAX
 from requests_app.validation import COMMENT_MAX, COMMENT_TOO_LONG
@@ -304,6 +305,9 @@ class SetAction:
     refusal: str  # {request_set} is the set
     done: str
     body: type[serializers.Serializer] | None = None
+    # Offered only when every grant that awaits approval allows it (the
+    # service decides for all of them or none), not when any grant does.
+    whole: bool = False
 
     def check(self, *, user, set_id: Any) -> RequestSet:
         try:
@@ -319,7 +323,13 @@ class SetAction:
         return request_set
 
     def offered(self, user, grants: list[AccessRequest]) -> bool:
-        return any(self.offered_when(user, grant, Pending()) and self.may(user, grant) for grant in grants)
+        def allows(grant: AccessRequest) -> bool:
+            return bool(self.offered_when(user, grant, Pending())) and self.may(user, grant)
+
+        if self.whole:
+            awaiting = [grant for grant in grants if grant.state in AWAITING]
+            return bool(awaiting) and all(allows(grant) for grant in awaiting)
+        return any(allows(grant) for grant in grants)
 
 
 def _set_approvable_now(user, request: AccessRequest, pending: Pending) -> bool:
@@ -336,7 +346,7 @@ SET_ACTIONS: dict[str, SetAction] = {
     for action in (
         SetAction("approve", services.request_set_approve, permissions.can_approve, _set_approvable_now,
                   refusal=_SET_DECIDERS + "approve this request.", done="Approved: every grant awaiting approval.",
-                  body=ApproveSerializer),
+                  body=ApproveSerializer, whole=True),
         SetAction("reject", services.request_set_reject, permissions.can_reject, _deciding_now,
                   refusal=_SET_DECIDERS + "reject this request.", done="Rejected: every grant awaiting a decision.",
                   body=RejectSerializer),

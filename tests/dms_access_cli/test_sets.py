@@ -256,7 +256,7 @@ def test_request_file_files_the_set_once_and_prints_it(set_file, api):
     assert result.exit_code == ExitCode.DONE, result.output
     (sent,) = api.sent("POST", "/request-sets/")
     assert json.loads(sent.content) == read_request_file(set_file).request_set
-    assert "Idempotency-Key" not in sent.headers  # the API takes none for a set: never replayed
+    assert sent.headers["Idempotency-Key"]  # a fresh one per run: a lost answer is sent again safely
     printed = json.loads(result.stdout)
     assert printed["id"] == 1 and printed["states"] == {"pending_approval": 3}
     assert api.sent("POST", "/requests/") == []
@@ -279,10 +279,11 @@ def test_per_grant_errors_are_shown_as_the_api_gave_them(tmp_path, api):
     assert api.sets == {}
 
 
-def test_an_idempotency_key_is_refused_for_a_set(set_file, api):
-    result = invoke("request", "--file", str(set_file), "--idempotency-key", "k")
-    assert result.exit_code == ExitCode.USAGE and "multi-grant" in result.output
-    assert api.calls == []
+def test_an_idempotency_key_given_is_sent_as_the_sets_own(set_file, api):
+    result = invoke("request", "--file", str(set_file), "--idempotency-key", "pipeline-run-7")
+    assert result.exit_code == ExitCode.DONE, result.output
+    (sent,) = api.sent("POST", "/request-sets/")
+    assert sent.headers["Idempotency-Key"] == "pipeline-run-7"
 
 
 def _approve_in_the_background(api: FakeApi):
