@@ -14,7 +14,7 @@ steps, its retry, its revoke alone.
 from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field, extend_schema_view
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from django.urls import reverse
@@ -28,6 +28,7 @@ from requests_app.api.views import (
     ERROR_401,
     ERROR_403,
     ERROR_404,
+    ERROR_409,
     ERROR_409_PLAN,
     ERRORS_400,
     PortalPagination,
@@ -51,8 +52,11 @@ class RequestSetSubmitSerializer(
 ):
     """What a requester sends to file one request for several grants."""
 
-    grants = GrantInputSerializer(
-        many=True, allow_empty=False, max_length=MAX_GRANTS,
+    # A ListField, not ``many=True``: the list's own refusals (not a list,
+    # empty, too long) are keyed ``grants``, as the service keys them, rather
+    # than ``grants.non_field_errors``; a grant's are ``grants.<index>.<field>``.
+    grants = serializers.ListField(
+        child=GrantInputSerializer(), allow_empty=False, max_length=MAX_GRANTS,
         help_text=f"Each grant's fields (1 to {MAX_GRANTS}); all read secrets of one Remote account.",
     )  # fmt: skip
 
@@ -249,16 +253,23 @@ class _SetActionView(APIView):
 
 
 def _set_action_schema(name: str, summary: str, who: str):
+    # Declared on the view's ``post`` (``extend_schema_view``): ``extend_schema``
+    # with an ``operation_id`` on the class would name every method of it.
     action = SET_ACTIONS[name]
-    return extend_schema(
+    responses = {200: RequestSetSerializer, 401: ERROR_401, 403: ERROR_403, 404: ERROR_404, 409: ERROR_409}
+    if action.body is not None:
+        responses[400] = ERRORS_400
+        if "plan_hash" in action.body().fields:
+            responses[409] = ERROR_409_PLAN
+    operation = extend_schema(
         operation_id=f"request_sets_{name}",
         summary=summary,
         description=f"Who: {who}",
         parameters=[SET_ID],
         request=action.body,
-        responses={200: RequestSetSerializer, 400: ERRORS_400, 401: ERROR_401, 403: ERROR_403, 404: ERROR_404,
-                   409: ERROR_409_PLAN},
-    )  # fmt: skip
+        responses=responses,
+    )
+    return extend_schema_view(post=operation)
 
 
 @_set_action_schema(
