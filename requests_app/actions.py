@@ -304,11 +304,14 @@ class SetAction:
     refusal: str  # {request_set} is the set
     done: str
     body: type[serializers.Serializer] | None = None
+    # Offered only when every grant it would act on allows it (approving is all
+    # or nothing); else when any grant does.
+    all_or_nothing: bool = False
 
     def check(self, *, user, set_id: Any) -> RequestSet:
         try:
             request_set = RequestSet.objects.select_related("remote_account").get(pk=set_id)
-        except (RequestSet.DoesNotExist, ValueError, TypeError):
+        except (RequestSet.DoesNotExist, ValueError, TypeError, OverflowError):
             raise NotFoundForUser() from None
         grants = list(request_set.grants.select_related("remote_account", "datalake_account"))
         visible = [grant for grant in grants if permissions.can_view(user, grant)]
@@ -319,7 +322,18 @@ class SetAction:
         return request_set
 
     def offered(self, user, grants: list[AccessRequest]) -> bool:
+        if self.all_or_nothing:
+            # The set's approval approves every grant awaiting approval or none:
+            # one that may not be approved now (its preflight failed, or this
+            # person already approved it) makes the button one that can only fail.
+            awaiting = [grant for grant in grants if grant.state in _SET_AWAITING]
+            return bool(awaiting) and all(
+                self.offered_when(user, grant, Pending()) and self.may(user, grant) for grant in awaiting
+            )
         return any(self.offered_when(user, grant, Pending()) and self.may(user, grant) for grant in grants)
+
+
+_SET_AWAITING = (RequestState.PENDING_APPROVAL, RequestState.NEEDS_REAPPROVAL)
 
 
 def _set_approvable_now(user, request: AccessRequest, pending: Pending) -> bool:
@@ -336,7 +350,7 @@ SET_ACTIONS: dict[str, SetAction] = {
     for action in (
         SetAction("approve", services.request_set_approve, permissions.can_approve, _set_approvable_now,
                   refusal=_SET_DECIDERS + "approve this request.", done="Approved: every grant awaiting approval.",
-                  body=ApproveSerializer),
+                  body=ApproveSerializer, all_or_nothing=True),
         SetAction("reject", services.request_set_reject, permissions.can_reject, _deciding_now,
                   refusal=_SET_DECIDERS + "reject this request.", done="Rejected: every grant awaiting a decision.",
                   body=RejectSerializer),

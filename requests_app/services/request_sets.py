@@ -293,6 +293,9 @@ def request_set_approve(
         awaiting = [grant for grant in grants if grant.state in AWAITING]
         if not awaiting:
             raise InvalidTransition(f"No grant of request #{request_set.pk} awaits approval.")
+        # Who may, before anything about the plan (whose hash a 409 would name).
+        for grant in awaiting:
+            decisions.ensure_decider(user, grant, verb="approve")
         current = set_plan_hash(awaiting)
         if not plan_hash or plan_hash != current:
             raise PlanChanged(current)
@@ -313,22 +316,35 @@ def request_set_approve(
             source_ip=source_ip,
             account=request_set.remote_account,
             details={"request_set": request_set.pk, "plan_hash": current, "requests": [g.pk for g in awaiting],
-                     "comment": comment},
+                     "approved": [g.pk for g in awaiting if g.state == RequestState.APPROVED], "comment": comment},
         )  # fmt: skip
-        transaction.on_commit(lambda: notifications.notify_set_decided(request_set, awaiting))
+        transaction.on_commit(lambda: notifications.notify_set_decided(request_set, awaiting, comment=comment))
     return request_set
 
 
 def request_set_reject(*, set_id, user, comment: str, source_ip: str | None = None) -> RequestSet:
-    """Reject every grant of the set that awaits a first decision (a comment is required)."""
+    """Reject every grant of the set that awaits a first decision (a comment is
+    required); the requester is told once."""
     comment = clean_comment(comment)
     with transaction.atomic():
         request_set, grants = lock_set_for(user=user, set_id=set_id)
         pending = [grant for grant in grants if grant.state == RequestState.PENDING_APPROVAL]
         if not pending:
             raise InvalidTransition(f"No grant of request #{request_set.pk} awaits a first decision.")
-        for grant in pending:
-            decisions.access_request_reject(request_id=grant.pk, user=user, comment=comment, source_ip=source_ip)
+        rejected = [
+            decisions.access_request_reject(
+                request_id=grant.pk, user=user, comment=comment, source_ip=source_ip, notify=False
+            )
+            for grant in pending
+        ]
+        record_event(
+            action="request_set.rejected",
+            actor=user,
+            source_ip=source_ip,
+            account=request_set.remote_account,
+            details={"request_set": request_set.pk, "requests": [g.pk for g in pending], "comment": comment},
+        )
+        transaction.on_commit(lambda: notifications.notify_set_decided(request_set, rejected, comment=comment))
     return request_set
 
 

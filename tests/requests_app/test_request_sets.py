@@ -365,12 +365,19 @@ def test_a_grant_whose_preflight_failed_blocks_the_whole_approval(cast, portal_a
     assert not Decision.objects.exists() and AuditEvent.objects.count() == events
 
 
-def test_the_requester_may_not_approve_their_own_set(cast, portal_aws, django_capture_on_commit_callbacks):
+@pytest.mark.parametrize("approver_too", [False, True])
+def test_the_requester_may_not_approve_their_own_set(cast, portal_aws, django_capture_on_commit_callbacks, approver_too):
     world = portal_aws
-    cast.remote.approvers.add(cast.requester)
+    if approver_too:
+        cast.remote.approvers.add(cast.requester)
     request_set = _two(cast, world, django_capture_on_commit_callbacks)
     with pytest.raises(NotAllowed):
         request_set_approve(set_id=request_set.pk, user=cast.requester, plan_hash=_hash(request_set))
+    # Refused for who they are, not for the plan: a stale hash is not answered with the current one.
+    with pytest.raises(NotAllowed):
+        request_set_approve(set_id=request_set.pk, user=cast.requester, plan_hash="stale")
+    with pytest.raises(NotAllowed):
+        request_set_approve(set_id=request_set.pk, user=cast.staff, plan_hash="stale")
     assert _states(request_set) == [RequestState.PENDING_APPROVAL] * 2 and not Decision.objects.exists()
 
 
@@ -420,13 +427,20 @@ def test_a_rejection_rejects_every_grant_awaiting_a_first_decision(
     cast, portal_aws, django_capture_on_commit_callbacks
 ):
     request_set = _two(cast, portal_aws, django_capture_on_commit_callbacks)
+    mail.outbox.clear()
     with pytest.raises(NotAllowed):
         request_set_reject(set_id=request_set.pk, user=cast.requester, comment="mine")
     with pytest.raises(ValidationFailed):
         request_set_reject(set_id=request_set.pk, user=cast.approver, comment="")
-    request_set_reject(set_id=request_set.pk, user=cast.approver, comment="Not these.")
+    with django_capture_on_commit_callbacks(execute=True):
+        request_set_reject(set_id=request_set.pk, user=cast.approver, comment="Not these.")
     assert _states(request_set) == [RequestState.REJECTED] * 2
     assert Decision.objects.filter(request__request_set=request_set, outcome=Decision.Outcome.REJECT).count() == 2
+    assert AuditEvent.objects.filter(action="request.rejected", request__request_set=request_set).count() == 2
+    assert _set_events(request_set) == ["request_set.submitted", "request_set.rejected"]
+    # The requester is told once, with the comment.
+    assert len(mail.outbox) == 1 and mail.outbox[0].to == ["dana@example.com"]
+    assert "rejected" in mail.outbox[0].subject and "Not these." in mail.outbox[0].body
     with pytest.raises(InvalidTransition):
         request_set_reject(set_id=request_set.pk, user=cast.approver, comment="again")
 

@@ -263,3 +263,27 @@ def test_revoking_revokes_the_active_grants(filed_set, client_for):
     response = _post(client_for("riley"), filed_set["id"], "revoke")
     assert response.status_code == 200, response.json()
     assert _states(filed_set["id"]) == ["revoking", "pending_approval"]
+
+
+def test_approve_is_offered_only_when_every_awaiting_grant_can_be_approved(portal, client_for):
+    missing = portal.secret_arn.rsplit(":", 1)[0] + ":prod/missing-db-AbCdEf"
+    filed = client_for("riley").post(
+        URL, _body(portal, _grant(portal, "orders-a"), _grant(portal, "orders-b", secret_arn=missing)), format="json"
+    ).json()
+    detail = client_for("avery").get(f"{URL}{filed['id']}/").json()
+    assert "approve" not in detail["allowed_actions"] and "reject" in detail["allowed_actions"]
+    refused = _post(client_for("avery"), filed["id"], "approve", {"plan_hash": detail["plan_hash"]})
+    assert f"#{filed['grants'][1]['id']}" in _error(refused, 403)["detail"]
+    assert _states(filed["id"]) == ["pending_approval"] * 2
+
+
+def test_with_a_quorum_of_two_approve_is_offered_to_who_has_not_approved_yet(filed_set, client_for, accounts, people):
+    accounts["remote"].required_approvals = 2
+    accounts["remote"].save()
+    accounts["remote"].approvers.add(people["olive"])
+    assert _post(client_for("avery"), filed_set["id"], "approve", {"plan_hash": filed_set["plan_hash"]}).status_code == 200
+    assert "approve" not in client_for("avery").get(f"{URL}{filed_set['id']}/").json()["allowed_actions"]
+    second = client_for("olive").get(f"{URL}{filed_set['id']}/").json()
+    assert "approve" in second["allowed_actions"] and second["plan_hash"] == filed_set["plan_hash"]
+    assert _post(client_for("olive"), filed_set["id"], "approve", {"plan_hash": second["plan_hash"]}).status_code == 200
+    assert _states(filed_set["id"]) == ["approved", "approved"]
