@@ -28,6 +28,7 @@ from requests_app.api.views import (
     ERROR_401,
     ERROR_403,
     ERROR_404,
+    ERROR_404_PAGE,
     ERROR_409,
     ERROR_409_PLAN,
     ERRORS_400,
@@ -56,7 +57,7 @@ class RequestSetSubmitSerializer(
     # empty, too long) are keyed ``grants``, as the service keys them, rather
     # than ``grants.non_field_errors``; a grant's are ``grants.<index>.<field>``.
     grants = serializers.ListField(
-        child=GrantInputSerializer(), allow_empty=False, max_length=MAX_GRANTS,
+        child=GrantInputSerializer(), allow_empty=False, min_length=1, max_length=MAX_GRANTS,
         help_text=f"Each grant's fields (1 to {MAX_GRANTS}); all read secrets of one Remote account.",
     )  # fmt: skip
 
@@ -174,7 +175,8 @@ class RequestSetListView(APIView):
     @extend_schema(
         operation_id="request_sets_list",
         summary="Multi-grant requests you may see",
-        responses={200: RequestSetListSerializer(many=True), 401: ERROR_401},
+        # A page or page size out of range: 400 naming it, 404 past the last page (as every list).
+        responses={200: RequestSetListSerializer(many=True), 400: ERRORS_400, 401: ERROR_401, 404: ERROR_404_PAGE},
     )
     def get(self, request):
         return _paginated(self, selectors.request_sets_visible_to(user=request.user), RequestSetListSerializer)
