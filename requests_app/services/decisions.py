@@ -97,6 +97,8 @@ def access_request_approve(
     comment = clean_comment(comment)
     with transaction.atomic():
         request = lock_request_for(user=user, request_id=request_id)
+        # Who may before what the request is: one who may not approve it is told so.
+        ensure_decider(user, request, verb="approve")
         if request.request_set_id is not None:
             raise InvalidTransition(
                 f"Request #{request.pk} is one grant of multi-grant request #{request.request_set_id}: "

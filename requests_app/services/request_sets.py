@@ -349,7 +349,8 @@ def request_set_reject(*, set_id, user, comment: str, source_ip: str | None = No
 
 
 def request_set_revoke(*, set_id, user, source_ip: str | None = None) -> RequestSet:
-    """Revoke every grant of the set that can be revoked now (active or failed)."""
+    """Revoke every grant of the set that can be revoked now (active, failed, or
+    sent back for re-approval); the others are left as they are."""
     with transaction.atomic():
         request_set, grants = lock_set_for(user=user, set_id=set_id)
         revocable = [grant for grant in grants if grant.can_move_to(RequestState.REVOKING)]

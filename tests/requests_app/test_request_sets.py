@@ -233,6 +233,33 @@ def test_a_name_held_by_a_live_request_refuses_the_set(cast, portal_aws, django_
     assert "already held" in refused["grants.1.endpoint_identifier"][0]
 
 
+def test_a_name_taken_at_the_same_moment_files_nothing_and_names_the_grant(
+    cast, portal_aws, monkeypatch, django_capture_on_commit_callbacks
+):
+    """Another request takes grant 1's endpoint between the checks and the insert: the database's
+    constraint refuses the set, and the error names the grant and the name."""
+    from requests_app.services import request_sets
+
+    world = portal_aws
+    preflights = request_sets._preflights
+
+    def then_taken(requester, cleaned):
+        outcomes = preflights(requester, cleaned)
+        cast.request(endpoint_identifier="orders-b", region=REGION, role_name="someone-elses-role")
+        return outcomes
+
+    monkeypatch.setattr(request_sets, "_preflights", then_taken)
+    requests, events = AccessRequest.objects.count(), AuditEvent.objects.count()
+    with pytest.raises(ValidationFailed) as refused:
+        request_set_submit(
+            requester=cast.requester, grants=[_grant(world, "orders-a"), _grant(world, "orders-b")],
+            datalake_account_id=DATALAKE_ID, justification=JUSTIFICATION,
+        )
+    assert list(refused.value.errors) == ["grants.1.endpoint_identifier"]
+    assert AccessRequest.objects.count() == requests + 1  # only the other request
+    assert not RequestSet.objects.exists() and AuditEvent.objects.count() == events
+
+
 def test_a_requester_of_another_datalake_account_files_nothing(cast, portal_aws):
     from tests.factories import UserFactory
 
@@ -399,6 +426,9 @@ def test_a_grant_of_a_set_is_not_approved_alone(cast, portal_aws, django_capture
     grant = request_set.grants.order_by("pk").first()
     with pytest.raises(InvalidTransition, match=f"#{request_set.pk}"):
         access_request_approve(request_id=grant.pk, user=cast.approver, plan_hash=grant.plan_hash)
+    # Who may not approve is told that first.
+    with pytest.raises(NotAllowed):
+        access_request_approve(request_id=grant.pk, user=cast.requester, plan_hash=grant.plan_hash)
     assert _states(request_set) == [RequestState.PENDING_APPROVAL] * 2 and not Decision.objects.exists()
 
 
