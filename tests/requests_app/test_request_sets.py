@@ -10,6 +10,7 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
+from requests_app.audit import verify_chain
 from requests_app.errors import InvalidTransition, NotAllowed, NotFoundForUser, PlanChanged, ValidationFailed
 from requests_app.models import AccessRequest, AuditEvent, Decision, RequestSet, RequestState
 from requests_app.services import (
@@ -311,6 +312,7 @@ def test_one_approval_approves_every_awaiting_grant(cast, portal_aws, django_cap
     assert len(mail.outbox) == 1 and mail.outbox[0].to == ["dana@example.com"]
     assert "approved" in mail.outbox[0].subject and "2 grants" in mail.outbox[0].body
     assert sorted(request_id for request_id, _ in enqueued) == [g.pk for g in grants]
+    assert verify_chain().ok
     # Nothing awaits any more: approving again is refused.
     with pytest.raises(InvalidTransition):
         request_set_approve(set_id=request_set.pk, user=cast.second_approver, plan_hash=plan_hash)
