@@ -81,7 +81,8 @@ def constrain_text_inputs(result: dict, generator, request, public) -> dict:
 def _references(schema) -> list[str]:
     """The component names ``schema`` refers to, at any depth."""
     if isinstance(schema, dict):
-        found = [schema["$ref"].rsplit("/", 1)[1]] if str(schema.get("$ref", "")).startswith("#/components/schemas/") else []
+        reference = str(schema.get("$ref", ""))
+        found = [reference.rsplit("/", 1)[1]] if reference.startswith("#/components/schemas/") else []
         return found + [name for value in schema.values() for name in _references(value)]
     if isinstance(schema, list):
         return [name for value in schema for name in _references(value)]

@@ -195,9 +195,10 @@ def _name_what_exists(case, world) -> None:
             )
             endpoints.add(grant["endpoint_identifier"].casefold())
             role = grant.get("role_name") or derive_role_name(grant["endpoint_identifier"])
-            taken_role = lambda name: name.casefold() in roles or live.filter(role_name__iexact=name).exists()  # noqa: E731
-            if taken_role(role):
-                grant["role_name"] = role = _free_name(role, taken_role)
+            if role.casefold() in roles or live.filter(role_name__iexact=role).exists():
+                grant["role_name"] = role = _free_name(
+                    role, lambda name: name.casefold() in roles or live.filter(role_name__iexact=name).exists()
+                )
             roles.add(role.casefold())
     elif operation == ("POST", "/api/v1/accounts/"):
         body["account_id"] = _unregistered(body["account_id"])
