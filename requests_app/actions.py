@@ -312,7 +312,7 @@ class SetAction:
     def check(self, *, user, set_id: Any) -> RequestSet:
         try:
             request_set = RequestSet.objects.select_related("remote_account").get(pk=set_id)
-        except (RequestSet.DoesNotExist, ValueError, TypeError):
+        except (RequestSet.DoesNotExist, ValueError, TypeError, OverflowError):
             raise NotFoundForUser() from None
         grants = list(request_set.grants.select_related("remote_account", "datalake_account"))
         visible = [grant for grant in grants if permissions.can_view(user, grant)]

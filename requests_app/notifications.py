@@ -142,15 +142,21 @@ def notify_set_submitted(request_set) -> None:
     )
 
 
-def notify_set_decided(request_set, grants: Iterable[AccessRequest]) -> None:
-    """Tell the requester, once, what an approval of their multi-grant request did to its grants."""
+def notify_set_decided(request_set, grants: Iterable[AccessRequest], *, comment: str = "") -> None:
+    """Tell the requester, once, what a decision on their multi-grant request did to ``grants``
+    (those it decided on): all rejected, all approved, or one more approval of several."""
     grants = list(grants)
     approved = [grant for grant in grants if grant.state == RequestState.APPROVED]
-    if len(approved) == len(grants):
+    if grants and all(grant.state == RequestState.REJECTED for grant in grants):
+        verdict = f"was rejected ({len(grants)} grants)"
+    elif len(approved) == len(grants):
         verdict = f"was approved ({len(grants)} grants); provisioning starts now"
     else:
         verdict = f"has one more approval: {len(approved)} of its {len(grants)} waiting grants are approved"
-    body = "\n".join([f"Your multi-grant request #{request_set.pk} {verdict}.", "", request_set_url(request_set)])
+    lines = [f"Your multi-grant request #{request_set.pk} {verdict}.", ""]
+    if comment:
+        lines += [f"Comment: {quoted(comment)}", ""]
+    body = "\n".join([*lines, request_set_url(request_set)])
     _mail(f"{SUBJECT_PREFIX} multi-grant request #{request_set.pk} {verdict}", body, _addresses([request_set.requester]))
     _webhook(f"Multi-grant request #{request_set.pk} {verdict}: {request_set_url(request_set)}")
 

@@ -36,6 +36,7 @@ from requests_app.api.views import (
     ERROR_403,
     ERROR_404,
     ERROR_404_PAGE,
+    ERROR_409,
     ERROR_409_PLAN,
     ERRORS_400,
     IDEMPOTENCY_KEY,
@@ -61,8 +62,11 @@ class RequestSetSubmitSerializer(
 ):
     """What a requester sends to file one request for several grants."""
 
-    grants = GrantInputSerializer(
-        many=True, allow_empty=False, max_length=MAX_GRANTS,
+    # A ListField, not ``many=True``: the list's own refusals (not a list,
+    # empty, too long) are keyed ``grants``, as the service keys them, rather
+    # than ``grants.non_field_errors``; a grant's are ``grants.<index>.<field>``.
+    grants = serializers.ListField(
+        child=GrantInputSerializer(), allow_empty=False, min_length=1, max_length=MAX_GRANTS,
         help_text=f"Each grant's fields (1 to {MAX_GRANTS}); all read secrets of one Remote account.",
     )  # fmt: skip
 
@@ -180,6 +184,7 @@ class RequestSetListView(APIView):
     @extend_schema(
         operation_id="request_sets_list",
         summary="Multi-grant requests you may see",
+        # A page or page size out of range: 400 naming it, 404 past the last page (as every list).
         responses={200: RequestSetListSerializer(many=True), 400: ERRORS_400, 401: ERROR_401, 404: ERROR_404_PAGE},
     )
     def get(self, request):
@@ -266,10 +271,14 @@ class _SetActionView(APIView):
 
 
 def _set_action_schema(name: str, summary: str, who: str):
+    # Declared on the view's ``post`` (``extend_schema_view``): ``extend_schema``
+    # with an ``operation_id`` on the class would name every method of it.
     action = SET_ACTIONS[name]
-    responses = {200: RequestSetSerializer, 401: ERROR_401, 403: ERROR_403, 404: ERROR_404, 409: ERROR_409_PLAN}
+    responses = {200: RequestSetSerializer, 401: ERROR_401, 403: ERROR_403, 404: ERROR_404, 409: ERROR_409}
     if action.body is not None:
         responses[400] = ERRORS_400
+        if "plan_hash" in action.body().fields:
+            responses[409] = ERROR_409_PLAN
     operation = extend_schema(
         operation_id=f"request_sets_{name}",
         summary=summary,

@@ -64,9 +64,29 @@ def constrain_text_inputs(result: dict, generator, request, public) -> dict:
                 reference = (content.get("schema") or {}).get("$ref", "")
                 if reference.startswith("#/components/schemas/"):
                     bodies.add(reference.rsplit("/", 1)[1])
-    for name in sorted(bodies):
+    # A body's nested objects (the grants of a multi-grant request) are
+    # components of their own: constrain every component a body reaches.
+    pending, seen = sorted(bodies), set()
+    while pending:
+        name = pending.pop()
+        if name in seen or name not in components:
+            continue
+        seen.add(name)
+        pending.extend(_references(components[name]))
+    for name in sorted(seen):
         _constrain(components.get(name))
     return result
+
+
+def _references(schema) -> list[str]:
+    """The component names ``schema`` refers to, at any depth."""
+    if isinstance(schema, dict):
+        reference = str(schema.get("$ref", ""))
+        found = [reference.rsplit("/", 1)[1]] if reference.startswith("#/components/schemas/") else []
+        return found + [name for value in schema.values() for name in _references(value)]
+    if isinstance(schema, list):
+        return [name for value in schema for name in _references(value)]
+    return []
 
 
 RETRY_AFTER = {

@@ -21,7 +21,7 @@ from requests_app.validation import clean_comment
 from requests_app.workflow import scheduling
 
 
-def _ensure_decider(user, request: AccessRequest, *, verb: str) -> None:
+def ensure_decider(user, request: AccessRequest, *, verb: str) -> None:
     if request.requester_id == user.pk:
         raise NotAllowed(f"Nobody may {verb} their own request.")
     if not permissions.can_approve(user, request):
@@ -97,6 +97,8 @@ def access_request_approve(
     comment = clean_comment(comment)
     with transaction.atomic():
         request = lock_request_for(user=user, request_id=request_id)
+        # Who may before what the request is: one who may not approve it is told so.
+        ensure_decider(user, request, verb="approve")
         if request.request_set_id is not None:
             raise InvalidTransition(
                 f"Request #{request.pk} is one grant of multi-grant request #{request.request_set_id}: "
@@ -111,7 +113,7 @@ def approve_locked(
 ) -> None:
     """``access_request_approve`` on a request its caller locked, in the caller's
     transaction (``notify``: tell the requester; a set tells them once)."""
-    _ensure_decider(user, request, verb="approve")
+    ensure_decider(user, request, verb="approve")
     ensure_can_move(request, RequestState.APPROVED, verb="approved")
     if request.preflight_status != AccessRequest.PreflightStatus.PASSED or not request.plan_hash:
         raise NotAllowed(preflight_refusal(request))
@@ -119,7 +121,7 @@ def approve_locked(
     decided, approvals = _plan_standing(user, request)
     _ensure_first_decision(decided)
     _record_decision(request, user=user, outcome=Decision.Outcome.APPROVE, comment=comment, source_ip=source_ip)
-    # Theirs counts too: ``_ensure_decider`` found them an approver of the Remote account now.
+    # Theirs counts too: ``ensure_decider`` found them an approver of the Remote account now.
     approvals += 1
     required = request.remote_account.required_approvals
     if approvals >= required:
@@ -141,12 +143,15 @@ def approve_locked(
         transaction.on_commit(lambda: notifications.notify_decided(request))
 
 
-def access_request_reject(*, request_id, user, comment: str, source_ip: str | None = None) -> AccessRequest:
-    """Reject the request with a comment; one rejection ends it."""
+def access_request_reject(
+    *, request_id, user, comment: str, source_ip: str | None = None, notify: bool = True
+) -> AccessRequest:
+    """Reject the request with a comment; one rejection ends it (``notify``:
+    tell the requester; a multi-grant request tells them once)."""
     comment = clean_comment(comment)
     with transaction.atomic():
         request = lock_request_for(user=user, request_id=request_id)
-        _ensure_decider(user, request, verb="reject")
+        ensure_decider(user, request, verb="reject")
         ensure_can_move(request, RequestState.REJECTED, verb="rejected")
         if not comment:
             raise ValidationFailed({"comment": ["A comment is required to reject a request."]})
@@ -162,5 +167,6 @@ def access_request_reject(*, request_id, user, comment: str, source_ip: str | No
             details={"comment": comment},
             decided_at=timezone.now(),
         )
-        transaction.on_commit(lambda: notifications.notify_decided(request))
+        if notify:
+            transaction.on_commit(lambda: notifications.notify_decided(request))
     return request

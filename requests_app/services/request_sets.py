@@ -57,6 +57,7 @@ AWAITING = (RequestState.PENDING_APPROVAL, RequestState.NEEDS_REAPPROVAL)
 
 SET_FIELDS = tuple(field for field in SUBMIT_INPUT if not field.per_grant)
 GRANT_FIELDS = frozenset(field.name for field in GRANT_INPUT)
+GRANT_ARGUMENTS = frozenset(field.argument for field in GRANT_INPUT)
 
 
 def grant_error_key(index: int, field: str) -> str:
@@ -89,9 +90,11 @@ def set_plan(grants: Iterable[AccessRequest], *, shown=None) -> dict[str, Any]:
                 "kms_key_arn": show(grant, key),
                 "role_name": grant.role_name,
                 "plan_hash": grant.plan_hash,
-                "role_trust_policy": plan.get("role_trust_policy"),
+                # Every document through ``show``, as a single request's plan is
+                # (``visibility.plan_for``): whichever of them names the key.
+                "role_trust_policy": show(grant, plan.get("role_trust_policy")),
                 "role_inline_policy": show(grant, plan.get("role_inline_policy")),
-                "endpoint_settings": plan.get("endpoint_settings"),
+                "endpoint_settings": show(grant, plan.get("endpoint_settings")),
             }
         )
         secrets.setdefault(grant.secret_arn, []).append(
@@ -137,8 +140,18 @@ def _validate(shared: Mapping[str, Any], grants: Sequence[Mapping[str, Any]]) ->
         raise ValidationFailed({"grants": [f"At most {MAX_GRANTS} grants in one request (got {len(grants)})."]})
     cleaned: list[dict[str, Any]] = []
     for index, grant in enumerate(grants):
-        if unknown := sorted(set(grant) - {field.argument for field in GRANT_INPUT}):
-            errors[grant_error_key(index, unknown[0])] = [f"Not a field of a grant: {', '.join(unknown)}."]
+        if not isinstance(grant, Mapping):
+            errors[f"grants.{index}"] = ["Each grant is an object of its fields."]
+            continue
+        # A grant is data, not keywords: what is missing or unknown is an error
+        # of that grant (the submit service's signature would raise TypeError).
+        if unknown := sorted(set(map(str, grant)) - GRANT_ARGUMENTS):
+            for name in unknown:
+                errors[grant_error_key(index, name)] = [f"Not a field of a grant: {name}."]
+            continue
+        if missing := [field for field in GRANT_INPUT if field.required and field.argument not in grant]:
+            for field in missing:
+                errors[grant_error_key(index, field.name)] = ["This field is required."]
             continue
         try:
             cleaned.append(validate_request_input(**shared, **grant))
@@ -147,14 +160,22 @@ def _validate(shared: Mapping[str, Any], grants: Sequence[Mapping[str, Any]]) ->
                 key = grant_error_key(index, field) if field in GRANT_FIELDS else field
                 errors.setdefault(key, []).extend(m for m in messages if m not in errors.get(key, []))
     if not errors:
-        _check_together(cleaned, errors)
+        _check_together(grants, cleaned, errors)
     if errors:
         raise ValidationFailed(errors)
     return cleaned
 
 
-def _check_together(cleaned: list[dict[str, Any]], errors: dict[str, list[str]]) -> None:
-    """What no grant can break alone: one Remote account, names used once."""
+def _check_together(
+    grants: Sequence[Mapping[str, Any]], cleaned: list[dict[str, Any]], errors: dict[str, list[str]]
+) -> None:
+    """What no grant can break alone: one Remote account, names used once.
+
+    Names are compared regardless of case, as IAM compares role names and DMS
+    endpoint identifiers (and as ``validation`` compares a new request's with
+    the live requests'): two grants spelling one name in two ways would both
+    be filed, and the second would fail in AWS.
+    """
     remote = cleaned[0]["remote_account"]
     roles: dict[str, int] = {}
     endpoints: dict[tuple[str, str], int] = {}
@@ -164,11 +185,17 @@ def _check_together(cleaned: list[dict[str, Any]], errors: dict[str, list[str]])
                 f"Every grant of one request reads secrets of one Remote account: the first grant's secret is in "
                 f"{remote.account_id}, this one's in {grant['remote_account'].account_id}. File them separately."
             ]
-        if (first := roles.setdefault(grant["role_name"], index)) != index:
-            errors[grant_error_key(index, "role_name")] = [
-                f"{grant['role_name']} is also the role of the grant for {cleaned[first]['endpoint_identifier']}."
-            ]
-        where = (grant["region"], grant["endpoint_identifier"])
+        if (first := roles.setdefault(grant["role_name"].casefold(), index)) != index:
+            other = cleaned[first]["endpoint_identifier"]
+            if _text(grants[index].get("role_name")):
+                message = f"{grant['role_name']} is also the role of the grant for {other}."
+            else:
+                message = (
+                    f"The role name derived from the endpoint identifier ({grant['role_name']}) is also the role of "
+                    f"the grant for {other}; choose a role name."
+                )
+            errors[grant_error_key(index, "role_name")] = [message]
+        where = (grant["region"], grant["endpoint_identifier"].casefold())
         if (first := endpoints.setdefault(where, index)) != index:
             errors[grant_error_key(index, "endpoint_identifier")] = [
                 f"{grant['endpoint_identifier']} is named by an earlier grant too, in {grant['region']}: "
@@ -314,6 +341,9 @@ def request_set_approve(
         awaiting = [grant for grant in grants if grant.state in AWAITING]
         if not awaiting:
             raise InvalidTransition(f"No grant of request #{request_set.pk} awaits approval.")
+        # Who may, before anything about the plan (whose hash a 409 would name).
+        for grant in awaiting:
+            decisions.ensure_decider(user, grant, verb="approve")
         current = set_plan_hash(awaiting)
         if not plan_hash or plan_hash != current:
             raise PlanChanged(current)
@@ -322,35 +352,53 @@ def request_set_approve(
                 decisions.approve_locked(
                     grant, user=user, plan_hash=grant.plan_hash, comment=comment, source_ip=source_ip, notify=False
                 )
+            except PlanChanged:
+                # The set's hash matched, so a grant's own plan cannot have
+                # changed under this lock; were it to, the set's plan did.
+                raise PlanChanged(current) from None
             except (NotAllowed, InvalidTransition) as error:
-                raise type(error)(f"Grant #{grant.pk} ({grant.endpoint_identifier}): {error}") from None
+                raise type(error)(f"Grant #{grant.pk} ({grant.endpoint_identifier}): {error.message}") from None
         record_event(
             action="request_set.approved",
             actor=user,
             source_ip=source_ip,
             account=request_set.remote_account,
             details={"request_set": request_set.pk, "plan_hash": current, "requests": [g.pk for g in awaiting],
-                     "comment": comment},
+                     "approved": [g.pk for g in awaiting if g.state == RequestState.APPROVED], "comment": comment},
         )  # fmt: skip
-        transaction.on_commit(lambda: notifications.notify_set_decided(request_set, awaiting))
+        transaction.on_commit(lambda: notifications.notify_set_decided(request_set, awaiting, comment=comment))
     return request_set
 
 
 def request_set_reject(*, set_id, user, comment: str, source_ip: str | None = None) -> RequestSet:
-    """Reject every grant of the set that awaits a first decision (a comment is required)."""
+    """Reject every grant of the set that awaits a first decision (a comment is
+    required); the requester is told once."""
     comment = clean_comment(comment)
     with transaction.atomic():
         request_set, grants = lock_set_for(user=user, set_id=set_id)
         pending = [grant for grant in grants if grant.state == RequestState.PENDING_APPROVAL]
         if not pending:
             raise InvalidTransition(f"No grant of request #{request_set.pk} awaits a first decision.")
-        for grant in pending:
-            decisions.access_request_reject(request_id=grant.pk, user=user, comment=comment, source_ip=source_ip)
+        rejected = [
+            decisions.access_request_reject(
+                request_id=grant.pk, user=user, comment=comment, source_ip=source_ip, notify=False
+            )
+            for grant in pending
+        ]
+        record_event(
+            action="request_set.rejected",
+            actor=user,
+            source_ip=source_ip,
+            account=request_set.remote_account,
+            details={"request_set": request_set.pk, "requests": [g.pk for g in pending], "comment": comment},
+        )
+        transaction.on_commit(lambda: notifications.notify_set_decided(request_set, rejected, comment=comment))
     return request_set
 
 
 def request_set_revoke(*, set_id, user, source_ip: str | None = None) -> RequestSet:
-    """Revoke every grant of the set that can be revoked now (active or failed)."""
+    """Revoke every grant of the set that can be revoked now (active, failed, or
+    sent back for re-approval); the others are left as they are."""
     with transaction.atomic():
         request_set, grants = lock_set_for(user=user, set_id=set_id)
         revocable = [grant for grant in grants if grant.can_move_to(RequestState.REVOKING)]

@@ -17,8 +17,9 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 
 from requests_app.audit import record_event
-from requests_app.models import AccessRequest, ApiToken, AwsAccount, ProvisioningStep
+from requests_app.models import AccessRequest, ApiToken, AwsAccount, ProvisioningStep, RequestSet
 from requests_app.services import access_request_extend, access_request_repair, rule_propose, rule_version_approve
+from requests_app.services.request_sets import awaiting_grants, set_plan_hash
 from tests.requests_app.page_rows import KEY_ARN, SECRET_ARN, make_request
 
 ROLES = ("anonymous", "other_requester", "requester", "other_approver", "approver", "staff")
@@ -67,9 +68,13 @@ class Action:
     # another approver of the account) or "in_force" (version 1 approved, nothing proposed).
     rule: str = ""
     session_only: bool = False  # an API action refused (403) to a caller signed in with a token
+    # The request is the one grant of a multi-grant request, {set} in the path; "listed" then looks for the
+    # set, and an approval names the set's plan.
+    in_set: bool = False
 
     def path_for(self, request: AccessRequest) -> str:
-        return self.path.format(id=request.pk, token=getattr(request, "token_id", 0), rule=getattr(request, "rule_id", 0))
+        return self.path.format(id=request.pk, token=getattr(request, "token_id", 0), rule=getattr(request, "rule_id", 0),
+                                set=request.request_set_id or 0)  # fmt: skip
 
 
 DRIFT = {
@@ -195,6 +200,19 @@ TABLE = [
     Action("propose to disable a rule", "web:rule_action", "POST", "/rules/{rule}/disable/", RULE_DECIDERS,
            rule="in_force", proof="created", creates="rule.proposed", refused=404, refused_as={"staff": 403},
            about_the_request=False),
+    # A multi-grant request (here of one grant): its page shows the grants and the one plan; its buttons act on
+    # every grant. A refused press is sent back to the set's page with the reason (302), the grants untouched.
+    Action("multi-grant request page", "web:request_set_detail", "GET", "/request-sets/{set}/", VIEWERS,
+           in_set=True),
+    Action("multi-grant request page reveals the secret's key", "web:request_set_detail", "GET",
+           "/request-sets/{set}/", REMOTE_DOCUMENTS, proof="reveals", marker=KEY_ARN, refused=200, in_set=True),
+    Action("approve a multi-grant request", "web:request_set_action", "POST", "/request-sets/{set}/approve/",
+           frozenset({"approver"}), proof="moved", to=S.APPROVED, body=SEEN, refused=302, in_set=True),
+    Action("reject a multi-grant request", "web:request_set_action", "POST", "/request-sets/{set}/reject/",
+           frozenset({"approver"}), proof="moved", to=S.REJECTED, body={"comment": "not these"}, refused=302,
+           in_set=True),
+    Action("revoke a multi-grant request", "web:request_set_action", "POST", "/request-sets/{set}/revoke/", VIEWERS,
+           state=S.ACTIVE, proof="moved", to=S.REVOKING, refused=302, in_set=True),
     Action("admin", "admin:index", "GET", "/admin/", frozenset({"staff"}), refused=302, about_the_request=False),
     Action("API tokens", "web:api_tokens", "GET", "/tokens/", SIGNED_IN, about_the_request=False),
     Action("make an API token", "web:api_tokens", "POST", "/tokens/", SIGNED_IN, proof="created",
@@ -283,6 +301,31 @@ TABLE = [
     Action("propose to disable a rule", "api:rule-disable", "POST", "/api/v1/rules/{rule}/disable/",
            RULE_DECIDERS, rule="in_force", proof="created", creates="rule.proposed", refused=404,
            refused_as={"staff": 403}, about_the_request=False),
+    # Multi-grant requests: filed by a requester of the DataLake account; seen, approved once, rejected and
+    # revoked as each of their grants would be.
+    Action("list multi-grant requests shows it", "api:request-sets", "GET", "/api/v1/request-sets/", VIEWERS,
+           proof="listed", about_the_request=False, in_set=True),
+    Action("file a multi-grant request", "api:request-sets", "POST", "/api/v1/request-sets/",
+           frozenset({"requester"}), proof="created", creates=AccessRequest, about_the_request=False, needs_aws=True,
+           body={"datalake_account": "111111111111", "justification": "Two databases.",
+                 "grants": [{"secret_arn": SECRET_ARN, "engine": "mysql", "endpoint_identifier": "set-grant-a"},
+                            {"secret_arn": SECRET_ARN, "engine": "postgres", "endpoint_identifier": "set-grant-b"}]}),
+    Action("multi-grant request", "api:request-set-detail", "GET", "/api/v1/request-sets/{set}/", VIEWERS,
+           in_set=True),
+    Action("multi-grant plan", "api:request-set-plan", "GET", "/api/v1/request-sets/{set}/plan/", VIEWERS,
+           in_set=True),
+    Action("multi-grant plan reveals the secret's key", "api:request-set-plan", "GET",
+           "/api/v1/request-sets/{set}/plan/", REMOTE_DOCUMENTS, proof="reveals", marker=KEY_ARN, refused=200,
+           in_set=True),
+    Action("approve a multi-grant request", "api:request-set-approve", "POST", "/api/v1/request-sets/{set}/approve/",
+           frozenset({"approver"}), proof="moved", to=S.APPROVED, body=SEEN, in_set=True),
+    Action("approve a grant of a multi-grant request alone", "api:request-approve", "POST",
+           "/api/v1/requests/{id}/approve/", frozenset(), proof="moved", to=S.APPROVED, body=SEEN, in_set=True,
+           refused_as={"approver": 409}),
+    Action("reject a multi-grant request", "api:request-set-reject", "POST", "/api/v1/request-sets/{set}/reject/",
+           frozenset({"approver"}), proof="moved", to=S.REJECTED, body={"comment": "not these"}, in_set=True),
+    Action("revoke a multi-grant request", "api:request-set-revoke", "POST", "/api/v1/request-sets/{set}/revoke/",
+           VIEWERS, state=S.ACTIVE, proof="moved", to=S.REVOKING, in_set=True),
     # Which rule approved a request: whoever sees the request.
     Action("rules that approved the request", "api:request-rule-decisions", "GET",
            "/api/v1/requests/{id}/rule-decisions/", VIEWERS),
@@ -356,6 +399,12 @@ def the_request(action: Action, people: dict, site: dict) -> AccessRequest:
         access_request_extend(
             request_id=request.pk, user=people["requester"], expires_at=timezone.now() + timedelta(days=60)
         )
+    if action.in_set:
+        request.request_set = RequestSet.objects.create(
+            requester=request.requester, datalake_account=request.datalake_account,
+            remote_account=request.remote_account, justification=request.justification,
+        )
+        request.save(update_fields=["request_set"])
     if action.rule:
         request.rule_id = _rule(action.rule, people, site)
     if action.token_of:
@@ -379,4 +428,7 @@ def body_for(action: Action, request: AccessRequest) -> dict:
     """The row's body for ``request`` (an approval names the request's current plan)."""
     if "payload" in action.body:  # JSON: its braces are not format fields
         return {"payload": action.body["payload"].replace("{id}", str(request.pk)).replace("{plan_hash}", request.plan_hash)}
-    return {key: value.format(plan_hash=request.plan_hash) if key == "plan_hash" else value for key, value in action.body.items()}
+    seen = request.plan_hash
+    if action.in_set and action.route.startswith(("api:request-set", "web:request_set")):
+        seen = set_plan_hash(awaiting_grants(request.request_set))  # the set's one plan
+    return {key: value.format(plan_hash=seen) if key == "plan_hash" else value for key, value in action.body.items()}

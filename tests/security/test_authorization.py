@@ -132,7 +132,10 @@ def _done(action: Action, request: AccessRequest, response, counts_before: int) 
     if action.proof == "listed":
         body = b"".join(response.streaming_content) if response.streaming else response.content
         text = body.decode()
-        marker = rf'"id":\s*{request.pk}\b|/requests/{request.pk}/|"request":\s*{request.pk}\b|^{request.pk},|,{request.pk},'
+        if action.in_set:  # a list of multi-grant requests names the set
+            marker = rf'"id":\s*{request.request_set_id}\b'
+        else:
+            marker = rf'"id":\s*{request.pk}\b|/requests/{request.pk}/|"request":\s*{request.pk}\b|^{request.pk},|,{request.pk},'
         return status == 200 and re.search(marker, text, re.MULTILINE) is not None
     if action.proof == "reveals":
         body = b"".join(response.streaming_content) if response.streaming else response.content

@@ -23,7 +23,7 @@ from tests.security.actions import FILE_BODY, SIGNED_IN, TABLE, VIEWERS, Action,
 pytestmark = pytest.mark.django_db
 
 WRITES = [action for action in TABLE if action.method != "GET"]
-FILING = {"web:request_new", "web:request_validate", "api:requests"}
+FILING = {"web:request_new", "web:request_validate", "api:requests", "api:request-sets"}
 # Someone listed as requester of another DataLake account may file (for that account) and
 # check a form; what they send is then validated, and refused field by field.
 MAY_FILE = {"other_requester"}
@@ -87,7 +87,7 @@ def _refusals(action: Action) -> dict[str, int]:
             refused[role] = 404
         elif not action.about_the_request and action.refused_as.get(role, action.refused) in (403, 404):
             refused[role] = action.refused_as.get(role, action.refused)
-        elif action.refused in (403, 404):
+        elif action.refused_as.get(role, action.refused) in (403, 404):
             refused[role] = 403
         # Otherwise the row is refused by the request's state (a repair with no
         # drift): those who see it are entitled, and their body is read first.

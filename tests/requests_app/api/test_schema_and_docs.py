@@ -41,6 +41,13 @@ CONTRACT = {
     ("/api/v1/rules/{id}/disable/", "post"),
     ("/api/v1/rules/{id}/approve/", "post"),
     ("/api/v1/rules/{id}/reject/", "post"),
+    ("/api/v1/request-sets/", "get"),
+    ("/api/v1/request-sets/", "post"),
+    ("/api/v1/request-sets/{id}/", "get"),
+    ("/api/v1/request-sets/{id}/plan/", "get"),
+    ("/api/v1/request-sets/{id}/approve/", "post"),
+    ("/api/v1/request-sets/{id}/reject/", "post"),
+    ("/api/v1/request-sets/{id}/revoke/", "post"),
 }
 
 
@@ -77,7 +84,9 @@ def test_every_operation_documents_its_bodies_and_refusals(schema):
                 assert response.get("content", {}).get(media, {}).get("schema"), (method, path, code)
             if "{id}" in path:
                 assert "404" in codes
-            if method == "post" and path not in ("/api/v1/accounts/", "/api/v1/tokens/", "/api/v1/rules/"):
+            if method == "post" and path not in (
+                "/api/v1/accounts/", "/api/v1/tokens/", "/api/v1/rules/", "/api/v1/request-sets/"
+            ):
                 assert "409" in codes, (method, path)
             if method == "post" and path.endswith(("approve/", "reject/", "cancel/", "revoke/", "retry/")):
                 assert "403" in codes

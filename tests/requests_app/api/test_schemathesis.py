@@ -34,7 +34,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import CHECKS, load_all_checks
 
 from portal.wsgi import application
-from provisioning.names import MYSQL_FAMILY
+from provisioning.names import MYSQL_FAMILY, derive_role_name
 from requests_app.models import LIVE_STATES, AccessRequest, ApiToken, AwsAccount
 from tests.aws_world import DATALAKE_ID
 from tests.factories import api_token_for
@@ -71,7 +71,25 @@ def seeded(portal, accounts, people, client_for, submit_body) -> list[int]:
 
 
 @pytest.fixture
-def api_schema(seeded):
+def seeded_sets(seeded, portal, client_for, submit_body) -> list[int]:
+    """Two multi-grant requests of riley's: one awaiting approval, one approved."""
+    ids = []
+    for name in ("a", "b"):
+        grants = [
+            {"secret_arn": portal.secret_arn, "engine": "mysql", "endpoint_identifier": f"fuzzed-set-{name}-{index}"}
+            for index in range(2)
+        ]
+        body = {"datalake_account": DATALAKE_ID, "justification": submit_body["justification"], "grants": grants}
+        response = client_for("riley").post("/api/v1/request-sets/", body, format="json")
+        assert response.status_code == 201, response.json()
+        ids.append(response.json()["id"])
+    seen = client_for("avery").get(f"/api/v1/request-sets/{ids[1]}/").json()["plan_hash"]
+    client_for("avery").post(f"/api/v1/request-sets/{ids[1]}/approve/", {"plan_hash": seen}, format="json")
+    return ids
+
+
+@pytest.fixture
+def api_schema(seeded, seeded_sets):
     # Called as a WSGI app, Django closes the database connection at the end
     # of each request, which would end the test's transaction; Django's own
     # test client keeps it open the same way.
@@ -157,6 +175,31 @@ def _name_what_exists(case, world) -> None:
         )
         if body.get("role_name"):
             body["role_name"] = _free_name(body["role_name"], lambda name: live.filter(role_name__iexact=name).exists())
+    elif operation == ("POST", "/api/v1/request-sets/"):
+        body.update(datalake_account=DATALAKE_ID)
+        if body.get("expires_at") is not None:
+            body["expires_at"] = _future(30)
+        live = AccessRequest.objects.filter(state__in=LIVE_STATES)
+        endpoints: set[str] = set()
+        roles: set[str] = set()
+        for grant in body.get("grants") or []:
+            if not isinstance(grant, dict):
+                continue
+            grant.update(secret_arn=world.secret_arn, kms_key_arn="", replication_instance_arn="")
+            if grant.get("engine") in MYSQL_FAMILY:
+                grant["database_name"] = ""
+            # Names no live request holds and no other grant of the set uses (regardless of case).
+            grant["endpoint_identifier"] = _free_name(
+                grant["endpoint_identifier"],
+                lambda name: name.casefold() in endpoints or live.filter(endpoint_identifier__iexact=name).exists(),
+            )
+            endpoints.add(grant["endpoint_identifier"].casefold())
+            role = grant.get("role_name") or derive_role_name(grant["endpoint_identifier"])
+            if role.casefold() in roles or live.filter(role_name__iexact=role).exists():
+                grant["role_name"] = role = _free_name(
+                    role, lambda name: name.casefold() in roles or live.filter(role_name__iexact=name).exists()
+                )
+            roles.add(role.casefold())
     elif operation == ("POST", "/api/v1/accounts/"):
         body["account_id"] = _unregistered(body["account_id"])
         body["provisioner_role_arn"] = f"arn:aws:iam::{body['account_id']}:role/provisioner"
@@ -194,7 +237,7 @@ def _name_what_exists(case, world) -> None:
     suppress_health_check=list(HealthCheck),
 )
 @schema.parametrize()
-def test_every_check_passes_as_each_role(case, role_tokens, seeded, portal, people):
+def test_every_check_passes_as_each_role(case, role_tokens, seeded, seeded_sets, portal, people):
     identifier = (case.path_parameters or {}).get("id")
     # Only a case meant to be valid gets a real id: a negative case's id is the point of it.
     positive = case.meta is None or case.meta.generation.mode.is_positive
@@ -204,6 +247,10 @@ def test_every_check_passes_as_each_role(case, role_tokens, seeded, portal, peop
         if isinstance(identifier, int) and (identifier % 2 == 0 or identifier in in_use):
             spare, _ = ApiToken.objects.create(user=people["sam"], name=f"spare-{next(_spares)}", expiry=timedelta(days=1))
             case.path_parameters["id"] = spare.pk
+    elif positive and isinstance(identifier, int) and identifier % 2 == 0 and case.operation.path.startswith(
+        "/api/v1/request-sets/"
+    ):
+        case.path_parameters["id"] = seeded_sets[identifier % len(seeded_sets)]
     elif positive and isinstance(identifier, int) and identifier % 2 == 0:
         case.path_parameters["id"] = seeded[identifier % len(seeded)]
     for token in role_tokens.values():
