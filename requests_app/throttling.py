@@ -43,10 +43,28 @@ class AwsCallThrottle(_OpenWhenTheCacheIsDown, SimpleRateThrottle):
     """Calls that make the portal call AWS, per user: ``PORTAL_AWS_RATE``.
 
     An API view opts in with ``aws_call_methods`` (the HTTP methods that call
-    AWS); the pages use ``aws_call_refusal``.
+    AWS); the pages use ``aws_call_refusal``. A call that makes the portal
+    read AWS for several grants (filing a multi-grant request: a preflight
+    each) draws one per grant (``view.aws_call_weight(request)``), but never
+    more than the whole budget, so it can always be made once the budget is full.
     """
 
     scope = "aws"
+
+    def allow_request(self, request, view) -> bool:
+        if self.rate is None or (key := self.get_cache_key(request, view)) is None:
+            return True
+        self.key = key
+        weight = min(max(1, int(getattr(view, "aws_call_weight", lambda _: 1)(request))), self.num_requests)
+        self.history = self.cache.get(self.key, [])
+        self.now = self.timer()
+        while self.history and self.history[-1] <= self.now - self.duration:
+            self.history.pop()
+        if len(self.history) + weight > self.num_requests:
+            return self.throttle_failure()
+        self.history[:0] = [self.now] * weight
+        self.cache.set(self.key, self.history, self.duration)
+        return True
 
     def get_rate(self) -> str | None:
         return settings.PORTAL_AWS_RATE or None
@@ -61,12 +79,19 @@ class AwsCallThrottle(_OpenWhenTheCacheIsDown, SimpleRateThrottle):
 class _Page:
     aws_call_methods = ("GET", "POST")
 
+    def __init__(self, weight: int):
+        self.weight = weight
 
-def aws_call_refusal(request) -> HttpResponse | None:
-    """For a page about to call AWS: None while ``request.user`` is within the limit,
-    else the 429 answer to give instead (the same budget as the API's)."""
+    def aws_call_weight(self, request) -> int:
+        return self.weight
+
+
+def aws_call_refusal(request, *, weight: int = 1) -> HttpResponse | None:
+    """For a page about to call AWS (for ``weight`` grants): None while
+    ``request.user`` is within the limit, else the 429 answer to give instead
+    (the same budget as the API's)."""
     throttle = AwsCallThrottle()
-    if throttle.allow_request(request, _Page()):
+    if throttle.allow_request(request, _Page(weight)):
         return None
     wait = max(1, math.ceil(throttle.wait() or 1))
     response = HttpResponse(

@@ -21,10 +21,10 @@ from drf_spectacular.utils import (
     extend_schema_field,
     extend_schema_view,
 )
-from rest_framework import exceptions, serializers, status
-from rest_framework.response import Response
 from django.urls import reverse
 from django.utils import timezone
+from rest_framework import exceptions, serializers
+from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from requests_app import permissions, selectors, services, visibility
@@ -45,6 +45,7 @@ from requests_app.api.views import (
     idempotency_key_of,
     _request_id,
     _source_ip,
+    filed_response,
 )
 from requests_app.grant_input import GRANT_INPUT, SUBMIT_INPUT, arguments_from
 from requests_app.models import AccessRequest, RequestSet
@@ -179,7 +180,15 @@ def set_plan_for(user, request_set: RequestSet) -> dict:
 
 class RequestSetListView(APIView):
     pagination_class = PortalPagination
-    aws_call_methods = ("POST",)  # filing runs preflight
+    aws_call_methods = ("POST",)  # filing runs a preflight per grant
+
+    @staticmethod
+    def aws_call_weight(request) -> int:
+        """One draw on the AWS-call budget per grant (``throttling.AwsCallThrottle``).
+
+        Reads the body: a body that is not JSON is refused (400) from here."""
+        grants = request.data.get("grants") if hasattr(request.data, "get") else None
+        return len(grants) if isinstance(grants, list) else 1
 
     @extend_schema(
         operation_id="request_sets_list",
@@ -226,13 +235,8 @@ class RequestSetListView(APIView):
         request_set = services.request_set_submit(
             requester=request.user, grants=grants, idempotency_key=key, source_ip=_source_ip(request), **shared
         )
-        # A retry with the same key gets back the set filed before this call began.
-        replayed = bool(key) and request_set.created_at < started
-        return Response(
-            _detail(request, request_set.pk),
-            status=status.HTTP_200_OK if replayed else status.HTTP_201_CREATED,
-            headers={"Location": reverse("api:request-set-detail", args=[request_set.pk])},
-        )
+        return filed_response(_detail(request, request_set.pk), request_set, started=started, key=key,
+                              location=reverse("api:request-set-detail", args=[request_set.pk]))  # fmt: skip
 
 
 class RequestSetDetailView(APIView):

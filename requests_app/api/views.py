@@ -73,6 +73,15 @@ def idempotency_key_of(request) -> str:
     return key
 
 
+def filed_response(body: dict, filed, *, started, key: str, location: str) -> Response:
+    """201 for what this call filed; 200 for what a retry with the same
+    Idempotency-Key gets back (``filed`` was created before this call began)."""
+    replayed = bool(key) and filed.created_at < started
+    return Response(
+        body, status=status.HTTP_200_OK if replayed else status.HTTP_201_CREATED, headers={"Location": location}
+    )
+
+
 def _request_id(value: str) -> int:
     # The URL takes any segment so that a malformed id gets the API's JSON 404
     # rather than an HTML page, and so that an id beyond bigint never reaches
@@ -225,13 +234,8 @@ class RequestListView(APIView):
             source_ip=_source_ip(request),
             **arguments_from(body.validated_data),
         )
-        # A retry with the same key gets back the request filed before this call began.
-        replayed = bool(key) and access_request.created_at < started
-        return Response(
-            _detail(request, access_request.pk),
-            status=status.HTTP_200_OK if replayed else status.HTTP_201_CREATED,
-            headers={"Location": reverse("api:request-detail", args=[access_request.pk])},
-        )
+        return filed_response(_detail(request, access_request.pk), access_request, started=started, key=key,
+                              location=reverse("api:request-detail", args=[access_request.pk]))  # fmt: skip
 
 
 class RequestDetailView(APIView):

@@ -132,7 +132,8 @@ def request_set_new(request):
     grants = _grant_forms(request.POST)
     if ADD in request.POST or REMOVE in request.POST:
         return _rows_changed(request, set_form, grants)
-    if (refused := aws_call_refusal(request)) is not None:
+    # A preflight per grant: the rows draw on the AWS-call budget, as the API's grants do.
+    if (refused := aws_call_refusal(request, weight=grants.total_form_count())) is not None:
         return refused
     page_errors: list[str] = []
     parsed = set_form.is_valid()

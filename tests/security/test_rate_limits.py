@@ -126,3 +126,24 @@ def test_with_the_cache_down_calls_go_through_and_it_is_logged(people, site, set
     client = _client(people, "approver")
     assert [client.get("/api/v1/accounts/").status_code for _ in range(2)] == [200, 200]
     assert "the cache could not be reached" in caplog.text
+
+
+def test_a_multi_grant_request_draws_one_per_grant_and_at_most_the_whole_budget(people, site, settings, fake_aws):
+    settings.PORTAL_AWS_RATE = "5/min"
+    client = _client(people, "requester")
+    grant = {key: FILE_BODY[key] for key in ("secret_arn", "engine")}
+    shared = {key: FILE_BODY[key] for key in ("datalake_account", "justification")}
+
+    def file_set(prefix: str, count: int):
+        grants = [{**grant, "endpoint_identifier": f"{prefix}-{n}"} for n in range(count)]
+        return client.post("/api/v1/request-sets/", {**shared, "grants": grants}, content_type="application/json")
+
+    assert file_set("three", 3).status_code == 201
+    # Three of five drawn: a set of three more is over the budget; two single requests are not.
+    _assert_refused(file_set("again", 3))
+    assert [_file_over_the_api(client, n).status_code for n in (1, 2)] == [201, 201]
+    _assert_refused(_file_over_the_api(client, 3))
+    # A set larger than the whole budget draws the whole budget, so it can be filed once the budget is full.
+    cache.clear()
+    assert file_set("large", 8).status_code == 201
+    _assert_refused(_file_over_the_api(client, 4))
