@@ -287,3 +287,19 @@ def test_with_a_quorum_of_two_approve_is_offered_to_who_has_not_approved_yet(fil
     assert "approve" in second["allowed_actions"] and second["plan_hash"] == filed_set["plan_hash"]
     assert _post(client_for("olive"), filed_set["id"], "approve", {"plan_hash": second["plan_hash"]}).status_code == 200
     assert _states(filed_set["id"]) == ["approved", "approved"]
+
+
+@pytest.mark.parametrize("who", ["riley", "avery"])
+def test_the_plan_costs_the_same_queries_for_3_and_12_grants(portal, client_for, who, django_assert_max_num_queries):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    filed = client_for("riley").post(URL, _body(portal, *(_grant(portal, f"few-{n}") for n in range(3))), format="json")
+    many = client_for("riley").post(URL, _body(portal, *(_grant(portal, f"many-{n}") for n in range(12))), format="json")
+    assert (filed.status_code, many.status_code) == (201, 201)
+    client = client_for(who)
+    with CaptureQueriesContext(connection) as at_three:
+        assert client.get(f"{URL}{filed.json()['id']}/plan/").status_code == 200
+    with django_assert_max_num_queries(len(at_three)):
+        plan = client.get(f"{URL}{many.json()['id']}/plan/").json()
+    assert len(plan["grants"]) == 12
