@@ -134,10 +134,10 @@ def notify_set_submitted(request_set) -> None:
             f"Review the plan and approve it once: {request_set_url(request_set)}",
         ]
     )
-    subject = f"{SUBJECT_PREFIX} multi-grant request #{request_set.pk} ({len(grants)} grants) awaits your approval"
+    subject = f"{SUBJECT_PREFIX} request set #{request_set.pk} ({len(grants)} grants) awaits your approval"
     _mail(subject, body, approvers)
     _webhook(
-        f"New multi-grant request #{request_set.pk} ({len(grants)} grants) from "
+        f"New request set #{request_set.pk} ({len(grants)} grants) from "
         f"{slack_escape(_person(request_set.requester))} awaits approval: {request_set_url(request_set)}"
     )
 
@@ -153,12 +153,12 @@ def notify_set_decided(request_set, grants: Iterable[AccessRequest], *, comment:
         verdict = f"was approved ({len(grants)} grants); provisioning starts now"
     else:
         verdict = f"has one more approval: {len(approved)} of its {len(grants)} waiting grants are approved"
-    lines = [f"Your multi-grant request #{request_set.pk} {verdict}.", ""]
+    lines = [f"Your request set #{request_set.pk} {verdict}.", ""]
     if comment:
         lines += [f"Comment: {quoted(comment)}", ""]
     body = "\n".join([*lines, request_set_url(request_set)])
-    _mail(f"{SUBJECT_PREFIX} multi-grant request #{request_set.pk} {verdict}", body, _addresses([request_set.requester]))
-    _webhook(f"Multi-grant request #{request_set.pk} {verdict}: {request_set_url(request_set)}")
+    _mail(f"{SUBJECT_PREFIX} request set #{request_set.pk} {verdict}", body, _addresses([request_set.requester]))
+    _webhook(f"Request set #{request_set.pk} {verdict}: {request_set_url(request_set)}")
 
 
 def notify_decided(request: AccessRequest) -> None:

@@ -37,7 +37,10 @@ def describe(event: AuditEvent, *, base_url: str) -> str | None:
         return None
     request = event.request
     step = event.details.get("step") if isinstance(event.details, dict) else None
-    if step and event.action.startswith(("step.", "aws.")):
+    written_with = event.details.get("written_with_request") if isinstance(event.details, dict) else None
+    if step and written_with:
+        what = f"statement written by request #{written_with}'s {step}"  # one put for the set's grants
+    elif step and event.action.startswith(("step.", "aws.")):
         what = f"step {step} done"
     elif event.action in _SAID:
         what = _SAID[event.action].format(

@@ -101,8 +101,8 @@ def access_request_approve(
         ensure_decider(user, request, verb="approve")
         if request.request_set_id is not None:
             raise InvalidTransition(
-                f"Request #{request.pk} is one grant of multi-grant request #{request.request_set_id}: "
-                "approve that request, whose plan covers every grant."
+                f"Request #{request.pk} is one grant of request set #{request.request_set_id}: "
+                "approve the set, whose plan covers every grant."
             )
         approve_locked(request, user=user, plan_hash=plan_hash, comment=comment, source_ip=source_ip)
     return request

@@ -340,7 +340,7 @@ def request_set_approve(
         request_set, grants = lock_set_for(user=user, set_id=set_id)
         awaiting = [grant for grant in grants if grant.state in AWAITING]
         if not awaiting:
-            raise InvalidTransition(f"No grant of request #{request_set.pk} awaits approval.")
+            raise InvalidTransition(f"No grant of request set #{request_set.pk} awaits approval.")
         # Who may, before anything about the plan (whose hash a 409 would name).
         for grant in awaiting:
             decisions.ensure_decider(user, grant, verb="approve")
@@ -378,7 +378,7 @@ def request_set_reject(*, set_id, user, comment: str, source_ip: str | None = No
         request_set, grants = lock_set_for(user=user, set_id=set_id)
         pending = [grant for grant in grants if grant.state == RequestState.PENDING_APPROVAL]
         if not pending:
-            raise InvalidTransition(f"No grant of request #{request_set.pk} awaits a first decision.")
+            raise InvalidTransition(f"No grant of request set #{request_set.pk} awaits a first decision.")
         rejected = [
             decisions.access_request_reject(
                 request_id=grant.pk, user=user, comment=comment, source_ip=source_ip, notify=False
@@ -403,7 +403,7 @@ def request_set_revoke(*, set_id, user, source_ip: str | None = None) -> Request
         request_set, grants = lock_set_for(user=user, set_id=set_id)
         revocable = [grant for grant in grants if grant.can_move_to(RequestState.REVOKING)]
         if not revocable:
-            raise InvalidTransition(f"No grant of request #{request_set.pk} can be revoked now.")
+            raise InvalidTransition(f"No grant of request set #{request_set.pk} can be revoked now.")
         for grant in revocable:
             lifecycle.access_request_revoke(request_id=grant.pk, user=user, source_ip=source_ip)
     return request_set

@@ -159,11 +159,11 @@ def request_set_new(request):
             if failed:
                 names = ", ".join(f"#{grant.pk} ({grant.endpoint_identifier})" for grant in failed)
                 messages.warning(
-                    request, f"Request #{created.pk} filed with {len(filed)} grants, but preflight failed for {names}: see below."
+                    request, f"Request set #{created.pk} filed with {len(filed)} grants, but preflight failed for {names}: see below."
                 )
             else:
                 messages.success(
-                    request, f"Request #{created.pk} filed with {len(filed)} grants; preflight passed for each. It now waits for approval."
+                    request, f"Request set #{created.pk} filed with {len(filed)} grants; preflight passed for each. It now waits for approval."
                 )
             return redirect("web:request_set_detail", set_id=created.pk)
     return _form_page(request, set_form, grants, errors=page_errors, status=400)
@@ -307,7 +307,7 @@ def request_set_action(request, set_id: int, action: str):
     definition = SET_ACTIONS.get(action)
     if definition is None:
         raise Http404("No such action.")
-    failed = f"Could not {action} request #{set_id}"
+    failed = f"Could not {action} request set #{set_id}"
     try:
         definition.check(user=request.user, set_id=set_id)
         definition.service(set_id=set_id, user=request.user, source_ip=_client_ip(request),
@@ -334,5 +334,5 @@ def request_set_action(request, set_id: int, action: str):
     except DomainError as error:
         messages.error(request, f"{failed}: {error.message}")
     else:
-        messages.success(request, f"Request #{set_id}: {definition.done}")
+        messages.success(request, f"Request set #{set_id}: {definition.done}")
     return redirect(reverse("web:request_set_detail", args=[set_id]))

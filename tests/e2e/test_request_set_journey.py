@@ -98,7 +98,7 @@ def test_three_grants_filed_in_the_browser_and_approved_once(people, portal_aws,
     # Each grant's own page names its set and links back to it.
     requester.click(f"#grants a:has-text('#{grants[1].pk}')")
     note = requester.locator("#set-note")
-    assert note.inner_text().startswith(f"One of 3 grants of request #{set_id}")
+    assert note.inner_text().startswith(f"One of 3 grants of request set #{set_id}")
     screenshot(requester, "request-set-grant")
-    note.locator(f"a:has-text('request #{set_id}')").click()
+    note.locator(f"a:has-text('request set #{set_id}')").click()
     requester.wait_for_url(re.compile(rf"/request-sets/{set_id}/$"))

@@ -33,6 +33,8 @@ def test_the_feed_says_what_happened_to_a_request_once_each_with_its_page():
     # Two AWS writes of one step (a revoke cleaning an older key too) are one line.
     record(request, "aws.create_role", details={"step": "create_role"})
     record(request, "aws.create_role", details={"step": "create_role"})
+    # Its statement written by another grant of its multi-grant request, before its own step runs.
+    record(request, "aws.grant_secret_policy", details={"step": "grant_secret_policy", "written_with_request": 7})
     AccessRequest.objects.filter(pk=request.pk).update(diagnosis="access_denied")
     record(request, "request.failed", details={"diagnosis": "access_denied"})
 
@@ -42,6 +44,7 @@ def test_the_feed_says_what_happened_to_a_request_once_each_with_its_page():
         f"request #{request.pk} filed by dana.requester (mysql orders-mysql, preflight passed)   {page}",
         f"request #{request.pk} approved by omar.approver   {page}",
         f"request #{request.pk} step create_role done   {page}",
+        f"request #{request.pk} statement written by request #7's grant_secret_policy   {page}",
         f"request #{request.pk} FAILED (access_denied)   {page}",
     ]
     # Read once: nothing new, nothing said again.

@@ -191,7 +191,7 @@ def test_three_grants_filed_through_the_page_become_one_request(cast, portal_aws
     assert all(g.expires_at.year == 2099 for g in grants)
     assert all(g.state == RequestState.PENDING_APPROVAL for g in grants)
     page = client.get(response["Location"]).content.decode()
-    assert f"Request #{request_set.pk} filed with 3 grants" in page
+    assert f"Request set #{request_set.pk} filed with 3 grants" in page
     for grant in grants:
         assert reverse("web:request_detail", args=[grant.pk]) in page
 
@@ -319,12 +319,12 @@ def test_a_grants_page_points_to_its_set_and_offers_no_approval_of_its_own(cast)
     request_set, grants = _set(cast)
     set_url = _set_url(request_set)
     page = _client(cast.approver).get(reverse("web:request_detail", args=[grants[1].pk])).content.decode()
-    assert f'One of 3 grants of <a href="{set_url}">request #{request_set.pk}</a>' in page
-    assert f"Approve via request #{request_set.pk}" in page
+    assert f'One of 3 grants of <a href="{set_url}">request set #{request_set.pk}</a>' in page
+    assert f"Approve via request set #{request_set.pk}" in page
     assert 'value="approve"' not in page
     # The requester is told where the decision is made, without an approval to make.
     page = _client(cast.requester).get(reverse("web:request_detail", args=[grants[1].pk])).content.decode()
-    assert f'One of 3 grants of <a href="{set_url}">request #{request_set.pk}</a>' in page
+    assert f'One of 3 grants of <a href="{set_url}">request set #{request_set.pk}</a>' in page
     assert "Approve via" not in page
     # A request of its own says nothing of sets.
     single = cast.request()
