@@ -460,22 +460,38 @@ def _waited(request: AccessRequest, now) -> str:
     return f"{hours // 24} days {hours % 24} hours" if hours >= 24 else f"{hours} hours"
 
 
+def _waiting(request: AccessRequest) -> tuple[str, str, list[str]]:
+    """How a message about a request waiting for its approvers names it, where
+    to read it, and what it asks for: a grant of a request set is told as its
+    set (its grants still waiting), whose page is where it is decided."""
+    if request.request_set_id is None:
+        return f"request #{request.pk}", request_url(request), [_summary(request)]
+    grants = request.request_set.grants.filter(state=RequestState.PENDING_APPROVAL).select_related("datalake_account")
+    return (
+        f"request set #{request.request_set_id}",
+        request_set_url(request.request_set),
+        [_summary(grant) for grant in grants.order_by("pk")] or [_summary(request)],
+    )
+
+
 def notify_approval_reminder(request: AccessRequest, *, now) -> None:
     """Remind the Remote account's approvers (not the requester) that a request still waits for them."""
     approvers = _addresses(
         approvers_of(request.remote_account_id).exclude(pk=request.requester_id).filter(is_active=True)
     )
+    name, url, summaries = _waiting(request)
     body = "\n".join(
         [
-            f"Reminder {request.approval_reminders}: this request has waited {_waited(request, now)} for a decision.",
+            f"Reminder {request.approval_reminders}: this {name.split(' #')[0]} has waited {_waited(request, now)} "
+            "for a decision.",
             "",
-            _summary(request),
+            *summaries,
             "",
-            f"Review it: {request_url(request)}",
+            f"Review it: {url}",
         ]
     )
-    _mail(f"{SUBJECT_PREFIX} #{request.pk} still awaits your approval", body, approvers)
-    _webhook(f"Request #{request.pk} has waited {_waited(request, now)} for approval: {request_url(request)}")
+    _mail(f"{SUBJECT_PREFIX} {name.capitalize()} still awaits your approval", body, approvers)
+    _webhook(f"{name.capitalize()} has waited {_waited(request, now)} for approval: {url}")
 
 
 def notify_escalated(request: AccessRequest, contacts: Iterable, *, now) -> None:
@@ -486,33 +502,38 @@ def notify_escalated(request: AccessRequest, contacts: Iterable, *, now) -> None
     justification."""
     approver_names = sorted(user.get_username() for user in approvers_of(request.remote_account_id))
     account = request.remote_account
+    name, url, _ = _waiting(request)
     body = "\n".join(
         [
-            f"Request #{request.pk} for account {one_line(account.name)} ({account.account_id}) has waited "
+            f"{name.capitalize()} for account {one_line(account.name)} ({account.account_id}) has waited "
             f"{_waited(request, now)} for its approvers, and is escalated to you.",
             f"Its approvers: {one_line(', '.join(approver_names) or 'nobody')}.",
             f"It expires unanswered after {account.expire_pending_after_days} days.",
             "",
-            f"The request (for its approvers and administrators): {request_url(request)}",
+            f"The request (for its approvers and administrators): {url}",
         ]
     )
-    _mail(f"{SUBJECT_PREFIX} #{request.pk} escalated: waiting for approval", body, _addresses(contacts))
+    _mail(f"{SUBJECT_PREFIX} {name.capitalize()} escalated: waiting for approval", body, _addresses(contacts))
     _webhook(
-        f"Request #{request.pk} for account {slack_escape(account.name)} escalated after waiting "
+        f"{name.capitalize()} for account {slack_escape(account.name)} escalated after waiting "
         f"{_waited(request, now)} for approval"
     )
 
 
 def notify_pending_expired(request: AccessRequest) -> None:
-    """Tell the requester that nobody decided on their request in time."""
+    """Tell the requester that nobody decided on their request (or request set) in time."""
     days = request.remote_account.expire_pending_after_days
+    name, url, _ = _waiting(request)
+    expired = [request]
+    if request.request_set_id is not None:
+        expired = list(request.request_set.grants.filter(state=RequestState.EXPIRED).select_related("datalake_account"))
     body = "\n".join(
         [
-            f"Nobody decided on your request within {days} days: it expired and grants nothing.",
+            f"Nobody decided on your {name} within {days} days: it expired and grants nothing.",
             "",
-            _summary(request),
+            *(_summary(grant) for grant in expired),
             "",
-            f"File it again if you still need the access: {request_url(request)}",
+            f"File it again if you still need the access: {url}",
         ]
     )
-    _mail(f"{SUBJECT_PREFIX} #{request.pk} expired unanswered", body, _addresses([request.requester]))
+    _mail(f"{SUBJECT_PREFIX} {name.capitalize()} expired unanswered", body, _addresses([request.requester]))

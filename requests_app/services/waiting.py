@@ -12,7 +12,8 @@ Each Remote account sets (``AwsAccount``) how long its requests may wait:
 
 Run by beat (``requests.tend_pending``); each request is handled under its row
 lock, so a sweep that runs twice, or two at once, sends nothing twice. All
-three are audited.
+three are audited. The grants of a request set are tended each on its own
+and told once, for the set.
 """
 from __future__ import annotations
 
@@ -38,6 +39,17 @@ def escalation_names(account) -> list[str]:
     return groups + people
 
 
+def _tells(request: AccessRequest) -> bool:
+    """Whether what happens to ``request`` now is told (it is audited either
+    way): a grant of a request set is told once for its set, by the last of
+    its grants still waiting (the sweep goes through them oldest first)."""
+    if request.request_set_id is None:
+        return True
+    return not AccessRequest.objects.filter(
+        request_set_id=request.request_set_id, state=RequestState.PENDING_APPROVAL, pk__gt=request.pk
+    ).exists()
+
+
 def _tend(request_id: int, now: datetime) -> list[str]:
     done: list[str] = []
     with transaction.atomic():
@@ -60,7 +72,8 @@ def _tend(request_id: int, now: datetime) -> list[str]:
                 },
                 completed_at=now,
             )
-            transaction.on_commit(lambda: notifications.notify_pending_expired(request))
+            if _tells(request):
+                transaction.on_commit(lambda: notifications.notify_pending_expired(request))
             return ["expired"]
         if (
             account.escalate_after_hours
@@ -81,7 +94,8 @@ def _tend(request_id: int, now: datetime) -> list[str]:
                     "waited_hours": _hours(waited),
                 },
             )
-            transaction.on_commit(lambda: notifications.notify_escalated(request, contacts, now=now))
+            if _tells(request):
+                transaction.on_commit(lambda: notifications.notify_escalated(request, contacts, now=now))
             done.append("escalated")
         last = request.approval_reminded_at or request.created_at
         if account.approval_reminder_hours and now - last >= timedelta(hours=account.approval_reminder_hours):
@@ -99,7 +113,8 @@ def _tend(request_id: int, now: datetime) -> list[str]:
                     "waited_hours": _hours(waited),
                 },
             )
-            transaction.on_commit(lambda: notifications.notify_approval_reminder(request, now=now))
+            if _tells(request):
+                transaction.on_commit(lambda: notifications.notify_approval_reminder(request, now=now))
             done.append("reminded")
     return done
 

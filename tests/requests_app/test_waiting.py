@@ -257,3 +257,35 @@ def test_the_command_sets_the_waiting_rules(cast, capsys):
     call_command("set_account_members", "--account-id", cast.remote.account_id, "--escalate-after-hours", "0")
     cast.remote.refresh_from_db()
     assert cast.remote.escalate_after_hours is None
+
+
+def test_the_grants_of_a_request_set_are_each_tended_and_told_once_for_the_set(
+    cast, leads, mailoutbox, django_capture_on_commit_callbacks
+):
+    from requests_app.models import RequestSet
+
+    request_set = RequestSet.objects.create(
+        requester=cast.requester, datalake_account=cast.datalake, remote_account=cast.remote, justification="x"
+    )
+    grants = [filed(cast, request_set=request_set) for _ in range(3)]
+    start = grants[0].created_at
+    set_url = reverse("web:request_set_detail", args=[request_set.pk])
+
+    outcomes = tend(start + timedelta(hours=37), django_capture_on_commit_callbacks)
+    assert outcomes["reminded"] == outcomes["escalated"] == [grant.pk for grant in grants]
+    # Each grant's reminder and escalation audited; one mail each, naming the set and its grants.
+    for action in ("request.approval_reminder_sent", "request.escalated"):
+        assert AuditEvent.objects.filter(action=action, request__request_set=request_set).count() == 3
+    reminders = [mail for mail in mailoutbox if "still awaits your approval" in mail.subject]
+    escalations = [mail for mail in mailoutbox if "escalated" in mail.subject]
+    assert len(reminders) == len(escalations) == 1 and len(mailoutbox) == 2
+    assert f"Request set #{request_set.pk}" in reminders[0].subject and set_url in reminders[0].body
+    assert all(f"Request #{grant.pk}:" in reminders[0].body for grant in grants)
+    assert f"Request set #{request_set.pk}" in escalations[0].subject
+
+    mailoutbox.clear()
+    outcomes = tend(start + timedelta(days=cast.remote.expire_pending_after_days, hours=1), django_capture_on_commit_callbacks)
+    assert outcomes["expired"] == [grant.pk for grant in grants]
+    [expired] = mailoutbox
+    assert expired.to == [cast.requester.email] and f"Request set #{request_set.pk}" in expired.subject
+    assert all(f"Request #{grant.pk}:" in expired.body for grant in grants)
