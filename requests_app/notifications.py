@@ -184,7 +184,13 @@ def notify_decided(request: AccessRequest) -> None:
 
 
 def notify_finished(request: AccessRequest) -> None:
-    """Tell the requester that provisioning finished: active, or failed with its diagnosis."""
+    """Tell the requester that provisioning finished: active, or failed with its diagnosis.
+
+    A grant of a request set is told with its set, once none of the set's
+    grants is being provisioned any more."""
+    if request.request_set_id is not None:
+        _notify_set_finished(request.request_set)
+        return
     if request.state == RequestState.ACTIVE:
         verdict = "is active"
         detail = [f"DMS endpoint: {request.endpoint_arn}", f"Role: {request.role_arn}"]
@@ -199,6 +205,26 @@ def notify_finished(request: AccessRequest) -> None:
     _mail(f"{SUBJECT_PREFIX} #{request.pk} {verdict}", "\n".join(lines), _addresses([request.requester]))
     suffix = f" ({request.diagnosis})" if request.state != RequestState.ACTIVE and request.diagnosis else ""
     _webhook(f"Request #{request.pk} {verdict}{suffix}: {request_url(request)}")
+
+
+def _notify_set_finished(request_set) -> None:
+    grants = list(request_set.grants.select_related("datalake_account").order_by("pk"))
+    if any(grant.state in (RequestState.APPROVED, RequestState.PROVISIONING) for grant in grants):
+        return  # the last of them tells
+    settled = [grant for grant in grants if grant.state in (RequestState.ACTIVE, RequestState.FAILED)]
+    failed = [grant for grant in settled if grant.state == RequestState.FAILED]
+    verdict = (
+        f"is active ({len(settled)} grants)" if not failed
+        else f"has {len(failed)} failed grant(s) of {len(settled)} provisioned"
+    )  # fmt: skip
+    lines = [f"Your request set #{request_set.pk} {verdict}.", ""]
+    lines += [f"{_summary(grant)}: {grant.get_state_display().lower()}" + (f" ({grant.diagnosis})" if grant.diagnosis
+              and grant.state == RequestState.FAILED else "") for grant in settled]  # fmt: skip
+    if failed:
+        lines += ["", "A failed grant is retried alone from its own page; the others stay active."]
+    lines += ["", request_set_url(request_set)]
+    _mail(f"{SUBJECT_PREFIX} Request set #{request_set.pk} {verdict}", "\n".join(lines), _addresses([request_set.requester]))
+    _webhook(f"Request set #{request_set.pk} {verdict}: {request_set_url(request_set)}")
 
 
 def _person(user) -> str:

@@ -185,3 +185,16 @@ def test_the_same_idempotency_key_files_one_set_and_another_body_is_refused(
     with pytest.raises(IdempotencyConflict, match=f"request #{first.pk}"):
         request_set_submit(grants=other, idempotency_key="pipeline-run-7", **fields)
     assert AccessRequest.objects.filter(endpoint_identifier="retried-1").count() == 0
+
+
+def test_the_requester_is_told_once_when_every_grant_of_the_set_is_provisioned(
+    cast, portal_aws, databases, drive, django_capture_on_commit_callbacks, mailoutbox  # noqa: F811
+):
+    request_set = _file(cast, databases, count=4, capture=django_capture_on_commit_callbacks)
+    _approve(cast, request_set, django_capture_on_commit_callbacks)
+    mailoutbox.clear()
+    grants = _provision(list(request_set.grants.order_by("pk")), drive)
+    assert {grant.state for grant in grants} == {RequestState.ACTIVE}
+    [told] = mailoutbox
+    assert told.to == [cast.requester.email] and f"Request set #{request_set.pk} is active (4 grants)" in told.subject
+    assert all(f"Request #{grant.pk}:" in told.body for grant in grants)
