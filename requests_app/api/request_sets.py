@@ -27,7 +27,7 @@ from rest_framework import exceptions, serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from requests_app import permissions, selectors, services, visibility
+from requests_app import permissions, selectors, services
 from requests_app.actions import SET_ACTIONS, offered_set_actions, set_action_arguments
 from requests_app.api import serializers as s
 from requests_app.api.submit_serializers import input_serializer
@@ -49,7 +49,8 @@ from requests_app.api.views import (
 )
 from requests_app.grant_input import GRANT_INPUT, SUBMIT_INPUT, arguments_from
 from requests_app.models import AccessRequest, RequestSet
-from requests_app.services.request_sets import AWAITING, MAX_GRANTS, awaiting_grants, set_plan, set_plan_hash
+from requests_app.services.request_sets import MAX_GRANTS
+from requests_app.set_plans import awaiting_grants, set_plan_for, set_plan_hash
 
 SET_ID = OpenApiParameter("id", OpenApiTypes.INT64, OpenApiParameter.PATH, description="The multi-grant request's id.")
 
@@ -165,24 +166,6 @@ def _detail(request, set_id: int) -> dict:
     # The hash covers every grant awaiting approval, seen by this person or not.
     context = {"request": request, "grants": grants, "plan_hash": set_plan_hash(awaiting_grants(request_set))}
     return RequestSetSerializer(request_set, context=context).data
-
-
-def set_plan_for(user, request_set: RequestSet) -> dict:
-    """The plan of the grants awaiting approval (of every grant, when none
-    awaits), each document as ``user`` may see it, with the hash to approve."""
-    grants = request_set.grants.select_related("datalake_account", "remote_account").order_by("pk")
-    if permissions.is_active_user(user):
-        # Whether they approve for the grants' accounts is read with the rows,
-        # so redacting each grant's documents asks nothing more.
-        grants = grants.annotate(**permissions.approver_annotations(user))
-    grants = list(grants)
-    for grant in grants:
-        if permissions.is_active_user(user):
-            permissions.remember_approver_annotations(user, grant)
-    awaiting = [grant for grant in grants if grant.state in AWAITING]
-    shown = awaiting or grants
-    plan = set_plan(shown, shown=lambda grant, document: visibility.redact_key(user, grant, document))
-    return {"plan_hash": set_plan_hash(awaiting), "awaiting": [grant.pk for grant in awaiting], **plan}
 
 
 class RequestSetListView(APIView):

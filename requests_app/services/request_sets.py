@@ -7,7 +7,7 @@ own. The set adds:
 
 - filing all or nothing: one broken grant files none, and the errors name
   each grant by its position (``grants.3.engine``, as the API spells a nested error);
-- one plan (``set_plan``): every grant awaiting approval, with each statement
+- one plan (``set_plans.set_plan``): every grant awaiting approval, with each statement
   grouped under the secret and the key it goes into; its ``plan_hash`` is what
   an approver approves, once, for all of them (each grant records the
   approval of its own plan, in the same transaction);
@@ -18,13 +18,12 @@ decide for the whole set.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from django.db import IntegrityError, connections, transaction
 
-from provisioning.documents import plan_hash
 from requests_app import notifications, permissions
 from requests_app.audit import record_event
 from requests_app.errors import (
@@ -38,6 +37,7 @@ from requests_app.errors import (
 from requests_app.grant_input import GRANT_INPUT, SUBMIT_INPUT
 from requests_app.models import AccessRequest, AwsAccount, RequestSet, RequestState
 from requests_app.services import decisions, lifecycle
+from requests_app.set_plans import AWAITING, set_plan_hash
 from requests_app.services.submission import (
     IDEMPOTENCY_KEY_MAX,
     _ensure_can_file,
@@ -52,8 +52,6 @@ from requests_app.validation import clean_comment, validate_request_input
 MAX_GRANTS = 50
 # Preflights of one filing run side by side, at most this many at once.
 PREFLIGHT_THREADS = 8
-# The states in which a grant awaits the approvers' decision.
-AWAITING = (RequestState.PENDING_APPROVAL, RequestState.NEEDS_REAPPROVAL)
 
 SET_FIELDS = tuple(field for field in SUBMIT_INPUT if not field.per_grant)
 GRANT_FIELDS = frozenset(field.name for field in GRANT_INPUT)
@@ -63,69 +61,6 @@ GRANT_ARGUMENTS = frozenset(field.argument for field in GRANT_INPUT)
 def grant_error_key(index: int, field: str) -> str:
     """How an error of grant ``index``'s field is keyed (``grants.3.engine``, as the API spells a nested error)."""
     return f"grants.{index}.{field}"
-
-
-# --- the one plan ------------------------------------------------------------
-
-
-def set_plan(grants: Iterable[AccessRequest], *, shown=None) -> dict[str, Any]:
-    """The plan of ``grants`` (those awaiting approval, oldest first): each
-    grant's own documents, and every statement under the secret and the key it
-    goes into. ``shown(grant, document)`` redacts a document for the person
-    reading it; the hash is always of the plan as it is (``set_plan_hash``)."""
-    show = shown or (lambda grant, document: document)
-    rows: list[dict[str, Any]] = []
-    secrets: dict[str, list] = {}
-    keys: dict[str, list] = {}
-    for grant in grants:
-        plan = grant.plan or {}
-        key = grant.resolved_kms_key_arn or grant.kms_key_arn
-        rows.append(
-            {
-                "request": grant.pk,
-                "endpoint_identifier": grant.endpoint_identifier,
-                "engine": grant.engine,
-                "endpoint_type": grant.endpoint_type,
-                "secret_arn": grant.secret_arn,
-                "kms_key_arn": show(grant, key),
-                "role_name": grant.role_name,
-                "plan_hash": grant.plan_hash,
-                # Every document through ``show``, as a single request's plan is
-                # (``visibility.plan_for``): whichever of them names the key.
-                "role_trust_policy": show(grant, plan.get("role_trust_policy")),
-                "role_inline_policy": show(grant, plan.get("role_inline_policy")),
-                "endpoint_settings": show(grant, plan.get("endpoint_settings")),
-            }
-        )
-        secrets.setdefault(grant.secret_arn, []).append(
-            {"request": grant.pk, "statement": show(grant, plan.get("secret_policy_statement"))}
-        )
-        keys.setdefault(show(grant, key) or "", []).append(
-            {"request": grant.pk, "statement": show(grant, plan.get("key_policy_statement"))}
-        )
-    return {
-        "grants": rows,
-        "secrets": [{"arn": arn, "statements": statements} for arn, statements in sorted(secrets.items())],
-        "keys": [{"arn": arn, "statements": statements} for arn, statements in sorted(keys.items())],
-    }
-
-
-def set_plan_hash(grants: Sequence[AccessRequest]) -> str:
-    """What approving the set binds to: the hash of the plan of ``grants``
-    (each grant's whole plan, its id and its approval round). Empty when
-    no grant awaits."""
-    if not grants:
-        return ""
-    rounds = [{"request": grant.pk, "approval_round": grant.approval_round} for grant in grants]
-    return plan_hash({"plan": set_plan(grants), "rounds": rounds})
-
-
-def awaiting_grants(request_set: RequestSet) -> list[AccessRequest]:
-    return list(
-        request_set.grants.filter(state__in=AWAITING)
-        .select_related("datalake_account", "remote_account")
-        .order_by("pk")
-    )
 
 
 # --- filing ------------------------------------------------------------------

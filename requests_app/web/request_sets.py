@@ -23,13 +23,13 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 from rest_framework.exceptions import ValidationError as BodyInvalid
 
-from requests_app import permissions, selectors, services, visibility
+from requests_app import permissions, selectors, services
 from requests_app.actions import SET_ACTIONS, offered_set_actions, set_action_arguments
-from requests_app.api.request_sets import set_plan_for
 from requests_app.errors import DomainError, NotAllowed, NotFoundForUser, PlanChanged, ValidationFailed
 from requests_app.membership import accounts_requested_by
 from requests_app.models import AccessRequest, Decision, RequestState
-from requests_app.services.request_sets import AWAITING, MAX_GRANTS, set_plan, set_plan_hash
+from requests_app.services.request_sets import MAX_GRANTS
+from requests_app.set_plans import AWAITING, set_plan_for
 from requests_app.throttling import aws_call_refusal
 from requests_app.validation import validate_request_input
 from requests_app.web.forms import GRANTS_PREFIX, GrantFormSet, RequestSetForm
@@ -250,18 +250,6 @@ def _remember_decisions(user, grants: list[AccessRequest]) -> None:
         )
 
 
-def _plan(user, request_set, grants: list[AccessRequest]) -> dict:
-    """``api.request_sets.set_plan_for``, from the grants the page read already
-    (their accounts know whether ``user`` approves for them, so the plan costs
-    no query per grant). Someone who sees only some of the grants gets the
-    API's own reading of every one."""
-    if len(grants) != request_set.grants.count():
-        return set_plan_for(user, request_set)
-    awaiting = [grant for grant in grants if grant.state in AWAITING]
-    plan = set_plan(awaiting or grants, shown=lambda grant, document: visibility.redact_key(user, grant, document))
-    return {"plan_hash": set_plan_hash(awaiting), "awaiting": [grant.pk for grant in awaiting], **plan}
-
-
 def _set_context(request, set_id: int) -> dict:
     try:
         request_set, grants = selectors.request_set_detail_for(user=request.user, set_id=set_id)
@@ -287,7 +275,11 @@ def _set_context(request, set_id: int) -> dict:
         "blocked": blocked,
         # How many grants are in each state, in the states' own order.
         "state_counts": [(state, label, states[state]) for state, label in RequestState.choices if state in states],
-        "plan": _labelled_plan(_plan(request.user, request_set, grants)),
+        # The page's grants were read with whether this person approves for
+        # their accounts; one who sees only some of them gets every one read.
+        "plan": _labelled_plan(
+            set_plan_for(request.user, request_set, grants if len(grants) == request_set.grants.count() else None)
+        ),
         "actions": actions,
         "awaiting_any": any(grant.state in AWAITING for grant in grants),
         "awaiting_first": any(grant.state == RequestState.PENDING_APPROVAL for grant in grants),

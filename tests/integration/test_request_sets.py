@@ -15,7 +15,7 @@ from requests_app.audit import verify_chain
 from requests_app.grants import grant_spec_for
 from requests_app.models import AuditEvent, ProvisioningStep
 from requests_app.services import request_set_approve, request_set_submit
-from requests_app.services.request_sets import awaiting_grants, set_plan_hash
+from requests_app.set_plans import awaiting_grants, set_plan_hash
 from tests.integration.outcomes import sids, steps, wait_until_settled
 from tests.integration.world import FOREIGN_SECRET_STATEMENT, ROOT_KEY_STATEMENT, SECRET_VALUE
 from tests.requests_app.rows import APPROVER, DATALAKE_ID, REMOTE_ID, REQUESTER, portal_accounts, user

@@ -17,7 +17,7 @@ from django.utils.html import escape
 
 from requests_app.grant_input import GRANT_INPUT, SUBMIT_INPUT
 from requests_app.models import AccessRequest, Decision, RequestSet, RequestState
-from requests_app.services.request_sets import awaiting_grants, set_plan_hash
+from requests_app.set_plans import awaiting_grants, set_plan_hash
 from tests.aws_world import DATALAKE_ID
 
 pytestmark = pytest.mark.django_db

@@ -23,7 +23,8 @@ from requests_app.services import (
     request_set_revoke,
     request_set_submit,
 )
-from requests_app.services.request_sets import MAX_GRANTS, awaiting_grants, set_plan, set_plan_hash
+from requests_app.services.request_sets import MAX_GRANTS
+from requests_app.set_plans import awaiting_grants, set_plan, set_plan_hash
 from tests.aws_world import DATALAKE_ID, REGION, REMOTE_ID
 from tests.requests_app.test_apply_plan_aws import _reencrypt, _second_key
 from tests.requests_app.test_rules import adopt

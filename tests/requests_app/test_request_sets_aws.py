@@ -23,7 +23,7 @@ from requests_app.services import (
     request_set_revoke,
     request_set_submit,
 )
-from requests_app.services.request_sets import awaiting_grants, set_plan, set_plan_hash
+from requests_app.set_plans import awaiting_grants, set_plan, set_plan_hash
 from requests_app.audit import verify_chain
 from requests_app.errors import IdempotencyConflict
 from tests.aws_world import DATALAKE_ID, REMOTE_ID, SECRET_VALUE

@@ -19,7 +19,7 @@ from django.utils import timezone
 from requests_app.audit import record_event
 from requests_app.models import AccessRequest, ApiToken, AwsAccount, ProvisioningStep, RequestSet
 from requests_app.services import access_request_extend, access_request_repair, rule_propose, rule_version_approve
-from requests_app.services.request_sets import awaiting_grants, set_plan_hash
+from requests_app.set_plans import awaiting_grants, set_plan_hash
 from tests.requests_app.page_rows import KEY_ARN, SECRET_ARN, make_request
 
 ROLES = ("anonymous", "other_requester", "requester", "other_approver", "approver", "staff")
