@@ -356,3 +356,59 @@ def test_worker_killed_at_one_step_boundary_then_restarted(phase, name, moto_wor
         assert_revoked_completely(moto_world, request)
     assert_foreign_statements_intact(moto_world)
     assert verify_chain().ok
+
+
+def test_a_request_sets_grants_wait_for_a_killed_role_step_then_write_each_policy_once(moto_world, host, faults):
+    """Six grants of one request set on one secret and key: one grant's
+    create_role stops right after it created the role, and the other five,
+    their roles made, wait for it before any policy write. The whole worker is
+    killed. The new workers take the role step over once its lease lapses;
+    the grants then write the secret policy and the key policy once each,
+    every grant's statement in that one put."""
+    from requests_app.models import RequestSet
+    from requests_app.services import request_set_approve
+    from requests_app.set_plans import awaiting_grants, set_plan_hash
+    from tests.requests_app.rows import APPROVER, portal_accounts
+
+    datalake, remote = portal_accounts()
+    request_set = RequestSet.objects.create(
+        requester=user(REQUESTER), datalake_account=datalake, remote_account=remote, justification="six databases"
+    )
+    requests = [request_for(moto_world, f"set-crash-{n}") for n in range(6)]
+    ids = [request.pk for request in requests]
+    AccessRequest.objects.filter(pk__in=ids).update(request_set=request_set)
+    slow = requests[2]
+    faults.set(slow.pk, create_role={"sleep_after": 600})
+    request_set_approve(
+        set_id=request_set.pk, user=user(APPROVER), plan_hash=set_plan_hash(awaiting_grants(request_set))
+    )
+    faults.wait_for_sleeping(slow.pk, "create_role", timeout=90)
+    others = ProvisioningStep.objects.filter(request_id__in=set(ids) - {slow.pk}, name="create_role")
+    deadline = time.monotonic() + 60
+    while others.exclude(status="succeeded").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not others.exclude(status="succeeded").exists(), host.logs()
+    time.sleep(2)  # time enough for a policy step that would not wait to start
+    writes = ProvisioningStep.objects.filter(request_id__in=ids, name__in=table.merged("grant"))
+    assert set(writes.values_list("status", flat=True)) == {"pending"}
+
+    host.kill()
+    host.start(2, beat=False)
+    try:
+        settled = wait_until_settled(ids, host, timeout=RECOVERY_GOAL_SECONDS + 60)
+    finally:
+        host.start_beat()
+
+    assert {row.state for row in settled.values()} == {"active"}, host.logs()
+    assert steps(settled[slow.pk])["create_role"].attempts == 2
+    assert rerun_wrote_nothing(settled[slow.pk], "grant", "create_role")
+    calls = Counter(
+        call["event_name"]
+        for details in AuditEvent.objects.filter(request_id__in=ids).values_list("details", flat=True)
+        for call in details.get("aws_calls", [])
+    )
+    assert (calls["PutResourcePolicy"], calls["PutKeyPolicy"]) == (1, 1), calls
+    for request in settled.values():
+        assert_granted_once(moto_world, request)
+    assert_foreign_statements_intact(moto_world)
+    assert chain_verified()
