@@ -50,6 +50,7 @@ def request_view(detail: dict) -> Group:
     rows = [
         ("Request", str(detail.get("id"))),
         ("State", state_text(detail.get("state", "?"))),
+        ("Request set", detail.get("request_set") and f"{detail['request_set']} (approved with it: dms-access set approve)"),
         ("Requester", detail.get("requester")),
         ("DataLake account", detail.get("datalake_account")),
         ("Remote account", f"{detail.get('remote_account')} ({detail.get('region')})"),

@@ -46,6 +46,9 @@ class RequestFilterSerializer(FilterSerializer):
         r"^\d{12}$", required=False, help_text="Only requests for secrets in this Remote account (12-digit account id)."
     )
     mine = serializers.BooleanField(required=False, default=False, help_text="`true`: only requests I filed.")
+    request_set = serializers.IntegerField(
+        min_value=1, max_value=MAX_ID, required=False, help_text="Only the grants of this request set (id)."
+    )
     awaiting_my_approval = serializers.BooleanField(
         required=False, default=False, help_text="`true`: only requests awaiting my approval (pending, or needing re-approval), oldest first."
     )
@@ -60,6 +63,8 @@ class RequestFilterSerializer(FilterSerializer):
             queryset = queryset.filter(remote_account__account_id=data["remote_account"])
         if data.get("mine"):
             queryset = queryset.filter(requester=user)
+        if data.get("request_set"):
+            queryset = queryset.filter(request_set_id=data["request_set"])
         return queryset
 
 

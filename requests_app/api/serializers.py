@@ -166,12 +166,18 @@ class RequestSummarySerializer(serializers.ModelSerializer):
         child=serializers.CharField(), read_only=True,
         help_text='Who it was escalated to ("group <name>" or a username), as the account listed them then.',
     )
+    request_set = serializers.PrimaryKeyRelatedField(
+        read_only=True, allow_null=True,
+        help_text="The request set this request is one grant of (`/api/v1/request-sets/{id}/`), approved with the "
+        "set; null for a request of its own.",
+    )
 
     class Meta:
         model = AccessRequest
         fields = [
             "id",
             "state",
+            "request_set",
             "requester",
             "datalake_account",
             "remote_account",

@@ -436,3 +436,14 @@ def test_set_approve_with_nothing_awaiting_asks_nothing_and_shows_the_apis_refus
     result = invoke("set", "approve", "1")  # no terminal: a question would be a usage error (2)
     assert result.exit_code == ExitCode.REFUSED, result.output
     assert "nothing to approve" in result.stdout and "No grant of this request awaits approval." in result.stderr
+
+
+def test_a_grants_status_names_its_set():
+    from dms_access_cli.output import request_view
+
+    console = Console(width=200, record=True)
+    console.print(request_view({"id": 7, "state": "pending_approval", "request_set": 3}))
+    assert re.search(r"Request set +3 \(approved with it: dms-access set approve\)", console.export_text())
+    console = Console(width=200, record=True)
+    console.print(request_view({"id": 8, "state": "pending_approval", "request_set": None}))
+    assert "Request set" not in console.export_text()

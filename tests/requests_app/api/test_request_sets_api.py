@@ -303,3 +303,17 @@ def test_the_plan_costs_the_same_queries_for_3_and_12_grants(portal, client_for,
     with django_assert_max_num_queries(len(at_three)):
         plan = client.get(f"{URL}{many.json()['id']}/plan/").json()
     assert len(plan["grants"]) == 12
+
+
+def test_each_grant_names_its_set_and_the_requests_list_narrows_to_a_set(portal, client_for, filed_set):
+    client = client_for("avery")
+    ids = sorted(grant["id"] for grant in filed_set["grants"])
+    assert client.get(f"/api/v1/requests/{ids[0]}/").json()["request_set"] == filed_set["id"]
+    listed = client.get("/api/v1/requests/", {"request_set": filed_set["id"]}).json()["results"]
+    assert sorted(row["id"] for row in listed) == ids and {row["request_set"] for row in listed} == {filed_set["id"]}
+    alone = client_for("riley").post("/api/v1/requests/", {
+        "datalake_account": DATALAKE_ID, "secret_arn": portal.secret_arn, "engine": "mysql",
+        "endpoint_identifier": "on-its-own", "justification": "One database.",
+    }, format="json").json()  # fmt: skip
+    assert alone["request_set"] is None
+    assert client.get("/api/v1/requests/", {"request_set": filed_set["id"] + 1000}).json()["results"] == []
