@@ -20,6 +20,8 @@ from provisioning.steps.policy_write import (
     companion_outputs,
     companions_of,
     merge_all,
+    removed_companions,
+    sids_on,
     write_policy,
 )
 from provisioning.steps.result import PolicyLock, StepResult, locked
@@ -120,7 +122,7 @@ def grant_key_policy(
     statement = key_policy_statement(spec)
     key_arn = resolve_key_arn(calls, kms, spec.kms_key_arn)
     with locked(lock, key_arn):
-        others = [(other, key_policy_statement(other)) for other in companions_of(companions, spec)]
+        others = [(other.spec, key_policy_statement(other.spec)) for other in companions_of(companions, spec)]
         changes = [(statement, owned_sids(spec)), *((doc, owned_sids(other)) for other, doc in others)]
         write = _write(
             calls, kms, key_arn, own_sids={sid for other in (spec, *(o for o, _ in others)) for sid in owned_sids(other)},
@@ -139,12 +141,19 @@ def grant_key_policy(
     )
 
 
-def _revoke_one(calls: AwsCalls, kms, key_arn: str, sids: list[str], lock: PolicyLock | None) -> PolicyWrite:
-    def change(current: dict | None) -> dict | None:
-        return current if find_owned_statement(current, sids) is None else remove_statement(current, sids)
-
+def _revoke_one(
+    calls: AwsCalls, kms, key_arn: str, sids: list[str], lock: PolicyLock | None, companions=lambda: ()
+) -> tuple[PolicyWrite, list]:
+    """Remove ``sids`` from the policy of ``key_arn``, and the statements of
+    the ``companions()`` revoked with it (asked under the lock)."""
     with locked(lock, key_arn):
-        return _write(calls, kms, key_arn, own_sids=set(sids), change=change, grant=False)
+        others = [(other, sids_on(other.spec, other.written, key_arn)) for other in companions()]
+        removed = [*sids, *(sid for _, theirs in others for sid in theirs)]
+
+        def change(current: dict | None) -> dict | None:
+            return current if find_owned_statement(current, removed) is None else remove_statement(current, removed)
+
+        return _write(calls, kms, key_arn, own_sids=set(removed), change=change, grant=False), others
 
 
 def revoke_key_policy(
@@ -153,6 +162,7 @@ def revoke_key_policy(
     clients: GrantClients,
     lock: PolicyLock | None = None,
     written: Sequence[Mapping] = (),
+    companions: Companions | None = None,
 ) -> StepResult:
     """Remove exactly the grant's statements from the key policies it wrote, and put the rest back.
 
@@ -161,7 +171,9 @@ def revoke_key_policy(
     to another key; the spec's key (when known) loses the spec's Sid too, for
     a grant recorded before targets were. A missing key or statement is
     success. A key policy that would be left without statements is refused
-    (a key cannot be left without a policy).
+    (a key cannot be left without a policy). ``companions()``, asked under
+    the lock of the spec's key, names other grants of its request set being
+    revoked from that key: their statements go in the same put.
     """
     calls = AwsCalls()
     kms = clients.remote("kms")
@@ -183,11 +195,20 @@ def revoke_key_policy(
                 by_key[key_arn].append(sid)
     if not by_key:
         return StepResult(name="revoke_key_policy", changed=False, aws_request_ids=calls.request_ids, aws_calls=calls.calls)
-    results = {arn: _revoke_one(calls, kms, arn, sids, lock) for arn, sids in by_key.items()}
+    outcomes = {
+        arn: _revoke_one(
+            calls, kms, arn, sids, lock,
+            **({"companions": lambda: companions_of(companions, spec)} if arn == key_arn else {}),
+        )
+        for arn, sids in by_key.items()
+    }  # fmt: skip
+    results = {arn: write for arn, (write, _) in outcomes.items()}
     changed = [arn for arn, write in results.items() if write.changed]
     # The step's before/after show the key that changed (the plan's key when none or several did).
     shown = changed[0] if len(changed) == 1 else (key_arn or next(iter(results)))
     outputs = _outputs(results[shown], key_arn=shown)
+    if key_arn is not None:
+        outputs.update(removed_companions(results[key_arn], outcomes[key_arn][1]))
     outputs["targets"] = [
         {"arn": arn, "sids": by_key[arn], "changed": write.changed, "before": write.before, "after": write.after}
         for arn, write in results.items()

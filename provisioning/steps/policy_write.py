@@ -25,10 +25,11 @@ either way, and every write would pay a read for it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from provisioning.aws_calls import AwsCalls
+from provisioning.ownership import owned_sids
 from provisioning.spec import GrantSpec
 from provisioning.statements import merge_statement, statements_of
 
@@ -48,7 +49,17 @@ class PolicyWrite:
     missing_after_put: list[dict] = field(default_factory=list)
 
 
-Companions = Callable[[], Sequence[GrantSpec]]
+@dataclass(frozen=True)
+class Companion:
+    """Another grant of the same request set whose statement goes into (or,
+    for a revoke, out of) the same write: its spec, and for a revoke the
+    targets its grant recorded (``{"arn", "sid"}``)."""
+
+    spec: GrantSpec
+    written: tuple[Mapping, ...] = ()
+
+
+Companions = Callable[[], Sequence[Companion]]
 
 
 def merge_all(current: dict | None, changes: Sequence[tuple[dict, Collection[str]]]) -> dict | None:
@@ -58,12 +69,35 @@ def merge_all(current: dict | None, changes: Sequence[tuple[dict, Collection[str
     return current
 
 
-def companions_of(companions: Companions | None, spec: GrantSpec) -> list[GrantSpec]:
+def companions_of(companions: Companions | None, spec: GrantSpec) -> list[Companion]:
     """The grants whose statements go into the same write as ``spec``'s (asked
     for under the policy's lock: a grant revoked meanwhile is not among them)."""
     if companions is None:
         return []
-    return [other for other in companions() if other.grant_id != spec.grant_id]
+    return [other for other in companions() if other.spec.grant_id != spec.grant_id]
+
+
+def sids_on(spec: GrantSpec, written: Sequence[Mapping], arn: str) -> list[str]:
+    """The Sids a revoke of ``spec`` removes from the policy of ``arn``: those
+    its grant recorded there, and its own. Only Sids this instance owns: a
+    restored copy of the database (another instance) holds the original's
+    records, and must not act on them."""
+    owned = owned_sids(spec)
+    recorded = [target["sid"] for target in written if target.get("arn") == arn and target.get("sid") in owned]
+    return list(dict.fromkeys([*recorded, *owned]))
+
+
+def removed_companions(write: PolicyWrite, removed: Sequence[tuple[Companion, list[str]]]) -> dict:
+    """The revoke step's ``companions`` output: the companions whose statements its put removed."""
+    if not write.changed:
+        return {}
+    there = {statement.get("Sid") for statement in statements_of(write.before) if isinstance(statement, dict)}
+    gone = [
+        {"grant_id": other.spec.grant_id, "sids": [sid for sid in sids if sid in there]}
+        for other, sids in removed
+        if there & set(sids)
+    ]
+    return {"companions": gone} if gone else {}
 
 
 def companion_outputs(write: PolicyWrite, merged: Sequence[tuple[GrantSpec, dict]]) -> dict:

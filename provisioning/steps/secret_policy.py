@@ -18,6 +18,8 @@ from provisioning.steps.policy_write import (
     companion_outputs,
     companions_of,
     merge_all,
+    removed_companions,
+    sids_on,
     write_policy,
 )
 from provisioning.steps.result import PolicyLock, StepResult, locked
@@ -60,7 +62,7 @@ def grant_secret_policy(
     secretsmanager = clients.remote("secretsmanager")
     statement = secret_policy_statement(spec)
     with locked(lock, spec.secret_arn):
-        others = [(other, secret_policy_statement(other)) for other in companions_of(companions, spec)]
+        others = [(other.spec, secret_policy_statement(other.spec)) for other in companions_of(companions, spec)]
         changes = [(statement, owned_sids(spec)), *((doc, owned_sids(other)) for other, doc in others)]
         write = write_policy(
             calls,
@@ -98,6 +100,7 @@ def revoke_secret_policy(
     clients: GrantClients,
     lock: PolicyLock | None = None,
     written: Sequence[Mapping] = (),
+    companions: Companions | None = None,
 ) -> StepResult:
     """Remove exactly the grant's statement from the secret's resource policy.
 
@@ -105,17 +108,12 @@ def revoke_secret_policy(
     recorded Sid is removed, and the spec's own Sid too (a grant recorded
     before targets were). A policy left without statements is deleted rather
     than put empty. A missing secret, policy or statement is success.
+    ``companions()``, asked under the lock, names other grants of its request
+    set being revoked from the same secret: their statements go in the same put.
     """
     calls = AwsCalls()
     secretsmanager = clients.remote("secretsmanager")
-    # Only Sids this instance owns: a restored copy of the database (another
-    # instance) holds the original's records, and must not act on them.
-    owned = set(owned_sids(spec))
-    recorded = [target["sid"] for target in written if target.get("arn") == spec.secret_arn and target.get("sid") in owned]
-    sids = list(dict.fromkeys([*recorded, *owned_sids(spec)]))
-
-    def change(current: dict | None) -> dict | None:
-        return current if find_owned_statement(current, sids) is None else remove_statement(current, sids)
+    sids = sids_on(spec, written, spec.secret_arn)
 
     def put(current: dict | None, desired: dict | None) -> None:
         if desired is None:
@@ -124,10 +122,16 @@ def revoke_secret_policy(
             _put(calls, secretsmanager, spec.secret_arn, desired)
 
     with locked(lock, spec.secret_arn):
+        others = [(other, sids_on(other.spec, other.written, spec.secret_arn)) for other in companions_of(companions, spec)]
+        removed = [*sids, *(sid for _, theirs in others for sid in theirs)]
+
+        def change(current: dict | None) -> dict | None:
+            return current if find_owned_statement(current, removed) is None else remove_statement(current, removed)
+
         write = write_policy(
             calls,
             what=f"resource policy of {spec.secret_arn}",
-            own_sids=set(sids),
+            own_sids=set(removed),
             read=lambda: read_secret_policy(calls, secretsmanager, spec.secret_arn, missing_ok=True)[1],
             change=change,
             check=lambda current, desired: None,
@@ -139,5 +143,7 @@ def revoke_secret_policy(
         before=write.before,
         after=write.after,
         aws_request_ids=calls.request_ids, aws_calls=calls.calls,
-        outputs=_outputs(write, targets=[{"arn": spec.secret_arn, "sid": sid} for sid in sids]),
+        outputs=_outputs(
+            write, targets=[{"arn": spec.secret_arn, "sid": sid} for sid in sids], **removed_companions(write, others)
+        ),
     )

@@ -64,10 +64,10 @@ class Step:
     ``action``: the audit action of a run that changed (or checked) something;
     a run that found AWS already as planned is ``step.<name>.unchanged``.
     ``why``: the reason for the step's place in the graph.
-    ``merges``: among the grants of one multi-grant request, the step writes
-    in one put the statements of every grant on its target whose steps before
-    it are done (it is passed ``companions=``); it waits until every grant of
-    the request being provisioned has finished those steps.
+    ``merges``: among the grants of one request set, the step writes (or, in
+    a revoke, removes) in one put the statements of every grant on its target
+    whose steps before it are done (it is passed ``companions=``); it waits
+    until every grant of the set in the same phase has finished those steps.
     """
 
     name: str
@@ -140,13 +140,14 @@ STEPS: tuple[Step, ...] = (
     Step(
         name=REVOKE_KEY_POLICY, phase=REVOKE, side=REMOTE, after=(DELETE_ENDPOINT,), function=revoke_key_policy,
         target=KEY, action="aws.revoke_key_policy", title="Remove the KMS key policy statement",
-        where="Remote account", writes=True, locks=True, undoes=GRANT_KEY_POLICY, remote_documents=True,
+        where="Remote account", writes=True, locks=True, undoes=GRANT_KEY_POLICY, merges=True, remote_documents=True,
         why="After the endpoint that used it; independent of the secret policy, so the two run side by side.",
     ),
     Step(
         name=REVOKE_SECRET_POLICY, phase=REVOKE, side=REMOTE, after=(DELETE_ENDPOINT,), function=revoke_secret_policy,
         target=SECRET, action="aws.revoke_secret_policy", title="Remove the secret policy statement",
-        where="Remote account", writes=True, locks=True, undoes=GRANT_SECRET_POLICY, remote_documents=True,
+        where="Remote account", writes=True, locks=True, undoes=GRANT_SECRET_POLICY, merges=True,
+        remote_documents=True,
         why="After the endpoint that used it; independent of the key policy, so the two run side by side.",
     ),
     Step(
@@ -181,7 +182,7 @@ def for_resource(phase: str, resource: str) -> Step:
 
 
 def merged(phase: str) -> tuple[str, ...]:
-    """The steps of ``phase`` that write for several grants of one request at once."""
+    """The steps of ``phase`` that write for several grants of one request set at once."""
     return tuple(s.name for s in steps_of(phase) if s.merges)
 
 
@@ -229,8 +230,8 @@ def _check(steps: tuple[Step, ...]) -> None:
                 raise ValueError(f"step {s.name} waits for {dependency}, not an earlier step of its phase")
         if s.undoes is not None and (s.undoes not in seen or seen[s.undoes].phase != GRANT):
             raise ValueError(f"step {s.name} undoes {s.undoes}, not a grant step")
-        if s.merges and not (s.locks and s.phase == GRANT):
-            raise ValueError(f"step {s.name} merges grants' statements, so it must be a locking grant step")
+        if s.merges and not s.locks:
+            raise ValueError(f"step {s.name} merges grants' statements, so it must lock its target")
         seen[s.name] = s
 
 

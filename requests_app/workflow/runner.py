@@ -39,13 +39,14 @@ from collections.abc import Callable
 from typing import Any
 
 from django.db import connection, connections, transaction
-from django.db.models import BooleanField, ExpressionWrapper, F, Prefetch, Q
+from django.db.models import BooleanField, ExpressionWrapper, F, Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
 from provisioning.documents import build_plan, plan_hash
 from provisioning.errors import InvalidInput, ProvisioningError, RetryableAwsError
 from provisioning.steps import table
+from provisioning.steps.policy_write import Companion
 from requests_app import notifications
 from requests_app.audit import record_event
 from requests_app.aws import grant_clients_for
@@ -68,10 +69,7 @@ Status = ProvisioningStep.Status
 
 # The states in which a phase's steps may run; in any other state (cancelled,
 # failed, revoked...) a queued task is stale and does nothing.
-RUNNABLE_STATES = {
-    Phase.GRANT: scheduling.PROVISIONABLE,
-    Phase.REVOKE: (RequestState.REVOKING,),
-}
+RUNNABLE_STATES = scheduling.IN_PHASE
 # Fields the engine's outputs set on the request.
 OUTPUT_FIELDS = ("role_arn", "role_id", "endpoint_arn")
 
@@ -221,7 +219,7 @@ def _run_claimed(claim: Claim, *, final_attempt: bool) -> tuple[str, bool]:
         if request.request_set_id is not None and any(step.name in table.upstream(name) for name in table.merged(phase)):
             # Its outcome may be the last the set's merging steps waited for.
             set_id = request.request_set_id
-            transaction.on_commit(lambda: scheduling.wake_set_writes(set_id))
+            transaction.on_commit(lambda: scheduling.wake_set_writes(set_id, phase))
     return step.name, more
 
 
@@ -269,7 +267,7 @@ def _claim_ready_step(request_id: int, phase: str) -> tuple[Claim | None, bool]:
             for name in table.ready(phase, succeeded)
             if name in by_name and not (by_name[name].status == Status.RUNNING and by_name[name].lease_live)
         ]
-        if request.request_set_id is not None and phase == Phase.GRANT:
+        if request.request_set_id is not None:
             # A merging step waits for the other grants of its set (scheduling.wake_set_writes).
             free = [
                 step for step in free
@@ -369,32 +367,36 @@ def _call_engine(
             refusal = error.message
         if refusal:
             raise PlanNotApproved(f"Refusing to write: {refusal}.")
+    merged = {}
+    if definition.merges and request.request_set_id is not None:
+        merged = {"companions": lambda: _companions(request, definition)}
     if definition.undoes is not None:
         written = [
             target
             for grant_step in request.steps.filter(phase=Phase.GRANT, name=definition.undoes)
             for target in grant_step.targets
         ]
-        return function(spec, clients=clients, lock=arn_lock, written=written)
-    if definition.merges and request.request_set_id is not None:
-        return function(spec, clients=clients, lock=arn_lock, companions=lambda: _companions(request, definition))
+        return function(spec, clients=clients, lock=arn_lock, written=written, **merged)
+    if merged:
+        return function(spec, clients=clients, lock=arn_lock, **merged)
     if definition.locks:
         return function(spec, clients=clients, lock=arn_lock)
     return function(spec, clients=clients)
 
 
-def _companions(request: AccessRequest, definition: table.Step) -> list:
-    """The other grants of ``request``'s set whose statement goes into the
-    same write: on the same target, being provisioned, the step not yet
-    succeeded (a grant whose own run of the step waits for the lock finds its
-    statement written, and writes nothing), every step before it done, and
-    the plan approved.
+def _companions(request: AccessRequest, definition: table.Step) -> list[Companion]:
+    """The other grants of ``request``'s request set whose statement goes into
+    (or, for a revoke, out of) the same write: on the same target, in the
+    step's phase, the step not yet succeeded (a grant whose own run of the
+    step waits for the lock finds the work done, and writes nothing), every
+    step before it done, and for a grant the plan approved.
 
     Asked by the engine under the target's lock, so a grant revoked (or sent
     back to the approvers) before the write is not written for, and one
     revoked after it has its statement removed by its revoke, which waits for
     the same lock.
     """
+    phase = definition.phase
     if definition.target == table.SECRET:
         same = Q(secret_arn=request.secret_arn)
     elif request.resolved_kms_key_arn:
@@ -402,26 +404,31 @@ def _companions(request: AccessRequest, definition: table.Step) -> list:
     else:
         return []
     siblings = (
-        AccessRequest.objects.filter(same, request_set_id=request.request_set_id, state__in=RUNNABLE_STATES[Phase.GRANT])
+        AccessRequest.objects.filter(same, request_set_id=request.request_set_id, state__in=RUNNABLE_STATES[phase])
         .exclude(pk=request.pk)
         .select_related("datalake_account", "remote_account")
-        .prefetch_related(Prefetch("steps", queryset=ProvisioningStep.objects.filter(phase=Phase.GRANT)))
+        .prefetch_related("steps")
         .order_by("pk")
     )
     chosen = []
     for sibling in siblings:
-        status = {step.name: step.status for step in sibling.steps.all()}
+        steps = {(step.phase, step.name): step for step in sibling.steps.all()}
+        status = {name: step.status for (in_phase, name), step in steps.items() if in_phase == phase}
         if status.get(definition.name) not in (Status.PENDING, Status.RUNNING):
             continue
         if any(status.get(name) != Status.SUCCEEDED for name in table.upstream(definition.name)):
             continue
         spec = grant_spec_for(sibling)
+        if definition.undoes is not None:
+            undone = steps.get((Phase.GRANT, definition.undoes))
+            chosen.append(Companion(spec, tuple(undone.targets if undone is not None else ())))
+            continue
         try:
             refusal = approval_of(sibling, build_plan(spec))
         except InvalidInput as error:
             refusal = error.message
         if refusal is None:
-            chosen.append(spec)
+            chosen.append(Companion(spec))
     return chosen
 
 
@@ -485,7 +492,7 @@ def _record_success(request: AccessRequest, step: ProvisioningStep, result: Any)
             setattr(request, field, value)
         step.status, step.finished_at, step.error, step.diagnosis = Status.SUCCEEDED, now, "", ""
         _audit_result(request, step, definition, result)
-        _audit_companions(request, step, definition, outputs.get("companions") or [])
+        _audit_companions(request, step, definition, outputs)
         return _phase_goes_on(request.pk, step)
 
 
@@ -626,11 +633,13 @@ def _audit_result(request: AccessRequest, step: ProvisioningStep, definition: ta
     _audit_step(request, step, action, target_arn=target_arn, details=details)
 
 
-def _audit_companions(request: AccessRequest, step: ProvisioningStep, definition: table.Step, written: list) -> None:
-    """Each grant whose statement ``step`` wrote with its own has the write in its own trail."""
+def _audit_companions(request: AccessRequest, step: ProvisioningStep, definition: table.Step, outputs: dict) -> None:
+    """Each grant whose statement ``step`` wrote (or removed) with its own has
+    the write in its own trail: the Sid(s), and for a grant the statement."""
+    written = outputs.get("companions") or []
     if not written:
         return
-    target = {**(step.targets[-1] if step.targets else {})}
+    target_arn = _target_arn(request, definition, outputs)
     others = AccessRequest.objects.select_related("datalake_account", "remote_account").in_bulk(
         [int(item["grant_id"]) for item in written]
     )
@@ -642,10 +651,11 @@ def _audit_companions(request: AccessRequest, step: ProvisioningStep, definition
             action=definition.action,
             request=other,
             account=other.remote_account,
-            target_arn=target.get("arn", ""),
+            target_arn=target_arn,
             details={
                 "phase": step.phase, "step": step.name, "written_with_request": request.pk,
-                "sid": item["sid"], "statement": item["document"], "aws_request_ids": step.aws_request_ids,
+                **{"statement" if key == "document" else key: value for key, value in item.items() if key != "grant_id"},
+                "aws_request_ids": step.aws_request_ids,
             },
         )  # fmt: skip
 

@@ -104,39 +104,44 @@ def schedule_retry(request: AccessRequest, phase: str = ProvisioningStep.Phase.G
     _enqueue_after_commit(request, phase)
 
 
-# --- the grants of one multi-grant request ------------------------------------
+# --- the grants of one request set --------------------------------------------
 # A merging step (``table.Step.merges``) of a grant of a set waits until every
-# grant of the set being provisioned has finished the steps it waits for; the
-# first of them to run then writes the statements of all of them on its
-# target in one put. Whoever finishes the last of those steps wakes the
+# grant of the set in the same phase has finished the steps it waits for; the
+# first of them to run then writes (or removes) the statements of all of them
+# on its target in one put. Whoever finishes the last of those steps wakes the
 # waiting grants.
 
-
-def set_write_waits(set_id: int, name: str, *, but: int | None = None) -> bool:
-    """Whether a grant of set ``set_id`` being provisioned (other than ``but``)
-    has yet to finish a step that merging step ``name`` waits for."""
-    unfinished = ProvisioningStep.objects.filter(
-        request__request_set_id=set_id,
-        request__state__in=PROVISIONABLE,
-        phase=ProvisioningStep.Phase.GRANT,
-        name__in=table.upstream(name),
-    ).exclude(status=ProvisioningStep.Status.SUCCEEDED)
-    if but is not None:
-        unfinished = unfinished.exclude(request_id=but)
-    return unfinished.exists()
+# The states in which a phase's steps run.
+IN_PHASE = {ProvisioningStep.Phase.GRANT: PROVISIONABLE, ProvisioningStep.Phase.REVOKE: (RequestState.REVOKING,)}
 
 
-def wake_set_writes(set_id: int) -> None:
-    """Once no grant of the set being provisioned has a step left before its
+def set_write_waits(set_id: int, name: str) -> bool:
+    """Whether a grant of set ``set_id`` in the phase of merging step ``name``
+    has yet to finish a step that ``name`` waits for."""
+    phase = table.step(name).phase
+    return (
+        ProvisioningStep.objects.filter(
+            request__request_set_id=set_id,
+            request__state__in=IN_PHASE[phase],
+            phase=phase,
+            name__in=table.upstream(name),
+        )
+        .exclude(status=ProvisioningStep.Status.SUCCEEDED)
+        .exists()
+    )
+
+
+def wake_set_writes(set_id: int, phase: str) -> None:
+    """Once no grant of the set in ``phase`` has a step left before its
     merging steps, ask a worker for each grant whose merging steps wait."""
-    merged = table.merged(table.GRANT)
+    merged = table.merged(phase)
     if any(set_write_waits(set_id, name) for name in merged):
         return
     waiting = (
         ProvisioningStep.objects.filter(
             request__request_set_id=set_id,
-            request__state__in=PROVISIONABLE,
-            phase=ProvisioningStep.Phase.GRANT,
+            request__state__in=IN_PHASE[phase],
+            phase=phase,
             name__in=merged,
             status=ProvisioningStep.Status.PENDING,
         )
@@ -144,4 +149,4 @@ def wake_set_writes(set_id: int) -> None:
         .distinct()
     )
     for request_id in sorted(waiting):
-        enqueue_next_step(request_id, ProvisioningStep.Phase.GRANT)
+        enqueue_next_step(request_id, phase)

@@ -77,10 +77,10 @@ def _provision(grants, drive, phase="grant"):
     return [AccessRequest.objects.get(pk=grant.pk) for grant in grants]
 
 
-def _calls(event_name: str) -> int:
+def _calls(event_name: str, *, after: int = 0) -> int:
     return sum(
         1
-        for details in AuditEvent.objects.values_list("details", flat=True)
+        for details in AuditEvent.objects.filter(id__gt=after).values_list("details", flat=True)
         for call in details.get("aws_calls", [])
         if call["event_name"] == event_name
     )
@@ -128,6 +128,22 @@ def test_forty_grants_on_five_secrets_and_two_keys_are_approved_once_and_written
         actions = Counter(AuditEvent.objects.filter(request=grant).values_list("action", flat=True))
         assert actions["aws.grant_secret_policy"] == 1 and actions["aws.grant_key_policy"] == 1, actions
         assert actions["request.active"] == 1
+
+    # Revoking the set removes every grant's statements in one write per secret and per key too.
+    before_revoke = AuditEvent.objects.order_by("-id").values_list("id", flat=True).first()
+    with django_capture_on_commit_callbacks(execute=True):
+        request_set_revoke(set_id=request_set.pk, user=cast.requester)
+    grants = _provision(grants, drive, "revoke")
+    assert Counter(g.state for g in grants) == {RequestState.REVOKED: GRANTS}
+    assert _calls("DeleteResourcePolicy", after=before_revoke) == SECRETS  # nothing else was in them
+    assert _calls("PutResourcePolicy", after=before_revoke) == 0
+    assert _calls("PutKeyPolicy", after=before_revoke) == KEYS
+    for secret_arn, key_arn in databases:
+        assert _secret_policy(portal_aws, secret_arn) is None
+        assert not any(sid.startswith("DmsAccessPortal") for sid in _sids(_key_policy(portal_aws, key_arn)))
+    for grant in grants:
+        actions = Counter(AuditEvent.objects.filter(request=grant, id__gt=before_revoke).values_list("action", flat=True))
+        assert actions["aws.revoke_secret_policy"] == 1 and actions["aws.revoke_key_policy"] == 1, actions
     assert verify_chain().ok
 
 
