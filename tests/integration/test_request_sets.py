@@ -14,9 +14,9 @@ import pytest
 from requests_app.audit import verify_chain
 from requests_app.grants import grant_spec_for
 from requests_app.models import AuditEvent, ProvisioningStep
-from requests_app.services import request_set_approve, request_set_submit
+from requests_app.services import request_set_approve, request_set_revoke, request_set_submit
 from requests_app.set_plans import awaiting_grants, set_plan_hash
-from tests.integration.outcomes import sids, steps, wait_until_settled
+from tests.integration.outcomes import sids, steps, wait_until_final, wait_until_settled
 from tests.integration.world import FOREIGN_SECRET_STATEMENT, ROOT_KEY_STATEMENT, SECRET_VALUE
 from tests.requests_app.rows import APPROVER, DATALAKE_ID, REMOTE_ID, REQUESTER, portal_accounts, user
 
@@ -38,10 +38,10 @@ def _more_secrets(world) -> list[str]:
     ]  # fmt: skip
 
 
-def _calls(event_name: str) -> int:
+def _calls(event_name: str, *, after: int = 0) -> int:
     return sum(
         1
-        for details in AuditEvent.objects.values_list("details", flat=True)
+        for details in AuditEvent.objects.filter(id__gt=after).values_list("details", flat=True)
         for call in details.get("aws_calls", [])
         if call["event_name"] == event_name
     )
@@ -80,4 +80,20 @@ def test_twelve_grants_approved_once_are_provisioned_with_one_write_per_secret_a
     assert FOREIGN_SECRET_STATEMENT in json.loads(
         secretsmanager.get_resource_policy(SecretId=secrets[0])["ResourcePolicy"]
     )["Statement"]
+
+    # Revoked together, the twelve leave with one write per secret and per key: the
+    # runbook's secret keeps its foreign statement (a put), the two others are left
+    # with nothing (their policies deleted).
+    before = AuditEvent.objects.order_by("-id").values_list("id", flat=True).first()
+    request_set_revoke(set_id=request_set.pk, user=user(REQUESTER))
+    revoked = {pk: wait_until_final(pk, "revoked", workers, timeout=120) for pk in settled}
+    retried = ProvisioningStep.objects.filter(request__in=revoked, phase="revoke", attempts__gt=1).exists()
+    writes = tuple(_calls(name, after=before) for name in ("PutResourcePolicy", "DeleteResourcePolicy", "PutKeyPolicy"))
+    if retried:
+        assert all(count <= most for count, most in zip(writes, (1, 2, 2))), writes
+    else:
+        assert writes == (1, 2, 2)
+    remaining = json.loads(secretsmanager.get_resource_policy(SecretId=secrets[0])["ResourcePolicy"])
+    assert remaining["Statement"] == [FOREIGN_SECRET_STATEMENT]
+    assert all("ResourcePolicy" not in secretsmanager.get_resource_policy(SecretId=arn) for arn in secrets[1:])
     assert verify_chain().ok
