@@ -27,7 +27,6 @@ from django.db import IntegrityError, connections, transaction
 from requests_app import notifications, permissions
 from requests_app.audit import record_event
 from requests_app.errors import (
-    IdempotencyConflict,
     InvalidTransition,
     NotAllowed,
     NotFoundForUser,
@@ -44,6 +43,7 @@ from requests_app.services.submission import (
     _file,
     _fingerprint,
     _held_names,
+    _replay,
     _run_preflight,
     _text,
 )
@@ -156,15 +156,6 @@ def _fingerprint_of(shared: Mapping[str, Any], grants: Sequence[Mapping[str, Any
     return _fingerprint({**shared, **flat, "grants": str(len(grants))})
 
 
-def _replay(requester, key: str, fingerprint: str) -> RequestSet | None:
-    existing = RequestSet.objects.filter(requester=requester, idempotency_key=key).first()
-    if existing is not None and existing.idempotency_fingerprint != fingerprint:
-        raise IdempotencyConflict(
-            f"This idempotency key was already used for request #{existing.pk} with a different body."
-        )
-    return existing
-
-
 def request_set_submit(
     *,
     requester,
@@ -193,7 +184,7 @@ def request_set_submit(
     if len(key) > IDEMPOTENCY_KEY_MAX:
         raise ValidationFailed({"idempotency_key": [f"Must be at most {IDEMPOTENCY_KEY_MAX} characters."]})
     fingerprint = _fingerprint_of(shared, grants) if key else ""
-    if key and (existing := _replay(requester, key, fingerprint)) is not None:
+    if key and (existing := _replay(requester, key, fingerprint, model=RequestSet)) is not None:
         return existing
     named = AwsAccount.objects.filter(account_id=_text(shared.get("datalake_account_id")), is_datalake=True).first()
     if named is not None:
@@ -230,7 +221,7 @@ def request_set_submit(
             )
             transaction.on_commit(lambda: notifications.notify_set_submitted(request_set))
     except IntegrityError:
-        if key and (existing := _replay(requester, key, fingerprint)) is not None:
+        if key and (existing := _replay(requester, key, fingerprint, model=RequestSet)) is not None:
             return existing  # the same key, filed by a retry at the same moment
         # Another request took one of the names at the same moment; say which.
         errors = {

@@ -117,8 +117,10 @@ def _fingerprint(fields: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def _replay(requester, key: str, fingerprint: str) -> AccessRequest | None:
-    existing = AccessRequest.objects.filter(requester=requester, idempotency_key=key).first()
+def _replay(requester, key: str, fingerprint: str, *, model=AccessRequest):
+    """What ``requester`` filed with ``key`` before (a request, or a ``model``
+    row), if anything; IdempotencyConflict when it was filed with another body."""
+    existing = model.objects.filter(requester=requester, idempotency_key=key).first()
     if existing is not None and existing.idempotency_fingerprint != fingerprint:
         raise IdempotencyConflict(
             f"This idempotency key was already used for request #{existing.pk} with a different body."

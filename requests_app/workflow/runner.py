@@ -67,8 +67,6 @@ logger = logging.getLogger(__name__)
 Phase = ProvisioningStep.Phase
 Status = ProvisioningStep.Status
 
-# The states in which a phase's steps may run; in any other state (cancelled,
-# failed, revoked...) a queued task is stale and does nothing.
 RUNNABLE_STATES = scheduling.IN_PHASE
 # Fields the engine's outputs set on the request.
 OUTPUT_FIELDS = ("role_arn", "role_id", "endpoint_arn")
@@ -377,10 +375,8 @@ def _call_engine(
             for target in grant_step.targets
         ]
         return function(spec, clients=clients, lock=arn_lock, written=written, **merged)
-    if merged:
+    if definition.locks:  # every merging step locks (table._check)
         return function(spec, clients=clients, lock=arn_lock, **merged)
-    if definition.locks:
-        return function(spec, clients=clients, lock=arn_lock)
     return function(spec, clients=clients)
 
 

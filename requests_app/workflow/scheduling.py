@@ -20,8 +20,12 @@ from requests_app.models import AccessRequest, ProvisioningStep, RequestState
 logger = logging.getLogger(__name__)
 
 RUN_STEP_TASK = "provisioning.run_step"
-# The states in which a request's grant steps may run.
-PROVISIONABLE = (RequestState.APPROVED, RequestState.PROVISIONING)
+# The states in which a phase's steps may run; in any other state (cancelled,
+# failed, revoked...) a queued task is stale and does nothing.
+IN_PHASE = {
+    ProvisioningStep.Phase.GRANT: (RequestState.APPROVED, RequestState.PROVISIONING),
+    ProvisioningStep.Phase.REVOKE: (RequestState.REVOKING,),
+}
 
 def enqueue_next_step(request_id: int, phase: str) -> bool:
     """Ask a worker to run the request's next pending step of ``phase``;
@@ -110,9 +114,6 @@ def schedule_retry(request: AccessRequest, phase: str = ProvisioningStep.Phase.G
 # first of them to run then writes (or removes) the statements of all of them
 # on its target in one put. Whoever finishes the last of those steps wakes the
 # waiting grants.
-
-# The states in which a phase's steps run.
-IN_PHASE = {ProvisioningStep.Phase.GRANT: PROVISIONABLE, ProvisioningStep.Phase.REVOKE: (RequestState.REVOKING,)}
 
 
 def set_write_waits(set_id: int, name: str) -> bool:
