@@ -488,7 +488,12 @@ def _record_success(request: AccessRequest, step: ProvisioningStep, result: Any)
             setattr(request, field, value)
         step.status, step.finished_at, step.error, step.diagnosis = Status.SUCCEEDED, now, "", ""
         _audit_result(request, step, definition, result)
-        _audit_companions(request, step, definition, outputs)
+        if outputs.get("companions"):
+            # After the commit, each under its own request's lock (see _audit_companions).
+            target_arn = _target_arn(request, definition, outputs)
+            transaction.on_commit(
+                lambda: _audit_companions(request, step, definition, outputs["companions"], target_arn), robust=True
+            )
         return _phase_goes_on(request.pk, step)
 
 
@@ -629,31 +634,40 @@ def _audit_result(request: AccessRequest, step: ProvisioningStep, definition: ta
     _audit_step(request, step, action, target_arn=target_arn, details=details)
 
 
-def _audit_companions(request: AccessRequest, step: ProvisioningStep, definition: table.Step, outputs: dict) -> None:
+def _audit_companions(
+    request: AccessRequest, step: ProvisioningStep, definition: table.Step, written: list, target_arn: str
+) -> None:
     """Each grant whose statement ``step`` wrote (or removed) with its own has
-    the write in its own trail: the Sid(s), and for a grant the statement."""
-    written = outputs.get("companions") or []
-    if not written:
-        return
-    target_arn = _target_arn(request, definition, outputs)
-    others = AccessRequest.objects.select_related("datalake_account", "remote_account").in_bulk(
-        [int(item["grant_id"]) for item in written]
-    )
+    the write in its own trail: the Sid(s), and for a grant the statement.
+
+    Each event is recorded in a transaction of its own holding its grant's
+    row, once the step's record committed. Inserting an event about a grant
+    takes a share lock on that grant's row; taken inside the step's record,
+    which holds the audit trail's lock, it would wait for the grant's own
+    record holding its row and waiting for the trail: a deadlock.
+    """
     for item in written:
-        other = others.get(int(item["grant_id"]))
-        if other is None:
-            continue
-        record_event(
-            action=definition.action,
-            request=other,
-            account=other.remote_account,
-            target_arn=target_arn,
-            details={
-                "phase": step.phase, "step": step.name, "written_with_request": request.pk,
-                **{"statement" if key == "document" else key: value for key, value in item.items() if key != "grant_id"},
-                "aws_request_ids": step.aws_request_ids,
-            },
-        )  # fmt: skip
+        with transaction.atomic():
+            other = (
+                AccessRequest.objects.select_for_update(of=("self",))
+                .select_related("remote_account")
+                .filter(pk=int(item["grant_id"]))
+                .first()
+            )
+            if other is None:
+                continue
+            record_event(
+                action=definition.action,
+                request=other,
+                account=other.remote_account,
+                target_arn=target_arn,
+                details={
+                    "phase": step.phase, "step": step.name, "written_with_request": request.pk,
+                    **{"statement" if key == "document" else key: value for key, value in item.items()
+                       if key != "grant_id"},
+                    "aws_request_ids": step.aws_request_ids,
+                },
+            )  # fmt: skip
 
 
 def _target_arn(request: AccessRequest, definition: table.Step, outputs: dict) -> str:

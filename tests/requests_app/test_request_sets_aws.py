@@ -214,3 +214,26 @@ def test_the_requester_is_told_once_when_every_grant_of_the_set_is_provisioned(
     [told] = mailoutbox
     assert told.to == [cast.requester.email] and f"Request set #{request_set.pk} is active (4 grants)" in told.subject
     assert all(f"Request #{grant.pk}:" in told.body for grant in grants)
+
+
+def test_a_grants_statement_written_by_another_is_recorded_after_that_write_commits(
+    cast, portal_aws, databases, drive, django_capture_on_commit_callbacks  # noqa: F811
+):
+    """The event in the companion's trail is not inserted inside the writer's
+    record (which holds the audit trail's lock): there it would wait for the
+    companion's own record, holding its row and waiting for the trail."""
+    from requests_app.workflow import runner
+
+    request_set = _file(cast, databases, count=2 * SECRETS, capture=django_capture_on_commit_callbacks)
+    _approve(cast, request_set, django_capture_on_commit_callbacks)
+    first, second = [grant for grant in request_set.grants.order_by("pk") if grant.secret_arn == databases[0][0]]
+    for grant in request_set.grants.order_by("pk"):
+        drive(grant)  # each stops before its policy writes once its role is made, until the last one's is
+    carried = AuditEvent.objects.filter(request=first, action="aws.grant_secret_policy")
+    assert not carried.exists()
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        assert runner.run_step(second.pk, "grant") == "grant_secret_policy"
+    assert not carried.exists() and callbacks
+    for callback in callbacks:
+        callback()
+    assert carried.get().details["written_with_request"] == second.pk
